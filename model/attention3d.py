@@ -25,6 +25,7 @@ clipped into the key grid, so cross-attention keeps using the last condition fra
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -92,9 +93,14 @@ def raster_to_coords(pos: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Tensor]:
     return pos // (h * w), (pos // w) % h, pos % w
 
 
-def _centres(q_pos: Tensor, q_grid: Grid, k_grid: Grid) -> tuple[Tensor, Tensor, Tensor]:
+def _centres(
+    q_pos: Tensor, q_grid: Grid, k_grid: Grid, time_unbounded: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     t, h, w = raster_to_coords(q_pos, q_grid)
-    ct = torch.clamp((t * k_grid[0]) // q_grid[0], max=k_grid[0] - 1)
+    if time_unbounded:  # ring-cache self-attention: the key grid slides with the query
+        ct = t
+    else:  # a query past the key grid's last frame keeps using the last frame
+        ct = torch.clamp((t * k_grid[0]) // q_grid[0], max=k_grid[0] - 1)
     ch = (h * k_grid[1]) // q_grid[1]
     cw = (w * k_grid[2]) // q_grid[2]
     return ct, ch, cw
@@ -107,18 +113,22 @@ def nearby_mask(
     causal: bool = False,
     q_positions: Tensor | None = None,
     k_positions: Tensor | None = None,
+    time_unbounded: bool = False,
 ) -> Tensor:
     """Boolean mask ``(..., Nq, Nk)``: True where query attends key. The oracle of DESIGN §4.
 
     ``q_positions`` ``(..., Nq)`` are raster indices in ``q_grid`` (default: every position);
     ``k_positions`` ``(..., Nk)`` raster indices in ``k_grid`` (default: every position), ``< 0``
-    marks an empty cache slot that is never attended.
+    marks an empty cache slot that is never attended. ``time_unbounded`` (ring-cache decode):
+    the time axis has no upper border, so frames past ``T`` keep their own centre.
     """
     if q_positions is None:
         q_positions = torch.arange(grid_size(q_grid))
     if k_positions is None:
         k_positions = torch.arange(grid_size(k_grid))
-    ct, ch, cw = _centres(q_positions, q_grid, k_grid)
+    if time_unbounded and extents[0] < 0:  # a sliding whole time axis spans the last T frames
+        extents = (k_grid[0] - 1, extents[1], extents[2])
+    ct, ch, cw = _centres(q_positions, q_grid, k_grid, time_unbounded)
     a, b, c = raster_to_coords(k_positions.clamp(min=0), k_grid)
     mask = (k_positions >= 0).unsqueeze(-2).expand(*ct.shape, k_positions.shape[-1])
     for centre, key, radius in ((ct, a, extents[0]), (ch, b, extents[1]), (cw, c, extents[2])):
@@ -129,7 +139,9 @@ def nearby_mask(
     return mask
 
 
-def _masked_softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+def _masked_softmax_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float
+) -> Tensor:
     # q (B, nh, Nq, hd), k/v (B, nh, Nk, hd), mask broadcastable to (B, nh, Nq, Nk)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale
     scores = scores.masked_fill(~mask, float("-inf"))
@@ -151,7 +163,18 @@ def nearby_attention_dense(
     q ``(B, nh, Nq, hd)``, k/v ``(B, nh, Nk, hd)``; positions ``(Nq,)``/``(B, Nq)`` and
     ``(Nk,)``/``(B, Nk)`` as in :func:`nearby_mask`. Returns ``(B, nh, Nq, hd)``.
     """
-    mask = nearby_mask(spec.q_grid, spec.k_grid, spec.extents, spec.causal, q_positions, k_positions)
+    if q_positions is None and k_positions is None and not spec.ring_cache:
+        mask = static_mask(spec)
+    else:
+        mask = nearby_mask(
+            spec.q_grid,
+            spec.k_grid,
+            spec.extents,
+            spec.causal,
+            q_positions,
+            k_positions,
+            time_unbounded=spec.ring_cache,
+        )
     if mask.dim() == 3:  # per-batch positions -> (B, 1, Nq, Nk)
         mask = mask.unsqueeze(1)
     return _masked_softmax_attention(q, k, v, mask.to(q.device), spec.resolved_scale(q.shape[-1]))
@@ -162,12 +185,15 @@ def nearby_attention_dense(
 # --------------------------------------------------------------------------------------------
 
 
-def _axis_candidates(centre: Tensor, radius: int, size: int, causal_time: bool) -> Tensor:
+def _axis_candidates(
+    centre: Tensor, radius: int, size: int, causal_time: bool, unbounded: bool = False
+) -> Tensor:
     """Candidate key coordinates along one axis, ``(..., m)``: the whole axis if ``radius < 0``,
-    else ``centre - r .. centre + r`` (``.. centre`` for the causal time axis)."""
+    else ``centre - r .. centre + r`` (``.. centre`` for the causal time axis). ``r`` is clipped to
+    the axis unless the axis is ``unbounded`` (the time axis of a ring cache)."""
     if radius < 0:
         return torch.arange(size).expand(*centre.shape, size)
-    r = min(radius, size - 1)
+    r = radius if unbounded else min(radius, size - 1)
     offsets = torch.arange(-r, 1 if causal_time else r + 1)
     return centre.unsqueeze(-1) + offsets
 
@@ -185,17 +211,35 @@ def neighbour_table(
     q_grid, k_grid = spec.q_grid, spec.k_grid
     if q_positions is None:
         q_positions = torch.arange(grid_size(q_grid))
-    ct, ch, cw = _centres(q_positions, q_grid, k_grid)
-    a = _axis_candidates(ct, spec.extents[0], k_grid[0], spec.causal)[..., :, None, None]
+    et = spec.extents[0]
+    if spec.ring_cache and et < 0:  # a sliding whole time axis spans the last T frames
+        et = k_grid[0] - 1
+    ct, ch, cw = _centres(q_positions, q_grid, k_grid, spec.ring_cache)
+    a = _axis_candidates(ct, et, k_grid[0], spec.causal, spec.ring_cache)
+    a = a[..., :, None, None]
     b = _axis_candidates(ch, spec.extents[1], k_grid[1], False)[..., None, :, None]
     c = _axis_candidates(cw, spec.extents[2], k_grid[2], False)[..., None, None, :]
-    valid = (a >= 0) & (a < k_grid[0]) & (b >= 0) & (b < k_grid[1]) & (c >= 0) & (c < k_grid[2])
+    valid = (a >= 0) & (b >= 0) & (b < k_grid[1]) & (c >= 0) & (c < k_grid[2])
+    if not spec.ring_cache:  # a ring cache slides: its time axis has no last frame
+        valid = valid & (a < k_grid[0])
     index = (a * k_grid[1] + b) * k_grid[2] + c
     index, valid = index.flatten(-3), valid.flatten(-3)
     if spec.causal:
         valid = valid & (index <= q_positions.unsqueeze(-1))
     index = torch.where(valid, index, torch.zeros_like(index))
     return index, valid
+
+
+@functools.lru_cache(maxsize=256)
+def static_neighbour_table(spec: NearbyAttentionSpec) -> tuple[Tensor, Tensor]:
+    """:func:`neighbour_table` of a whole grid, computed once per spec."""
+    return neighbour_table(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def static_mask(spec: NearbyAttentionSpec) -> Tensor:
+    """:func:`nearby_mask` of a whole grid, computed once per spec."""
+    return nearby_mask(spec.q_grid, spec.k_grid, spec.extents, spec.causal)
 
 
 def _gathered_attention(
@@ -209,7 +253,10 @@ def _gathered_attention(
 
 
 def gather_keys(x: Tensor, index: Tensor) -> Tensor:
-    """``x (B, nh, Nk, hd)`` gathered by ``index (Nq, M)`` or ``(B, Nq, M)`` -> ``(B, nh, Nq, M, hd)``."""
+    """Gather ``x (B, nh, Nk, hd)`` by ``index (Nq, M)`` or ``(B, Nq, M)``.
+
+    Returns ``(B, nh, Nq, M, hd)``.
+    """
     bsz, nh, _, hd = x.shape
     if index.dim() == 2:
         nq, m = index.shape
@@ -233,7 +280,11 @@ def nearby_attention_gather(
     Shapes as :func:`nearby_attention_dense`; keys are the whole key grid.
     """
     if table is None:
-        table = neighbour_table(spec, q_positions)
+        table = (
+            static_neighbour_table(spec)
+            if q_positions is None
+            else neighbour_table(spec, q_positions)
+        )
     index, valid = (t.to(q.device) for t in table)
     k_sel = gather_keys(k, index)
     v_sel = gather_keys(v, index)

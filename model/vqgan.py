@@ -1,0 +1,215 @@
+"""VQ-GAN (Esser et al. 2021, as used by NÜWA §3.1): a convolutional encoder, an EMA codebook
+quantizer and a convolutional decoder, with reconstruction, commitment and optional hinge GAN
+losses. The same class is the VQ-GAN-Seg for one-hot segmentation sketches (``kind="seg"``: the
+input is a one-hot class map, the output class logits, the loss cross-entropy).
+
+No pretrained perceptual network can be downloaded, so the RGB loss is L1 + MSE (+ GAN if asked).
+
+Shapes: images ``(B, C, S, S)`` in ``[-1, 1]``; codes ``(B, h, w)`` int64 with ``h = S / 2**(n-1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import VQGANConfig
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(32, ch), ch, eps=1e-6)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = _norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Encoder(nn.Module):
+    """(B, C, S, S) -> (B, embed_dim, S/f, S/f)."""
+
+    def __init__(self, cfg: VQGANConfig) -> None:
+        super().__init__()
+        chs = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
+        blocks: list[nn.Module] = []
+        cin = chs[0]
+        for i, ch in enumerate(chs):
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(cin, ch))
+                cin = ch
+            if i < len(chs) - 1:
+                blocks.append(nn.Conv2d(ch, ch, 4, stride=2, padding=1))
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_out = _norm(cin)
+        self.conv_out = nn.Conv2d(cin, cfg.embed_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(x)))))
+
+
+class Decoder(nn.Module):
+    """(B, embed_dim, h, w) -> (B, out_channels, h*f, w*f)."""
+
+    def __init__(self, cfg: VQGANConfig) -> None:
+        super().__init__()
+        chs = [cfg.base_channels * m for m in reversed(cfg.channel_mult)]
+        self.conv_in = nn.Conv2d(cfg.embed_dim, chs[0], 3, padding=1)
+        blocks: list[nn.Module] = []
+        cin = chs[0]
+        for i, ch in enumerate(chs):
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(cin, ch))
+                cin = ch
+            if i < len(chs) - 1:
+                blocks.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
+                blocks.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_out = _norm(cin)
+        self.conv_out = nn.Conv2d(cin, cfg.out_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(z)))))
+
+
+class EMAQuantizer(nn.Module):
+    """Nearest-code vector quantizer whose codebook follows an exponential moving average of the
+    encoder outputs assigned to each code (van den Oord et al. 2017, appendix). Unused codes are
+    restarted from random encoder outputs while training."""
+
+    def __init__(
+        self, codebook_size: int, dim: int, decay: float = 0.99, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.decay, self.eps = decay, eps
+        embed = torch.randn(codebook_size, dim) * 0.1
+        self.register_buffer("codebook", embed)  # (K, D)
+        self.register_buffer("ema_count", torch.ones(codebook_size))
+        self.register_buffer("ema_sum", embed.clone())
+
+    def codes(self, z: Tensor) -> Tensor:
+        """(B, D, h, w) -> nearest code ids (B, h, w)."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N, D)
+        dist = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * flat @ self.codebook.t()
+            + self.codebook.pow(2).sum(1)[None, :]
+        )
+        return dist.argmin(1).reshape(z.shape[0], z.shape[2], z.shape[3])
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """(B, h, w) -> (B, D, h, w)."""
+        return F.embedding(codes, self.codebook).permute(0, 3, 1, 2)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: Tensor, codes: Tensor) -> None:
+        onehot = F.one_hot(codes, self.codebook.shape[0]).type_as(flat)  # (N, K)
+        self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        n = self.ema_count.sum()
+        count = (self.ema_count + self.eps) / (n + self.codebook.shape[0] * self.eps) * n
+        self.codebook.copy_(self.ema_sum / count[:, None])
+        dead = self.ema_count < 1e-3
+        if dead.any():  # restart dead codes from random encoder outputs
+            pick = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
+            self.codebook[dead] = flat[pick]
+            self.ema_sum[dead] = flat[pick]
+            self.ema_count[dead] = 1.0
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Returns (quantized z with straight-through gradient, codes, commitment loss)."""
+        codes = self.codes(z)
+        zq = self.lookup(codes)
+        if self.training:
+            self._ema_update(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), codes.reshape(-1))
+        commit = F.mse_loss(z, zq.detach())
+        return z + (zq - z).detach(), codes, commit
+
+
+@dataclass
+class VQOutput:
+    reconstruction: Tensor  # RGB in [-1, 1] (kind rgb) or class logits (kind seg)
+    codes: Tensor  # (B, h, w)
+    commitment_loss: Tensor
+
+
+class VQGAN(nn.Module):
+    """Tokenizer for frames (``kind="rgb"``) or one-hot sketches (``kind="seg"``)."""
+
+    def __init__(self, cfg: VQGANConfig, kind: str = "rgb") -> None:
+        super().__init__()
+        if kind not in ("rgb", "seg"):
+            raise ValueError(f"unknown VQ-GAN kind {kind!r}; expected 'rgb' or 'seg'")
+        self.cfg, self.kind = cfg, kind
+        self.encoder = Encoder(cfg)
+        self.quantizer = EMAQuantizer(cfg.codebook_size, cfg.embed_dim, cfg.ema_decay)
+        self.decoder = Decoder(cfg)
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """Seg: class map (B, S, S) int64 -> one-hot (B, C, S, S); RGB passes through."""
+        if self.kind == "seg" and x.dim() == 3:
+            return F.one_hot(x.long(), self.cfg.in_channels).permute(0, 3, 1, 2).float()
+        return x
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images (B, C, S, S) (or class maps (B, S, S) for seg) -> codes (B, h, w)."""
+        return self.quantizer.codes(self.encoder(self.prepare_input(x)))
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """Codes (B, h, w) -> images in [-1, 1] (rgb) or class logits (seg)."""
+        out = self.decoder(self.quantizer.lookup(codes))
+        return out.clamp(-1, 1) if self.kind == "rgb" else out
+
+    def forward(self, x: Tensor) -> VQOutput:
+        zq, codes, commit = self.quantizer(self.encoder(self.prepare_input(x)))
+        return VQOutput(self.decoder(zq), codes, commit)
+
+    def losses(self, x: Tensor) -> tuple[dict[str, Tensor], VQOutput]:
+        """Reconstruction + commitment losses for a batch (``x`` as :meth:`encode` takes it)."""
+        out = self(x)
+        if self.kind == "seg":
+            target = x.long() if x.dim() == 3 else x.argmax(1)
+            rec = F.cross_entropy(out.reconstruction, target)
+        else:
+            rec = F.l1_loss(out.reconstruction, x) + F.mse_loss(out.reconstruction, x)
+        total = rec + self.cfg.commitment_weight * out.commitment_loss
+        return {"loss": total, "reconstruction": rec, "commitment": out.commitment_loss}, out
+
+
+class PatchDiscriminator(nn.Module):
+    """Small PatchGAN discriminator for the optional adversarial loss (hinge)."""
+
+    def __init__(self, in_channels: int = 3, ch: int = 32, layers: int = 3) -> None:
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = ch
+        for _ in range(layers - 1):
+            mods += [nn.Conv2d(c, c * 2, 4, 2, 1), _norm(c * 2), nn.LeakyReLU(0.2)]
+            c *= 2
+        mods.append(nn.Conv2d(c, 1, 3, 1, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+
+
+def hinge_g_loss(fake_logits: Tensor) -> Tensor:
+    return -fake_logits.mean()

@@ -25,7 +25,7 @@ class VQGANConfig:
     in_channels: int = 3  # RGB; a VQ-GAN-Seg takes one channel per sketch class
     out_channels: int = 3  # RGB; a VQ-GAN-Seg predicts one logit per sketch class
     base_channels: int = 32  # width of the first conv stage
-    channel_mult: tuple[int, ...] = (1, 2, 4)  # one stage per entry; each but the last halves H, W
+    channel_mult: tuple[int, ...] = (1, 2, 2, 4)  # stages; all but the last halve H, W
     num_res_blocks: int = 1  # residual blocks per stage
     codebook_size: int = 512  # number of discrete codes
     embed_dim: int = 64  # code vector size

@@ -1,0 +1,338 @@
+"""NÜWA's 3D encoder-decoder transformer (arXiv 2111.12417 §3): a condition encoder with 3DNA
+self-attention (full attention for text) and a target decoder with causal 3DNA self-attention and
+3DNA cross-attention to the condition, with grid rescaling when the grids differ.
+
+Tokens sit on 3D grids (DESIGN §4); positions are learned per axis (t, h, w) and summed. The
+decoder's input at raster position ``n`` is the embedding of token ``n-1`` (``<bos>`` at 0) plus
+position ``n``'s embedding; its output at ``n`` predicts token ``n``.
+
+Two entry points share every weight:
+
+- :meth:`NuwaTransformer.forward` — teacher-forced logits over a whole target grid (training,
+  and the reference the decode step is tested against);
+- :meth:`NuwaTransformer.decode_step` — one token per batch row against the ring-buffer KV cache
+  (DESIGN §5), functional (past in, present out) so it exports to ONNX as ``decoder_step``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention3d import (
+    Extents,
+    Grid,
+    NearbyAttentionSpec,
+    grid_size,
+    nearby_attention,
+    nearby_attention_decode_dense,
+    nearby_attention_decode_gather,
+    raster_to_coords,
+)
+from .config import TransformerConfig
+from .kv_cache import RingKVCache
+
+KV = tuple[Tensor, Tensor]  # (key, value), each (B, nh, N, hd)
+
+
+class PositionEmbedding3D(nn.Module):
+    """Separate learned tables for t, h and w, summed. Frames past ``T`` reuse frame ``T-1``."""
+
+    def __init__(self, grid: Grid, d_model: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.t = nn.Embedding(grid[0], d_model)
+        self.h = nn.Embedding(grid[1], d_model)
+        self.w = nn.Embedding(grid[2], d_model)
+        for table in (self.t, self.h, self.w):
+            nn.init.normal_(table.weight, std=0.02)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """Raster positions ``(..., N)`` on this grid -> ``(..., N, d)``."""
+        t, h, w = raster_to_coords(positions, self.grid)
+        return self.t(t.clamp(max=self.grid[0] - 1)) + self.h(h) + self.w(w)
+
+
+class NearbyAttention(nn.Module):
+    """Multi-head 3DNA: projections around one of the 3DNA implementations."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split(self, x: Tensor) -> Tensor:  # (B, N, d) -> (B, nh, N, hd)
+        b, n, d = x.shape
+        return x.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+    def _merge(self, x: Tensor) -> Tensor:  # (B, nh, N, hd) -> (B, N, d)
+        b, nh, n, hd = x.shape
+        return x.transpose(1, 2).reshape(b, n, nh * hd)
+
+    def project_kv(self, x: Tensor) -> KV:
+        return self._split(self.k_proj(x)), self._split(self.v_proj(x))
+
+    def project_q(self, x: Tensor) -> Tensor:
+        return self._split(self.q_proj(x))
+
+    def forward(
+        self,
+        x: Tensor,
+        spec: NearbyAttentionSpec,
+        impl: str,
+        kv: KV | None = None,
+        q_positions: Tensor | None = None,
+    ) -> Tensor:
+        """Whole-grid attention of ``x (B, Nq, d)`` to ``kv`` (default: self-attention)."""
+        k, v = kv if kv is not None else self.project_kv(x)
+        out = nearby_attention(self.project_q(x), k, v, spec, impl, q_positions)
+        return self.out_proj(self._merge(out))
+
+    def decode(
+        self, x: Tensor, past: KV, positions: Tensor, spec: NearbyAttentionSpec, impl: str
+    ) -> tuple[Tensor, KV]:
+        """One token per row ``x (B, 1, d)`` at ``positions (B,)``; writes its K/V into the
+        ring cache ``past`` (slot ``position % S``) and attends over it. Returns (out, present)."""
+        k_new, v_new = self.project_kv(x)  # (B, nh, 1, hd)
+        past_k, past_v = past
+        slots = torch.arange(past_k.shape[2], device=x.device)
+        hit = slots[None, :] == torch.remainder(positions, past_k.shape[2])[:, None]
+        hit = hit[:, None, :, None]  # (B, 1, S, 1)
+        k_cache = torch.where(hit, k_new, past_k)
+        v_cache = torch.where(hit, v_new, past_v)
+        attend = (
+            nearby_attention_decode_gather if impl == "gather" else nearby_attention_decode_dense
+        )
+        out = attend(self.project_q(x), k_cache, v_cache, spec, positions)
+        return self.out_proj(self._merge(out)), (k_cache, v_cache)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.fc2 = nn.Linear(hidden, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN: x + 3DNA(LN(x)); x + FFN(LN(x))."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.self_attn = NearbyAttention(cfg.d_model, cfg.n_heads)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_mult * cfg.d_model, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, spec: NearbyAttentionSpec, impl: str) -> Tensor:
+        x = x + self.dropout(self.self_attn(self.norm1(x), spec, impl))
+        return x + self.ffn(self.norm2(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN: causal 3DNA self-attention, 3DNA cross-attention to the condition, FFN."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.self_attn = NearbyAttention(cfg.d_model, cfg.n_heads)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.cross_attn = NearbyAttention(cfg.d_model, cfg.n_heads)
+        self.norm3 = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_mult * cfg.d_model, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        cross_kv: KV,
+        self_spec: NearbyAttentionSpec,
+        cross_spec: NearbyAttentionSpec,
+        impl: str,
+    ) -> Tensor:
+        x = x + self.dropout(self.self_attn(self.norm1(x), self_spec, impl))
+        x = x + self.dropout(self.cross_attn(self.norm2(x), cross_spec, impl, kv=cross_kv))
+        return x + self.ffn(self.norm3(x))
+
+    def decode(
+        self,
+        x: Tensor,
+        past: KV,
+        cross_kv: KV,
+        positions: Tensor,
+        ring_spec: NearbyAttentionSpec,
+        cross_spec: NearbyAttentionSpec,
+        impl: str,
+    ) -> tuple[Tensor, KV]:
+        h, present = self.self_attn.decode(self.norm1(x), past, positions, ring_spec, impl)
+        x = x + h
+        x = x + self.cross_attn(
+            self.norm2(x), cross_spec, impl, kv=cross_kv, q_positions=positions[:, None]
+        )
+        return x + self.ffn(self.norm3(x)), present
+
+
+@dataclass
+class Condition:
+    """An encoded condition: encoder output on its grid, and how the decoder attends to it."""
+
+    memory: Tensor  # (B, Nc, d)
+    grid: Grid  # condition token grid, (1, 1, L) for text
+    cross_extents: Extents  # 3DNA extents of decoder -> condition attention
+
+
+class NuwaTransformer(nn.Module):
+    """Encoder-decoder over VQ tokens. ``attn_impl`` picks the 3DNA implementation used everywhere:
+    ``"gather"`` (fast path) or ``"dense"`` (oracle)."""
+
+    def __init__(self, cfg: TransformerConfig, attn_impl: str = "gather") -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.attn_impl = attn_impl
+        d = cfg.d_model
+        self.text_embed = nn.Embedding(cfg.text_vocab_size, d)
+        self.text_pos = PositionEmbedding3D((1, 1, cfg.max_text_len), d)
+        self.sketch_embed = nn.Embedding(cfg.sketch_vocab_size, d)
+        self.sketch_pos = PositionEmbedding3D(
+            (cfg.sketch_frames, cfg.sketch_grid_h, cfg.sketch_grid_w), d
+        )
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(d)
+        self.token_embed = nn.Embedding(cfg.image_vocab_size + 1, d)  # + <bos>
+        self.target_pos = PositionEmbedding3D(cfg.target_grid, d)
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.image_vocab_size, bias=False)
+        for emb in (self.text_embed, self.sketch_embed, self.token_embed):
+            nn.init.normal_(emb.weight, std=0.02)
+        if cfg.tie_output_embedding:
+            self.head.weight = self.token_embed.weight  # type: ignore[assignment]
+
+    # ---- encoder ---------------------------------------------------------------------------
+
+    def _encode(self, x: Tensor, grid: Grid, extents: Extents) -> Tensor:
+        spec = NearbyAttentionSpec(grid, grid, extents)
+        for layer in self.encoder_layers:
+            x = layer(x, spec, self.attn_impl)
+        return self.encoder_norm(x)
+
+    def encode_text(self, text_ids: Tensor) -> Condition:
+        """Text ids ``(B, L)`` (padded to ``max_text_len``) -> condition on grid ``(1, 1, L)``."""
+        if text_ids.shape[-1] != self.cfg.max_text_len:
+            raise ValueError(
+                f"text ids have length {text_ids.shape[-1]}, the model takes "
+                f"{self.cfg.max_text_len} (pad with the tokenizer)"
+            )
+        grid = (1, 1, self.cfg.max_text_len)
+        pos = torch.arange(self.cfg.max_text_len, device=text_ids.device)
+        x = self.text_embed(text_ids) + self.text_pos(pos)
+        return Condition(self._encode(x, grid, self.cfg.text_extents), grid, self.cfg.text_extents)
+
+    def encode_sketch(self, sketch_codes: Tensor) -> Condition:
+        """Sketch tokens ``(B, Ts, Hs, Ws)`` from the VQ-GAN-Seg -> condition on that grid."""
+        b, ts, hs, ws = sketch_codes.shape
+        if (hs, ws) != (self.cfg.sketch_grid_h, self.cfg.sketch_grid_w) or not (
+            1 <= ts <= self.cfg.sketch_frames
+        ):
+            raise ValueError(
+                f"sketch tokens have grid {(ts, hs, ws)}; the model takes up to "
+                f"{self.cfg.sketch_frames} frames of {self.cfg.sketch_grid_h}x"
+                f"{self.cfg.sketch_grid_w}"
+            )
+        grid = (ts, hs, ws)
+        pos = torch.arange(grid_size(grid), device=sketch_codes.device)
+        x = self.sketch_embed(sketch_codes.reshape(b, -1)) + self.sketch_pos(pos)
+        ext = self.cfg.sketch_encoder_extents
+        return Condition(self._encode(x, grid, ext), grid, self.cfg.sketch_cross_extents)
+
+    def cross_kv(self, cond: Condition) -> list[KV]:
+        """Cross-attention K/V of every decoder layer, computed once per request."""
+        return [layer.cross_attn.project_kv(cond.memory) for layer in self.decoder_layers]
+
+    # ---- decoder ---------------------------------------------------------------------------
+
+    def target_grid(self, num_frames: int) -> Grid:
+        """The query grid of a request: ``num_frames`` frames, capped at the trained length
+        (longer videos slide, DESIGN §5)."""
+        return (min(num_frames, self.cfg.frames), self.cfg.grid_h, self.cfg.grid_w)
+
+    def self_spec(self, num_frames: int, ring: bool = False) -> NearbyAttentionSpec:
+        grid = self.target_grid(num_frames)
+        return NearbyAttentionSpec(
+            grid, grid, self.cfg.decoder_self_extents, causal=True, ring_cache=ring
+        )
+
+    def cross_spec(self, num_frames: int, cond_grid: Grid, extents: Extents) -> NearbyAttentionSpec:
+        return NearbyAttentionSpec(self.target_grid(num_frames), cond_grid, extents)
+
+    def forward(self, cond: Condition, target: Tensor, cross: list[KV] | None = None) -> Tensor:
+        """Teacher-forced logits: target codes ``(B, T, H, W)`` -> ``(B, T*H*W, V)``."""
+        b, t, h, w = target.shape
+        if (h, w) != (self.cfg.grid_h, self.cfg.grid_w) or t > self.cfg.frames:
+            raise ValueError(
+                f"target grid {(t, h, w)} does not fit the model's {self.cfg.target_grid}"
+            )
+        flat = target.reshape(b, -1)
+        bos = torch.full((b, 1), self.cfg.bos_id, dtype=flat.dtype, device=flat.device)
+        inputs = torch.cat([bos, flat[:, :-1]], dim=1)
+        pos = torch.arange(flat.shape[1], device=flat.device)
+        x = self.token_embed(inputs) + self.target_pos(pos)
+        cross = cross if cross is not None else self.cross_kv(cond)
+        self_spec = self.self_spec(t)
+        cross_spec = self.cross_spec(t, cond.grid, cond.cross_extents)
+        for layer, kv in zip(self.decoder_layers, cross, strict=True):
+            x = layer(x, kv, self_spec, cross_spec, self.attn_impl)
+        return self.head(self.decoder_norm(x))
+
+    def empty_cache(self, batch: int, device: torch.device | str | None = None) -> RingKVCache:
+        """Zeroed ring caches ``(B, nh, S, hd)`` for every decoder layer (S = cfg.cache_slots)."""
+        c = self.cfg
+        return RingKVCache.empty(
+            c.n_decoder_layers,
+            batch,
+            c.n_heads,
+            c.cache_slots,
+            c.head_dim,
+            self.head.weight.dtype,
+            device,
+        )
+
+    def decode_step(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        past: list[KV],
+        cross: list[KV],
+        cond_grid: Grid,
+        cross_extents: Extents,
+        num_frames: int,
+    ) -> tuple[Tensor, list[KV]]:
+        """One decoding step. ``tokens (B,)``: the token at ``positions - 1`` (``<bos>`` at 0);
+        ``positions (B,)``: raster positions being predicted. Returns logits ``(B, V)`` and the
+        updated caches."""
+        x = self.token_embed(tokens)[:, None, :] + self.target_pos(positions)[:, None, :]
+        ring_spec = self.self_spec(num_frames, ring=True)
+        cross_spec = self.cross_spec(num_frames, cond_grid, cross_extents)
+        present: list[KV] = []
+        for layer, layer_past, kv in zip(self.decoder_layers, past, cross, strict=True):
+            x, layer_present = layer.decode(
+                x, layer_past, kv, positions, ring_spec, cross_spec, self.attn_impl
+            )
+            present.append(layer_present)
+        return self.head(self.decoder_norm(x))[:, 0, :], present
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -66,7 +66,7 @@ def load_module(module: nn.Module, path: str | Path) -> nn.Module:
         raise CheckpointError(f"weights file {path} is missing")
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -55,7 +55,7 @@ class TransformerConfig:
     image_vocab_size: int = 512  # = VQ-GAN codebook size; the decoder's <bos> id is this value
     sketch_vocab_size: int = 512  # = VQ-GAN-Seg codebook size
     text_vocab_size: int = 259  # 256 bytes + <pad>, <unk>, <sep> (see tokenizer.py)
-    max_text_len: int = 32  # text condition grid (1, 1, max_text_len); prompts are padded to it
+    max_text_len: int = 96  # text condition grid (1, 1, max_text_len); prompts are padded to it
     frames: int = 8  # trained number of target frames
     grid_h: int = 8  # target token grid height
     grid_w: int = 8  # target token grid width
@@ -190,7 +190,7 @@ def _tiny() -> NuwaConfig:
         ffn_mult=2,
         image_vocab_size=32,
         sketch_vocab_size=16,
-        max_text_len=12,
+        max_text_len=48,
         frames=3,
         grid_h=4,
         grid_w=4,

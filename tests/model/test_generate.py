@@ -58,9 +58,9 @@ def test_forced_tokens_are_kept_and_seeds_reproduce(tiny_model) -> None:
     b = generate_tokens(t, cond, 2, opts, uncond, known, mask, progress=False).view(2, -1)
     assert torch.equal(a, b)
     assert torch.equal(a[mask], known[mask])
-    c = generate_tokens(
-        t, cond, 2, SamplingOptions(temperature=1.0, seed=8), progress=False
-    ).view(2, -1)
+    c = generate_tokens(t, cond, 2, SamplingOptions(temperature=1.0, seed=8), progress=False).view(
+        2, -1
+    )
     assert not torch.equal(a[~mask], c[~mask])
 
 

@@ -23,7 +23,9 @@ def _conditions(model: NuwaTransformer, kind: str, batch: int) -> Condition:
     cfg = model.cfg
     if kind == "text":
         return model.encode_text(torch.randint(0, 256, (batch, cfg.max_text_len)))
-    sketch = torch.randint(0, cfg.sketch_vocab_size, (batch, 1, cfg.sketch_grid_h, cfg.sketch_grid_w))
+    sketch = torch.randint(
+        0, cfg.sketch_vocab_size, (batch, 1, cfg.sketch_grid_h, cfg.sketch_grid_w)
+    )
     return model.encode_sketch(sketch)
 
 

@@ -1,0 +1,77 @@
+"""The ``nuwa`` command line: one entry point with a subcommand per job.
+
+Subcommands register themselves through ``add_*_parser(subparsers)`` functions that live beside
+the code they drive (``nuwa.export.cli``, ``nuwa.model.train_cli``, ...), so this file only wires
+them. Errors a user can cause end as one line on stderr and exit code 2; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+import nuwa
+
+# (module, function) pairs that add subcommands; a module that is not there yet is skipped.
+SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
+    ("nuwa.export.cli", "add_export_parser"),
+    ("nuwa.model.train_cli", "add_train_parser"),
+    ("nuwa.model.train_cli", "add_evaluate_parser"),
+]
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .info import report
+
+    print(report())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nuwa",
+        description="NÜWA-style visual synthesis: generate, export, quantize, build engines, bench.",
+    )
+    parser.add_argument("--version", action="version", version=f"nuwa {nuwa.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    info = sub.add_parser("info", help="version and the backends usable on this machine")
+    info.set_defaults(func=_cmd_info)
+    for module_name, func_name in SUBCOMMAND_PROVIDERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of the product is not in this build
+            raise
+        add: Callable[[argparse._SubParsersAction], None] | None = getattr(module, func_name, None)
+        if add is not None:
+            add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
+    except KeyboardInterrupt:
+        print("nuwa: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        print(f"nuwa {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

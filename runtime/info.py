@@ -1,0 +1,79 @@
+"""``nuwa info``: the version and which backends, devices and native pieces are usable here.
+
+Each probe imports its library lazily and turns failure into a sentence that says what to
+install or build; nothing here needs PyTorch or TensorRT to be present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+from dataclasses import dataclass
+
+import nuwa
+
+
+@dataclass
+class Probe:
+    name: str
+    usable: bool
+    detail: str
+
+
+def probe_onnxruntime() -> Probe:
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        return Probe("onnxruntime", False, 'not installed: pip install "nuwa-edge"')
+    providers = ", ".join(ort.get_available_providers())
+    return Probe("onnxruntime", True, f"{ort.__version__} (providers: {providers})")
+
+
+def probe_torch() -> Probe:
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError:
+        return Probe("torch", False, 'not installed: pip install "nuwa-edge[torch]"')
+    cuda = torch.cuda.is_available()
+    device = f"CUDA: {torch.cuda.get_device_name(0)}" if cuda else "CUDA: no (CPU only)"
+    return Probe("torch", True, f"{torch.__version__} ({device})")
+
+
+def probe_tensorrt() -> Probe:
+    try:
+        trt = importlib.import_module("tensorrt")
+    except ImportError:
+        return Probe(
+            "tensorrt",
+            False,
+            'not installed: pip install "nuwa-edge[trt]" on a machine with an NVIDIA GPU '
+            "(JetPack ships it on Jetson)",
+        )
+    return Probe("tensorrt", True, str(trt.__version__))
+
+
+def probe_plugins() -> Probe:
+    from nuwa import plugins
+
+    try:
+        path = plugins.library_path()
+        cuda = "CUDA kernels compiled" if plugins.cuda_compiled() else "CPU kernel only"
+        trt = ", TensorRT plugin" if plugins.tensorrt_compiled() else ""
+        return Probe("plugins", True, f"{path} ({cuda}{trt})")
+    except plugins.PluginLibraryError as exc:
+        return Probe("plugins", False, str(exc))
+
+
+def collect() -> list[Probe]:
+    return [probe_onnxruntime(), probe_torch(), probe_tensorrt(), probe_plugins()]
+
+
+def report() -> str:
+    lines = [
+        f"nuwa {nuwa.__version__} (Python {platform.python_version()}, {platform.machine()})",
+        "backends and native pieces:",
+    ]
+    for p in collect():
+        mark = "yes" if p.usable else "no "
+        lines.append(f"  [{mark}] {p.name:<12} {p.detail}")
+    return "\n".join(lines)

@@ -33,7 +33,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nuwa",
-        description="NÜWA-style visual synthesis: generate, export, quantize, build engines, bench.",
+        description="NÜWA-style visual synthesis: generate, export, quantize, build engines.",
     )
     parser.add_argument("--version", action="version", version=f"nuwa {nuwa.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

@@ -319,14 +319,10 @@ def _paste(canvas: np.ndarray, mask: np.ndarray, x0: int, y0: int) -> np.ndarray
     return out
 
 
-def render_clip(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> Clip:
-    """Render ``spec`` exactly: solid objects on black, no anti-aliasing. Later objects are drawn
-    over earlier ones (specs from the dataset never overlap)."""
+def object_masks(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> np.ndarray:
+    """(N, T, H, W) bool: each object's own pixels in each frame, before any occlusion."""
     templates = object_templates(size)
-    n_obj = len(spec.objects)
-    rgb = np.zeros((frames, size, size, 3), dtype=np.uint8)
-    sketch = np.zeros((frames, size, size), dtype=np.uint8)
-    inst = np.zeros((frames, size, size), dtype=np.uint8)
+    out = np.zeros((len(spec.objects), frames, size, size), dtype=bool)
     blank = np.zeros((size, size), dtype=bool)
     for k, obj in enumerate(spec.objects):
         tmpl = templates[obj.label]
@@ -336,10 +332,23 @@ def render_clip(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> 
         for t in range(frames):
             x0 = int(np.floor(cx + vx * t - side / 2 + 0.5))
             y0 = int(np.floor(cy + vy * t - side / 2 + 0.5))
-            mask = _paste(blank, tmpl, x0, y0)
-            rgb[t][mask] = COLOURS[obj.colour]
-            sketch[t][mask] = SKETCH_CLASSES.index(obj.kind)
-            inst[t][mask] = k + 1
+            out[k, t] = _paste(blank, tmpl, x0, y0)
+    return out
+
+
+def render_clip(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> Clip:
+    """Render ``spec`` exactly: solid objects on black, no anti-aliasing. Later objects are drawn
+    over earlier ones (specs from the dataset never overlap). Ground truth (centres, boxes)
+    describes the visible pixels of each object."""
+    masks = object_masks(spec, frames, size)
+    n_obj = len(spec.objects)
+    rgb = np.zeros((frames, size, size, 3), dtype=np.uint8)
+    sketch = np.zeros((frames, size, size), dtype=np.uint8)
+    inst = np.zeros((frames, size, size), dtype=np.uint8)
+    for k, obj in enumerate(spec.objects):
+        rgb[masks[k]] = COLOURS[obj.colour]
+        sketch[masks[k]] = SKETCH_CLASSES.index(obj.kind)
+        inst[masks[k]] = k + 1
     centres = np.full((frames, n_obj, 2), np.nan)
     boxes = np.full((frames, n_obj, 4), -1, dtype=np.int64)
     for t in range(frames):
@@ -397,18 +406,15 @@ def caption_split(caption: str) -> Split:
     return "heldout" if h / 2.0**64 < HELDOUT_FRACTION else "train"
 
 
-def _boxes_touch(a: Clip, margin: int) -> bool:
-    """Whether object 0 and object 1 come within ``margin`` px of each other in any frame."""
-    for t in range(a.boxes.shape[0]):
-        b0, b1 = a.boxes[t, 0], a.boxes[t, 1]
-        if (b0 < 0).any() or (b1 < 0).any():
+def objects_touch(masks: np.ndarray, margin: int) -> bool:
+    """Whether two objects' boxes, (2, T, H, W) masks from ``object_masks``, come within
+    ``margin`` px of each other in any frame."""
+    for m0, m1 in zip(masks[0], masks[1], strict=True):
+        if not (m0.any() and m1.any()):
             continue
-        if (
-            b0[0] < b1[2] + margin
-            and b1[0] < b0[2] + margin
-            and b0[1] < b1[3] + margin
-            and b1[1] < b0[3] + margin
-        ):
+        (y0, x0), (y1, x1) = np.argwhere(m0).min(0), np.argwhere(m0).max(0) + 1
+        (v0, u0), (v1, u1) = np.argwhere(m1).min(0), np.argwhere(m1).max(0) + 1
+        if x0 < u1 + margin and u0 < x1 + margin and y0 < v1 + margin and v0 < y1 + margin:
             return True
     return False
 
@@ -440,7 +446,7 @@ def random_clip_spec(
             return spec
         if n > 2:
             raise ValueError("max_objects > 2 is not supported")
-        if not _boxes_touch(render_clip(spec, frames, size), margin=2):
+        if not objects_touch(object_masks(spec, frames, size), margin=2):
             return spec
 
 

@@ -1,0 +1,399 @@
+"""Exact quality checker (DESIGN §10): reads generated pixels, no learned model, and scores them
+against the synthetic dataset's ground truth (``synthetic_data``).
+
+How pixels are read:
+
+- **Objects** are found by colour: a pixel is foreground when it is bright (max channel >= 80)
+  and saturated ((max - min) / max >= 0.35); its colour is the ``COLOURS`` entry of nearest hue
+  (the six hues are 60° apart, so a shift of up to 30° is still read right). Isolated pixels are
+  dropped (a pixel needs 3 of its 8 neighbours in its colour) and so are pixels far from the
+  colour's median; a colour with fewer than 15% of an object's template area is not an object.
+  Blur and small colour shifts (a VQ-GAN reconstruction) keep hue and saturation against black,
+  so they do not change what is read; a wrong colour, heavy noise or a missing object does.
+- **Shape** (square, circle, triangle or which digit) is the template of ``object_templates``
+  with the best IoU against the object's mask, centroids aligned, searched over ±2 px shifts and
+  summed over frames.
+- **Start position** is the ``POSITIONS`` region nearest the first frame's centroid.
+- **Direction** is the dominant axis of the centroid's least-squares velocity; it must be at least
+  half the dataset speed and twice the cross-axis speed, else the object "does not move".
+
+Scores per task: ``score_text_to_image`` / ``score_text_to_video`` (T2I/T2V attribute accuracy),
+``score_sketch`` (S2I/S2V mask IoU), ``position_error`` (V2V), ``psnr`` and ``score_edit``
+(I2I/TI2I/TV2V), and ``summarise`` to average a list of scores into one table row.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .synthetic_data import (
+    COLOURS,
+    DIRECTIONS,
+    POSITIONS,
+    SKETCH_CLASSES,
+    SPEED,
+    Clip,
+    ClipSpec,
+    ObjectSpec,
+    object_side,
+    object_templates,
+    scaled,
+)
+
+MIN_VALUE = 80  # a foreground pixel's max channel (0–255)
+MIN_SATURATION = 0.35  # a foreground pixel's (max - min) / max
+MIN_NEIGHBOURS = 3  # of 8, in the same colour, for a pixel to count
+MIN_AREA_FRACTION = 0.15  # of the template square, for a colour to count as an object
+SHIFT_SEARCH = 2  # template alignment search radius (px)
+MIN_SPEED_FRACTION = 0.5  # of the dataset speed, for an object to count as moving
+
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+TEXT_ATTRIBUTES = ("shape", "colour", "position", "direction")  # "direction" for video only
+
+
+# --------------------------------------------------------------------------- reading pixels
+
+
+def _check_frames(x: np.ndarray, ndim: int) -> np.ndarray:
+    if x.dtype != np.uint8:
+        raise TypeError(f"expected uint8 RGB pixels, got dtype {x.dtype}")
+    if x.ndim != ndim or x.shape[-1] != 3 or x.shape[-2] != x.shape[-3]:
+        what = "(H, W, 3)" if ndim == 3 else "(T, H, W, 3)"
+        raise ValueError(f"expected square frames shaped {what}, got {x.shape}")
+    return x
+
+
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """Hue in degrees [0, 360) of float RGB (..., 3)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    span = np.maximum(mx - mn, 1e-6)
+    h = np.where(mx == r, (g - b) / span, np.where(mx == g, 2 + (b - r) / span, 4 + (r - g) / span))
+    return (h * 60.0) % 360.0
+
+
+_PALETTE_HUES = _hue(np.array(list(COLOURS.values()), dtype=np.float64))  # (K,)
+
+
+def colour_labels(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) int8: index into COLOUR_NAMES, or -1 for background."""
+    rgb = image.astype(np.float64)
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    fg = (mx >= MIN_VALUE) & ((mx - mn) >= MIN_SATURATION * mx)
+    diff = np.abs(_hue(rgb)[..., None] - _PALETTE_HUES)  # (H, W, K)
+    nearest = np.minimum(diff, 360.0 - diff).argmin(-1)
+    return np.where(fg, nearest, -1).astype(np.int8)
+
+
+def _neighbour_count(mask: np.ndarray) -> np.ndarray:
+    p = np.pad(mask, 1).astype(np.int8)
+    h, w = mask.shape
+    total = sum(
+        p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+    )
+    return total - mask.astype(np.int8)
+
+
+def colour_mask(labels: np.ndarray, colour: int, size: int) -> np.ndarray:
+    """The cleaned (H, W) bool mask of one colour; all False when it is too small to be an object.
+
+    Keeps pixels with >= MIN_NEIGHBOURS same-colour neighbours that lie within one object side
+    of the colour's median pixel."""
+    mask = labels == colour
+    mask &= _neighbour_count(mask) >= MIN_NEIGHBOURS
+    side = object_side(size)
+    if mask.sum() < MIN_AREA_FRACTION * side * side:
+        return np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    my, mx = np.median(ys), np.median(xs)
+    yy, xx = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+    mask &= (np.abs(yy - my) <= side) & (np.abs(xx - mx) <= side)
+    if mask.sum() < MIN_AREA_FRACTION * side * side:
+        return np.zeros_like(mask)
+    return mask
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) mean of a non-empty mask's pixels."""
+    ys, xs = np.nonzero(mask)
+    return float(xs.mean()), float(ys.mean())
+
+
+@functools.lru_cache(maxsize=8)
+def _placed_templates(size: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, int]:
+    """Every template with its centroid at the centre of a (win, win) window, at every search
+    shift, flattened: names (L,), masks (L * S, win * win) float32, areas (L * S,), half-window."""
+    templates = object_templates(size)
+    side = object_side(size)
+    half = side // 2 + SHIFT_SEARCH + 2
+    win = 2 * half + 1
+    shifts = range(-SHIFT_SEARCH, SHIFT_SEARCH + 1)
+    out = np.zeros((len(templates), len(shifts) ** 2, win, win), dtype=np.float32)
+    for li, tmpl in enumerate(templates.values()):
+        cx, cy = centroid(tmpl)
+        for si, (dy, dx) in enumerate(itertools.product(shifts, shifts)):
+            y0 = half + dy - round(cy)
+            x0 = half + dx - round(cx)
+            out[li, si, y0 : y0 + side, x0 : x0 + side] = tmpl
+    flat = out.reshape(-1, win * win)
+    return tuple(templates), flat, flat.sum(axis=1), half
+
+
+def template_scores(mask: np.ndarray, size: int) -> np.ndarray:
+    """(L,) best IoU of a non-empty mask with each template (order of ``object_templates``)."""
+    names, flat, areas, half = _placed_templates(size)
+    cx, cy = centroid(mask)
+    padded = np.pad(mask, half)
+    x, y = round(cx) + half, round(cy) + half
+    window = padded[y - half : y + half + 1, x - half : x + half + 1].ravel()
+    inter = flat @ window.astype(np.float32)  # (L * S,)
+    union = areas + mask.sum() - inter  # mask pixels outside the window count as union
+    return (inter / np.maximum(union, 1)).reshape(len(names), -1).max(axis=1)
+
+
+def classify_position(centre: tuple[float, float], size: int) -> str:
+    x, y = centre
+    return min(
+        POSITIONS,
+        key=lambda p: (POSITIONS[p][0] * size - x) ** 2 + (POSITIONS[p][1] * size - y) ** 2,
+    )
+
+
+def classify_direction(centres: np.ndarray, size: int) -> str | None:
+    """Direction from (T, 2) centroids (NaN where absent); None when not clearly moving one way."""
+    t = np.flatnonzero(~np.isnan(centres[:, 0]))
+    if len(t) < 2:
+        return None
+    vel = np.polyfit(t.astype(np.float64), centres[t], 1)[0]  # (2,) px per frame
+    axis = int(np.argmax(np.abs(vel)))
+    if abs(vel[axis]) < MIN_SPEED_FRACTION * scaled(SPEED, size):
+        return None
+    if abs(vel[1 - axis]) * 2 > abs(vel[axis]):
+        return None
+    unit = [0, 0]
+    unit[axis] = int(np.sign(vel[axis]))
+    return next(d for d, v in DIRECTIONS.items() if list(v) == unit)
+
+
+@dataclass
+class Track:
+    """One object found in generated frames, followed by its colour."""
+
+    colour: str
+    masks: np.ndarray  # (T, H, W) bool
+    centres: np.ndarray  # (T, 2) (x, y); NaN where absent
+    label: str  # "square", ..., "digit 9"
+    position: str | None  # start region, None when absent from the first frame
+    direction: str | None  # None for a still or an object that does not clearly move
+
+    @property
+    def area(self) -> int:
+        return int(self.masks.sum())
+
+
+def track_objects(frames: np.ndarray) -> list[Track]:
+    """Objects in (T, H, W, 3) uint8 frames: one track per colour present in at least half the
+    frames, largest first."""
+    frames = _check_frames(frames, 4)
+    n_t, size = frames.shape[0], frames.shape[2]
+    labels = np.stack([colour_labels(f) for f in frames])
+    names = _placed_templates(size)[0]
+    tracks: list[Track] = []
+    for ci, colour in enumerate(COLOUR_NAMES):
+        masks = np.stack([colour_mask(labels[t], ci, size) for t in range(n_t)])
+        present = masks.any(axis=(1, 2))
+        if present.sum() * 2 < n_t:
+            continue
+        centres = np.full((n_t, 2), np.nan)
+        score = np.zeros(len(names))
+        for t in np.flatnonzero(present):
+            centres[t] = centroid(masks[t])
+            score += template_scores(masks[t], size)
+        label = names[int(np.argmax(score))]
+        position = classify_position(tuple(centres[0]), size) if present[0] else None
+        direction = classify_direction(centres, size) if n_t > 1 else None
+        tracks.append(Track(colour, masks, centres, label, position, direction))
+    return sorted(tracks, key=lambda tr: -tr.area)
+
+
+# --------------------------------------------------------------------------- T2I / T2V
+
+
+def _object_attributes(track: Track | None, obj: ObjectSpec, video: bool) -> dict[str, bool]:
+    if track is None:
+        out = dict.fromkeys(TEXT_ATTRIBUTES, False)
+    else:
+        out = {
+            "shape": track.label == obj.label,
+            "colour": track.colour == obj.colour,
+            "position": track.position == obj.position,
+            "direction": track.direction == obj.direction,
+        }
+    if not video:
+        del out["direction"]
+    out["all"] = all(out.values())
+    return out
+
+
+def match_objects(
+    tracks: Sequence[Track], spec: ClipSpec, video: bool
+) -> list[tuple[Track | None, dict[str, bool]]]:
+    """Pair each spec object with a distinct track so that the most attributes agree (ties go
+    to larger tracks); returns (track or None, attribute booleans) per spec object."""
+    n = len(spec.objects)
+    pool: list[Track | None] = [*tracks, *([None] * n)]
+    best: list[tuple[Track | None, dict[str, bool]]] = []
+    best_key = (-1, -1)
+    for perm in itertools.permutations(range(len(pool)), n):
+        pairs = [
+            (pool[i], _object_attributes(pool[i], o, video))
+            for i, o in zip(perm, spec.objects, strict=True)
+        ]
+        agree = sum(sum(v for k, v in a.items() if k != "all") for _, a in pairs)
+        area = sum(tr.area for tr, _ in pairs if tr is not None)
+        if (agree, area) > best_key:
+            best_key, best = (agree, area), pairs
+    return best
+
+
+def _aggregate(
+    pairs: list[tuple[Track | None, dict[str, bool]]], n_tracks: int, n_obj: int
+) -> dict[str, bool]:
+    keys = pairs[0][1].keys()
+    out = {k: all(a[k] for _, a in pairs) for k in keys}  # "all" included: every object right
+    out["count"] = n_tracks == n_obj
+    return out
+
+
+def score_text_to_video(frames: np.ndarray, spec: ClipSpec) -> dict[str, bool]:
+    """T2V: booleans "shape", "colour", "position", "direction" (each right for every object),
+    "all" (all four for every object) and "count" (as many objects as the caption; not part
+    of "all")."""
+    tracks = track_objects(frames)
+    return _aggregate(match_objects(tracks, spec, video=True), len(tracks), len(spec.objects))
+
+
+def score_text_to_image(image: np.ndarray, spec: ClipSpec) -> dict[str, bool]:
+    """T2I: as ``score_text_to_video`` without "direction"."""
+    tracks = track_objects(_check_frames(image, 3)[None])
+    return _aggregate(match_objects(tracks, spec, video=False), len(tracks), len(spec.objects))
+
+
+# --------------------------------------------------------------------------- S2I / S2V
+
+
+def score_sketch(generated: np.ndarray, sketch: np.ndarray) -> dict[str, float]:
+    """S2I / S2V agreement of generated pixels ((H, W, 3) or (T, H, W, 3) uint8) with the sketch
+    ((H, W) or (T, H, W) class ids).
+
+    "iou": IoU of all detected object pixels with the sketch's non-background pixels, over all
+    frames. "class_iou": mean over classes in either map of the per-class IoU, each detected
+    object taking the class of its recognised shape."""
+    frames = generated[None] if generated.ndim == 3 else generated
+    sk = sketch[None] if sketch.ndim == 2 else sketch
+    if frames.shape[:3] != sk.shape:
+        raise ValueError(f"frames {generated.shape} and sketch {sketch.shape} do not match")
+    pred = np.zeros(sk.shape, dtype=np.uint8)
+    for tr in track_objects(frames):
+        kind = tr.label.split()[0]
+        pred[tr.masks] = SKETCH_CLASSES.index(kind)
+    fg_p, fg_s = pred > 0, sk > 0
+    union = (fg_p | fg_s).sum()
+    iou = float((fg_p & fg_s).sum() / union) if union else 1.0
+    per_class = []
+    for c in range(1, len(SKETCH_CLASSES)):
+        p, s = pred == c, sk == c
+        u = (p | s).sum()
+        if u:
+            per_class.append((p & s).sum() / u)
+    return {"iou": iou, "class_iou": float(np.mean(per_class)) if per_class else 1.0}
+
+
+# --------------------------------------------------------------------------- V2V
+
+
+def position_error(frames: np.ndarray, clip: Clip, first_k: int = 1) -> float:
+    """V2V: mean distance (px) between each object's centroid in generated ``frames`` and in
+    ``clip``, over frames ``first_k..T-1`` (the predicted ones) and objects. Objects are found
+    by their ground-truth colour; one missing from a frame counts as an error of the frame side."""
+    frames = _check_frames(frames, 4)
+    size = frames.shape[2]
+    errors: list[float] = []
+    for t in range(first_k, frames.shape[0]):
+        labels = colour_labels(frames[t])
+        for k, obj in enumerate(clip.spec.objects):
+            gt = clip.centres[t, k]
+            if np.isnan(gt).any():
+                continue
+            mask = colour_mask(labels, COLOUR_NAMES.index(obj.colour), size)
+            if not mask.any():
+                errors.append(float(size))
+                continue
+            x, y = centroid(mask)
+            errors.append(math.hypot(x - gt[0], y - gt[1]))
+    if not errors:
+        raise ValueError(f"no object is visible in frames {first_k}.. of the ground truth")
+    return float(np.mean(errors))
+
+
+# --------------------------------------------------------------------------- I2I / TI2I / TV2V
+
+
+def psnr(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, max_db: float = 100.0
+) -> float:
+    """PSNR (dB, peak 255) of uint8 images/videos ``a`` vs ``b`` over the pixels where ``mask``
+    (shape of ``a`` without the channel axis) is True; capped at ``max_db`` (identical pixels)."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    if mask is not None:
+        if mask.shape != a.shape[:-1]:
+            raise ValueError(f"mask shape {mask.shape} does not match pixels {a.shape[:-1]}")
+        if not mask.any():
+            raise ValueError("the mask selects no pixels")
+        diff = diff[mask]
+    mse = float(np.mean(diff**2))
+    return max_db if mse == 0 else min(max_db, 10.0 * math.log10(255.0**2 / mse))
+
+
+def score_edit(
+    generated: np.ndarray,
+    source: np.ndarray,
+    keep: np.ndarray,
+    target: ClipSpec,
+    edited_object: int | None = None,
+) -> dict[str, float | bool]:
+    """I2I / TI2I / TV2V: "psnr_kept" (generated vs source where ``keep``) and the attribute
+    booleans of the result against ``target`` (the spec of the wanted result; for completion,
+    the source's spec), for object ``edited_object`` only or, when None, every object.
+    Images are (H, W, 3) with keep (H, W); videos (T, H, W, 3) with keep (T, H, W)."""
+    video = generated.ndim == 4
+    frames = _check_frames(generated, 4) if video else _check_frames(generated, 3)[None]
+    tracks = track_objects(frames)
+    pairs = match_objects(tracks, target, video=video)
+    if edited_object is not None:
+        pairs = [pairs[edited_object]]
+    out: dict[str, float | bool] = {"psnr_kept": psnr(generated, source, keep)}
+    out.update({k: all(a[k] for _, a in pairs) for k in pairs[0][1]})
+    return out
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def summarise(scores: Sequence[Mapping[str, float | bool]]) -> dict[str, float]:
+    """Average per-sample scores into one table row: the mean of each key (booleans as 0/1,
+    so attribute keys become accuracies) over the samples that have it, plus "n"."""
+    if not scores:
+        raise ValueError("nothing to summarise")
+    keys = list(dict.fromkeys(k for s in scores for k in s))
+    out = {k: float(np.mean([float(s[k]) for s in scores if k in s])) for k in keys}
+    out["n"] = float(len(scores))
+    return out

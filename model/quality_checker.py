@@ -3,9 +3,10 @@ against the synthetic dataset's ground truth (``synthetic_data``).
 
 How pixels are read:
 
-- **Objects** are found by colour: a pixel is foreground when it is bright (max channel >= 80)
-  and saturated ((max - min) / max >= 0.35); its colour is the ``COLOURS`` entry of nearest hue
-  (the six hues are 60° apart, so a shift of up to 30° is still read right). Isolated pixels are
+- **Objects** are found by colour: a pixel is foreground when it is bright (max channel >= 80
+  and >= half its colour's peak) and saturated ((max - min) / max >= 0.35); its colour is the
+  ``COLOURS`` entry of nearest hue (the six hues are 60° apart, so a shift of up to 30° is still
+  read right). Isolated pixels are
   dropped (a pixel needs 3 of its 8 neighbours in its colour) and so are pixels far from the
   colour's median; a colour with fewer than 15% of an object's template area is not an object.
   Blur and small colour shifts (a VQ-GAN reconstruction) keep hue and saturation against black,
@@ -48,6 +49,7 @@ from .synthetic_data import (
 
 MIN_VALUE = 80  # a foreground pixel's max channel (0–255)
 MIN_SATURATION = 0.35  # a foreground pixel's (max - min) / max
+HALF_MAX = 0.5  # of its colour's peak brightness, for a pixel to count
 MIN_NEIGHBOURS = 3  # of 8, in the same colour, for a pixel to count
 MIN_AREA_FRACTION = 0.15  # of the template square, for a colour to count as an object
 SHIFT_SEARCH = 2  # template alignment search radius (px)
@@ -82,13 +84,20 @@ _PALETTE_HUES = _hue(np.array(list(COLOURS.values()), dtype=np.float64))  # (K,)
 
 
 def colour_labels(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W) int8: index into COLOUR_NAMES, or -1 for background."""
+    """(H, W, 3) uint8 -> (H, W) int8: index into COLOUR_NAMES, or -1 for background.
+
+    A pixel is kept when bright, saturated, and at least HALF_MAX of its colour's peak brightness
+    (95th percentile): the half-maximum contour of a blurred edge is where the sharp edge was."""
     rgb = image.astype(np.float64)
     mx, mn = rgb.max(-1), rgb.min(-1)
     fg = (mx >= MIN_VALUE) & ((mx - mn) >= MIN_SATURATION * mx)
     diff = np.abs(_hue(rgb)[..., None] - _PALETTE_HUES)  # (H, W, K)
-    nearest = np.minimum(diff, 360.0 - diff).argmin(-1)
-    return np.where(fg, nearest, -1).astype(np.int8)
+    labels = np.where(fg, np.minimum(diff, 360.0 - diff).argmin(-1), -1).astype(np.int8)
+    for c in np.unique(labels[labels >= 0]):
+        mask = labels == c
+        peak = np.percentile(mx[mask], 95)
+        labels[mask & (mx < HALF_MAX * peak)] = -1
+    return labels
 
 
 def _neighbour_count(mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,45 @@
+"""nuwa.plugins — the C++/CUDA 3DNA kernels and TensorRT plugin (``libnuwa_plugins.so``).
+
+Importing this package loads nothing; see :mod:`nuwa.plugins.library` for where the library is
+looked for and how to build it (``cmake -S . -B build && cmake --build build``).
+"""
+
+from .library import (
+    BUILD_COMMAND,
+    ENV_VAR,
+    PluginCallError,
+    PluginLibraryError,
+    build_info,
+    cuda_compiled,
+    cuda_device_count,
+    cuda_supports,
+    library_path,
+    load_library,
+    make_params,
+    nearby_attention_cpu,
+    nearby_attention_cuda_ptr,
+    nearby_attention_decode_cpu,
+    nearby_attention_torch,
+    require_cuda,
+    tensorrt_compiled,
+)
+
+__all__ = [
+    "BUILD_COMMAND",
+    "ENV_VAR",
+    "PluginCallError",
+    "PluginLibraryError",
+    "build_info",
+    "cuda_compiled",
+    "cuda_device_count",
+    "cuda_supports",
+    "library_path",
+    "load_library",
+    "make_params",
+    "nearby_attention_cpu",
+    "nearby_attention_cuda_ptr",
+    "nearby_attention_decode_cpu",
+    "nearby_attention_torch",
+    "require_cuda",
+    "tensorrt_compiled",
+]

@@ -1,0 +1,343 @@
+"""ctypes loader of ``libnuwa_plugins.so`` and Python bindings of its C API (3DNA kernels).
+
+The library is built by the root ``CMakeLists.txt`` (``cmake -S . -B build && cmake --build build``)
+and found, in order, through the environment variable ``NUWA_PLUGINS_LIB`` (a file or a folder),
+``<repo>/build/`` and this package's folder. Importing this module loads nothing: the library is
+opened on the first call that needs it, and a missing library or a build without CUDA raises
+:class:`PluginLibraryError` saying how to build it. No torch at import time; the ``*_torch`` helper
+imports it when called.
+
+Attributes of a call are the ONNX node's, exactly ``NearbyAttentionSpec.onnx_attributes()``:
+``q_grid``, ``k_grid``, ``extents``, ``causal``, ``ring_cache``, ``scale``, ``num_heads``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENV_VAR = "NUWA_PLUGINS_LIB"
+LIBRARY_NAME = "libnuwa_plugins.so"
+BUILD_COMMAND = "cmake -S . -B build && cmake --build build"
+
+STATUS_OK = 0
+DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+ALGOS = {"auto": 0, "generic": 1, "tiled": 2, "decode": 3}
+
+
+class PluginLibraryError(RuntimeError):
+    """The plugin library is missing, unloadable, or lacks what was asked (e.g. CUDA)."""
+
+
+class PluginCallError(RuntimeError):
+    """A C API call returned an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Params(ctypes.Structure):
+    """Mirror of ``nuwa_3dna_params_t`` (plugins/include/nuwa_plugins.h)."""
+
+    _fields_ = [
+        ("q_grid", ctypes.c_int32 * 3),
+        ("k_grid", ctypes.c_int32 * 3),
+        ("extents", ctypes.c_int32 * 3),
+        ("causal", ctypes.c_int32),
+        ("ring_cache", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("batch", ctypes.c_int32),
+        ("num_heads", ctypes.c_int32),
+        ("num_queries", ctypes.c_int32),
+        ("num_keys", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+    ]
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def candidate_paths() -> list[Path]:
+    """Where :func:`library_path` looks, in order."""
+    paths: list[Path] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env)
+        paths.append(p / LIBRARY_NAME if p.is_dir() else p)
+    paths.append(_repo_root() / "build" / LIBRARY_NAME)
+    paths.append(Path(__file__).resolve().parent / LIBRARY_NAME)
+    return paths
+
+
+def library_path() -> Path:
+    """Path of the built library; :class:`PluginLibraryError` if none exists."""
+    paths = candidate_paths()
+    for p in paths:
+        if p.is_file():
+            return p
+    tried = ", ".join(str(p) for p in paths)
+    raise PluginLibraryError(
+        f"{LIBRARY_NAME} not found (looked at {tried}). Build it from the repository root with "
+        f"`{BUILD_COMMAND}`, or point {ENV_VAR} at the built file."
+    )
+
+
+_P = ctypes.POINTER
+_c_params = _P(Params)
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "nuwa_3dna_api_version": (ctypes.c_int32, []),
+    "nuwa_3dna_cuda_compiled": (ctypes.c_int32, []),
+    "nuwa_3dna_tensorrt_compiled": (ctypes.c_int32, []),
+    "nuwa_3dna_build_info": (ctypes.c_char_p, []),
+    "nuwa_3dna_cuda_device_count": (ctypes.c_int32, []),
+    "nuwa_3dna_status_string": (ctypes.c_char_p, [ctypes.c_int]),
+    "nuwa_3dna_last_error": (ctypes.c_char_p, []),
+    "nuwa_3dna_validate": (ctypes.c_int, [_c_params]),
+    "nuwa_3dna_forward_cpu": (
+        ctypes.c_int,
+        [_c_params, *[ctypes.c_void_p] * 3, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32],
+    ),
+    "nuwa_3dna_decode_cpu": (
+        ctypes.c_int,
+        [_c_params, *[ctypes.c_void_p] * 3, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32],
+    ),
+    "nuwa_3dna_forward_cuda": (
+        ctypes.c_int,
+        [_c_params, ctypes.c_int, *[ctypes.c_void_p] * 6, ctypes.c_int],
+    ),
+    "nuwa_3dna_decode_cuda": (
+        ctypes.c_int,
+        [_c_params, ctypes.c_int, *[ctypes.c_void_p] * 6, ctypes.c_int],
+    ),
+    "nuwa_3dna_cuda_supports": (ctypes.c_int32, [_c_params, ctypes.c_int, ctypes.c_int]),
+}
+
+API_VERSION = 1
+
+
+@functools.cache
+def load_library() -> ctypes.CDLL:
+    """Open the library once and declare the C API's signatures."""
+    path = library_path()
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise PluginLibraryError(
+            f"could not load {path}: {e}. Rebuild with `{BUILD_COMMAND}`."
+        ) from e
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError as e:
+            raise PluginLibraryError(
+                f"{path} lacks {name}; it is stale or not ours. Rebuild with `{BUILD_COMMAND}`."
+            ) from e
+        fn.restype = restype
+        fn.argtypes = argtypes
+    version = lib.nuwa_3dna_api_version()
+    if version != API_VERSION:
+        raise PluginLibraryError(
+            f"{path} has C API version {version}, expected {API_VERSION}; rebuild with "
+            f"`{BUILD_COMMAND}`."
+        )
+    return lib
+
+
+def cuda_compiled() -> bool:
+    """Whether the library was built with the CUDA kernels."""
+    return bool(load_library().nuwa_3dna_cuda_compiled())
+
+
+def tensorrt_compiled() -> bool:
+    """Whether the library holds the TensorRT plugin."""
+    return bool(load_library().nuwa_3dna_tensorrt_compiled())
+
+
+def cuda_device_count() -> int:
+    """CUDA devices the library sees now (0 without CUDA build, driver or GPU)."""
+    return int(load_library().nuwa_3dna_cuda_device_count())
+
+
+def build_info() -> str:
+    return load_library().nuwa_3dna_build_info().decode()
+
+
+def require_cuda() -> ctypes.CDLL:
+    """The library, or :class:`PluginLibraryError` if it was built without CUDA."""
+    lib = load_library()
+    if not lib.nuwa_3dna_cuda_compiled():
+        raise PluginLibraryError(
+            f"{library_path()} was built without CUDA (no nvcc found at configure time). Install "
+            f"the CUDA toolkit and rebuild with `{BUILD_COMMAND}`."
+        )
+    return lib
+
+
+def _check(lib: ctypes.CDLL, status: int) -> None:
+    if status != STATUS_OK:
+        what = lib.nuwa_3dna_status_string(status).decode()
+        message = lib.nuwa_3dna_last_error().decode() or what
+        raise PluginCallError(status, f"{message} ({what})")
+
+
+def make_params(
+    attrs: Mapping[str, Any],
+    batch: int,
+    num_heads: int,
+    num_queries: int,
+    num_keys: int,
+    head_dim: int,
+) -> Params:
+    """C parameters of a call from the ONNX node's attributes and the tensor shapes."""
+    if "num_heads" in attrs and int(attrs["num_heads"]) != num_heads:
+        raise ValueError(
+            f"3DNA: num_heads attribute {attrs['num_heads']} != tensor heads {num_heads}"
+        )
+    p = Params()
+    for field in ("q_grid", "k_grid", "extents"):
+        values: Sequence[int] = attrs[field]
+        if len(values) != 3:
+            raise ValueError(f"3DNA: {field} must have three entries, got {values}")
+        getattr(p, field)[:] = [int(x) for x in values]
+    p.causal = int(attrs.get("causal", 0))
+    p.ring_cache = int(attrs.get("ring_cache", 0))
+    p.scale = float(attrs["scale"]) if attrs.get("scale") is not None else head_dim**-0.5
+    p.batch, p.num_heads, p.num_queries = batch, num_heads, num_queries
+    p.num_keys, p.head_dim = num_keys, head_dim
+    return p
+
+
+def _shapes(
+    q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]
+) -> tuple[int, int, int, int, int]:
+    if len(q_shape) != 4 or len(k_shape) != 4 or tuple(k_shape) != tuple(v_shape):
+        raise ValueError(
+            f"3DNA: q (B, nh, Nq, hd), k/v (B, nh, Nk, hd); got {q_shape}, {k_shape}, {v_shape}"
+        )
+    b, nh, nq, hd = (int(x) for x in q_shape)
+    if (int(k_shape[0]), int(k_shape[1]), int(k_shape[3])) != (b, nh, hd):
+        raise ValueError(f"3DNA: k/v {tuple(k_shape)} do not match q {tuple(q_shape)}")
+    return b, nh, nq, int(k_shape[2]), hd
+
+
+def nearby_attention_cpu(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attrs: Mapping[str, Any],
+    q_positions: np.ndarray | None = None,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """CPU FP32 kernel. q ``(B, nh, Nq, hd)``, k/v ``(B, nh, Nk, hd)``, q_positions ``(B, Nq)``
+    int32 (or ``(Nq,)``, broadcast over the batch); returns ``(B, nh, Nq, hd)`` float32."""
+    lib = load_library()
+    b, nh, nq, nk, hd = _shapes(q.shape, k.shape, v.shape)
+    params = make_params(attrs, b, nh, nq, nk, hd)
+    qc, kc, vc = (np.ascontiguousarray(x, dtype=np.float32) for x in (q, k, v))
+    pos_ptr = None
+    if q_positions is not None:
+        pos = np.broadcast_to(np.asarray(q_positions), (b, nq))
+        pos = np.ascontiguousarray(pos, dtype=np.int32)
+        pos_ptr = pos.ctypes.data
+    out = np.empty((b, nh, nq, hd), dtype=np.float32)
+    status = lib.nuwa_3dna_forward_cpu(
+        ctypes.byref(params), qc.ctypes.data, kc.ctypes.data, vc.ctypes.data, pos_ptr,
+        out.ctypes.data, num_threads,
+    )
+    _check(lib, status)
+    return out
+
+
+def nearby_attention_decode_cpu(
+    q: np.ndarray,
+    k_cache: np.ndarray,
+    v_cache: np.ndarray,
+    attrs: Mapping[str, Any],
+    query_pos: np.ndarray,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """CPU decode: q ``(B, nh, 1, hd)`` at raster ``query_pos (B,)`` against ring caches
+    ``(B, nh, S, hd)``; returns ``(B, nh, 1, hd)`` float32."""
+    pos = np.asarray(query_pos).reshape(-1, 1)
+    return nearby_attention_cpu(q, k_cache, v_cache, attrs, pos, num_threads)
+
+
+def nearby_attention_cuda_ptr(
+    attrs: Mapping[str, Any],
+    shape_q: Sequence[int],
+    shape_k: Sequence[int],
+    dtype: str,
+    q: int,
+    k: int,
+    v: int,
+    out: int,
+    q_positions: int | None = None,
+    stream: int = 0,
+    algo: str = "auto",
+) -> None:
+    """CUDA kernel on raw device pointers (ints), enqueued on ``stream`` (a cudaStream_t value)."""
+    lib = require_cuda()
+    b, nh, nq, nk, hd = _shapes(shape_q, shape_k, shape_k)
+    params = make_params(attrs, b, nh, nq, nk, hd)
+    status = lib.nuwa_3dna_forward_cuda(
+        ctypes.byref(params), DTYPES[dtype], q, k, v, q_positions, out, stream or None, ALGOS[algo]
+    )
+    _check(lib, status)
+
+
+def cuda_supports(
+    attrs: Mapping[str, Any], shape_q: Sequence[int], shape_k: Sequence[int], dtype: str, algo: str
+) -> bool:
+    """Whether CUDA kernel ``algo`` can run this call in this build."""
+    lib = load_library()
+    params = make_params(attrs, *_shapes(shape_q, shape_k, shape_k))
+    return bool(lib.nuwa_3dna_cuda_supports(ctypes.byref(params), DTYPES[dtype], ALGOS[algo]))
+
+
+def nearby_attention_torch(
+    q: Any,
+    k: Any,
+    v: Any,
+    attrs: Mapping[str, Any],
+    q_positions: Any | None = None,
+    algo: str = "auto",
+    num_threads: int = 0,
+) -> Any:
+    """torch tensors in, tensor out: CPU tensors run the CPU kernel (FP32), CUDA tensors the CUDA
+    kernel on the current stream (FP32/FP16/BF16). q_positions ``(B, Nq)`` or ``(Nq,)``."""
+    import torch  # noqa: PLC0415 — only when called
+
+    if q.device.type == "cpu":
+        pos = None if q_positions is None else q_positions.cpu().numpy()
+        out = nearby_attention_cpu(
+            q.detach().float().numpy(), k.detach().float().numpy(), v.detach().float().numpy(),
+            attrs, pos, num_threads,
+        )
+        return torch.from_numpy(out).to(q.dtype)
+    names = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+    if q.dtype not in names or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(
+            f"3DNA CUDA: q/k/v must share one of {list(names)}; got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    pos_ptr = None
+    if q_positions is not None:
+        q_positions = q_positions.to(device=q.device, dtype=torch.int32)
+        q_positions = q_positions.expand(q.shape[0], q.shape[2]).contiguous()
+        pos_ptr = q_positions.data_ptr()
+    out = torch.empty_like(q)
+    with torch.cuda.device(q.device):
+        stream = torch.cuda.current_stream().cuda_stream
+        nearby_attention_cuda_ptr(
+            attrs, q.shape, k.shape, names[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(),
+            out.data_ptr(), pos_ptr, stream, algo,
+        )
+    return out

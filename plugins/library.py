@@ -310,9 +310,11 @@ def nearby_attention_torch(
     q_positions: Any | None = None,
     algo: str = "auto",
     num_threads: int = 0,
+    out: Any | None = None,
 ) -> Any:
     """torch tensors in, tensor out: CPU tensors run the CPU kernel (FP32), CUDA tensors the CUDA
-    kernel on the current stream (FP32/FP16/BF16). q_positions ``(B, Nq)`` or ``(Nq,)``."""
+    kernel on the current stream (FP32/FP16/BF16). q_positions ``(B, Nq)`` or ``(Nq,)``; ``out``
+    (CUDA only): a contiguous tensor like q to write into."""
     import torch  # noqa: PLC0415 — only when called
 
     if q.device.type == "cpu":
@@ -333,7 +335,10 @@ def nearby_attention_torch(
         q_positions = q_positions.to(device=q.device, dtype=torch.int32)
         q_positions = q_positions.expand(q.shape[0], q.shape[2]).contiguous()
         pos_ptr = q_positions.data_ptr()
-    out = torch.empty_like(q)
+    if out is None:
+        out = torch.empty_like(q)
+    elif out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous():
+        raise ValueError("3DNA CUDA: out must be a contiguous tensor with q's shape and dtype")
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream().cuda_stream
         nearby_attention_cuda_ptr(

@@ -212,7 +212,8 @@ def _demo() -> NuwaConfig:
         vqgan_seg=VQGANConfig(
             in_channels=5, out_channels=5, base_channels=16, codebook_size=64, embed_dim=32
         ),
-        transformer=TransformerConfig(sketch_vocab_size=64),
+        # 112 text slots: the dataset's longest two-object caption is 111 bytes (+ <eos>)
+        transformer=TransformerConfig(sketch_vocab_size=64, max_text_len=112),
     )
 
 

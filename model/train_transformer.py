@@ -1,0 +1,309 @@
+"""Multi-task training of the 3D transformer (NÜWA §3.3) on pre-tokenised synthetic clips.
+
+The dataset is tokenised once with the trained VQ-GANs (:func:`pretokenize`, cached as
+safetensors in the run directory); a step is then only the transformer. Each step trains one task
+(chosen from ``(seed, step)`` with ``task_weights``):
+
+====  ===================================  ==========================
+task  condition (encoder)                  target (decoder, teacher-forced)
+====  ===================================  ==========================
+T2I   caption without motion               frame 0
+T2V   caption                              all frames
+S2I   sketch tokens of frame 0             frame 0
+S2V   sketch tokens of all frames          all frames
+V2V   empty prompt                         all frames (prefix given at inference)
+====  ===================================  ==========================
+
+Condition dropout (``cond_dropout``, per sample) swaps the text for the empty prompt and a sketch
+for the blank (all-background) sketch, so one model also gives the unconditional logits that
+classifier-free guidance needs. Image tasks use ``image_batch_size`` (a frame costs 1/T of a video).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import NuwaConfig
+from .nuwa import NuwaModel
+from .synthetic_data import SyntheticVideoDataset
+from .train_vqgan import load_trained_vqgan
+from .training import (
+    LossLog,
+    Stopwatch,
+    TrainState,
+    cosine_lr,
+    has_checkpoint,
+    load_checkpoint,
+    read_run_file,
+    resolve_device,
+    save_checkpoint,
+    seed_step,
+    set_lr,
+    step_rng,
+    write_run_file,
+)
+
+TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
+VIDEO_TASKS = ("T2V", "S2V", "V2V")
+TOKEN_CACHE = "tokens.safetensors"
+MODEL_DIR = "model"  # a NuwaModel.save_pretrained directory written with every checkpoint
+
+
+@dataclass
+class TransformerTrainOptions:
+    steps: int = 2000  # total optimizer steps
+    video_batch_size: int = 4  # clips per video-task step
+    image_batch_size: int = 24  # frames per image-task step
+    lr: float = 5e-4  # peak AdamW learning rate, cosine-decayed to 10%
+    warmup: int = 100
+    weight_decay: float = 0.01
+    cond_dropout: float = 0.1  # per-sample chance of the empty prompt / blank sketch
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
+    )
+    num_clips: int = 4000  # training clips tokenised once
+    seed: int = 0
+    device: str | None = None  # None -> CUDA if available
+    attn_impl: str = "dense"  # dense is ~10x faster than gather for training on the CPU
+    log_every: int = 10
+    checkpoint_every: int = 100
+    time_limit_s: float | None = None  # stop (with a checkpoint) after this much wall time
+    threads: int | None = None
+    progress: bool = True
+
+
+# ---- the token cache ---------------------------------------------------------------------------
+
+
+@dataclass
+class TokenCache:
+    """Tokenised clips, all on the CPU: N clips, T frames, (h, w) token grids, L text slots."""
+
+    video: Tensor  # (N, T, h, w) int64 VQ-GAN codes
+    sketch: Tensor  # (N, T, hs, ws) int64 VQ-GAN-Seg codes
+    caption: Tensor  # (N, L) int64 caption ids (with motion)
+    still_caption: Tensor  # (N, L) int64 caption ids without motion (the first frame's text)
+    blank_sketch: Tensor  # (hs, ws) int64 codes of an all-background sketch frame
+    empty_text: Tensor  # (L,) int64 ids of the empty prompt
+
+    def __len__(self) -> int:
+        return self.video.shape[0]
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in dataclasses.asdict(self).items()}, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> TokenCache:
+        return cls(**load_file(str(path)))
+
+
+@torch.no_grad()
+def pretokenize(
+    model: NuwaModel, num_clips: int, seed: int, batch: int = 32, progress: bool = True
+) -> TokenCache:
+    """Render ``num_clips`` training clips and tokenise frames, sketches and captions."""
+    cfg = model.config
+    ds = SyntheticVideoDataset(
+        num_clips, seed=seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
+    )
+    video, sketch, caption, still = [], [], [], []
+    for start in tqdm(range(0, num_clips, batch), disable=not progress, desc="tokenising"):
+        clips = [ds[i] for i in range(start, min(num_clips, start + batch))]
+        video.append(model.frames_to_codes(np.stack([c.frames for c in clips])).cpu())
+        sketch.append(model.sketch_to_codes(np.stack([c.sketch for c in clips])).cpu())
+        caption.append(model.text_ids([c.caption for c in clips]).cpu())
+        still.append(model.text_ids([c.spec.caption(motion=False) for c in clips]).cpu())
+    s = cfg.vqgan_seg.image_size
+    blank = model.sketch_to_codes(np.zeros((1, 1, s, s), dtype=np.uint8))[0, 0].cpu()
+    return TokenCache(
+        video=torch.cat(video),
+        sketch=torch.cat(sketch),
+        caption=torch.cat(caption),
+        still_caption=torch.cat(still),
+        blank_sketch=blank,
+        empty_text=torch.from_numpy(model.tokenizer.empty()),
+    )
+
+
+# ---- batches -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    task: str
+    target: Tensor  # (B, T, h, w)
+    text: Tensor | None  # (B, L) for text tasks
+    sketch: Tensor | None  # (B, Ts, hs, ws) for sketch tasks
+
+
+def pick_task(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    unknown = set(weights) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; known: {TASKS}")
+    names = [t for t in TASKS if weights.get(t, 0) > 0]
+    p = np.array([weights[t] for t in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -> Batch:
+    """The batch of ``step``: a pure function of (cache, seed, step)."""
+    rng = step_rng(options.seed, step)
+    task = pick_task(rng, options.task_weights)
+    video = task in VIDEO_TASKS
+    bs = options.video_batch_size if video else options.image_batch_size
+    idx = torch.from_numpy(rng.integers(0, len(cache), bs))
+    drop = torch.from_numpy(rng.random(bs) < options.cond_dropout)
+    target = cache.video[idx] if video else cache.video[idx, :1]
+    text = sketch = None
+    if task in ("T2I", "T2V"):
+        text = (cache.caption if video else cache.still_caption)[idx]
+        text = torch.where(drop[:, None], cache.empty_text[None], text)
+    elif task == "V2V":
+        text = cache.empty_text[None].expand(bs, -1)
+    else:
+        sketch = cache.sketch[idx] if video else cache.sketch[idx, :1]
+        sketch = torch.where(drop[:, None, None, None], cache.blank_sketch, sketch)
+    return Batch(task, target, text, sketch)
+
+
+def batch_loss(model: NuwaModel, batch: Batch, device: torch.device) -> Tensor:
+    tr = model.transformer
+    if batch.text is not None:
+        cond = tr.encode_text(batch.text.to(device))
+    else:
+        assert batch.sketch is not None
+        cond = tr.encode_sketch(batch.sketch.to(device))
+    target = batch.target.to(device)
+    logits = tr(cond, target)  # (B, N, V)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+
+def assemble_model(
+    config: NuwaConfig, vqgan_run: str | Path, seg_run: str | Path, attn_impl: str = "dense"
+) -> NuwaModel:
+    """A fresh transformer beside the VQ-GANs of two training runs (their configs must match)."""
+    vq = load_trained_vqgan(vqgan_run)
+    seg = load_trained_vqgan(seg_run)
+    if vq.kind != "rgb" or seg.kind != "seg":
+        raise ValueError(f"{vqgan_run} must be a vqgan (rgb) run and {seg_run} a vqgan-seg run")
+    if vq.cfg != config.vqgan or seg.cfg != config.vqgan_seg:
+        raise ValueError("the VQ-GAN runs were trained with other VQ-GAN configs than this model's")
+    model = NuwaModel(config, attn_impl=attn_impl)
+    model.vqgan.load_state_dict(vq.state_dict())
+    model.vqgan_seg.load_state_dict(seg.state_dict())
+    return model
+
+
+def train_transformer(
+    config: NuwaConfig,
+    options: TransformerTrainOptions,
+    run_dir: str | Path,
+    vqgan_run: str | Path | None = None,
+    seg_run: str | Path | None = None,
+    resume: bool = False,
+) -> NuwaModel:
+    """Train (or resume) the transformer in ``run_dir``; returns the whole model (eval mode).
+
+    A fresh run needs the two VQ-GAN run directories; a resumed run reads them from its
+    ``run.json``. After every checkpoint ``run_dir/model`` is a loadable model directory."""
+    run_dir = Path(run_dir)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    resuming = resume and has_checkpoint(run_dir)
+    if resuming:
+        saved = read_run_file(run_dir)
+        config = NuwaConfig.from_dict(saved["config"])
+        vqgan_run, seg_run = saved["vqgan_run"], saved["seg_run"]
+    elif has_checkpoint(run_dir):
+        raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True / --resume")
+    if vqgan_run is None or seg_run is None:
+        raise ValueError("a new transformer run needs the vqgan and vqgan-seg run directories")
+    write_run_file(
+        run_dir,
+        {
+            "trainer": "transformer",
+            "config": config.to_dict(),
+            "options": dataclasses.asdict(options),
+            "vqgan_run": str(vqgan_run),
+            "seg_run": str(seg_run),
+        },
+    )
+    torch.manual_seed(options.seed)
+    model = assemble_model(config, vqgan_run, seg_run, options.attn_impl).to(device)
+    model.vqgan.eval()
+    model.vqgan_seg.eval()
+    cache_path = run_dir / TOKEN_CACHE
+    if cache_path.is_file():
+        cache = TokenCache.load(cache_path)
+    else:
+        cache = pretokenize(model, options.num_clips, options.seed, progress=options.progress)
+        cache.save(cache_path)
+    tr = model.transformer
+    opt = torch.optim.AdamW(
+        tr.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=options.weight_decay
+    )
+    log = LossLog(run_dir)
+    state = TrainState()
+    if resuming:
+        state = load_checkpoint(run_dir, tr, opt)
+        log.truncate_after(state.step)
+    watch = Stopwatch(state.elapsed_s)
+    session_start = watch.elapsed
+    tr.train()
+    bar = tqdm(
+        total=options.steps, initial=state.step, disable=not options.progress, desc="transformer"
+    )
+    step = state.step
+    ema: dict[str, float] = {}
+    while step < options.steps:
+        batch = make_batch(cache, options, step)
+        seed_step(options.seed, step)
+        lr = cosine_lr(step, options.steps, options.lr, options.warmup)
+        set_lr(opt, lr)
+        loss = batch_loss(model, batch, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)
+        opt.step()
+        step += 1
+        value = float(loss.detach())
+        ema[batch.task] = value if batch.task not in ema else 0.9 * ema[batch.task] + 0.1 * value
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in sorted(ema.items())})
+        out_of_time = (
+            options.time_limit_s is not None
+            and watch.elapsed - session_start >= options.time_limit_s
+        )
+        last = step == options.steps or out_of_time
+        if step % options.log_every == 0 or last:
+            log.write(
+                {
+                    "step": step,
+                    "task": batch.task,
+                    "loss": value,
+                    "lr": lr,
+                    "time_s": round(watch.elapsed, 2),
+                    "ema": dict(ema),
+                }
+            )
+        if step % options.checkpoint_every == 0 or last:
+            save_checkpoint(run_dir, tr, opt, TrainState(step, watch.elapsed, {"ema": ema}))
+            model.save_pretrained(run_dir / MODEL_DIR)
+        if out_of_time:
+            bar.write(f"time limit reached at step {step}")
+            break
+    bar.close()
+    return model.eval()

@@ -18,6 +18,9 @@ How pixels are read:
 - **Direction** is the dominant axis of the centroid's least-squares velocity; it must be at least
   half the dataset speed and twice the cross-axis speed, else the object "does not move".
 
+Frames must be square uint8 RGB of at least 32 px (objects of >= 10 px; at 16 px a digit is a
+handful of pixels and is not read reliably).
+
 Scores per task: ``score_text_to_image`` / ``score_text_to_video`` (T2I/T2V attribute accuracy),
 ``score_sketch`` (S2I/S2V mask IoU), ``position_error`` (V2V), ``psnr`` and ``score_edit``
 (I2I/TI2I/TV2V), and ``summarise`` to average a list of scores into one table row.
@@ -140,12 +143,13 @@ def _placed_templates(size: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarra
     shift, flattened: names (L,), masks (L * S, win * win) float32, areas (L * S,), half-window."""
     templates = object_templates(size)
     side = object_side(size)
-    half = side // 2 + SHIFT_SEARCH + 2
+    cents = [centroid(t) for t in templates.values()]
+    reach = max(max(cx, cy, side - cx, side - cy) for cx, cy in cents)  # centroid to far edge
+    half = math.ceil(reach) + SHIFT_SEARCH + 1
     win = 2 * half + 1
     shifts = range(-SHIFT_SEARCH, SHIFT_SEARCH + 1)
     out = np.zeros((len(templates), len(shifts) ** 2, win, win), dtype=np.float32)
-    for li, tmpl in enumerate(templates.values()):
-        cx, cy = centroid(tmpl)
+    for li, (tmpl, (cx, cy)) in enumerate(zip(templates.values(), cents, strict=True)):
         for si, (dy, dx) in enumerate(itertools.product(shifts, shifts)):
             y0 = half + dy - round(cy)
             x0 = half + dx - round(cx)

@@ -1,0 +1,190 @@
+"""Training loops on the tiny preset: resumable, deterministic, decreasing losses, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from nuwa.model.config import NuwaConfig
+from nuwa.model.nuwa import NuwaModel
+from nuwa.model.train_cli import main as train_main
+from nuwa.model.train_transformer import (
+    TASKS,
+    TokenCache,
+    TransformerTrainOptions,
+    make_batch,
+    train_transformer,
+)
+from nuwa.model.train_vqgan import VQGANTrainOptions, train_vqgan
+from nuwa.model.training import LossLog, has_checkpoint, load_checkpoint
+
+
+def tiny_config() -> NuwaConfig:
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 112  # the dataset's two-object captions
+    return cfg
+
+
+def vq_options(kind: str, steps: int, **kw) -> VQGANTrainOptions:
+    base = dict(
+        kind=kind,
+        steps=steps,
+        batch_size=8,
+        num_clips=4,
+        eval_clips=2,
+        checkpoint_every=steps,
+        log_every=1,
+        warmup=5,
+        threads=1,
+        device="cpu",
+        progress=False,
+    )
+    base.update(kw)
+    return VQGANTrainOptions(**base)  # type: ignore[arg-type]
+
+
+def tr_options(steps: int, **kw) -> TransformerTrainOptions:
+    base = dict(
+        steps=steps,
+        video_batch_size=2,
+        image_batch_size=4,
+        num_clips=8,
+        checkpoint_every=steps,
+        log_every=1,
+        warmup=5,
+        threads=1,
+        device="cpu",
+        progress=False,
+    )
+    base.update(kw)
+    return TransformerTrainOptions(**base)  # type: ignore[arg-type]
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+@pytest.fixture(scope="module")
+def vq_runs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("vq_runs")
+    cfg = tiny_config()
+    train_vqgan(cfg, vq_options("rgb", 4), root / "vq")
+    train_vqgan(cfg, vq_options("seg", 4), root / "seg")
+    return root / "vq", root / "seg"
+
+
+@pytest.mark.parametrize("kind", ["rgb", "seg"])
+def test_vqgan_resume_equals_uninterrupted_run(kind: str, tmp_path: Path) -> None:
+    cfg = tiny_config()
+    full = train_vqgan(cfg, vq_options(kind, 6), tmp_path / "full")
+    train_vqgan(cfg, vq_options(kind, 3), tmp_path / "split")
+    with pytest.raises(FileExistsError):
+        train_vqgan(cfg, vq_options(kind, 6), tmp_path / "split")
+    resumed = train_vqgan(cfg, vq_options(kind, 6), tmp_path / "split", resume=True)
+    assert_same_state(full, resumed)
+    steps = [r["step"] for r in LossLog(tmp_path / "split").read() if "loss" in r]
+    assert steps == list(range(1, 7))
+    info = json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())
+    assert info["step"] == 6
+
+
+def test_vqgan_overfits_a_few_frames(tmp_path: Path) -> None:
+    train_vqgan(tiny_config(), vq_options("rgb", 40, num_clips=1, lr=3e-3), tmp_path)
+    losses = [r["loss"] for r in LossLog(tmp_path).read() if "loss" in r]
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_transformer_resume_equals_uninterrupted_run(vq_runs, tmp_path: Path) -> None:
+    vq, seg = vq_runs
+    cfg = tiny_config()
+    full = train_transformer(cfg, tr_options(6), tmp_path / "full", vq, seg)
+    train_transformer(cfg, tr_options(3), tmp_path / "split", vq, seg)
+    resumed = train_transformer(cfg, tr_options(6), tmp_path / "split", resume=True)
+    assert_same_state(full.transformer, resumed.transformer)
+    # the run directory always holds a loadable model directory
+    loaded = NuwaModel.from_pretrained(tmp_path / "split" / "model")
+    assert_same_state(loaded.transformer, resumed.transformer)
+    assert has_checkpoint(tmp_path / "split")
+    state = load_checkpoint(tmp_path / "split", resumed.transformer, None)
+    assert state.step == 6
+
+
+def test_transformer_loss_decreases_on_a_tiny_overfit(vq_runs, tmp_path: Path) -> None:
+    vq, seg = vq_runs
+    opts = tr_options(60, num_clips=2, lr=3e-3, cond_dropout=0.0)
+    train_transformer(tiny_config(), opts, tmp_path, vq, seg)
+    records = [r for r in LossLog(tmp_path).read() if "loss" in r]
+    assert all(math.isfinite(r["loss"]) for r in records)
+    first, last = records[0]["ema"], records[-1]["ema"]
+    assert set(last) == set(TASKS)
+    for task in ("T2V", "S2V"):
+        assert last[task] < 0.7 * first.get(task, records[0]["loss"]), task
+
+
+def test_batches_cover_tasks_and_drop_conditions() -> None:
+    n, t, h, L = 5, 3, 4, 112
+    cache = TokenCache(
+        video=torch.randint(0, 32, (n, t, h, h)),
+        sketch=torch.randint(1, 16, (n, t, h, h)),
+        caption=torch.randint(0, 256, (n, L)),
+        still_caption=torch.randint(0, 256, (n, L)),
+        blank_sketch=torch.zeros(h, h, dtype=torch.long),
+        empty_text=torch.full((L,), 256),
+    )
+    opts = tr_options(1, cond_dropout=0.5, video_batch_size=8, image_batch_size=8)
+    seen: set[str] = set()
+    dropped = 0
+    for step in range(60):
+        b = make_batch(cache, opts, step)
+        seen.add(b.task)
+        assert b.target.shape[1] == (t if b.task in ("T2V", "S2V", "V2V") else 1)
+        if b.task == "V2V":
+            assert b.text is not None and bool((b.text == 256).all())
+        elif b.text is not None:
+            dropped += int((b.text == 256).all(1).sum())
+        else:
+            assert b.sketch is not None and b.sketch.shape[1] == b.target.shape[1]
+            dropped += int((b.sketch == 0).flatten(1).all(1).sum())
+        again = make_batch(cache, opts, step)  # a pure function of (seed, step)
+        assert torch.equal(again.target, b.target)
+    assert seen == set(TASKS)
+    assert dropped > 0
+
+
+def test_cli_trains_and_resumes(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(tiny_config().to_json())
+    common = ["--config", str(config), "--device", "cpu", "--threads", "1", "--no-progress"]
+    small = ["--num-clips", "2", "--batch-size", "4", "--checkpoint-every", "2"]
+    vq = ["vqgan", "--out", str(tmp_path / "vq"), "--steps", "2", *small, *common]
+    assert train_main(vq) == 0
+    seg = ["vqgan-seg", "--out", str(tmp_path / "seg"), "--steps", "2", *small, *common]
+    assert train_main(seg) == 0
+    tr = [
+        "transformer",
+        "--out",
+        str(tmp_path / "tr"),
+        "--vqgan",
+        str(tmp_path / "vq"),
+        "--vqgan-seg",
+        str(tmp_path / "seg"),
+        "--num-clips",
+        "2",
+        "--video-batch-size",
+        "1",
+        "--image-batch-size",
+        "2",
+        *common,
+    ]
+    assert train_main([*tr, "--steps", "2"]) == 0
+    export = tmp_path / "export"
+    assert train_main([*tr, "--steps", "3", "--resume", "--export", str(export), "--fp16"]) == 0
+    assert json.loads((tmp_path / "tr" / "checkpoint" / "state.json").read_text())["step"] == 3
+    model = NuwaModel.from_pretrained(export)
+    assert model.transformer.head.weight.dtype == torch.float32

@@ -132,6 +132,13 @@ const char* nuwa_3dna_build_info(void)
     return NUWA_BUILD_INFO;
 }
 
+#if !NUWA_WITH_TENSORRT
+int32_t nuwa_3dna_register_tensorrt_plugin(void)
+{
+    return 0; // defined by nearbyAttention3DPlugin.cpp in TensorRT builds
+}
+#endif
+
 int32_t nuwa_3dna_cuda_device_count(void)
 {
 #if NUWA_WITH_CUDA

@@ -102,6 +102,11 @@ NUWA_API nuwa_status_t nuwa_3dna_decode_cuda(const nuwa_3dna_params_t* params, n
     const void* k_cache, const void* v_cache, const int32_t* query_pos, void* out, void* stream,
     nuwa_3dna_algo_t algo);
 
+/* Registers the TensorRT plugin creator (nuwa::NearbyAttention3D v1) with the process-wide TensorRT
+ * registry now, e.g. when TensorRT was loaded after this library. Loading the library already does
+ * this when libnvinfer is present. 1: registered (or already), 0: no TensorRT in this build/process. */
+NUWA_API int32_t nuwa_3dna_register_tensorrt_plugin(void);
+
 /* 1 when algo can run this (valid) call with dtype in this build, else 0. */
 NUWA_API int32_t nuwa_3dna_cuda_supports(const nuwa_3dna_params_t* params, nuwa_dtype_t dtype, nuwa_3dna_algo_t algo);
 

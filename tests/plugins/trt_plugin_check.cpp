@@ -1,0 +1,264 @@
+/*
+ * trt_plugin_check.cpp — header-only checks of the TensorRT plugin, no TensorRT runtime needed.
+ *
+ * Built by the root CMakeLists.txt when TensorRT headers are found (target nuwa_trt_plugin_check),
+ * run by tests/plugins/test_tensorrt_plugin.py. Through the exported getCreators() it creates the
+ * plugin from the ONNX node's fields, checks names/version/namespace, capability interfaces,
+ * output types and shapes, format combinations, the serialization round trip (fields ->
+ * createPlugin -> fields), clone, and that bad fields are refused. Exit status 0 = all passed.
+ */
+#include <NvInferRuntime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+using namespace nvinfer1;
+
+extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+
+namespace
+{
+
+int gFailures = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        if (!(cond))                                                                                                   \
+        {                                                                                                              \
+            std::fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);                                     \
+            ++gFailures;                                                                                               \
+        }                                                                                                              \
+    } while (0)
+
+struct Fields
+{
+    int32_t qGrid[3]{4, 8, 8};
+    int32_t kGrid[3]{4, 8, 8};
+    int32_t extents[3]{3, 3, 3};
+    int32_t causal{1};
+    int32_t ringCache{0};
+    float scale{0.125F};
+    int32_t numHeads{2};
+    std::vector<PluginField> list() const
+    {
+        return {PluginField("q_grid", qGrid, PluginFieldType::kINT32, 3),
+            PluginField("k_grid", kGrid, PluginFieldType::kINT32, 3),
+            PluginField("extents", extents, PluginFieldType::kINT32, 3),
+            PluginField("causal", &causal, PluginFieldType::kINT32, 1),
+            PluginField("ring_cache", &ringCache, PluginFieldType::kINT32, 1),
+            PluginField("scale", &scale, PluginFieldType::kFLOAT32, 1),
+            PluginField("num_heads", &numHeads, PluginFieldType::kINT32, 1)};
+    }
+};
+
+struct UnusedExprBuilder : IExprBuilder
+{
+};
+
+IPluginV3* create(IPluginCreatorV3One* creator, std::vector<PluginField> const& fields)
+{
+    PluginFieldCollection fc{};
+    fc.nbFields = static_cast<int32_t>(fields.size());
+    fc.fields = fields.data();
+    return creator->createPlugin("node", &fc, TensorRTPhase::kBUILD);
+}
+
+DynamicPluginTensorDesc desc(DataType type, int32_t nbDims, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    DynamicPluginTensorDesc d{};
+    d.desc.type = type;
+    d.desc.format = TensorFormat::kLINEAR;
+    d.desc.dims.nbDims = nbDims;
+    int64_t const v[4] = {d0, d1, d2, d3};
+    for (int i = 0; i < nbDims; ++i)
+    {
+        d.desc.dims.d[i] = v[i];
+    }
+    return d;
+}
+
+int32_t fieldInt(PluginFieldCollection const* fc, char const* name, int i)
+{
+    for (int32_t j = 0; j < fc->nbFields; ++j)
+    {
+        if (std::strcmp(fc->fields[j].name, name) == 0)
+        {
+            return static_cast<int32_t const*>(fc->fields[j].data)[i];
+        }
+    }
+    return -999;
+}
+
+} // namespace
+
+int main()
+{
+    int32_t n = 0;
+    IPluginCreatorInterface* const* creators = getCreators(n);
+    CHECK(n == 1 && creators != nullptr);
+    if (n != 1 || creators == nullptr)
+    {
+        return 1;
+    }
+    CHECK(std::strcmp(creators[0]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0);
+    auto* creator = static_cast<IPluginCreatorV3One*>(creators[0]);
+    CHECK(std::strcmp(creator->getPluginName(), "NearbyAttention3D") == 0);
+    CHECK(std::strcmp(creator->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(creator->getPluginNamespace(), "nuwa") == 0);
+    PluginFieldCollection const* names = creator->getFieldNames();
+    CHECK(names != nullptr && names->nbFields == 7);
+
+    Fields f;
+    IPluginV3* plugin = create(creator, f.list());
+    CHECK(plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return 1;
+    }
+    auto* core = static_cast<IPluginV3OneCore*>(plugin->getCapabilityInterface(PluginCapabilityType::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    CHECK(core != nullptr && build != nullptr && runtime != nullptr);
+    CHECK(std::strcmp(core->getPluginName(), "NearbyAttention3D") == 0);
+    CHECK(std::strcmp(core->getPluginNamespace(), "nuwa") == 0);
+    CHECK(build->getNbOutputs() == 1);
+
+    // output type follows q
+    DataType in3[3] = {DataType::kHALF, DataType::kHALF, DataType::kHALF};
+    DataType outType = DataType::kFLOAT;
+    CHECK(build->getOutputDataTypes(&outType, 1, in3, 3) == 0 && outType == DataType::kHALF);
+    DataType in4[4] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kINT32};
+    CHECK(build->getOutputDataTypes(&outType, 1, in4, 4) == 0 && outType == DataType::kFLOAT);
+
+    // output shape = q's shape (expressions copied, the builder is not needed)
+    DimsExprs shapes[3]{};
+    for (auto& s : shapes)
+    {
+        s.nbDims = 4;
+    }
+    DimsExprs outShape{};
+    UnusedExprBuilder builder; // the plugin only copies q's expressions
+    CHECK(build->getOutputShapes(shapes, 3, nullptr, 0, &outShape, 1, builder) == 0 && outShape.nbDims == 4);
+    shapes[1].nbDims = 3;
+    CHECK(build->getOutputShapes(shapes, 3, nullptr, 0, &outShape, 1, builder) != 0);
+
+    // formats: FP32/FP16/BF16 linear, k/v/out same type as q, q_positions int32
+    for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kBF16})
+    {
+        DynamicPluginTensorDesc io[5] = {desc(t, 4, 1, 2, 256, 64), desc(t, 4, 1, 2, 256, 64),
+            desc(t, 4, 1, 2, 256, 64), desc(DataType::kINT32, 2, 1, 256, 0, 0), desc(t, 4, 1, 2, 256, 64)};
+        for (int pos = 0; pos < 5; ++pos)
+        {
+            CHECK(build->supportsFormatCombination(pos, io, 4, 1));
+        }
+        DynamicPluginTensorDesc io3[4] = {io[0], io[1], io[2], io[4]};
+        for (int pos = 0; pos < 4; ++pos)
+        {
+            CHECK(build->supportsFormatCombination(pos, io3, 3, 1));
+        }
+        io[3].desc.type = DataType::kINT64;
+        CHECK(!build->supportsFormatCombination(3, io, 4, 1));
+    }
+    {
+        DynamicPluginTensorDesc io[4] = {desc(DataType::kHALF, 4, 1, 2, 256, 64),
+            desc(DataType::kFLOAT, 4, 1, 2, 256, 64), desc(DataType::kHALF, 4, 1, 2, 256, 64),
+            desc(DataType::kHALF, 4, 1, 2, 256, 64)};
+        CHECK(!build->supportsFormatCombination(1, io, 3, 1)); // mixed types refused
+        io[0].desc.type = DataType::kINT8;
+        CHECK(!build->supportsFormatCombination(0, io, 3, 1));
+        io[0].desc.type = DataType::kHALF;
+        io[0].desc.format = TensorFormat::kCHW32;
+        CHECK(!build->supportsFormatCombination(0, io, 3, 1));
+    }
+
+    // configure / shape change: num_heads must match q's head axis
+    {
+        DynamicPluginTensorDesc in[3] = {desc(DataType::kHALF, 4, 1, 2, 256, 64),
+            desc(DataType::kHALF, 4, 1, 2, 256, 64), desc(DataType::kHALF, 4, 1, 2, 256, 64)};
+        DynamicPluginTensorDesc out = desc(DataType::kHALF, 4, 1, 2, 256, 64);
+        CHECK(build->configurePlugin(in, 3, &out, 1) == 0);
+        PluginTensorDesc rin[3] = {in[0].desc, in[1].desc, in[2].desc};
+        CHECK(runtime->onShapeChange(rin, 3, &out.desc, 1) == 0);
+        rin[0].dims.d[1] = 3;
+        CHECK(runtime->onShapeChange(rin, 3, &out.desc, 1) != 0);
+        in[0].desc.dims.d[1] = 5;
+        CHECK(build->configurePlugin(in, 3, &out, 1) != 0);
+    }
+
+    // serialization round trip: fields -> createPlugin(kRUNTIME) -> same fields
+    PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
+    CHECK(ser != nullptr && ser->nbFields == 7);
+    IPluginV3* restored = creator->createPlugin("node", ser, TensorRTPhase::kRUNTIME);
+    CHECK(restored != nullptr);
+    if (restored != nullptr)
+    {
+        auto* rt2 = static_cast<IPluginV3OneRuntime*>(restored->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        PluginFieldCollection const* ser2 = rt2->getFieldsToSerialize();
+        for (char const* name : {"q_grid", "k_grid", "extents"})
+        {
+            for (int i = 0; i < 3; ++i)
+            {
+                CHECK(fieldInt(ser, name, i) == fieldInt(ser2, name, i));
+            }
+        }
+        CHECK(fieldInt(ser2, "extents", 0) == 3 && fieldInt(ser2, "causal", 0) == 1);
+        CHECK(fieldInt(ser2, "num_heads", 0) == 2 && fieldInt(ser2, "ring_cache", 0) == 0);
+        for (int32_t j = 0; j < ser2->nbFields; ++j)
+        {
+            if (std::strcmp(ser2->fields[j].name, "scale") == 0)
+            {
+                CHECK(ser2->fields[j].type == PluginFieldType::kFLOAT32);
+                CHECK(*static_cast<float const*>(ser2->fields[j].data) == 0.125F);
+            }
+        }
+        delete restored;
+    }
+    IPluginV3* copy = plugin->clone();
+    CHECK(copy != nullptr);
+    delete copy;
+    IPluginV3* attached = runtime->attachToContext(nullptr);
+    CHECK(attached != nullptr);
+    delete attached;
+
+    // ONNX parsers may hand ints as INT64 and scale as FLOAT64
+    {
+        int64_t q64[3] = {2, 4, 4}, e64[3] = {-1, 1, 0}, one = 1, heads = 2;
+        double scale = 0.5;
+        std::vector<PluginField> fields = {PluginField("q_grid", q64, PluginFieldType::kINT64, 3),
+            PluginField("k_grid", q64, PluginFieldType::kINT64, 3),
+            PluginField("extents", e64, PluginFieldType::kINT64, 3),
+            PluginField("causal", &one, PluginFieldType::kINT64, 1),
+            PluginField("ring_cache", &one, PluginFieldType::kINT64, 1),
+            PluginField("scale", &scale, PluginFieldType::kFLOAT64, 1),
+            PluginField("num_heads", &heads, PluginFieldType::kINT64, 1)};
+        IPluginV3* p64 = create(creator, fields);
+        CHECK(p64 != nullptr);
+        delete p64;
+    }
+    // refused: missing field, bad extents, ring cache without causal, wrong length
+    {
+        auto fields = f.list();
+        fields.pop_back(); // no num_heads
+        CHECK(create(creator, fields) == nullptr);
+        Fields bad = f;
+        bad.extents[1] = -2;
+        CHECK(create(creator, bad.list()) == nullptr);
+        bad = f;
+        bad.ringCache = 1;
+        bad.causal = 0;
+        CHECK(create(creator, bad.list()) == nullptr);
+        auto wrong = f.list();
+        wrong[0].length = 2;
+        CHECK(create(creator, wrong) == nullptr);
+    }
+    delete plugin;
+    if (gFailures == 0)
+    {
+        std::printf("trt_plugin_check: all checks passed (TensorRT headers %d.%d.%d)\n", NV_TENSORRT_MAJOR,
+            NV_TENSORRT_MINOR, NV_TENSORRT_PATCH);
+    }
+    return gFailures == 0 ? 0 : 1;
+}

@@ -59,6 +59,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cond-dropout", type=float, help="chance of the empty prompt / blank sketch")
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
+    p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
     p.add_argument("--time-limit", type=float, help="stop after this many seconds (checkpointed)")
     p.add_argument("--export", type=Path, help="save the trained model directory here too")
     p.add_argument("--fp16", action="store_true", help="store exported weights in float16")
@@ -118,6 +119,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "cond_dropout": "cond_dropout",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
+        "amp": "amp",
         "time_limit": "time_limit_s",
     }
     opts = TransformerTrainOptions(progress=not args.no_progress, **_overrides(args, names))

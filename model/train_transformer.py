@@ -74,6 +74,7 @@ class TransformerTrainOptions:
     seed: int = 0
     device: str | None = None  # None -> CUDA if available
     attn_impl: str = "dense"  # dense is ~10x faster than gather for training on the CPU
+    amp: str = "none"  # "bf16": bfloat16 autocast (2-4x faster on CPUs with AVX512-BF16 / AMX)
     log_every: int = 10
     checkpoint_every: int = 100
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much wall time
@@ -222,6 +223,8 @@ def train_transformer(
     if options.threads:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
+    if options.amp not in ("none", "bf16"):
+        raise ValueError(f"amp must be 'none' or 'bf16', got {options.amp!r}")
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)
@@ -273,7 +276,8 @@ def train_transformer(
         seed_step(options.seed, step)
         lr = cosine_lr(step, options.steps, options.lr, options.warmup)
         set_lr(opt, lr)
-        loss = batch_loss(model, batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16"):
+            loss = batch_loss(model, batch, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)

@@ -20,6 +20,9 @@ SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
     ("nuwa.export.cli", "add_export_parser"),
     ("nuwa.model.train_cli", "add_train_parser"),
     ("nuwa.model.train_cli", "add_evaluate_parser"),
+    ("nuwa.runtime.generate_cli", "add_generate_parser"),
+    ("nuwa.calibration.cli", "add_quantize_parser"),
+    ("nuwa.calibration.cli", "add_build_engine_parser"),
 ]
 
 

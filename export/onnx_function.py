@@ -1,0 +1,322 @@
+"""3DNA as an ONNX local function: ``nuwa::NearbyAttention3D`` in standard ONNX ops (DESIGN §4, §6).
+
+The exported graphs carry every 3DNA call as one node ``NearbyAttention3D`` in domain ``nuwa``
+with the attributes of :meth:`~nuwa.model.attention3d.NearbyAttentionSpec.onnx_attributes`
+(``q_grid``, ``k_grid``, ``extents``, ``causal``, ``ring_cache``, ``scale``, ``num_heads``). The
+node's meaning is the gather implementation of ``model/attention3d.py``:
+
+- inputs ``q (B, nh, Nq, hd)``, ``k``/``v (B, nh, Nk, hd)`` and an optional 4th input
+  ``q_positions`` int32 ``(B, Nq)``: raster index of each query in ``q_grid`` (absent: 0..Nq-1);
+- ``ring_cache=1`` (decode self-attention): k/v are a ring cache of ``S = Nk`` slots already
+  holding the current token; slot ``s`` holds raster position ``p - ((p - s) mod S)``
+  (:func:`~nuwa.model.attention3d.nearby_attention_decode_gather`);
+- output ``(B, nh, Nq, hd)``.
+
+How the body is shared: ONNX local functions may be attribute-parameterised, but the neighbour
+table's *shape* (``M`` candidates per query) depends on the attribute values, and a body that
+switches on attribute values needs control flow no runtime likes. So each distinct attribute set
+(and whether ``q_positions`` is given) gets its own :class:`onnx.FunctionProto` named
+``NearbyAttention3D`` in domain ``nuwa`` with a distinct ``overload`` (IR version >= 10): the node
+names the overload and still carries every attribute, which the function declares (and ignores:
+the values are baked into the body). ``onnx.checker`` (full check) and ONNX Runtime resolve
+``(domain, name, overload)``; this was verified with onnx 1.23 / onnxruntime 1.32.
+
+The body computes the neighbour table in-graph from the query positions (``Range`` for whole-grid
+calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates along each
+axis around the query's centre, validity (inside the grid, causal, inside the ring's reach),
+then gather, mask with ``-inf``, ``Softmax``, NaN -> 0 (a query with no key), weighted sum. For
+whole-grid calls every input of the table is a constant, so runtimes fold it once at load.
+Floating constants go through ``CastLike`` so an FP16 graph stays FP16.
+
+This module needs only ``onnx`` (no torch): the runtime and the tests can build functions alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import FunctionProto, NodeProto, TensorProto, helper, numpy_helper
+
+DOMAIN = "nuwa"
+OP_TYPE = "NearbyAttention3D"
+DOMAIN_VERSION = 1
+ATTRIBUTE_NAMES = ("q_grid", "k_grid", "extents", "causal", "ring_cache", "scale", "num_heads")
+# TensorRT: the ONNX parser's fallback plugin importer binds an unknown node to the plugin whose
+# creator is registered under the node's op_type (the node's domain is not looked at), with
+# version = the string attribute ``plugin_version`` (default "1") and namespace = the string
+# attribute ``plugin_namespace`` (default ""); each field the plugin creator declares is then read
+# from the node attribute of the same name. The parser (<= 10.14) first inlines a local function
+# whose name matches the op_type, so the tensorrt target drops the function bodies.
+PLUGIN_NAMESPACE = "nuwa"
+PLUGIN_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Attention3DAttrs:
+    """The node's attributes as plain data (mirror of ``NearbyAttentionSpec.onnx_attributes``)."""
+
+    q_grid: tuple[int, int, int]
+    k_grid: tuple[int, int, int]
+    extents: tuple[int, int, int]
+    causal: int
+    ring_cache: int
+    scale: float
+    num_heads: int
+
+    @classmethod
+    def from_dict(cls, attrs: dict[str, object]) -> Attention3DAttrs:
+        missing = [n for n in ATTRIBUTE_NAMES if n not in attrs]
+        if missing:
+            raise ValueError(f"NearbyAttention3D attributes miss {missing}")
+        return cls(
+            q_grid=tuple(int(x) for x in attrs["q_grid"]),  # type: ignore[arg-type, union-attr]
+            k_grid=tuple(int(x) for x in attrs["k_grid"]),  # type: ignore[arg-type, union-attr]
+            extents=tuple(int(x) for x in attrs["extents"]),  # type: ignore[arg-type, union-attr]
+            causal=int(attrs["causal"]),  # type: ignore[call-overload]
+            ring_cache=int(attrs["ring_cache"]),  # type: ignore[call-overload]
+            scale=float(attrs["scale"]),  # type: ignore[arg-type]
+            num_heads=int(attrs["num_heads"]),  # type: ignore[call-overload]
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "q_grid": list(self.q_grid),
+            "k_grid": list(self.k_grid),
+            "extents": list(self.extents),
+            "causal": self.causal,
+            "ring_cache": self.ring_cache,
+            "scale": self.scale,
+            "num_heads": self.num_heads,
+        }
+
+    @classmethod
+    def from_node(cls, node: NodeProto) -> Attention3DAttrs:
+        return cls.from_dict({a.name: helper.get_attribute_value(a) for a in node.attribute})
+
+
+def overload_name(attrs: Attention3DAttrs, with_positions: bool) -> str:
+    """A readable, unique overload tag per (attribute set, q_positions given)."""
+    g = "x".join
+    digest = hashlib.sha256(
+        json.dumps([attrs.as_dict(), with_positions], sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return (
+        f"q{g(map(str, attrs.q_grid))}_k{g(map(str, attrs.k_grid))}"
+        f"_e{g(str(e).replace('-', 'm') for e in attrs.extents)}"
+        f"_c{attrs.causal}_r{attrs.ring_cache}_p{int(with_positions)}_{digest}"
+    )
+
+
+class _Body:
+    """Accumulates the body's nodes with unique output names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[NodeProto] = []
+        self._n = 0
+
+    def op(self, op_type: str, inputs: Sequence[str], **attrs: object) -> str:
+        self._n += 1
+        out = f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def const(self, value: np.ndarray | int | float | Sequence[int]) -> str:
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        self._n += 1
+        out = f"const_{self._n}"
+        self.nodes.append(
+            helper.make_node("Constant", [], [out], value=numpy_helper.from_array(arr, out))
+        )
+        return out
+
+
+def _axis_offsets(
+    radius: int, size: int, causal_time: bool, unbounded: bool
+) -> tuple[np.ndarray, bool]:
+    """Candidate offsets along one axis (as ``_axis_candidates``); returns (values, absolute):
+    absolute means the values are key coordinates (whole axis), else offsets from the centre."""
+    if radius < 0:
+        return np.arange(size), True
+    r = radius if unbounded else min(radius, size - 1)
+    return np.arange(-r, 1 if causal_time else r + 1), False
+
+
+def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) -> FunctionProto:
+    """The ``nuwa::NearbyAttention3D`` overload for one attribute set (see module docstring)."""
+    tq, hq, wq = attrs.q_grid
+    tk, hk, wk = attrs.k_grid
+    et, eh, ew = attrs.extents
+    ring, causal = bool(attrs.ring_cache), bool(attrs.causal)
+    if ring and et < 0:  # a sliding whole time axis spans the last T frames
+        et = tk - 1
+    b = _Body()
+    inputs = ["q", "k", "v"] + (["q_positions"] if with_positions else [])
+
+    # ---- query positions (B|1, Nq) int64 ---------------------------------------------------
+    if with_positions:
+        pos = b.op("Cast", ["q_positions"], to=TensorProto.INT64)
+    else:
+        nq = b.op("Shape", ["q"], start=2, end=3)  # (1,)
+        nq_scalar = b.op("Squeeze", [nq, b.const([0])])
+        rng = b.op("Range", [b.const(0), nq_scalar, b.const(1)])
+        pos = b.op("Unsqueeze", [rng, b.const([0])])  # (1, Nq)
+
+    # ---- centres in the key grid (as _centres) ---------------------------------------------
+    t = b.op("Div", [pos, b.const(hq * wq)])
+    h = b.op("Mod", [b.op("Div", [pos, b.const(wq)]), b.const(hq)])
+    w = b.op("Mod", [pos, b.const(wq)])
+    if ring:  # the key grid slides with the query
+        ct = t
+    else:
+        ct = b.op(
+            "Min", [b.op("Div", [b.op("Mul", [t, b.const(tk)]), b.const(tq)]), b.const(tk - 1)]
+        )
+    ch = b.op("Div", [b.op("Mul", [h, b.const(hk)]), b.const(hq)])
+    cw = b.op("Div", [b.op("Mul", [w, b.const(wk)]), b.const(wq)])
+
+    # ---- candidates per axis, broadcast to (B|1, Nq, ma, mb, mc) ----------------------------
+    zero5 = b.op("Unsqueeze", [b.op("Mul", [pos, b.const(0)]), b.const([2, 3, 4])])
+    axes: list[str] = []
+    for centre, radius, size, causal_time, unbounded, shape in (
+        (ct, et, tk, causal, ring, (-1, 1, 1)),
+        (ch, eh, hk, False, False, (1, -1, 1)),
+        (cw, ew, wk, False, False, (1, 1, -1)),
+    ):
+        values, absolute = _axis_offsets(radius, size, causal_time, unbounded)
+        cand = b.const(values.reshape(shape))  # (ma|1, mb|1, mc|1)
+        if not absolute:
+            cand = b.op("Add", [b.op("Unsqueeze", [centre, b.const([2, 3, 4])]), cand])
+        axes.append(b.op("Add", [cand, zero5]))
+    a, bb, c = axes
+    zero = b.const(0)
+    valid = b.op("GreaterOrEqual", [a, zero])
+    for cond in (
+        b.op("GreaterOrEqual", [bb, zero]),
+        b.op("Less", [bb, b.const(hk)]),
+        b.op("GreaterOrEqual", [c, zero]),
+        b.op("Less", [c, b.const(wk)]),
+    ):
+        valid = b.op("And", [valid, cond])
+    if not ring:  # a ring cache slides: its time axis has no last frame
+        valid = b.op("And", [valid, b.op("Less", [a, b.const(tk)])])
+    index = b.op(
+        "Add", [b.op("Mul", [b.op("Add", [b.op("Mul", [a, b.const(hk)]), bb]), b.const(wk)]), c]
+    )
+    flat3 = b.const([0, 0, -1])
+    index = b.op("Reshape", [index, flat3])  # (B|1, Nq, M)
+    valid = b.op("Reshape", [valid, flat3])
+    pos3 = b.op("Unsqueeze", [pos, b.const([2])])  # (B|1, Nq, 1)
+    if causal:
+        valid = b.op("And", [valid, b.op("LessOrEqual", [index, pos3])])
+    if ring:  # keys older than the ring's reach are overwritten; raster -> slot
+        slots = b.op("Shape", ["k"], start=2, end=3)
+        valid = b.op("And", [valid, b.op("Greater", [index, b.op("Sub", [pos3, slots])])])
+        index = b.op("Mod", [index, slots])
+    index = b.op("Where", [valid, index, zero])
+
+    # ---- gather K/V: (B, nh, Nq, M, hd) ------------------------------------------------------
+    m_dim = b.op("Shape", [index], start=2, end=3)
+    sel_shape = b.op(
+        "Concat",
+        [b.op("Shape", ["k"], start=0, end=2), b.const([-1]), m_dim, b.op("Shape", ["k"], start=3)],
+        axis=0,
+    )
+    if with_positions:  # per-row table: GatherElements on the key axis
+        idx = b.op("Unsqueeze", [b.op("Reshape", [index, b.const([0, -1])]), b.const([1, 3])])
+        gather_shape = b.op(
+            "Concat",
+            [
+                b.op("Shape", ["k"], start=0, end=2),
+                b.op("Shape", [idx], start=2, end=3),
+                b.op("Shape", ["k"], start=3),
+            ],
+            axis=0,
+        )
+        idx = b.op("Expand", [idx, gather_shape])  # (B, nh, Nq*M, hd)
+        k_sel = b.op("GatherElements", ["k", idx], axis=2)
+        v_sel = b.op("GatherElements", ["v", idx], axis=2)
+    else:  # one table for every row
+        idx = b.op("Reshape", [index, b.const([-1])])
+        k_sel = b.op("Gather", ["k", idx], axis=2)
+        v_sel = b.op("Gather", ["v", idx], axis=2)
+    k_sel = b.op("Reshape", [k_sel, sel_shape])
+    v_sel = b.op("Reshape", [v_sel, sel_shape])
+
+    # ---- masked softmax over the candidates ---------------------------------------------------
+    q5 = b.op("Unsqueeze", ["q", b.const([-2])])  # (B, nh, Nq, 1, hd)
+    scores = b.op("ReduceSum", [b.op("Mul", [q5, k_sel]), b.const([-1])], keepdims=0)
+    scores = b.op("Mul", [scores, b.op("CastLike", [b.const(np.float32(attrs.scale)), "q"])])
+    valid4 = b.op("Unsqueeze", [valid, b.const([1])])  # (B|1, 1, Nq, M)
+    neg_inf = b.op("CastLike", [b.const(np.float32(-np.inf)), "q"])
+    scores = b.op("Where", [valid4, scores, neg_inf])
+    probs = b.op("Softmax", [scores], axis=-1)
+    fzero = b.op("CastLike", [b.const(np.float32(0.0)), "q"])
+    probs = b.op("Where", [b.op("IsNaN", [probs]), fzero, probs])
+    weighted = b.op("Mul", [b.op("Unsqueeze", [probs, b.const([-1])]), v_sel])
+    out = b.op("ReduceSum", [weighted, b.const([-2])], keepdims=0)
+    b.nodes.append(helper.make_node("Identity", [out], ["out"]))
+
+    return helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        inputs,
+        ["out"],
+        b.nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=list(ATTRIBUTE_NAMES),
+        doc_string=f"3DNA gather body for {json.dumps(attrs.as_dict())}",
+        overload=overload_name(attrs, with_positions),
+    )
+
+
+def is_attention_node(node: NodeProto) -> bool:
+    return node.domain == DOMAIN and node.op_type == OP_TYPE
+
+
+def attach_functions(model: onnx.ModelProto, opset: int) -> int:
+    """Give every ``NearbyAttention3D`` node of ``model`` its overload and add one function per
+    distinct overload. Returns the number of functions added."""
+    functions: dict[str, FunctionProto] = {}
+    for node in model.graph.node:
+        if not is_attention_node(node):
+            continue
+        attrs = Attention3DAttrs.from_node(node)
+        with_positions = len(node.input) > 3 and bool(node.input[3])
+        name = overload_name(attrs, with_positions)
+        node.overload = name
+        if name not in functions:
+            functions[name] = build_function(attrs, with_positions, opset)
+    del model.functions[:]
+    model.functions.extend(functions.values())
+    if model.ir_version < 10:
+        model.ir_version = 10  # node/function overloads
+    return len(functions)
+
+
+def to_tensorrt(model: onnx.ModelProto) -> int:
+    """Drop the function bodies and tag every 3DNA node for TensorRT's plugin importer.
+    Returns the number of tagged nodes."""
+    count = 0
+    for node in model.graph.node:
+        if not is_attention_node(node):
+            continue
+        node.overload = ""
+        names = {a.name for a in node.attribute}
+        for key, value in (
+            ("plugin_namespace", PLUGIN_NAMESPACE),
+            ("plugin_version", PLUGIN_VERSION),
+        ):
+            if key not in names:
+                node.attribute.append(helper.make_attribute(key, value))
+        count += 1
+    del model.functions[:]
+    return count

@@ -62,7 +62,14 @@ from .manifest import (
     sha256_file,
     write_manifest,
 )
-from .onnx_function import attach_functions, is_attention_node, to_tensorrt
+from .onnx_function import (
+    DOMAIN,
+    DOMAIN_VERSION,
+    attach_functions,
+    is_attention_node,
+    to_tensorrt,
+)
+from .verify import FLOAT_TOLERANCE, check_graph
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -109,7 +116,7 @@ def _trace(spec: GraphSpec, model: NuwaModel, path: Path, opset: int) -> None:
             dynamic_axes=spec.dynamic_axes,
             opset_version=opset,
             do_constant_folding=True,
-            custom_opsets={"nuwa": 1},
+            custom_opsets={DOMAIN: DOMAIN_VERSION} if spec.uses_attention else None,
         )
 
 
@@ -133,12 +140,26 @@ def finalize_graph(
 
 
 def export_graph(
-    spec: GraphSpec, model: NuwaModel, path: Path, target: str, opset: int
+    spec: GraphSpec, model: NuwaModel, path: Path, target: str, opset: int, verify: bool = True
 ) -> GraphInfo:
-    """Trace one graph to ``path`` and return its manifest entry."""
+    """Trace one graph to ``path``, check it (ONNX checker; ONNX Runtime against PyTorch on
+    random batch-2 inputs when ``verify``) and return its manifest entry."""
     _trace(spec, model, path, opset)
-    onnx_model = finalize_graph(onnx.load(str(path)), target, opset, spec.name)
+    try:
+        onnx_model = finalize_graph(onnx.load(str(path)), target, opset, spec.name)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc
     onnx.save(onnx_model, str(path))
+    check: dict[str, float | int] = {}
+    if verify:
+        result = check_graph(spec, onnx_model, opset)
+        if not result.ok:
+            raise ExportError(
+                f"{spec.file} does not match PyTorch: max abs error {result.max_abs_error:.3g} "
+                f"(tolerance {FLOAT_TOLERANCE:g}), codes differing {result.code_mismatch:.2%}"
+            )
+        check = result.to_dict()
     return GraphInfo(
         name=spec.name,
         file=spec.file,
@@ -148,6 +169,7 @@ def export_graph(
         outputs=_tensor_infos(list(onnx_model.graph.output)),
         attention_nodes=sum(is_attention_node(n) for n in onnx_model.graph.node),
         meta=spec.meta,
+        check=check,
     )
 
 
@@ -174,27 +196,32 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     frames: list[int] | None = None,
     log: Callable[[str], None] | None = None,
+    verify: bool = True,
 ) -> Manifest:
     """Export every graph of the model in ``model_dir`` into ``out_dir`` and write its manifest.
 
-    ``frames``: the request frame counts to export decoder steps for (default: 1 and the trained
-    number of frames). Raises :class:`ExportError` or :class:`CheckpointError` on bad input.
+    ``target``: ``"portable"`` (3DNA as ONNX local functions; any runtime) or ``"tensorrt"``
+    (plugin nodes, no function bodies). ``frames``: request frame counts whose sketch
+    conditions are exported (``sketch_t{min(f, sketch_frames)}``; default: 1 and the trained
+    frames); text conditions cover every frame count. ``verify``: run every graph in ONNX
+    Runtime against PyTorch on random batch-2 inputs and record the error in the manifest.
+
+    Raises :class:`~nuwa.export.errors.ExportError` (one-line message) on bad input or a failed
+    check; ``out_dir`` then holds no ``manifest.json``.
     """
     _validate(target, opset)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     try:
         model = NuwaModel.from_pretrained(model_dir)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # anything else a broken directory can raise while loading
-        raise CheckpointError(f"cannot load the model in {model_dir}: {exc}") from exc
+    except Exception as exc:  # CheckpointError, or anything else a broken directory raises
+        msg = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+        raise ExportError(f"cannot load the model in {model_dir}: {msg}") from exc
     cfg = model.config.transformer
     frames = sorted(set(frames)) if frames else default_frames(model)
     if any(not 1 <= f <= cfg.frames for f in frames):
-        raise ExportError(f"--frames must be in 1..{cfg.frames} (the trained frames), got {frames}")
+        raise ExportError(f"frames must be in 1..{cfg.frames} (the trained frames), got {frames}")
     _check_writable(out_dir)
-    stale = out_dir / MANIFEST_FILE
-    stale.unlink(missing_ok=True)  # files and manifest must never disagree, even on failure
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # files and manifest never disagree
 
     specs = build_graph_specs(model, frames)
     graphs: dict[str, GraphInfo] = {}
@@ -203,9 +230,11 @@ def export_model(
         for spec in specs:
             if log:
                 log(f"exporting {spec.file}")
-            graphs[spec.name] = export_graph(spec, model, tmp / spec.file, target, opset)
+            graphs[spec.name] = export_graph(spec, model, tmp / spec.file, target, opset, verify)
         for info in graphs.values():
             os.replace(tmp / info.file, out_dir / info.file)
+    except OSError as exc:
+        raise ExportError(f"cannot write the export into {out_dir}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -219,9 +248,10 @@ def export_model(
         for key, (grid, extents) in condition_grids(model, frames).items()
     }
     steps = tuple(
-        DecoderStepInfo(s.name, s.meta["condition"], s.meta["frames"], tuple(s.meta["target_grid"]))
+        DecoderStepInfo(s.name, s.meta["condition"], f, model.transformer.target_grid(f))
         for s in specs
         if s.kind == "decoder_step"
+        for f in s.meta["frames"]
     )
     manifest = Manifest(
         directory=out_dir,
@@ -252,7 +282,10 @@ def export_model(
         decoder_steps=steps,
         graphs=graphs,
     )
-    write_manifest(manifest)
+    try:
+        write_manifest(manifest)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out_dir / MANIFEST_FILE}: {exc}") from exc
     if log:
         log(f"wrote {len(graphs)} graphs and {out_dir / MANIFEST_FILE}")
     return manifest

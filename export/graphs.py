@@ -10,6 +10,7 @@ the numerical checks feed to both PyTorch and ONNX Runtime.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from nuwa.model.attention3d import (
     grid_size,
     nearby_attention,
     nearby_attention_decode_gather,
+    neighbour_table,
 )
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.transformer import NuwaTransformer
@@ -356,6 +358,39 @@ def condition_grids(model: NuwaModel, frames: list[int]) -> dict[str, tuple[Grid
     return out
 
 
+def _decode_signature(model: NuwaModel, grid: Grid, extents: Extents, frames: int) -> str:
+    """What a decoder step for a ``frames``-frame request computes, as a digest of its two 3DNA
+    neighbour tables (ring self-attention, cross-attention) over every position of a video
+    longer than the trained one. Two frame counts with equal digests can share one graph."""
+    tr = model.transformer
+    c = model.config.transformer
+    n = (c.frames + max(c.decoder_self_extents[0], 0) + 2) * c.tokens_per_frame
+    pos = torch.arange(n)
+    digest = hashlib.sha256()
+    for spec in (tr.self_spec(frames, ring=True), tr.cross_spec(frames, grid, extents)):
+        index, valid = neighbour_table(static_spec(spec), pos)
+        digest.update(repr(tuple(index.shape)).encode())
+        digest.update(torch.where(valid, index, -1).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def decoder_step_groups(
+    model: NuwaModel, key: str, grid: Grid, extents: Extents
+) -> list[tuple[int, ...]]:
+    """Request frame counts (capped at the trained frames) a condition's decoder step serves,
+    grouped by :func:`_decode_signature`: one graph per group. A text condition usually needs a
+    single graph for every frame count; a sketch condition of ``Ts`` frames serves the requests
+    whose sketch has ``Ts`` frames."""
+    c = model.config.transformer
+    frames = [
+        f for f in range(1, c.frames + 1) if key == "text" or min(f, c.sketch_frames) == grid[0]
+    ]
+    groups: dict[str, list[int]] = {}
+    for f in frames:
+        groups.setdefault(_decode_signature(model, grid, extents, f), []).append(f)
+    return [tuple(g) for g in groups.values()]
+
+
 def build_graph_specs(model: NuwaModel, frames: list[int]) -> list[GraphSpec]:
     """Every graph of the runtime for a model; decoder steps for each target frame count."""
     cfg = model.config
@@ -444,18 +479,18 @@ def build_graph_specs(model: NuwaModel, frames: list[int]) -> list[GraphSpec]:
     past = kv_names(PAST_KEY, PAST_VALUE, layers)
     present = kv_names(PRESENT_KEY, PRESENT_VALUE, layers)
     slots = c.cache_slots
-    for f in frames:
-        for key, (grid, extents) in conditions.items():
-            if key != "text" and grid[0] != min(f, c.sketch_frames):
-                continue
+    for key, (grid, extents) in conditions.items():
+        groups = decoder_step_groups(model, key, grid, extents)
+        for served in groups:
+            f = served[-1]  # the largest frame count: its grid is the attribute
             n_cond = grid_size(grid)
-            n_target = f * c.tokens_per_frame
+            n_target = c.frames * c.tokens_per_frame
 
             def make_step(
                 b: int, g: torch.Generator, n_cond: int = n_cond, n_target: int = n_target
             ) -> tuple[Tensor, ...]:
                 ids = torch.randint(0, c.image_vocab_size + 1, (b,), generator=g)  # incl. <bos>
-                # positions anywhere in a video 3x the request: the ring has wrapped around
+                # positions anywhere in a video 3x the trained one: the ring has wrapped around
                 pos = torch.randint(0, 3 * max(n_target, slots), (b,), generator=g)
                 kv = [
                     torch.randn(b, c.n_heads, slots, c.head_dim, generator=g)
@@ -467,9 +502,10 @@ def build_graph_specs(model: NuwaModel, frames: list[int]) -> list[GraphSpec]:
                 ]
                 return (ids, pos, *kv, *cross)
 
+            name = f"decoder_step.{key}" if len(groups) == 1 else f"decoder_step.{key}.t{f}"
             specs.append(
                 GraphSpec(
-                    f"decoder_step.{key}.t{f}",
+                    name,
                     "decoder_step",
                     DecoderStepGraph(tr, grid, extents, f),
                     [INPUT_IDS, POSITIONS, *past, *cross_names],
@@ -478,7 +514,7 @@ def build_graph_specs(model: NuwaModel, frames: list[int]) -> list[GraphSpec]:
                     _batch_axes([INPUT_IDS, POSITIONS, *past, *cross_names, LOGITS, *present]),
                     {
                         "condition": key,
-                        "frames": f,
+                        "frames": list(served),
                         "target_grid": list(tr.target_grid(f)),
                         "condition_grid": list(grid),
                         "cross_extents": list(extents),

@@ -82,6 +82,9 @@ class GraphInfo:
     outputs: tuple[TensorInfo, ...]
     attention_nodes: int = 0  # NearbyAttention3D nodes in the graph
     meta: dict[str, Any] = field(default_factory=dict)
+    # ONNX Runtime vs PyTorch on random inputs at export: max_abs_error, code_mismatch, batch,
+    # tolerance (empty when the export ran without verification)
+    check: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -100,6 +103,7 @@ class GraphInfo:
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "meta": self.meta,
+            "check": self.check,
         }
 
     @classmethod
@@ -113,6 +117,7 @@ class GraphInfo:
             outputs=tuple(TensorInfo.from_dict(t) for t in d["outputs"]),
             attention_nodes=int(d.get("attention_nodes", 0)),
             meta=dict(d.get("meta", {})),
+            check=dict(d.get("check", {})),
         )
 
 

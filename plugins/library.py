@@ -98,6 +98,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "nuwa_3dna_tensorrt_compiled": (ctypes.c_int32, []),
     "nuwa_3dna_build_info": (ctypes.c_char_p, []),
     "nuwa_3dna_cuda_device_count": (ctypes.c_int32, []),
+    "nuwa_3dna_attribute_fields": (ctypes.c_char_p, []),
     "nuwa_3dna_status_string": (ctypes.c_char_p, [ctypes.c_int]),
     "nuwa_3dna_last_error": (ctypes.c_char_p, []),
     "nuwa_3dna_validate": (ctypes.c_int, [_c_params]),
@@ -168,6 +169,33 @@ def cuda_device_count() -> int:
 
 def build_info() -> str:
     return load_library().nuwa_3dna_build_info().decode()
+
+
+def parse_attribute_fields(text: str) -> list[tuple[str, str, int]]:
+    """``"q_grid:int32:3,..."`` -> ``[("q_grid", "int32", 3), ...]``."""
+    fields = []
+    for item in text.split(","):
+        name, dtype, length = item.split(":")
+        fields.append((name, dtype, int(length)))
+    return fields
+
+
+def attribute_fields() -> list[tuple[str, str, int]]:
+    """The node attributes the library (and its TensorRT plugin creator) reads, in order:
+    ``(name, "int32" | "float32", length)``."""
+    return parse_attribute_fields(load_library().nuwa_3dna_attribute_fields().decode())
+
+
+def expected_attribute_fields(attrs: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The same description of an attribute dict such as ``NearbyAttentionSpec.onnx_attributes()``
+    (lists of ints -> int32 of their length, ints -> int32, floats -> float32)."""
+    fields = []
+    for name, value in attrs.items():
+        if isinstance(value, (list, tuple)):
+            fields.append((name, "int32", len(value)))
+        else:
+            fields.append((name, "float32" if isinstance(value, float) else "int32", 1))
+    return fields
 
 
 def require_cuda() -> ctypes.CDLL:
@@ -249,8 +277,13 @@ def nearby_attention_cpu(
         pos_ptr = pos.ctypes.data
     out = np.empty((b, nh, nq, hd), dtype=np.float32)
     status = lib.nuwa_3dna_forward_cpu(
-        ctypes.byref(params), qc.ctypes.data, kc.ctypes.data, vc.ctypes.data, pos_ptr,
-        out.ctypes.data, num_threads,
+        ctypes.byref(params),
+        qc.ctypes.data,
+        kc.ctypes.data,
+        vc.ctypes.data,
+        pos_ptr,
+        out.ctypes.data,
+        num_threads,
     )
     _check(lib, status)
     return out
@@ -320,8 +353,12 @@ def nearby_attention_torch(
     if q.device.type == "cpu":
         pos = None if q_positions is None else q_positions.cpu().numpy()
         out = nearby_attention_cpu(
-            q.detach().float().numpy(), k.detach().float().numpy(), v.detach().float().numpy(),
-            attrs, pos, num_threads,
+            q.detach().float().numpy(),
+            k.detach().float().numpy(),
+            v.detach().float().numpy(),
+            attrs,
+            pos,
+            num_threads,
         )
         return torch.from_numpy(out).to(q.dtype)
     names = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -342,7 +379,16 @@ def nearby_attention_torch(
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream().cuda_stream
         nearby_attention_cuda_ptr(
-            attrs, q.shape, k.shape, names[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(),
-            out.data_ptr(), pos_ptr, stream, algo,
+            attrs,
+            q.shape,
+            k.shape,
+            names[q.dtype],
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            out.data_ptr(),
+            pos_ptr,
+            stream,
+            algo,
         )
     return out

@@ -127,6 +127,23 @@ int32_t nuwa_3dna_tensorrt_compiled(void)
     return NUWA_WITH_TENSORRT ? 1 : 0;
 }
 
+const char* nuwa_3dna_attribute_fields(void)
+{
+    static std::string const fields = []
+    {
+        std::string s;
+        for (nuwa::AttributeField const& f : nuwa::kATTRIBUTE_FIELDS)
+        {
+            s += s.empty() ? "" : ",";
+            s += f.name;
+            s += f.type == nuwa::AttributeType::kINT32 ? ":int32:" : ":float32:";
+            s += std::to_string(f.length);
+        }
+        return s;
+    }();
+    return fields.c_str();
+}
+
 const char* nuwa_3dna_build_info(void)
 {
     return NUWA_BUILD_INFO;

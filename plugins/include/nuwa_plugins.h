@@ -76,6 +76,11 @@ NUWA_API const char* nuwa_3dna_build_info(void);    /* one line: versions, archi
 /* CUDA devices visible now (0 without a CUDA build, driver or GPU; never fails). */
 NUWA_API int32_t nuwa_3dna_cuda_device_count(void);
 
+/* The ONNX node's attributes (= the TensorRT plugin's fields) in order, one line:
+ * "q_grid:int32:3,k_grid:int32:3,extents:int32:3,causal:int32:1,ring_cache:int32:1,scale:float32:1,num_heads:int32:1"
+ * (name:type:length, comma separated). */
+NUWA_API const char* nuwa_3dna_attribute_fields(void);
+
 NUWA_API const char* nuwa_3dna_status_string(nuwa_status_t status);
 /* Message of the calling thread's last failed call ("" if none). */
 NUWA_API const char* nuwa_3dna_last_error(void);

@@ -44,6 +44,35 @@ struct NearbyAttentionParams
     int32_t headDim;    //!< hd
 };
 
+//! Type of one node attribute / TensorRT plugin field.
+enum class AttributeType : int32_t
+{
+    kINT32 = 0,
+    kFLOAT32 = 1,
+};
+
+//! One attribute of the ONNX node nuwa::NearbyAttention3D (= one field of the TensorRT plugin).
+struct AttributeField
+{
+    char const* name;
+    AttributeType type;
+    int32_t length;
+};
+
+//! The node's attributes in order, exactly NearbyAttentionSpec.onnx_attributes() (model/): the
+//! single source of the TensorRT creator's field names and of nuwa_3dna_attribute_fields().
+inline constexpr AttributeField kATTRIBUTE_FIELDS[] = {
+    {"q_grid", AttributeType::kINT32, 3},
+    {"k_grid", AttributeType::kINT32, 3},
+    {"extents", AttributeType::kINT32, 3},
+    {"causal", AttributeType::kINT32, 1},
+    {"ring_cache", AttributeType::kINT32, 1},
+    {"scale", AttributeType::kFLOAT32, 1},
+    {"num_heads", AttributeType::kINT32, 1},
+};
+inline constexpr int32_t kNB_ATTRIBUTE_FIELDS = 7;
+static_assert(sizeof(kATTRIBUTE_FIELDS) / sizeof(kATTRIBUTE_FIELDS[0]) == kNB_ATTRIBUTE_FIELDS, "fields");
+
 //! The box of key coordinates one query may attend, plus what is needed for the per-key checks.
 struct QueryWindow
 {

@@ -34,14 +34,20 @@ void logError(char const* where, char const* what) noexcept
     std::fprintf(stderr, "[nuwa::NearbyAttention3D] %s: %s\n", where, what);
 }
 
-// Field names: exactly NearbyAttentionSpec.onnx_attributes() (model/attention3d.py).
-constexpr char const* kQ_GRID = "q_grid";
-constexpr char const* kK_GRID = "k_grid";
-constexpr char const* kEXTENTS = "extents";
-constexpr char const* kCAUSAL = "causal";
-constexpr char const* kRING_CACHE = "ring_cache";
-constexpr char const* kSCALE = "scale";
-constexpr char const* kNUM_HEADS = "num_heads";
+// Field names: kATTRIBUTE_FIELDS (nearbyAttention3DCommon.h), exactly
+// NearbyAttentionSpec.onnx_attributes() (model/attention3d.py).
+constexpr char const* kQ_GRID = kATTRIBUTE_FIELDS[0].name;
+constexpr char const* kK_GRID = kATTRIBUTE_FIELDS[1].name;
+constexpr char const* kEXTENTS = kATTRIBUTE_FIELDS[2].name;
+constexpr char const* kCAUSAL = kATTRIBUTE_FIELDS[3].name;
+constexpr char const* kRING_CACHE = kATTRIBUTE_FIELDS[4].name;
+constexpr char const* kSCALE = kATTRIBUTE_FIELDS[5].name;
+constexpr char const* kNUM_HEADS = kATTRIBUTE_FIELDS[6].name;
+
+PluginFieldType toFieldType(AttributeType t) noexcept
+{
+    return t == AttributeType::kFLOAT32 ? PluginFieldType::kFLOAT32 : PluginFieldType::kINT32;
+}
 
 bool readInts(PluginField const& f, int32_t* dst, int32_t n) noexcept
 {
@@ -312,15 +318,10 @@ PluginFieldCollection const* NearbyAttention3DPlugin::getFieldsToSerialize() noe
 
 NearbyAttention3DPluginCreator::NearbyAttention3DPluginCreator()
 {
-    mFieldNames = {
-        PluginField(kQ_GRID, nullptr, PluginFieldType::kINT32, 3),
-        PluginField(kK_GRID, nullptr, PluginFieldType::kINT32, 3),
-        PluginField(kEXTENTS, nullptr, PluginFieldType::kINT32, 3),
-        PluginField(kCAUSAL, nullptr, PluginFieldType::kINT32, 1),
-        PluginField(kRING_CACHE, nullptr, PluginFieldType::kINT32, 1),
-        PluginField(kSCALE, nullptr, PluginFieldType::kFLOAT32, 1),
-        PluginField(kNUM_HEADS, nullptr, PluginFieldType::kINT32, 1),
-    };
+    for (AttributeField const& f : kATTRIBUTE_FIELDS)
+    {
+        mFieldNames.emplace_back(f.name, nullptr, toFieldType(f.type), f.length);
+    }
     mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFieldCollection.fields = mFieldNames.data();
 }

@@ -79,7 +79,11 @@ def test_cpu_whole_grid_matches_oracle(plugin_lib, case) -> None:
 def decode_cases(draw):
     grid = draw(grids)
     spec = NearbyAttentionSpec(
-        q_grid=grid, k_grid=grid, extents=draw(extents), causal=True, ring_cache=True,
+        q_grid=grid,
+        k_grid=grid,
+        extents=draw(extents),
+        causal=True,
+        ring_cache=True,
         scale=draw(st.none() | st.floats(0.05, 2.0)),
     )
     capacity = spec.ring_capacity()

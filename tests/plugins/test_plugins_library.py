@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nuwa.model.attention3d import NearbyAttentionSpec
 from nuwa.plugins import library
 
 
@@ -34,6 +35,18 @@ def test_env_var_folder_is_searched_first(monkeypatch, tmp_path: Path) -> None:
     assert library.candidate_paths()[1].parent.name == "build"
 
 
+def test_library_reads_the_attributes_the_model_writes(plugin_lib) -> None:
+    """The C API's (and TensorRT creator's) field table == NearbyAttentionSpec.onnx_attributes():
+    names, order, int32/float32 and lengths. Runs in every build (no TensorRT headers needed)."""
+    spec = NearbyAttentionSpec((4, 8, 8), (2, 4, 4), (3, 1, -1), causal=False, scale=0.5)
+    written = spec.onnx_attributes(64, 16)
+    expected = library.expected_attribute_fields(written)
+    assert library.attribute_fields() == expected
+    assert [name for name, _, _ in expected] == list(written)
+    renamed = {("softmax_scale" if k == "scale" else k): v for k, v in written.items()}
+    assert library.expected_attribute_fields(renamed) != expected  # the comparison can fail
+
+
 def test_library_reports_itself(plugin_lib) -> None:
     assert plugin_lib.nuwa_3dna_api_version() == library.API_VERSION
     assert library.build_info().startswith("nuwa_plugins")
@@ -54,8 +67,15 @@ def test_cuda_call_without_device_is_a_clear_error(plugin_lib) -> None:
     """No GPU (or no CUDA build): a CUDA call returns an error status, never crashes."""
     if library.cuda_device_count() > 0:
         pytest.skip("a GPU is present; covered by test_3dna_cuda_kernel.py")
-    attrs = {"q_grid": [1, 2, 2], "k_grid": [1, 2, 2], "extents": [1, 1, 1], "causal": 0,
-             "ring_cache": 0, "scale": 0.5, "num_heads": 1}
+    attrs = {
+        "q_grid": [1, 2, 2],
+        "k_grid": [1, 2, 2],
+        "extents": [1, 1, 1],
+        "causal": 0,
+        "ring_cache": 0,
+        "scale": 0.5,
+        "num_heads": 1,
+    }
     with pytest.raises((library.PluginCallError, library.PluginLibraryError)) as info:
         library.nearby_attention_cuda_ptr(attrs, (1, 1, 4, 4), (1, 1, 4, 4), "float16", 8, 8, 8, 8)
     if isinstance(info.value, library.PluginCallError):

@@ -1,23 +1,33 @@
 """The TensorRT plugin in libnuwa_plugins.so (only in builds that found TensorRT headers).
 
-Without a TensorRT runtime this checks what the headers allow: the exported entry points and the
-header-only check program (creator fields, shapes, formats, serialization round trip).
+CI has no TensorRT headers, so there these tests SKIP (reason given) and only the CPU/C API tests
+run — including test_plugins_library.py::test_library_reads_the_attributes_the_model_writes, which
+checks the field table the creator is built from against the model's ONNX attributes. With headers
+(``cmake -S . -B build -DTensorRT_INCLUDE_DIR=.../include``; checked against TensorRT 10.3.0 and
+11.1 headers) they check, without a TensorRT runtime, what the headers allow: the exported entry
+points, static registration being harmless without TensorRT, and the header-only check program
+(creator fields == the model's attributes, shapes, formats, serialization round trip, bad fields).
 """
 
 from __future__ import annotations
 
 import ctypes
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from nuwa.model.attention3d import NearbyAttentionSpec
 from nuwa.plugins import library
 
 
 @pytest.fixture(scope="module")
 def trt_lib(plugin_lib):
     if not library.tensorrt_compiled():
-        pytest.skip("libnuwa_plugins was built without TensorRT headers (set TensorRT_ROOT)")
+        pytest.skip(
+            "libnuwa_plugins was configured without TensorRT headers (CI has none), so the plugin "
+            "is not in this build; configure with -DTensorRT_INCLUDE_DIR=<TensorRT>/include"
+        )
     return plugin_lib
 
 
@@ -26,9 +36,12 @@ def test_exports_dynamic_plugin_entry_points(trt_lib) -> None:
 
 
 def test_register_without_tensorrt_in_process_is_harmless(trt_lib) -> None:
+    maps = Path("/proc/self/maps").read_text()
+    if "libnvinfer" in maps:
+        pytest.skip("a TensorRT runtime is loaded in this process")
     fn = trt_lib.nuwa_3dna_register_tensorrt_plugin
     fn.restype = ctypes.c_int32
-    assert fn() in (0, 1)  # 0: no TensorRT loaded in this process
+    assert fn() == 0  # no registry to register with, and no crash
 
 
 def test_header_only_plugin_checks(trt_lib) -> None:
@@ -36,3 +49,7 @@ def test_header_only_plugin_checks(trt_lib) -> None:
     assert exe.is_file(), f"{exe} missing: rebuild with TensorRT headers"
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
+    line = next(x for x in run.stdout.splitlines() if x.startswith("creator fields: "))
+    creator = library.parse_attribute_fields(line.removeprefix("creator fields: "))
+    spec = NearbyAttentionSpec((16, 32, 32), (16, 32, 32), (3, 3, 3), causal=True)
+    assert creator == library.expected_attribute_fields(spec.onnx_attributes(64, 16))

@@ -5,13 +5,19 @@
  * run by tests/plugins/test_tensorrt_plugin.py. Through the exported getCreators() it creates the
  * plugin from the ONNX node's fields, checks names/version/namespace, capability interfaces,
  * output types and shapes, format combinations, the serialization round trip (fields ->
- * createPlugin -> fields), clone, and that bad fields are refused. Exit status 0 = all passed.
+ * createPlugin -> fields), clone, and that bad fields are refused. The creator's declared fields
+ * and the serialized fields must equal the C API's nuwa_3dna_attribute_fields() (which the Python
+ * test compares with NearbyAttentionSpec.onnx_attributes()); the creator's are printed as
+ * "creator fields: name:type:length,...". Exit status 0 = all passed.
  */
+#include "nuwa_plugins.h"
+
 #include <NvInferRuntime.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 using namespace nvinfer1;
@@ -92,6 +98,22 @@ int32_t fieldInt(PluginFieldCollection const* fc, char const* name, int i)
     return -999;
 }
 
+//! "name:type:length,..." of a field collection (the format of nuwa_3dna_attribute_fields()).
+std::string describe(PluginFieldCollection const* fc)
+{
+    std::string s;
+    for (int32_t j = 0; fc != nullptr && j < fc->nbFields; ++j)
+    {
+        PluginField const& f = fc->fields[j];
+        char const* type = f.type == PluginFieldType::kINT32 ? "int32"
+            : f.type == PluginFieldType::kFLOAT32            ? "float32"
+                                                             : "other";
+        s += (j == 0 ? "" : ",") + std::string(f.name != nullptr ? f.name : "?") + ":" + type + ":"
+            + std::to_string(f.length);
+    }
+    return s;
+}
+
 } // namespace
 
 int main()
@@ -110,6 +132,9 @@ int main()
     CHECK(std::strcmp(creator->getPluginNamespace(), "nuwa") == 0);
     PluginFieldCollection const* names = creator->getFieldNames();
     CHECK(names != nullptr && names->nbFields == 7);
+    std::string const creatorFields = describe(names);
+    std::printf("creator fields: %s\n", creatorFields.c_str());
+    CHECK(creatorFields == nuwa_3dna_attribute_fields());
 
     Fields f;
     IPluginV3* plugin = create(creator, f.list());
@@ -191,6 +216,7 @@ int main()
     // serialization round trip: fields -> createPlugin(kRUNTIME) -> same fields
     PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
     CHECK(ser != nullptr && ser->nbFields == 7);
+    CHECK(describe(ser) == nuwa_3dna_attribute_fields());
     IPluginV3* restored = creator->createPlugin("node", ser, TensorRTPhase::kRUNTIME);
     CHECK(restored != nullptr);
     if (restored != nullptr)

@@ -1,0 +1,116 @@
+"""Backend registry: which backends exist, whether each can run here, and loading one.
+
+``can_run(name)`` answers without importing heavy libraries where it can and gives the reason
+when the answer is no; :func:`load_backend` turns every "no" into a
+:class:`~nuwa.runtime.errors.BackendUnavailableError` that names what to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import BackendUnavailableError, NuwaInputError
+from .base import Backend, Condition
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "Backend",
+    "Condition",
+    "DEFAULT_BACKEND",
+    "can_run",
+    "check_backend",
+    "check_precision",
+    "load_backend",
+]
+
+BACKENDS: tuple[str, ...] = ("onnxruntime", "torch", "tensorrt")
+DEFAULT_BACKEND = "onnxruntime"
+# Precisions each backend can run (fp16/int8 graphs come from nuwa.calibration when present).
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "torch": ("fp32", "fp16", "bf16"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+}
+INSTALL_HINTS: dict[str, str] = {
+    "onnxruntime": 'pip install "nuwa-edge" (onnxruntime), or "nuwa-edge[gpu]" for CUDA',
+    "torch": 'pip install "nuwa-edge[torch]"',
+    "tensorrt": 'pip install "nuwa-edge[trt]" on a machine with an NVIDIA GPU (JetPack on Jetson)',
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def can_run(name: str) -> tuple[bool, str]:
+    """(usable, reason) for backend ``name`` on this machine."""
+    if name not in BACKENDS:
+        return False, f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
+    module = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}[name]
+    if not _installed(module):
+        return False, f"{name} is not installed: {INSTALL_HINTS[name]}"
+    return True, "installed"
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise BackendUnavailableError(
+            f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
+        )
+
+
+def check_precision(backend: str, precision: str) -> None:
+    check_backend(backend)
+    allowed = PRECISIONS[backend]
+    if precision not in allowed:
+        raise BackendUnavailableError(
+            f"unknown precision {precision!r} for the {backend} backend; choose one of: "
+            f"{', '.join(allowed)}"
+        )
+
+
+def load_backend(
+    name: str,
+    model_dir: str | Path,
+    precision: str | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Backend:
+    """Load ``model_dir`` on backend ``name``.
+
+    ``model_dir``: a checkpoint directory (``config.json`` + safetensors) or, for onnxruntime,
+    an export directory written by ``nuwa export`` or ``nuwa quantize`` (``manifest.json``).
+    ``precision``: None runs what the directory holds (fp32 for a checkpoint; the manifest's
+    precision for an export); a value that the directory does not hold is an error.
+    ``device``: "cpu" (default for onnxruntime), "cuda", "tensorrt" (onnxruntime's TensorRT
+    execution provider), or None for the backend's default. ``log`` receives one-line notices
+    (e.g. "exporting on first use").
+    """
+    check_backend(name)
+    if precision is not None:
+        check_precision(name, precision)
+    ok, reason = can_run(name)
+    if not ok:
+        raise BackendUnavailableError(reason)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise NuwaInputError(f"model directory {model_dir} does not exist")
+    if name == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model_dir, precision=precision or "fp32", device=device)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend.from_model_dir(
+            model_dir, precision=precision, device=device, log=log
+        )
+    from .tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(model_dir, precision=precision or "fp32", device=device)

@@ -1,0 +1,90 @@
+"""The one small interface every backend implements (DESIGN §9).
+
+A backend owns the networks of one model directory and speaks NumPy at its edges:
+
+- conditions: :meth:`Backend.text_condition` / :meth:`Backend.sketch_condition` run the encoder
+  once and return the cross-attention K/V of every decoder layer (kept in the backend's own
+  arrays, e.g. on the GPU);
+- :meth:`Backend.new_cache` and :meth:`Backend.decoder_step` — one token per batch row against
+  the ring-buffer KV cache (DESIGN §5), logits back as NumPy;
+- the VQ-GAN: :meth:`Backend.frames_to_codes` / :meth:`Backend.codes_to_frames`.
+
+The decode loop (``runtime/engine.py``), sampling and the task layouts are backend-independent.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..spec import ModelSpec
+
+Grid = tuple[int, int, int]
+Extents = tuple[int, int, int]
+
+
+@dataclass
+class Condition:
+    """An encoded condition: per decoder layer cross-attention ``(key, value)``, each
+    ``(B, nh, Nc, hd)`` in the backend's array type, and the condition's token grid."""
+
+    cross: list[tuple[Any, Any]]
+    grid: Grid  # condition token grid, (1, 1, L) for text
+    kind: str  # "text" or "sketch"
+    batch: int
+
+
+class Backend(ABC):
+    """Runs one model directory. Subclasses set ``name`` and implement the abstract methods."""
+
+    name: str = ""
+    spec: ModelSpec
+    precision: str = "fp32"
+
+    # ---- conditions ------------------------------------------------------------------------
+
+    @abstractmethod
+    def text_condition(self, text_ids: np.ndarray) -> Condition:
+        """Padded text ids ``(B, max_text_len)`` int64 -> encoded condition."""
+
+    @abstractmethod
+    def sketch_condition(self, sketch: np.ndarray) -> Condition:
+        """Class maps ``(B, T, S, S)`` int64 (VQ-GAN-Seg, then the encoder) -> condition."""
+
+    @abstractmethod
+    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
+        """Stack two conditions' rows (classifier-free guidance: conditional then unconditional)."""
+
+    # ---- decoder ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def new_cache(self, rows: int) -> Any:
+        """Zeroed ring KV caches for ``rows`` batch rows (opaque to the caller)."""
+
+    @abstractmethod
+    def decoder_step(
+        self,
+        tokens: np.ndarray,
+        positions: np.ndarray,
+        cache: Any,
+        cond: Condition,
+        num_frames: int,
+    ) -> tuple[np.ndarray, Any]:
+        """One step: ``tokens (R,)`` (the token at ``positions - 1``, ``<bos>`` at 0) and
+        ``positions (R,)`` int64 -> (logits ``(R, V)`` float32 NumPy, the updated cache)."""
+
+    # ---- VQ-GAN ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def frames_to_codes(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``(B, T, S, S, 3)`` -> codes ``(B, T, h, w)`` int64."""
+
+    @abstractmethod
+    def codes_to_frames(self, codes: np.ndarray) -> np.ndarray:
+        """Codes ``(B, T, h, w)`` -> uint8 ``(B, T, S, S, 3)``."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.precision})"

@@ -1,0 +1,403 @@
+"""The ONNX Runtime backend (the default, DESIGN §9): the graphs of an export directory behind the
+backend interface. Imports no PyTorch.
+
+It reads everything from the export's ``manifest.json`` (``nuwa.export.manifest``): graph files,
+I/O names, cache geometry and dtypes, and the model config. An export from ``nuwa export`` and
+one from ``nuwa quantize`` (same graph names, ``precision`` fp16/int8, float32 I/O) load alike.
+
+Devices / execution providers:
+
+- ``cpu`` (default): ``CPUExecutionProvider``;
+- ``cuda``: ``CUDAExecutionProvider`` (needs ``onnxruntime-gpu``);
+- ``tensorrt``: ``TensorrtExecutionProvider`` (then CUDA, then CPU for what it does not take),
+  with FP16/INT8 enabled to match the export, an engine cache beside the export cache, and our
+  plugin library (``libnuwa_plugins.so``, :mod:`nuwa.plugins`) passed as an extra plugin library
+  when it is built.
+
+Two ways to run the decoder step, side by side:
+
+- ``io_binding=False`` — the obvious path: ``session.run`` with NumPy feeds; the ``present``
+  outputs come back as new arrays and become the next step's ``past``;
+- ``io_binding=True`` (default) — :class:`BoundRingCache`: two preallocated sets of cache
+  buffers on the session's device, bound as ``past`` and ``present`` and swapped after every
+  step (ping-pong), cross-attention K/V uploaded once per request; only token ids, positions
+  (in) and logits (out) cross to the host. On a GPU the KV cache never leaves the device; on the
+  CPU it saves allocating and copying the cache each step. Tests check both give the same logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, NuwaInputError
+from ..export_cache import cache_root, ensure_export
+from ..kv_cache import RingCache
+from ..spec import ModelSpec
+from .base import Backend, Condition
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # pragma: no cover - exercised where onnxruntime is absent
+    raise BackendUnavailableError(
+        'the onnxruntime backend needs ONNX Runtime: pip install "nuwa-edge" (or '
+        '"nuwa-edge[gpu]" for onnxruntime-gpu)'
+    ) from exc
+
+from nuwa.export import GraphInfo, Manifest, ManifestError, load_manifest
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+GPU_HINT = 'pip install "nuwa-edge[gpu]" (onnxruntime-gpu) on a machine with an NVIDIA GPU'
+
+
+def _np_dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
+
+def parse_device(device: str | None) -> tuple[str, int]:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"tensorrt"``, ``"tensorrt:0"`` -> (kind, id)."""
+    text = (device or "cpu").lower()
+    kind, _, index = text.partition(":")
+    if kind not in DEVICES or (index and not index.isdigit()):
+        raise BackendUnavailableError(
+            f"unknown onnxruntime device {device!r}; choose one of: {', '.join(DEVICES)} "
+            "(optionally with :N)"
+        )
+    return kind, int(index or 0)
+
+
+def plugin_library() -> str | None:
+    """Path of the built ``libnuwa_plugins.so``, or None when it has not been built."""
+    try:
+        from nuwa import plugins
+
+        return str(plugins.library_path())
+    except Exception:  # not built, or built without the pieces asked for
+        return None
+
+
+def providers_for(kind: str, device_id: int, precision: str) -> list[Any]:
+    """ONNX Runtime execution providers (with options) for a device kind; a clear error names
+    what to install when the provider is not in this onnxruntime build."""
+    available = ort.get_available_providers()
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id})
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailableError(
+            f"onnxruntime {ort.__version__} here has no CUDA execution provider "
+            f"(it has {', '.join(available)}): {GPU_HINT}"
+        )
+    if kind == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    if "TensorrtExecutionProvider" not in available:
+        raise BackendUnavailableError(
+            "this onnxruntime build has no TensorRT execution provider: install TensorRT and "
+            f"{GPU_HINT}"
+        )
+    engines = cache_root() / "trt_engines"
+    engines.mkdir(parents=True, exist_ok=True)
+    trt: dict[str, Any] = {
+        "device_id": device_id,
+        "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8",  # explicit Q/DQ graphs: no calibration table
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engines),
+        "trt_timing_cache_enable": True,
+    }
+    lib = plugin_library()
+    if lib is not None:
+        trt["trt_extra_plugin_lib_paths"] = lib
+    return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+
+def _to_host(x: Any) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.numpy()
+
+
+@dataclass
+class BoundRingCache:
+    """Ring caches kept on the session's device, double-buffered for IO binding."""
+
+    buffers: list[list[Any]]  # two sets of OrtValues, in past_names order
+    current: int = 0  # which set holds the cache now (bound as past)
+    cross: dict[int, list[Any]] = field(default_factory=dict)  # id(Condition) -> device K/V
+    cross_owner: Condition | None = None  # keeps the keyed Condition alive
+
+    @property
+    def past(self) -> list[Any]:
+        return self.buffers[self.current]
+
+    @property
+    def present(self) -> list[Any]:
+        return self.buffers[1 - self.current]
+
+    def swap(self) -> None:
+        self.current = 1 - self.current
+
+    def host_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The cache as NumPy ``(key, value)`` per layer (a copy; for tests and debugging)."""
+        arrays = [v.numpy() for v in self.past]
+        return list(zip(arrays[0::2], arrays[1::2], strict=True))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        device: str | None = None,
+        threads: int | None = None,
+        io_binding: bool = True,
+    ) -> None:
+        self.manifest = manifest
+        self.precision = manifest.precision
+        self.spec = ModelSpec.from_dict(manifest.config)
+        self.device_kind, self.device_id = parse_device(device)
+        self.providers = providers_for(self.device_kind, self.device_id, self.precision)
+        self.ort_device = "cpu" if self.device_kind == "cpu" else "cuda"
+        self.threads = threads
+        self.io_binding = io_binding
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        dec = manifest.decoder
+        self.past_names = dec.past_names()
+        self.present_names = dec.present_names()
+        self.cross_names = dec.cross_names()
+        if dec.cache_slots != self.spec.cache_slots:
+            raise ManifestError(
+                f"{manifest.directory}: manifest cache_slots {dec.cache_slots} != config's "
+                f"{self.spec.cache_slots}"
+            )
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: str | Path,
+        precision: str | None = None,
+        device: str | None = None,
+        log: Callable[[str], None] | None = None,
+        threads: int | None = None,
+        io_binding: bool = True,
+    ) -> OnnxRuntimeBackend:
+        """An export directory (``manifest.json``), or a checkpoint directory exported to the
+        cache on first use (keyed by its hash; exporting needs PyTorch once)."""
+        export_dir = ensure_export(model_dir, precision or "fp32", log)
+        try:
+            manifest = load_manifest(export_dir)
+        except ManifestError as exc:
+            raise NuwaInputError(str(exc)) from None
+        if manifest.target != "portable":
+            raise BackendUnavailableError(
+                f"{export_dir} is a --target {manifest.target} export (TensorRT plugin nodes "
+                "without ONNX function bodies); onnxruntime runs the portable export"
+            )
+        if precision is not None and precision != manifest.precision:
+            raise BackendUnavailableError(
+                f"{export_dir} holds {manifest.precision} graphs, not {precision}: pass the "
+                f"directory written by `nuwa quantize --precision {precision}`"
+            )
+        return cls(manifest, device=device, threads=threads, io_binding=io_binding)
+
+    def describe(self) -> str:
+        providers = [p if isinstance(p, str) else p[0] for p in self.providers]
+        return f"onnxruntime {ort.__version__} ({self.precision}, {providers[0]})"
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    def session(self, graph: str) -> ort.InferenceSession:
+        """The (lazily created, cached) session of one graph of the manifest."""
+        if graph not in self._sessions:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if self.threads is not None:
+                opts.intra_op_num_threads = self.threads
+                opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3  # warnings of the optimizer are not the user's business
+            path = self.manifest.path(graph)
+            try:
+                self._sessions[graph] = ort.InferenceSession(
+                    str(path), sess_options=opts, providers=self.providers
+                )
+            except Exception as exc:  # ORT raises its own exception types
+                raise BackendUnavailableError(
+                    f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}"
+                ) from exc
+        return self._sessions[graph]
+
+    def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outs = self.session(graph.name).run(graph.output_names, feeds)
+        return [np.asarray(o) for o in outs]
+
+    def _input_dtype(self, graph: GraphInfo, name: str) -> np.dtype:
+        for t in graph.inputs:
+            if t.name == name:
+                return _np_dtype(t.dtype)
+        raise ManifestError(f"graph {graph.name} has no input {name!r}")
+
+    # ---- conditions ------------------------------------------------------------------------
+
+    def condition_key(self, cond: Condition) -> str:
+        """The manifest's key of a condition: ``text`` or ``sketch_t{Ts}``."""
+        try:
+            return self.manifest.condition_key(cond.kind, cond.grid[0])
+        except ManifestError as exc:
+            raise NuwaInputError(str(exc)) from None
+
+    def _encode(self, key: str, inputs: np.ndarray, kind: str) -> Condition:
+        info = self.manifest.conditions.get(key)
+        if info is None:
+            raise NuwaInputError(
+                f"{self.manifest.directory}: no {key} condition encoder (exported: "
+                f"{', '.join(sorted(self.manifest.conditions))}); re-export with more frames"
+            )
+        graph = self.manifest.graph(info.encoder)
+        feeds = {
+            graph.input_names[0]: inputs.astype(self._input_dtype(graph, graph.input_names[0]))
+        }
+        outs = dict(zip(graph.output_names, self._run(graph, feeds), strict=True))
+        pairs = [
+            (outs[k], outs[v])
+            for k, v in zip(self.cross_names[0::2], self.cross_names[1::2], strict=True)
+        ]
+        return Condition(pairs, tuple(int(x) for x in info.grid), kind, int(inputs.shape[0]))  # type: ignore[arg-type]
+
+    def text_condition(self, text_ids: np.ndarray) -> Condition:
+        ids = np.ascontiguousarray(text_ids, dtype=np.int64)
+        return self._encode("text", ids, "text")
+
+    def sketch_codes(self, sketch: np.ndarray) -> np.ndarray:
+        """Class maps ``(B, T, S, S)`` -> VQ-GAN-Seg codes ``(B, T, h, w)``."""
+        s = np.asarray(sketch, dtype=np.int64)
+        b, t = s.shape[:2]
+        graph = self.manifest.graph("sketch_encoder")
+        (codes,) = self._run(graph, {graph.input_names[0]: s.reshape(b * t, *s.shape[2:])})
+        return codes.astype(np.int64).reshape(b, t, *codes.shape[1:])
+
+    def sketch_condition(self, sketch: np.ndarray) -> Condition:
+        codes = self.sketch_codes(sketch)
+        return self._encode(f"sketch_t{codes.shape[1]}", codes, "sketch")
+
+    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
+        if first.grid != second.grid or first.kind != second.kind:
+            raise ValueError("conditions to stack must have the same kind and grid")
+        cross = [
+            (np.concatenate([k1, k2]), np.concatenate([v1, v2]))
+            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
+        ]
+        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
+
+    # ---- decoder ---------------------------------------------------------------------------
+
+    def step_graph(self, cond: Condition, num_frames: int) -> GraphInfo:
+        """The ``decoder_step`` graph for a condition and a request's frame count."""
+        try:
+            return self.manifest.decoder_step(self.condition_key(cond), num_frames)
+        except ManifestError as exc:
+            raise NuwaInputError(str(exc)) from None
+
+    def _cache_dtype(self, graph: GraphInfo | None = None) -> np.dtype:
+        steps = self.manifest.decoder_steps
+        if graph is None and steps:
+            graph = self.manifest.graph(steps[0].graph)
+        return self._input_dtype(graph, self.past_names[0]) if graph else np.dtype(np.float32)
+
+    def new_cache(self, rows: int) -> RingCache | BoundRingCache:
+        host = RingCache.zeros(self.spec, rows, self._cache_dtype())
+        if not self.io_binding:
+            return host
+        flat = [x for pair in host.layers for x in pair]
+        sets = [
+            [ort.OrtValue.ortvalue_from_numpy(x, self.ort_device, self.device_id) for x in flat]
+            for _ in range(2)
+        ]
+        return BoundRingCache(sets)
+
+    def decoder_step(
+        self,
+        tokens: np.ndarray,
+        positions: np.ndarray,
+        cache: Any,
+        cond: Condition,
+        num_frames: int,
+    ) -> tuple[np.ndarray, Any]:
+        graph = self.step_graph(cond, num_frames)
+        dec = self.manifest.decoder
+        ids = np.ascontiguousarray(tokens, dtype=self._input_dtype(graph, dec.input_ids))
+        pos = np.ascontiguousarray(positions, dtype=self._input_dtype(graph, dec.positions))
+        if isinstance(cache, BoundRingCache):
+            return self._bound_step(graph, ids, pos, cache, cond), cache
+        feeds: dict[str, np.ndarray] = {dec.input_ids: ids, dec.positions: pos}
+        feeds.update(
+            cache.feeds(list(zip(self.past_names[0::2], self.past_names[1::2], strict=True)))
+        )
+        for (kname, vname), (k, v) in zip(
+            zip(self.cross_names[0::2], self.cross_names[1::2], strict=True),
+            cond.cross,
+            strict=True,
+        ):
+            feeds[kname], feeds[vname] = _to_host(k), _to_host(v)
+        outs = dict(zip(graph.output_names, self._run(graph, feeds), strict=True))
+        present = [outs[n] for n in self.present_names]
+        layers = list(zip(present[0::2], present[1::2], strict=True))
+        return outs[dec.logits].astype(np.float32, copy=False), RingCache(layers)
+
+    def _bound_step(
+        self,
+        graph: GraphInfo,
+        ids: np.ndarray,
+        pos: np.ndarray,
+        cache: BoundRingCache,
+        cond: Condition,
+    ) -> np.ndarray:
+        dec = self.manifest.decoder
+        if cache.cross_owner is not cond:  # upload the condition's K/V once per request
+            flat = [_to_host(x) for pair in cond.cross for x in pair]
+            cache.cross = {
+                id(cond): [
+                    ort.OrtValue.ortvalue_from_numpy(
+                        np.ascontiguousarray(x), self.ort_device, self.device_id
+                    )
+                    for x in flat
+                ]
+            }
+            cache.cross_owner = cond
+        session = self.session(graph.name)
+        binding = session.io_binding()
+        binding.bind_cpu_input(dec.input_ids, ids)
+        binding.bind_cpu_input(dec.positions, pos)
+        for name, value in zip(self.past_names, cache.past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(dec.logits, "cpu")  # first: copy_outputs_to_cpu()[0]
+        for name, value in zip(self.present_names, cache.present, strict=True):
+            binding.bind_ortvalue_output(name, value)
+        session.run_with_iobinding(binding)
+        logits = binding.copy_outputs_to_cpu()[0]
+        cache.swap()
+        return np.asarray(logits, dtype=np.float32)
+
+    # ---- VQ-GAN ----------------------------------------------------------------------------
+
+    def frames_to_codes(self, frames: np.ndarray) -> np.ndarray:
+        f = np.asarray(frames, dtype=np.uint8)
+        b, t = f.shape[:2]
+        x = f.reshape(b * t, *f.shape[2:]).astype(np.float32) / np.float32(127.5) - 1.0
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))  # (B*T, 3, S, S)
+        graph = self.manifest.graph("vq_encoder")
+        (codes,) = self._run(graph, {graph.input_names[0]: x})
+        return codes.astype(np.int64).reshape(b, t, *codes.shape[1:])
+
+    def codes_to_frames(self, codes: np.ndarray) -> np.ndarray:
+        c = np.asarray(codes, dtype=np.int64)
+        b, t = c.shape[:2]
+        graph = self.manifest.graph("vq_decoder")
+        (x,) = self._run(graph, {graph.input_names[0]: c.reshape(b * t, *c.shape[2:])})
+        pixels = np.round((np.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+        pixels = np.moveaxis(pixels, 1, -1)  # (B*T, S, S, 3)
+        return pixels.reshape(b, t, *pixels.shape[1:])

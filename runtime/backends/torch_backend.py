@@ -1,0 +1,119 @@
+"""The PyTorch reference backend: :class:`~nuwa.model.nuwa.NuwaModel` behind the backend
+interface. Imported only when asked for (``backend="torch"``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from ..spec import ModelSpec
+from .base import Backend, Condition
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised where torch is absent
+    raise BackendUnavailableError(
+        'the torch backend needs PyTorch: pip install "nuwa-edge[torch]"'
+    ) from exc
+
+from nuwa.model.nuwa import NuwaModel
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        precision: str = "fp32",
+        device: str | None = None,
+        model: NuwaModel | None = None,
+    ) -> None:
+        if precision not in TORCH_DTYPES:
+            raise BackendUnavailableError(
+                f"the torch backend runs precision fp32, fp16 or bf16, not {precision!r}"
+            )
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError("device cuda asked for, but torch sees no CUDA GPU")
+        if model is None:
+            if model_dir is None:
+                raise ValueError("give model_dir or model")
+            model = NuwaModel.from_pretrained(model_dir)
+        self.model = model.eval().to(device)
+        self.dtype = TORCH_DTYPES[precision]
+        if precision != "fp32":
+            self.model.transformer.to(self.dtype)
+        self.precision = precision
+        self.device = torch.device(device)
+        self.spec = ModelSpec.from_dict(model.config.to_dict())
+
+    # ---- conditions ------------------------------------------------------------------------
+
+    def _condition(self, cond: Any, kind: str) -> Condition:
+        cross = self.model.transformer.cross_kv(cond)
+        return Condition(cross, tuple(cond.grid), kind, int(cond.memory.shape[0]))
+
+    @torch.no_grad()
+    def text_condition(self, text_ids: np.ndarray) -> Condition:
+        ids = torch.from_numpy(np.ascontiguousarray(text_ids, dtype=np.int64)).to(self.device)
+        return self._condition(self.model.transformer.encode_text(ids), "text")
+
+    @torch.no_grad()
+    def sketch_condition(self, sketch: np.ndarray) -> Condition:
+        codes = self.model.sketch_to_codes(np.asarray(sketch, dtype=np.int64))
+        return self._condition(self.model.transformer.encode_sketch(codes), "sketch")
+
+    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
+        if first.grid != second.grid or first.kind != second.kind:
+            raise ValueError("conditions to stack must have the same kind and grid")
+        cross = [
+            (torch.cat([k1, k2]), torch.cat([v1, v2]))
+            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
+        ]
+        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
+
+    # ---- decoder ---------------------------------------------------------------------------
+
+    def new_cache(self, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return self.model.transformer.empty_cache(rows, self.device).layers
+
+    @torch.no_grad()
+    def decoder_step(
+        self,
+        tokens: np.ndarray,
+        positions: np.ndarray,
+        cache: Any,
+        cond: Condition,
+        num_frames: int,
+    ) -> tuple[np.ndarray, Any]:
+        t = self.model.transformer
+        extents = t.cfg.text_extents if cond.kind == "text" else t.cfg.sketch_cross_extents
+        logits, present = t.decode_step(
+            torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(self.device),
+            torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(self.device),
+            cache,
+            cond.cross,
+            cond.grid,
+            extents,
+            num_frames,
+        )
+        return logits.float().cpu().numpy(), present
+
+    # ---- VQ-GAN ----------------------------------------------------------------------------
+
+    def frames_to_codes(self, frames: np.ndarray) -> np.ndarray:
+        return self.model.frames_to_codes(np.asarray(frames, dtype=np.uint8)).cpu().numpy()
+
+    def codes_to_frames(self, codes: np.ndarray) -> np.ndarray:
+        codes_t = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+        return self.model.codes_to_frames(codes_t).cpu().numpy()
+
+    def describe(self) -> str:
+        return f"torch ({self.precision}, {self.device})"

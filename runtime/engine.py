@@ -1,0 +1,150 @@
+"""The decode loop over any backend (DESIGN §3, §5), split like gpt-fast's ``generate.py``.
+
+- :class:`DecodeState`: a request's conditions (cross K/V once), ring caches and rows;
+  classifier-free guidance runs the unconditional condition as extra batch rows;
+- :func:`prefill`: feed the given prefix (a video's first frames, the top of an edit) into the
+  cache without sampling;
+- :func:`decode_one_token`: one position, sampled (and overridden where a token is forced);
+- :func:`generate_tokens`: a whole ``(B, num_frames, H, W)`` grid. Positions past the trained
+  number of frames slide the window.
+
+Greedy decoding here is token-for-token the reference ``nuwa.model.generate.generate_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends.base import Backend, Condition
+from .errors import NuwaInputError
+from .sampler import Sampler, SamplingOptions, apply_guidance
+
+# (last position done, tokens so far (B, pos+1)) -> None; called after every sampled position
+# and once after the prefill
+StepCallback = Callable[[int, np.ndarray], None]
+
+
+class DecodeState:
+    """Everything one request carries between steps."""
+
+    def __init__(
+        self, backend: Backend, cond: Condition, uncond: Condition | None, num_frames: int
+    ) -> None:
+        if num_frames < 1:
+            raise NuwaInputError(f"num-frames must be >= 1, got {num_frames}")
+        self.backend = backend
+        self.batch = cond.batch
+        if uncond is not None:
+            if uncond.batch != cond.batch:
+                raise ValueError("the unconditional condition must have the condition's batch")
+            cond = backend.concat_conditions(cond, uncond)
+        self.cond = cond
+        self.guided = uncond is not None
+        self.rows = cond.batch
+        self.num_frames = num_frames
+        self.cache = backend.new_cache(self.rows)
+        self.steps = 0
+
+    def step(self, prev_tokens: np.ndarray, position: int) -> np.ndarray:
+        """Feed ``prev_tokens (B,)`` (the token at ``position-1``, or <bos>) -> logits
+        ``(rows, V)``."""
+        rows = np.tile(np.asarray(prev_tokens, dtype=np.int64), self.rows // self.batch)
+        positions = np.full((self.rows,), position, dtype=np.int64)
+        logits, self.cache = self.backend.decoder_step(
+            rows, positions, self.cache, self.cond, self.num_frames
+        )
+        self.steps += 1
+        return logits
+
+    def guided_logits(self, logits: np.ndarray, scale: float) -> np.ndarray:
+        if not self.guided:
+            return logits
+        return apply_guidance(logits[: self.batch], logits[self.batch :], scale)
+
+
+def forced_prefix_length(known_mask: np.ndarray | None) -> int:
+    """How many leading positions are forced in every row (the prefill length)."""
+    if known_mask is None:
+        return 0
+    all_rows = known_mask.all(axis=0)
+    free = np.flatnonzero(~all_rows)
+    return int(free[0]) if free.size else int(all_rows.shape[0])
+
+
+def prefill(
+    state: DecodeState, known: np.ndarray, length: int, prev: np.ndarray, start: int = 0
+) -> np.ndarray:
+    """Feed forced tokens ``known[:, start:length]`` into the cache; returns the last one fed."""
+    for pos in range(start, length):
+        state.step(prev, pos)
+        prev = known[:, pos]
+    return prev
+
+
+def decode_one_token(
+    state: DecodeState, prev: np.ndarray, position: int, sampler: Sampler
+) -> np.ndarray:
+    logits = state.step(prev, position)
+    return sampler(state.guided_logits(logits, sampler.options.guidance_scale))
+
+
+def generate_tokens(
+    backend: Backend,
+    cond: Condition,
+    num_frames: int,
+    options: SamplingOptions | None = None,
+    uncond: Condition | None = None,
+    known: np.ndarray | None = None,
+    known_mask: np.ndarray | None = None,
+    callback: StepCallback | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Generate a ``(B, num_frames, H, W)`` int64 token grid.
+
+    ``known (B, N)`` / ``known_mask (B, N)`` (``N = num_frames*H*W``) force given tokens; other
+    positions are sampled. ``uncond`` is used when ``options.guidance_scale != 1``.
+    """
+    options = options or SamplingOptions()
+    sampler = Sampler(options)
+    spec = backend.spec
+    b = cond.batch
+    n = num_frames * spec.tokens_per_frame
+    given = (known, known_mask)
+    if any(x is not None for x in given):
+        if any(x is None or x.shape != (b, n) for x in given):
+            raise ValueError(f"known and known_mask must both have shape {(b, n)}")
+        known = np.asarray(known, dtype=np.int64)
+        known_mask = np.asarray(known_mask, dtype=bool)
+    if options.uses_guidance and uncond is None:
+        raise ValueError("classifier-free guidance needs an unconditional condition")
+    state = DecodeState(backend, cond, uncond if options.uses_guidance else None, num_frames)
+    out = np.zeros((b, n), dtype=np.int64)
+    prev = np.full((b,), spec.bos_id, dtype=np.int64)
+    bar = tqdm(total=n, disable=not progress, desc="decoding", unit="tok", leave=False)
+    try:
+        start = forced_prefix_length(known_mask)
+        if start and known is not None:
+            prev = prefill(state, known, start, prev)
+            out[:, :start] = known[:, :start]
+            bar.update(start)
+            if callback is not None:
+                callback(start - 1, out[:, :start])
+        for pos in range(start, n):
+            if known_mask is not None and known is not None and known_mask[:, pos].all():
+                state.step(prev, pos)  # fill the cache; nothing to sample
+                tok = known[:, pos]
+            else:
+                tok = decode_one_token(state, prev, pos, sampler)
+                if known_mask is not None and known is not None:
+                    tok = np.where(known_mask[:, pos], known[:, pos], tok)
+            out[:, pos] = tok
+            prev = tok
+            bar.update(1)
+            if callback is not None:
+                callback(pos, out[:, : pos + 1])
+    finally:
+        bar.close()
+    return out.reshape(b, num_frames, spec.grid_h, spec.grid_w)

@@ -1,0 +1,79 @@
+"""Where the ONNX Runtime backend finds its graphs: an export directory (with ``manifest.json``)
+given directly, or the export cache, filled on first use.
+
+The cache lives in ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a SHA-256
+over the model directory's files, so a changed checkpoint is exported again. Exporting needs
+PyTorch (``nuwa.export``); using a filled cache does not import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import BackendUnavailableError
+
+ENV_CACHE_DIR = "NUWA_CACHE_DIR"
+MANIFEST_FILE = "manifest.json"  # nuwa.export.manifest.MANIFEST_FILE (imported lazily there)
+
+
+def cache_root() -> Path:
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "nuwa"
+
+
+def model_key(model_dir: str | Path) -> str:
+    """SHA-256 over every file of a model directory (names and bytes, sorted by name)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_export_dir(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST_FILE).is_file()
+
+
+def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
+    return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}"
+
+
+def ensure_export(
+    model_dir: str | Path,
+    precision: str = "fp32",
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """The export directory of ``model_dir``: itself if it holds a manifest, else the cache
+    entry, exported now if missing (needs PyTorch)."""
+    model_dir = Path(model_dir)
+    if is_export_dir(model_dir):
+        return model_dir
+    if precision != "fp32":
+        raise BackendUnavailableError(
+            f"precision {precision} on onnxruntime needs a converted export: convert the model "
+            "with nuwa.calibration and pass that directory as the model"
+        )
+    out = export_dir_for(model_dir)
+    if is_export_dir(out):
+        return out
+    try:
+        from nuwa.export.exporter import export_model
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{model_dir} has not been exported to ONNX yet and exporting needs PyTorch: "
+            'pip install "nuwa-edge[torch]", or run `nuwa export` elsewhere and pass the '
+            f"export directory as the model ({exc})"
+        ) from exc
+    if log:
+        log(f"exporting {model_dir} to ONNX in {out} (first use; later runs reuse it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_model(model_dir, out)
+    return out

@@ -1,0 +1,150 @@
+"""``nuwa generate``: every task from the command line (the product's main job).
+
+    nuwa generate "a red square moves left" -o out.gif          # text -> video (demo model, ORT)
+    nuwa generate "a red square" -o out.png                     # text -> image
+    nuwa generate --sketch sketch.png -o out.gif                # sketch -> video
+    nuwa generate --image in.png --mask 0,0,32,64 -o out.png    # image completion
+    nuwa generate "the circle in green" --video in.gif --mask mask.png -o out.gif
+
+Without ``--task`` the task follows from the inputs and the output's suffix: ``--video`` ->
+``tv2v`` with a prompt and a mask, else ``v2v``; ``--image`` -> ``ti2i`` with a prompt, else
+``i2i``; ``--sketch`` -> ``s2i`` for a ``.png`` output, else ``s2v``; a prompt alone -> ``t2i``
+for a ``.png`` output, else ``t2v``. A video task saved as ``.png`` writes a contact sheet; GIF and
+MP4 outputs get a contact sheet beside them (``<stem>.sheet.png``) unless ``--no-sheet``.
+
+Errors a user can cause print one line and exit with code 2 (``nuwa.runtime.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from .backends import BACKENDS, DEFAULT_BACKEND
+from .errors import NuwaInputError
+from .media import DEFAULT_FPS, check_output_path
+
+# sampling defaults of the CLI: those the demo model is evaluated with (nuwa.model.evaluation)
+DEFAULT_TEMPERATURE = 0.5
+DEFAULT_TOP_K = 16
+DEFAULT_GUIDANCE = 2.0
+
+
+def infer_task(args: argparse.Namespace) -> str:
+    """The task named by ``--task``, or the one the inputs and the output suffix imply."""
+    if args.task:
+        return str(args.task).lower()
+    image_out = args.output is not None and Path(args.output).suffix.lower() == ".png"
+    if args.video is not None:
+        return "tv2v" if args.prompt is not None and args.mask is not None else "v2v"
+    if args.image is not None:
+        return "ti2i" if args.prompt is not None else "i2i"
+    if args.sketch is not None:
+        return "s2i" if image_out else "s2v"
+    return "t2i" if image_out else "t2v"
+
+
+def check_request(model: Path, args: argparse.Namespace, seed: int) -> None:
+    """The input errors that need no network: sampling options, frame count, the prompt."""
+    from nuwa.model.tokenizer import ByteTokenizer, PromptError
+
+    from .sampler import SamplingOptions
+    from .spec import ModelSpec
+
+    SamplingOptions(
+        args.temperature, args.top_k or None, args.top_p, args.guidance_scale, seed
+    ).validate()
+    if args.num_frames is not None and args.num_frames <= 0:
+        raise NuwaInputError(f"num-frames must be >= 1, got {args.num_frames}")
+    if args.batch < 1:
+        raise NuwaInputError(f"batch must be >= 1, got {args.batch}")
+    if args.prompt is not None:
+        try:
+            ByteTokenizer(ModelSpec.from_model_dir(model).max_text_len).encode(args.prompt)
+        except PromptError as exc:
+            raise NuwaInputError(str(exc)) from None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline, default_model_dir
+    from .tasks import task_info
+
+    task = task_info(infer_task(args))
+    out = args.output or f"{task.name}.{'gif' if task.video else 'png'}"
+    out = check_output_path(out)
+    if args.prompt is not None and "prompt" not in task.needs:
+        raise NuwaInputError(f"{task.name} ({task.title}) takes no prompt")
+    model = Path(args.model) if args.model else default_model_dir()
+    if args.model is None and not (model / "config.json").is_file():
+        raise NuwaInputError(
+            f"the shipped demo checkpoint is missing ({model / 'config.json'} not found); "
+            "pass --model DIR"
+        )
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    check_request(model, args, seed)  # cheap checks before a model loads (or exports)
+
+    def log(msg: str) -> None:
+        print(f"nuwa generate: {msg}", file=sys.stderr)
+
+    pipe = Pipeline.from_pretrained(
+        model, backend=args.backend, precision=args.precision, device=args.device, log=log
+    )
+    if not args.no_progress:
+        log(f"{task.title} with {pipe.describe()}, seed {seed}")
+    result = pipe(
+        task.name,
+        args.prompt,
+        sketch=args.sketch,
+        image=args.image,
+        mask=args.mask,
+        video=args.video,
+        num_frames=args.num_frames,
+        batch=args.batch,
+        seed=seed,
+        temperature=args.temperature,
+        top_k=args.top_k if args.top_k and args.top_k > 0 else None,
+        top_p=args.top_p,
+        guidance_scale=args.guidance_scale,
+        progress=not args.no_progress,
+    )
+    for path in result.save_all(out, fps=args.fps, sheet=False if args.no_sheet else None):
+        print(path)
+    return 0
+
+
+def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate an image or a video (all eight tasks)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "tasks: t2i text->image, s2i sketch->image, i2i image completion, ti2i text-guided "
+            "image manipulation, t2v text->video, s2v sketch->video, v2v video prediction, tv2v "
+            "text-guided video manipulation"
+        ),
+    )
+    p.add_argument("prompt", nargs="?", help="the text prompt (text and manipulation tasks)")
+    p.add_argument("-o", "--output", help="output .png, .gif or .mp4 (default: <task>.gif/.png)")
+    p.add_argument("--task", help="t2i s2i i2i ti2i t2v s2v v2v tv2v (default: from the inputs)")
+    p.add_argument("--sketch", help="sketch PNG/GIF in the palette colours (s2i, s2v)")
+    p.add_argument("--image", help="input image (i2i, ti2i)")
+    p.add_argument("--video", help="input GIF/MP4 (v2v: the first frames; tv2v: the source)")
+    p.add_argument("--mask", help="region to generate: x0,y0,x1,y1 in pixels, or a mask PNG")
+    p.add_argument("--num-frames", type=int, help="frames to make (video; default: trained)")
+    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="0 = off")
+    p.add_argument("--top-p", type=float, help="nucleus sampling mass (default: off)")
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="1 = no guidance")
+    p.add_argument("--batch", type=int, default=1, help="samples per prompt")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of {', '.join(BACKENDS)}")
+    p.add_argument("--precision", help="fp32 fp16 int8 (default: what the model holds)")
+    p.add_argument("--device", help="cpu (default), cuda or tensorrt")
+    p.add_argument("--model", help="checkpoint or export directory (default: shipped demo)")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second of videos")
+    p.add_argument("--no-sheet", action="store_true", help="no contact sheet beside videos")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)

@@ -1,0 +1,164 @@
+"""Reading and writing pictures and clips: PNG, GIF and MP4 in, PNG / GIF / MP4 out, and contact
+sheets for videos. Pillow for PNG/GIF, imageio with imageio-ffmpeg for MP4. NumPy at the edges:
+images ``uint8 (H, W, 3)``, clips ``uint8 (T, H, W, 3)``, masks ``bool (H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+from .errors import NuwaInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".gif", ".mp4")
+OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")
+DEFAULT_FPS = 4.0
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise NuwaInputError(f"{what} {path} does not exist")
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(path: str | Path, what: str = "image") -> np.ndarray:
+    """An image file -> ``uint8 (H, W, 3)`` RGB (transparency composited on black)."""
+    path = Path(path)
+    _check_file(path, what)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise NuwaInputError(f"cannot read {what} {path}: not a readable image ({exc})") from exc
+
+
+def read_frames(path: str | Path, what: str = "video") -> np.ndarray:
+    """A GIF, MP4 or still image -> ``uint8 (T, H, W, 3)``."""
+    path = Path(path)
+    _check_file(path, what)
+    if path.suffix.lower() == ".mp4":
+        try:
+            import imageio.v3 as iio
+
+            frames = np.asarray(iio.imread(path, index=None))
+        except Exception as exc:  # imageio raises many types for a bad file
+            raise NuwaInputError(f"cannot read {what} {path}: not a readable MP4 ({exc})") from exc
+        if frames.ndim != 4 or frames.shape[-1] < 3 or frames.shape[0] == 0:
+            raise NuwaInputError(f"cannot read {what} {path}: no RGB frames found")
+        return np.ascontiguousarray(frames[..., :3], dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            frames = [_to_rgb(f.copy()) for f in ImageSequence.Iterator(img)]
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise NuwaInputError(f"cannot read {what} {path}: not a readable image ({exc})") from exc
+    return np.stack(frames)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask image -> ``bool (H, W)``: True where a pixel is bright (> 127 in grey) or, for an
+    image with transparency, where it is opaque and bright."""
+    path = Path(path)
+    _check_file(path, "mask")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            grey = np.asarray(img.convert("L"), dtype=np.uint8)
+            if "A" in img.getbands():
+                grey = np.where(np.asarray(img.getchannel("A")) > 127, grey, 0)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise NuwaInputError(f"cannot read mask {path}: not a readable image ({exc})") from exc
+    return grey > 127
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(..., H, W, 3)`` uint8 to ``size x size`` (bicubic); a no-op at that size."""
+    if frames.shape[-3:-1] == (size, size):
+        return frames
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    out = [
+        np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BICUBIC)) for f in flat
+    ]
+    return np.stack(out).reshape(*frames.shape[:-3], size, size, 3)
+
+
+def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of ``(..., H, W, C)`` by an integer factor."""
+    if factor <= 1:
+        return frames
+    return frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def contact_sheet(frames: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """Frames ``(T, H, W, 3)`` side by side in a grid (``columns`` default: up to 8), on grey."""
+    t, h, w, c = frames.shape
+    columns = columns or min(t, 8)
+    rows = math.ceil(t / columns)
+    sheet = np.full(
+        (rows * h + (rows + 1) * pad, columns * w + (columns + 1) * pad, c), 128, np.uint8
+    )
+    for i, frame in enumerate(frames):
+        r, col = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        sheet[y : y + h, x : x + w] = frame
+    return sheet
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+    return path
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
+    """``(T, H, W, 3)`` -> ``.gif`` (looping), ``.mp4`` (H.264) or ``.png`` (contact sheet)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames, dtype=np.uint8)
+    if suffix == ".gif":
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(
+            path,
+            save_all=True,
+            append_images=images[1:],
+            duration=max(1, round(1000 / fps)),
+            loop=0,
+            optimize=False,
+        )
+    elif suffix == ".mp4":
+        import imageio.v2 as imageio
+
+        with imageio.get_writer(
+            path, fps=fps, codec="libx264", quality=8, macro_block_size=16, format="FFMPEG"
+        ) as writer:
+            for f in frames:
+                writer.append_data(f)
+    elif suffix == ".png":
+        write_image(path, contact_sheet(frames))
+    else:
+        raise NuwaInputError(
+            f"cannot write {path}: the output must end in one of {', '.join(OUTPUT_SUFFIXES)}"
+        )
+    return path
+
+
+def check_output_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise NuwaInputError(
+            f"output {path} must end in one of {', '.join(OUTPUT_SUFFIXES)} (PNG, GIF or MP4)"
+        )
+    return path

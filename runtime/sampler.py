@@ -1,0 +1,92 @@
+"""Next-token sampling in NumPy: temperature, top-k, top-p (nucleus) and classifier-free guidance,
+reproducible from a seed through an explicit ``numpy.random.Generator``.
+
+The same rules as the PyTorch reference (``nuwa.model.sampling``): greedy (temperature 0) is an
+argmax and matches it exactly; sampled tokens are reproducible per backend for a given seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import NuwaInputError
+
+
+@dataclass
+class SamplingOptions:
+    temperature: float = 1.0  # 0 -> greedy (argmax)
+    top_k: int | None = None  # keep the k most likely tokens
+    top_p: float | None = None  # keep the smallest set with cumulative probability >= top_p
+    guidance_scale: float = 1.0  # classifier-free guidance; 1 = off (no unconditional rows)
+    seed: int | None = None  # None -> fresh entropy
+
+    def validate(self) -> None:
+        if not self.temperature >= 0:
+            raise NuwaInputError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise NuwaInputError(f"top-k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise NuwaInputError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not self.guidance_scale >= 0:
+            raise NuwaInputError(f"guidance scale must be >= 0, got {self.guidance_scale}")
+        if self.seed is not None and self.seed < 0:
+            raise NuwaInputError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @property
+    def uses_guidance(self) -> bool:
+        return self.guidance_scale != 1.0
+
+
+def apply_guidance(cond: np.ndarray, uncond: np.ndarray, scale: float) -> np.ndarray:
+    """Classifier-free guidance: ``uncond + scale * (cond - uncond)``; rows ``(B, V)``."""
+    return uncond + scale * (cond - uncond)
+
+
+def filter_logits(logits: np.ndarray, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """Set logits outside the top-k / top-p set to -inf. ``logits (B, V)`` float."""
+    logits = logits.copy()
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = -np.partition(-logits, top_k - 1, axis=-1)[:, top_k - 1 : top_k]
+        logits[logits < kth] = -np.inf
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-logits, axis=-1, kind="stable")
+        sorted_logits = np.take_along_axis(logits, order, axis=-1)
+        probs = softmax(sorted_logits)
+        before = np.cumsum(probs, axis=-1) - probs  # mass strictly before each token
+        drop_sorted = before >= top_p  # the top token always stays
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        logits[drop] = -np.inf
+    return logits
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    x = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Sampler:
+    """Picks one token per row; owns the request's random stream."""
+
+    def __init__(self, options: SamplingOptions) -> None:
+        options.validate()
+        self.options = options
+        self.rng = np.random.default_rng(options.seed)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """``logits (B, V)`` -> tokens ``(B,)`` int64."""
+        opts = self.options
+        if opts.greedy:
+            return np.argmax(logits, axis=-1).astype(np.int64)
+        x = filter_logits(logits.astype(np.float64) / opts.temperature, opts.top_k, opts.top_p)
+        cdf = np.cumsum(softmax(x), axis=-1)
+        u = self.rng.random(x.shape[0]) * cdf[:, -1]
+        tok = (cdf < u[:, None]).sum(axis=-1)  # first index with cdf >= u
+        return np.minimum(tok, x.shape[-1] - 1).astype(np.int64)

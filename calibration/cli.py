@@ -1,0 +1,160 @@
+"""``nuwa quantize`` and ``nuwa build-engine``.
+
+- ``nuwa quantize ONNX_DIR --precision int8|fp16 -o OUT_DIR [--calib-count N --calib-seed S]
+  [--gate-count N | --no-gates]``: calibrate on real task samples, write Q/DQ INT8 or FP16
+  graphs with the manifest, run the quality gates against FP32;
+- ``nuwa build-engine ONNX_DIR --plugin-lib libnuwa_plugins.so -o ENGINE_DIR``: TensorRT engines
+  from a ``--target tensorrt`` export (any precision), with metadata.
+
+Registered by :mod:`nuwa.runtime.cli`; errors are raised with a one-line message, which the
+``nuwa`` entry point prints before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .task_samples import TASKS
+
+
+def _tasks(text: str) -> tuple[str, ...]:
+    tasks = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in TASKS]
+    if not tasks or unknown:
+        raise argparse.ArgumentTypeError(f"tasks must be a comma list of {','.join(TASKS)}")
+    return tasks
+
+
+def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    return log
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    from .capture import CalibrationSet
+    from .gates import GateConfig
+    from .quantize import quantize_export
+
+    calib = CalibrationSet(count=args.calib_count, seed=args.calib_seed, tasks=args.calib_tasks)
+    gates = None
+    if not args.no_gates:
+        gates = GateConfig(
+            count=args.gate_count,
+            seed=args.gate_seed,
+            tasks=args.gate_tasks,
+            min_token_agreement=args.min_token_agreement,
+        )
+    manifest = quantize_export(
+        args.onnx_dir,
+        args.output,
+        args.precision,
+        calib=calib,
+        gates=gates,
+        weight_range=args.weight_range,
+        int8_vq_decoder=args.int8_vq_decoder,
+        log=_log(args),
+    )
+    gate = manifest.get("quality_gates") or {}
+    status = "gates skipped" if "skipped" in gate else "quality gates passed"
+    print(f"wrote {args.precision} graphs to {args.output} ({status})")
+    return 0
+
+
+def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "quantize",
+        help="INT8 (Q/DQ) or FP16 graphs from an FP32 export, with quality gates",
+        description=(
+            "Calibrate on real samples of every task (prompts, sketches, videos and the decoder-"
+            "step inputs along real generations), write INT8 Q/DQ (symmetric, per-channel "
+            "weights) or FP16 graphs (FP32 layer norm / softmax / 3DNA) with the manifest, and "
+            "check them against FP32 on held-out prompts with the same seeds."
+        ),
+    )
+    p.add_argument("onnx_dir", metavar="ONNX_DIR", help="FP32 export directory (nuwa export)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory")
+    p.add_argument("--precision", required=True, choices=("int8", "fp16"))
+    p.add_argument("--calib-count", type=int, default=8, help="samples per task (default 8)")
+    p.add_argument("--calib-seed", type=int, default=0, help="calibration seed (default 0)")
+    p.add_argument("--calib-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--gate-count", type=int, default=8, help="held-out samples per task for the gates"
+    )
+    p.add_argument("--gate-seed", type=int, default=1234, help="gate seed (default 1234)")
+    p.add_argument("--gate-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--min-token-agreement",
+        type=float,
+        default=0.9,
+        help="teacher-forced top-1 agreement with FP32 the gate requires (default 0.9)",
+    )
+    p.add_argument("--no-gates", action="store_true", help="skip the quality gates")
+    p.add_argument(
+        "--weight-range",
+        default="auto",
+        choices=("auto", "full", "reduced"),
+        help="int8 weights in [-127,127] (full) or [-63,63] (reduced: x86 CPUs without VNNI); "
+        "auto = reduced for portable exports, full for tensorrt exports",
+    )
+    p.add_argument(
+        "--int8-vq-decoder", action="store_true", help="also quantize the VQ-GAN decoder convs"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=_run_quantize)
+
+
+def _run_build_engine(args: argparse.Namespace) -> int:
+    from .engine_build import BuildOptions, build_engines
+
+    metadata = build_engines(
+        args.onnx_dir,
+        args.plugin_lib,
+        args.output,
+        BuildOptions(
+            max_batch=args.max_batch,
+            opt_batch=args.opt_batch,
+            workspace_mib=args.workspace_mib,
+            timing_cache=args.timing_cache,
+            graphs=tuple(args.graphs) if args.graphs else None,
+        ),
+        log=_log(args),
+    )
+    print(
+        f"built {len(metadata.engines)} engines (TensorRT {metadata.tensorrt_version}, "
+        f"{metadata.gpu.get('name')}) in {args.output}"
+    )
+    return 0
+
+
+def add_build_engine_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "build-engine",
+        help="TensorRT engines from a --target tensorrt export (needs TensorRT and a GPU)",
+        description=(
+            "Build strongly typed TensorRT engines (precision from the graph: FP32, FP16 or "
+            "Q/DQ INT8) from a `nuwa export --target tensorrt` directory, with the 3DNA plugin "
+            "library loaded, optimization profiles for the decode shapes, a timing cache, and "
+            "engines.json metadata (TensorRT version, GPU, plugin version)."
+        ),
+    )
+    p.add_argument("onnx_dir", metavar="ONNX_DIR", help="--target tensorrt export directory")
+    p.add_argument(
+        "--plugin-lib", required=True, metavar="LIB", help="libnuwa_plugins.so (cmake build)"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="ENGINE_DIR")
+    p.add_argument("--max-batch", type=int, default=8, help="largest batch rows (default 8)")
+    p.add_argument("--opt-batch", type=int, default=2, help="batch to tune for (default 2)")
+    p.add_argument("--workspace-mib", type=int, default=1024, help="builder workspace (MiB)")
+    p.add_argument(
+        "--timing-cache",
+        default=None,
+        metavar="FILE",
+        help="timing cache to reuse and update (default ENGINE_DIR/timing.cache)",
+    )
+    p.add_argument("--graphs", nargs="*", default=None, help="only these graphs (default all)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=_run_build_engine)

@@ -1,0 +1,233 @@
+"""``nuwa quantize``: an FP32 export directory -> an INT8 (Q/DQ) or FP16 export directory.
+
+The output is a drop-in export directory: the same graph file names, the same ``manifest.json``
+format (``nuwa.export.manifest``) with ``precision`` set, float32 graph inputs/outputs (so the
+runtime feeds the same arrays at every precision), and three added sections:
+
+- ``calibration``: the real samples INT8 ranges came from (count, seed, tasks, sampling) and
+  how many runs each graph saw;
+- ``quantization``: the scheme and which graphs got which precision;
+- ``quality_gates``: the gate results against the FP32 source (``gates.py``), or why skipped.
+
+Which graphs change:
+
+=====================  ==========================  ============================================
+graph kind             int8                        fp16
+=====================  ==========================  ============================================
+decoder_step           Q/DQ                        fp16 (+ FP32 islands)
+condition_encoder      Q/DQ                        fp16 (+ FP32 islands)
+vq_decoder             fp32 (``--int8-vq-decoder``)  fp16
+vq_encoder, sketch_*   fp32 (codebook lookups)     fp32 (codebook lookups)
+=====================  ==========================  ============================================
+
+Graphs are written into a temporary folder and moved in place, and the manifest is written
+last, atomically: a failed run leaves no manifest behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
+
+from .capture import CalibrationSet, calibrate
+from .fp16 import FP32_OPS, convert_to_fp16
+from .gates import GateConfig, run_gates
+from .qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
+from .ranges import RangeObserver
+
+PRECISIONS = ("int8", "fp16")
+WEIGHT_RANGES = ("auto", "full", "reduced")
+INT8_KINDS = ("decoder_step", "condition_encoder")
+FP16_KINDS = ("decoder_step", "condition_encoder", "vq_decoder")
+
+
+class QuantizeError(ValueError):
+    """Bad arguments or input for ``nuwa quantize``."""
+
+
+class QualityGateError(RuntimeError):
+    """The quantized graphs were written but failed their quality gate."""
+
+
+def weight_qmax(weight_range: str, target: str) -> int:
+    """``auto``: 7-bit weights for the portable (ONNX Runtime CPU) target, where x86 CPUs
+    without VNNI saturate full-range int8 products; full 8-bit for TensorRT."""
+    if weight_range not in WEIGHT_RANGES:
+        raise QuantizeError(f"unknown weight range {weight_range!r}; choose {WEIGHT_RANGES}")
+    if weight_range == "auto":
+        weight_range = "reduced" if target == "portable" else "full"
+    return REDUCED_WEIGHT_MAX if weight_range == "reduced" else INT8_MAX
+
+
+def _check_dirs(onnx_dir: Path, out_dir: Path) -> None:
+    if out_dir.resolve() == onnx_dir.resolve():
+        raise QuantizeError("the output directory must differ from the FP32 export directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".nuwa-write-test-"):
+            pass
+    except OSError as exc:
+        raise QuantizeError(f"cannot write to output directory {out_dir}: {exc.strerror}") from exc
+
+
+def _borrow_ranges(
+    graph: str,
+    names: list[str],
+    kind: str,
+    observers: dict[str, RangeObserver],
+    kinds: dict[str, str],
+) -> RangeObserver:
+    """Ranges for a graph no calibration request ran (e.g. a decoder step for a frame count no
+    task uses): the max over graphs of the same kind that have the same tensors."""
+    out = RangeObserver()
+    for other, obs in observers.items():
+        if other != graph and kinds[other] == kind:
+            for name in names:
+                if name in obs.amax:
+                    out.observe(name, np.float32(obs.amax[name]))
+    missing = [n for n in names if n not in out.amax]
+    if missing:
+        raise QuantizeError(f"calibration never reached graph {graph!r} (tensors {missing[:3]})")
+    return out
+
+
+def quantize_export(
+    onnx_dir: str | Path,
+    out_dir: str | Path,
+    precision: str,
+    calib: CalibrationSet | None = None,
+    gates: GateConfig | None = None,
+    weight_range: str = "auto",
+    int8_vq_decoder: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the ``precision`` version of the FP32 export ``onnx_dir`` into ``out_dir`` and
+    return its manifest (as a dict). ``gates=None`` skips the quality gates. Raises
+    :class:`QuantizeError` on bad input and :class:`QualityGateError` (after writing) when a
+    gate fails."""
+    if precision not in PRECISIONS:
+        choices = ", ".join(PRECISIONS)
+        raise QuantizeError(f"unknown precision {precision!r}; choose one of {choices}")
+    onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
+    try:
+        manifest = load_manifest(onnx_dir)
+    except ManifestError as exc:
+        raise QuantizeError(str(exc)) from exc
+    if manifest.precision != "fp32":
+        raise QuantizeError(
+            f"{onnx_dir} holds {manifest.precision} graphs; quantize from an fp32 export"
+        )
+    calib = calib or CalibrationSet()
+    try:
+        calib.validate()
+        if gates is not None:
+            gates.validate()
+    except ValueError as exc:
+        raise QuantizeError(str(exc)) from exc
+    qmax = weight_qmax(weight_range, manifest.target)
+    _check_dirs(onnx_dir, out_dir)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    strict_check = manifest.target == "portable"
+
+    kinds = {name: g.kind for name, g in manifest.graphs.items()}
+    int8_kinds = INT8_KINDS + (("vq_decoder",) if int8_vq_decoder else ())
+    changed_kinds = int8_kinds if precision == "int8" else FP16_KINDS
+    models = {name: onnx.load(str(manifest.path(name))) for name in manifest.graphs}
+    converted: dict[str, onnx.ModelProto] = {}
+    calibration: dict[str, Any] | None = None
+
+    if precision == "int8":
+        targets = {n: find_targets(models[n]) for n in models if kinds[n] in changed_kinds}
+        observe = {n: sorted({t.activation for t in ts}) for n, ts in targets.items() if ts}
+        observers, runs = calibrate(onnx_dir, observe, calib, log)
+        for name, ts in targets.items():
+            if not ts:
+                continue
+            obs = observers[name]
+            if not obs.amax:
+                obs = _borrow_ranges(name, observe[name], kinds[name], observers, kinds)
+            converted[name] = insert_qdq(models[name], ts, obs.amax, qmax)
+        calibration = {**calib.to_dict(), "graph_runs": dict(sorted(runs.items()))}
+        scheme = {
+            "format": "QDQ",
+            "weights": "int8 symmetric per-output-channel, zero point 0",
+            "weight_range": [-qmax, qmax],
+            "activations": "int8 symmetric per-tensor, zero point 0, max-abs calibration",
+            "quantized_ops": ["MatMul", "Gemm", "Conv"],
+            "float_ops": "everything else, including nuwa::NearbyAttention3D and LayerNorm",
+            "layers": {n: len(ts) for n, ts in targets.items()},
+        }
+    else:
+        for name in models:
+            if kinds[name] in changed_kinds:
+                if log:
+                    log(f"fp16: converting {name}")
+                converted[name] = convert_to_fp16(models[name])
+        scheme = {
+            "format": "float16 with float32 I/O",
+            "fp32_ops": list(FP32_OPS),
+        }
+
+    graph_precision = {n: (precision if n in converted else "fp32") for n in models}
+    scheme["graphs"] = graph_precision
+    tmp = Path(tempfile.mkdtemp(prefix=".nuwa-quantize-", dir=out_dir))
+    raw = json.loads((onnx_dir / MANIFEST_FILE).read_text())
+    try:
+        for name, info in manifest.graphs.items():
+            dst = tmp / info.file
+            if name in converted:
+                model = converted[name]
+                model.producer_name = "nuwa-quantize"
+                if strict_check:
+                    onnx.checker.check_model(model, full_check=True)
+                else:
+                    onnx.checker.check_model(model)
+                onnx.save(model, str(dst))
+            else:
+                shutil.copyfile(manifest.path(name), dst)
+            raw["graphs"][name]["sha256"] = sha256_file(dst)
+            raw["graphs"][name].setdefault("meta", {})["precision"] = graph_precision[name]
+        for info in manifest.graphs.values():
+            os.replace(tmp / info.file, out_dir / info.file)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    raw["precision"] = precision
+    raw["source"] = {
+        "directory": str(onnx_dir),
+        "precision": manifest.precision,
+        "model": manifest.model,
+    }
+    raw["calibration"] = calibration
+    raw["quantization"] = scheme
+    raw["quality_gates"] = {"skipped": "not run (--no-gates)"} if gates is None else None
+    _write_manifest(out_dir, raw)
+    if gates is not None:
+        result = run_gates(onnx_dir, out_dir, gates, log)
+        raw["quality_gates"] = result
+        _write_manifest(out_dir, raw)
+        if not result["passed"]:
+            failed = [t for t, r in result["tasks"].items() if not r["passed"]]
+            raise QualityGateError(
+                f"{precision} failed its quality gate on {', '.join(failed)} (results in "
+                f"{out_dir / MANIFEST_FILE}); the graphs are written but should not ship"
+            )
+    load_manifest(out_dir)  # what we wrote must read back
+    return raw
+
+
+def _write_manifest(out_dir: Path, raw: dict[str, Any]) -> None:
+    path = out_dir / MANIFEST_FILE
+    tmp = path.with_name(f".{MANIFEST_FILE}.tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n")
+    tmp.replace(path)

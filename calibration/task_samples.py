@@ -1,0 +1,172 @@
+"""Real samples of every task, drawn from the synthetic dataset, as requests any backend can run.
+
+Calibration (``capture.py``) and the quality gates (``gates.py``) both need "a batch of real
+T2I / T2V / S2I / S2V / V2V requests": prompts are the dataset's captions, sketches its
+segmentation maps, V2V's given frames its rendered clips. Calibration draws them from the
+``train`` split, the gates from ``heldout`` (as ``nuwa evaluate`` does), so calibration never sees
+the gate's prompts. Generation goes through the runtime's decode loop
+(:func:`nuwa.runtime.engine.generate_tokens`); scoring through ``nuwa.model.quality_checker``
+with the same per-task rules as ``nuwa.model.evaluation`` (which is torch-only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nuwa.model import quality_checker as qc
+from nuwa.model.synthetic_data import (
+    Clip,
+    ImageSample,
+    SyntheticVideoDataset,
+    max_caption_bytes,
+)
+from nuwa.model.tokenizer import ByteTokenizer
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.runtime.engine import DecodeState, generate_tokens
+from nuwa.runtime.sampler import SamplingOptions
+from nuwa.runtime.spec import ModelSpec
+
+TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
+HEADLINE = {"T2I": "all", "T2V": "all", "S2I": "iou", "S2V": "iou", "V2V": "position_error"}
+LOWER_IS_BETTER = {"position_error"}
+V2V_GIVEN = 2  # frames given to video prediction (fewer when the model has fewer frames)
+
+
+def generation_options(seed: int) -> SamplingOptions:
+    """The sampling ``nuwa evaluate`` reports scores with (``nuwa.model.evaluation``):
+    temperature 0.5, top-k 16, guidance 2."""
+    return SamplingOptions(temperature=0.5, top_k=16, guidance_scale=2.0, seed=seed)
+
+
+def dataset_for(spec: ModelSpec, count: int, seed: int, split: str) -> SyntheticVideoDataset:
+    """The synthetic dataset at the model's frame count and size; two-object clips when their
+    captions fit the model's prompt length (the tiny test model only takes one object)."""
+    objects = 2 if max_caption_bytes(2) <= spec.max_prompt_bytes else 1
+    return SyntheticVideoDataset(
+        count,
+        seed=seed,
+        frames=spec.frames,
+        size=spec.image_size,
+        max_objects=objects,
+        split=split,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class TaskBatch:
+    """One batch of real requests of one task."""
+
+    task: str
+    frames: int  # frames to generate
+    text: list[str] | None = None  # prompts (text condition)
+    sketch: np.ndarray | None = None  # (B, T, S, S) class ids (sketch condition)
+    video: np.ndarray | None = None  # (B, T, S, S, 3) uint8 source frames (V2V)
+    given: int = 0  # V2V: frames forced from ``video``
+    samples: list[Any] = field(default_factory=list)  # ground truth per row
+
+    @property
+    def size(self) -> int:
+        return len(self.samples)
+
+
+def make_batch(
+    task: str, dataset: SyntheticVideoDataset, indices: Sequence[int], frames: int
+) -> TaskBatch:
+    """Requests of ``task`` for samples ``indices``; ``frames`` is the video length (T2V, S2V,
+    V2V) — images always get 1 frame."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if task in ("T2I", "S2I"):
+        images: list[ImageSample] = [dataset.image_sample(i) for i in indices]
+        if task == "T2I":
+            return TaskBatch(task, 1, text=[s.caption for s in images], samples=images)
+        sketch = np.stack([s.sketch for s in images])[:, None].astype(np.int64)
+        return TaskBatch(task, 1, sketch=sketch, samples=images)
+    clips: list[Clip] = [dataset[i] for i in indices]
+    if task == "T2V":
+        return TaskBatch(task, frames, text=[c.caption for c in clips], samples=clips)
+    if task == "S2V":
+        sketch = np.stack([c.sketch[:frames] for c in clips]).astype(np.int64)
+        return TaskBatch(task, frames, sketch=sketch, samples=clips)
+    given = max(1, min(V2V_GIVEN, frames - 1))
+    video = np.stack([c.frames[:frames] for c in clips])
+    return TaskBatch(task, frames, text=[""] * len(clips), video=video, given=given, samples=clips)
+
+
+def conditions(
+    backend: Backend, batch: TaskBatch, guided: bool
+) -> tuple[Condition, Condition | None]:
+    """(condition, unconditional condition or None) for a batch."""
+    b = batch.size
+    if batch.sketch is not None:
+        cond = backend.sketch_condition(batch.sketch)
+        blank = np.zeros_like(batch.sketch) if guided else None
+        return cond, (backend.sketch_condition(blank) if blank is not None else None)
+    tok = ByteTokenizer(backend.spec.max_text_len)
+    assert batch.text is not None
+    cond = backend.text_condition(tok.encode_batch(batch.text, allow_empty=True))
+    uncond = backend.text_condition(np.stack([tok.empty()] * b)) if guided else None
+    return cond, uncond
+
+
+def forced(backend: Backend, batch: TaskBatch) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(known tokens, known mask) ``(B, N)`` for V2V's given frames; (None, None) otherwise."""
+    if batch.video is None:
+        return None, None
+    codes = backend.frames_to_codes(batch.video).reshape(batch.size, -1)
+    mask = np.zeros(codes.shape, dtype=bool)
+    mask[:, : batch.given * backend.spec.tokens_per_frame] = True
+    return codes, mask
+
+
+def generate(backend: Backend, batch: TaskBatch, options: SamplingOptions) -> np.ndarray:
+    """Token grids ``(B, T, h, w)`` for a batch (V2V: no guidance, as in the runtime)."""
+    if batch.task == "V2V":
+        options = SamplingOptions(
+            options.temperature, options.top_k, options.top_p, 1.0, options.seed
+        )
+    cond, uncond = conditions(backend, batch, options.uses_guidance)
+    known, mask = forced(backend, batch)
+    return generate_tokens(
+        backend, cond, batch.frames, options, uncond, known, mask, progress=False
+    )
+
+
+def teacher_forced_agreement(
+    backend: Backend, batch: TaskBatch, reference: np.ndarray, guidance_scale: float
+) -> float:
+    """Feed ``reference`` tokens ``(B, T, h, w)`` (another backend's greedy output) step by step
+    and return the share of sampled positions where this backend's argmax equals them."""
+    guided = guidance_scale != 1.0 and batch.task != "V2V"
+    cond, uncond = conditions(backend, batch, guided)
+    ref = reference.reshape(batch.size, -1)
+    state = DecodeState(backend, cond, uncond, batch.frames)
+    prev = np.full((batch.size,), backend.spec.bos_id, dtype=np.int64)
+    start = batch.given * backend.spec.tokens_per_frame
+    agree = total = 0
+    for pos in range(ref.shape[1]):
+        logits = state.step(prev, pos)
+        if pos >= start:
+            pred = state.guided_logits(logits, guidance_scale if guided else 1.0).argmax(-1)
+            agree += int((pred == ref[:, pos]).sum())
+            total += ref.shape[0]
+        prev = ref[:, pos]
+    return agree / max(total, 1)
+
+
+def score(batch: TaskBatch, frames: np.ndarray) -> list[dict[str, Any]]:
+    """Quality-checker scores of generated ``frames (B, T, S, S, 3)`` uint8, per row."""
+    rows = zip(frames, batch.samples, strict=True)
+    if batch.task == "T2I":
+        return [qc.score_text_to_image(f[0], s.spec) for f, s in rows]
+    if batch.task == "T2V":
+        return [qc.score_text_to_video(f, s.spec) for f, s in rows]
+    if batch.task == "S2I":
+        return [qc.score_sketch(f[0], s.sketch) for f, s in rows]
+    if batch.task == "S2V":
+        return [qc.score_sketch(f, s.sketch[: batch.frames]) for f, s in rows]
+    return [{"position_error": qc.position_error(f, s, first_k=batch.given)} for f, s in rows]

@@ -100,12 +100,14 @@ def _tensor_infos(values: list[onnx.ValueInfoProto]) -> tuple[TensorInfo, ...]:
     return tuple(out)
 
 
-def _trace(spec: GraphSpec, model: NuwaModel, path: Path, opset: int) -> None:
+def _trace(spec: GraphSpec, model: NuwaModel, path: Path, opset: int) -> list[tuple[int, ...]]:
+    """Export ``spec`` to ``path``; returns its outputs' shapes on the batch-2 trace inputs."""
     gen = torch.Generator().manual_seed(0)
     inputs = spec.make_inputs(2, gen)
     register_symbolic(opset)
     with torch.no_grad(), attention_as_onnx_nodes(model.transformer), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and TorchScript-exporter deprecation warnings
+        outputs = spec.module(*inputs)
         torch.onnx.export(
             spec.module,
             inputs,
@@ -118,6 +120,25 @@ def _trace(spec: GraphSpec, model: NuwaModel, path: Path, opset: int) -> None:
             do_constant_folding=True,
             custom_opsets={DOMAIN: DOMAIN_VERSION} if spec.uses_attention else None,
         )
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return [tuple(o.shape) for o in outputs]
+
+
+def set_io_shapes(
+    onnx_model: onnx.ModelProto, spec: GraphSpec, output_shapes: list[tuple[int, ...]]
+) -> None:
+    """Declare every output dim: ``batch`` on dynamic axes, the traced size elsewhere (the
+    exporter leaves dims behind the custom 3DNA node unnamed)."""
+    for value, shape in zip(onnx_model.graph.output, output_shapes, strict=True):
+        dynamic = spec.dynamic_axes.get(value.name, {})
+        dims = value.type.tensor_type.shape.dim
+        del dims[:]
+        for axis, size in enumerate(shape):
+            dim = dims.add()
+            if axis in dynamic:
+                dim.dim_param = dynamic[axis]
+            else:
+                dim.dim_value = int(size)
 
 
 def finalize_graph(
@@ -144,9 +165,11 @@ def export_graph(
 ) -> GraphInfo:
     """Trace one graph to ``path``, check it (ONNX checker; ONNX Runtime against PyTorch on
     random batch-2 inputs when ``verify``) and return its manifest entry."""
-    _trace(spec, model, path, opset)
+    output_shapes = _trace(spec, model, path, opset)
+    onnx_model = onnx.load(str(path))
+    set_io_shapes(onnx_model, spec, output_shapes)
     try:
-        onnx_model = finalize_graph(onnx.load(str(path)), target, opset, spec.name)
+        onnx_model = finalize_graph(onnx_model, target, opset, spec.name)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc

@@ -166,3 +166,70 @@ class OrtGreedyDecoder:
             prev = logits.argmax(-1).astype(np.int64)
             out[:, pos] = prev
         return out.reshape(batch, num_frames, h, w)
+
+
+# --------------------------------------------------------------------------------------------
+# Polygraphy: PyTorch reference data for `polygraphy run --onnxrt --load-outputs`
+# --------------------------------------------------------------------------------------------
+
+POLYGRAPHY_INPUTS = "inputs.json"
+POLYGRAPHY_OUTPUTS = "torch_outputs.json"
+
+
+def write_polygraphy_reference(
+    spec: GraphSpec, directory: str | Path, batch: int = 2, seed: int = 1
+) -> tuple[Path, Path]:
+    """Save random inputs of ``spec`` and PyTorch's outputs on them in Polygraphy's JSON
+    formats, so that::
+
+        polygraphy run GRAPH.onnx --onnxrt --load-inputs inputs.json \\
+            --load-outputs torch_outputs.json --atol 1e-4 --rtol 0
+
+    compares ONNX Runtime with PyTorch. Returns (inputs path, outputs path)."""
+    import torch
+    from polygraphy.comparator import RunResults
+    from polygraphy.comparator.struct import IterationResult
+    from polygraphy.json import save_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    inputs = spec.make_inputs(batch, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        ref = spec.module(*inputs)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    feeds = {name: x.numpy() for name, x in zip(spec.input_names, inputs, strict=True)}
+    outputs = {name: r.numpy() for name, r in zip(spec.output_names, ref, strict=True)}
+    inputs_path, outputs_path = directory / POLYGRAPHY_INPUTS, directory / POLYGRAPHY_OUTPUTS
+    save_json([feeds], str(inputs_path), description="PyTorch reference inputs")
+    results = RunResults([("pytorch", [IterationResult(outputs, runner_name="pytorch")])])
+    results.save(str(outputs_path))
+    return inputs_path, outputs_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nuwa.export.verify MODEL_DIR GRAPH OUT_DIR``: write the Polygraphy reference
+    data of one graph (names as in the manifest, e.g. ``decoder_step.text``)."""
+    import argparse
+
+    from nuwa.model.nuwa import NuwaModel
+
+    from .graphs import build_graph_specs
+
+    parser = argparse.ArgumentParser(prog="python -m nuwa.export.verify")
+    parser.add_argument("model_dir")
+    parser.add_argument("graph")
+    parser.add_argument("out_dir")
+    parser.add_argument("--frames", type=int, nargs="*", default=None)
+    args = parser.parse_args(argv)
+    model = NuwaModel.from_pretrained(args.model_dir)
+    frames = args.frames or sorted({1, model.config.transformer.frames})
+    specs = {s.name: s for s in build_graph_specs(model, frames)}
+    if args.graph not in specs:
+        parser.error(f"unknown graph {args.graph!r}; choose one of {sorted(specs)}")
+    for path in write_polygraphy_reference(specs[args.graph], args.out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

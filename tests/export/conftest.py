@@ -1,0 +1,45 @@
+"""Fixtures of the export tests: the tiny model exported once per session (portable through
+:func:`nuwa.export.export_model`, tensorrt through the ``nuwa export`` command)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nuwa.export import Manifest, load_manifest
+from nuwa.export.exporter import export_model
+from nuwa.export.graphs import GraphSpec, build_graph_specs
+from nuwa.model.nuwa import NuwaModel
+from nuwa.runtime.cli import main
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_model_dir, tmp_path_factory) -> Manifest:
+    torch.set_num_threads(1)
+    return export_model(tiny_model_dir, tmp_path_factory.mktemp("tiny_onnx"))
+
+
+@pytest.fixture(scope="session")
+def tiny_trt_export(tiny_model_dir, tmp_path_factory) -> Manifest:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny_onnx_trt")
+    assert main(["export", str(tiny_model_dir), "-o", str(out), "--target", "tensorrt", "-q"]) == 0
+    return load_manifest(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir) -> NuwaModel:
+    """The tiny model as the exporter saw it (loaded from its directory)."""
+    return NuwaModel.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_dense(tiny_model_dir) -> NuwaModel:
+    """The same weights with the dense-mask 3DNA oracle everywhere."""
+    return NuwaModel.from_pretrained(tiny_model_dir, attn_impl="dense")
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(tiny_loaded) -> dict[str, GraphSpec]:
+    frames = sorted({1, tiny_loaded.config.transformer.frames})
+    return {s.name: s for s in build_graph_specs(tiny_loaded, frames)}

@@ -19,7 +19,7 @@ import nuwa
 SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
     ("nuwa.export.cli", "add_export_parser"),
     ("nuwa.model.train_cli", "add_train_parser"),
-    ("nuwa.model.train_cli", "add_evaluate_parser"),
+    ("nuwa.model.evaluate_cli", "add_evaluate_parser"),
     ("nuwa.runtime.generate_cli", "add_generate_parser"),
     ("nuwa.calibration.cli", "add_quantize_parser"),
     ("nuwa.calibration.cli", "add_build_engine_parser"),
@@ -33,7 +33,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_name(func_name: str) -> str:
+    """The subcommand a provider adds, by convention: ``add_build_engine_parser`` ->
+    ``build-engine``."""
+    return func_name.removeprefix("add_").removesuffix("_parser").replace("_", "-")
+
+
+def _missing_dependency_parser(sub: argparse._SubParsersAction, command: str, missing: str) -> None:
+    """A subcommand whose module needs a library that is not installed (e.g. torch on an edge
+    device): it is listed, and running it says what to install."""
+    hint = 'pip install "nuwa-edge[torch]"' if missing == "torch" else f"install {missing}"
+
+    def fail(args: argparse.Namespace) -> int:
+        raise RuntimeError(f"nuwa {command} needs {missing}, which is not installed: {hint}")
+
+    p = sub.add_parser(command, help=f"(needs {missing})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=fail)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, import just the provider of that subcommand (so
+    ``nuwa generate`` on ONNX Runtime never imports the training code or PyTorch)."""
     parser = argparse.ArgumentParser(
         prog="nuwa",
         description="NÜWA-style visual synthesis: generate, export, quantize, build engines.",
@@ -44,11 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version and the backends usable on this machine")
     info.set_defaults(func=_cmd_info)
     for module_name, func_name in SUBCOMMAND_PROVIDERS:
+        command = command_name(func_name)
+        if only is not None and command != only:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 continue  # that part of the product is not in this build
+            if exc.name and not exc.name.startswith("nuwa"):
+                _missing_dependency_parser(sub, command, exc.name.split(".")[0])
+                continue
             raise
         add: Callable[[argparse._SubParsersAction], None] | None = getattr(module, func_name, None)
         if add is not None:
@@ -56,8 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if one of the providers adds it."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {command_name(f) for _, f in SUBCOMMAND_PROVIDERS} | {"info"}
+    return first if first in known else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,0 +1,146 @@
+"""The ONNX Runtime backend: the IO-binding path (device-resident, double-buffered ring cache)
+against plain ``session.run``, both against PyTorch's logits; no torch on this path; clear errors
+for devices and precisions this machine or export does not have."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nuwa.runtime.backends import load_backend
+from nuwa.runtime.backends.onnxruntime_backend import BoundRingCache, OnnxRuntimeBackend
+from nuwa.runtime.engine import DecodeState
+from nuwa.runtime.errors import BackendUnavailableError
+from nuwa.runtime.kv_cache import RingCache
+from nuwa.runtime.tasks import plan_task
+
+
+def step_logits(backend, task: str, steps: int, **kw) -> list[np.ndarray]:
+    """Logits of ``steps`` greedy steps (a wrapped ring: steps > cache slots)."""
+    plan = plan_task(backend, task, guidance=True, **kw)  # 2 rows + 2 guidance rows
+    state = DecodeState(backend, plan.cond, plan.uncond, 3 * backend.spec.frames)
+    prev = np.full((2,), backend.spec.bos_id, dtype=np.int64)
+    out = []
+    for pos in range(steps):
+        logits = state.step(prev, pos)
+        out.append(logits)
+        prev = logits[:2].argmax(-1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("task", "kw"), [("t2v", {"prompt": ["a red square", "a blue circle"]}), ("s2v", {})]
+)
+def test_io_binding_matches_plain_run_and_torch(
+    task, kw, tiny_export_dir, torch_backend, ort_backend, task_inputs
+) -> None:
+    if task == "s2v":
+        kw = {"sketch": task_inputs["sketch_ids"], "batch": 2}
+    plain = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, threads=1, io_binding=False)
+    steps = 3 * 16 + 20  # past the 32-slot ring: it has wrapped
+    bound = step_logits(ort_backend, task, steps, **kw)
+    ref = step_logits(plain, task, steps, **kw)
+    torch_logits = step_logits(torch_backend, task, steps, **kw)
+    for a, b, t in zip(bound, ref, torch_logits, strict=True):
+        assert a.shape == (4, 32)  # 2 rows + 2 guidance rows
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, t, atol=1e-4, rtol=0)
+
+
+def test_ring_cache_buffers_are_fixed_and_swap(ort_backend) -> None:
+    plan = plan_task(ort_backend, "t2i", prompt="a red square")
+    state = DecodeState(ort_backend, plan.cond, None, 9)
+    cache = state.cache
+    assert isinstance(cache, BoundRingCache)
+    buffers = [id(v) for v in cache.buffers[0] + cache.buffers[1]]
+    prev = np.array([ort_backend.spec.bos_id])
+    for pos in range(40):
+        prev = state.step(prev, pos).argmax(-1)
+        assert state.cache is cache and cache.current == (pos + 1) % 2
+    assert [id(v) for v in cache.buffers[0] + cache.buffers[1]] == buffers
+    (k0, _), _ = cache.host_layers()
+    assert k0.shape == (1, 4, 32, 8) and np.abs(k0).sum() > 0
+    plain = OnnxRuntimeBackend(ort_backend.manifest, io_binding=False).new_cache(1)
+    assert isinstance(plain, RingCache) and plain.nbytes == 2 * 2 * 4 * 32 * 8 * 4
+
+
+def test_onnxruntime_path_does_not_import_torch(tiny_export_dir, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from nuwa.runtime import Pipeline\n"
+        f"p = Pipeline.from_pretrained({str(tiny_export_dir)!r}, progress=False)\n"
+        "r = p.text_to_video('a red square moves left', seed=0)\n"
+        f"r.save({str(tmp_path / 'a.gif')!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(r.frames.shape)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "(1, 3, 16, 16, 3)" in proc.stdout
+
+
+def test_a_quantize_style_directory_loads_by_its_precision(tiny_export_dir, tmp_path) -> None:
+    """``nuwa quantize`` writes the same graph names with ``precision`` int8/fp16 in the
+    manifest; the backend runs it as that precision and refuses another."""
+    q = tmp_path / "int8"
+    shutil.copytree(tiny_export_dir, q)
+    manifest = json.loads((q / "manifest.json").read_text())
+    manifest["precision"] = "int8"
+    (q / "manifest.json").write_text(json.dumps(manifest))
+    backend = load_backend("onnxruntime", q, precision="int8")
+    assert backend.precision == "int8"
+    assert load_backend("onnxruntime", q).precision == "int8"  # None: what the directory holds
+    with pytest.raises(BackendUnavailableError, match="holds int8 graphs, not fp32"):
+        load_backend("onnxruntime", q, precision="fp32")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "CUDA execution provider"),
+        ("tensorrt", "CUDA execution provider"),
+        ("npu", "unknown"),
+    ],
+)
+def test_devices_this_build_lacks_are_clear_errors(tiny_export_dir, device, message) -> None:
+    import onnxruntime
+
+    if device != "npu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime-gpu")
+    with pytest.raises(BackendUnavailableError, match=message):
+        load_backend("onnxruntime", tiny_export_dir, device=device)
+
+
+def test_a_corrupt_export_is_a_clear_error(tiny_export_dir, tmp_path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_export_dir, bad)
+    (bad / "vq_decoder.onnx").write_bytes(b"garbage")
+    with pytest.raises(Exception, match="SHA-256"):
+        load_backend("onnxruntime", bad)
+
+
+def test_nuwa_generate_runs_where_torch_is_missing(tiny_export_dir, tmp_path: Path) -> None:
+    """An edge device without PyTorch: ``nuwa generate`` on ONNX Runtime works, the torch
+    backend and the training command say what to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
+        "from nuwa.runtime.cli import main\n"
+        f"out = {str(tmp_path / 'a.gif')!r}\n"
+        f"args = ['generate', 'a red square', '-o', out, '--model', {str(tiny_export_dir)!r}]\n"
+        "assert main([*args, '--seed', '1', '--no-progress']) == 0\n"
+        "assert main([*args, '--backend', 'torch']) == 2\n"
+        "assert main(['train', 'vqgan']) == 2\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a.gif").is_file()
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("nuwa generate: error: torch is not installed: pip install")
+    assert lines[-1].startswith("nuwa train: error: nuwa train needs torch, which is not installed")

@@ -73,7 +73,8 @@ def calibrate(
     log: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, RangeObserver], dict[str, int]]:
     """Run ``calib``'s requests on the FP32 export and return (per graph: observed ranges of the
-    ``observe`` tensors, per graph: number of runs)."""
+    ``observe`` tensors, per graph: number of runs). A graph no request reaches has an empty
+    observer (``nuwa.calibration.quantize`` decides what to do with it)."""
     calib.validate()
     observers = {g: RangeObserver() for g in observe}
     runs: dict[str, int] = {}
@@ -101,7 +102,4 @@ def calibrate(
             batch = make_batch(task, ds, indices, frames)
             tokens = generate(runner, batch, options)
             runner.codes_to_frames(tokens)  # the VQ decoder sees real generated grids
-    missing = sorted(g for g, o in observers.items() if not o.amax)
-    if missing:
-        raise RuntimeError(f"calibration never ran graphs {missing}; add the tasks that use them")
     return observers, runs

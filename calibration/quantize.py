@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from .fp16 import FP32_OPS, convert_to_fp16
 from .gates import GateConfig, run_gates
 from .qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
 from .ranges import RangeObserver
+from .task_samples import TASKS
 
 PRECISIONS = ("int8", "fp16")
 WEIGHT_RANGES = ("auto", "full", "reduced")
@@ -80,24 +82,29 @@ def _check_dirs(onnx_dir: Path, out_dir: Path) -> None:
         raise QuantizeError(f"cannot write to output directory {out_dir}: {exc.strerror}") from exc
 
 
+def graph_family(name: str) -> str:
+    """Graphs that differ only in frame count: ``decoder_step.sketch_t3`` ->
+    ``decoder_step.sketch``, ``sketch_condition_encoder.t1`` -> ``sketch_condition_encoder``."""
+    return re.sub(r"[._]t\d+$", "", name)
+
+
 def _borrow_ranges(
-    graph: str,
-    names: list[str],
-    kind: str,
-    observers: dict[str, RangeObserver],
-    kinds: dict[str, str],
+    graph: str, names: list[str], observers: dict[str, RangeObserver]
 ) -> RangeObserver:
-    """Ranges for a graph no calibration request ran (e.g. a decoder step for a frame count no
-    task uses): the max over graphs of the same kind that have the same tensors."""
+    """Ranges for a graph no calibration request ran (a frame count no task used): the max over
+    graphs of the same family (same condition kind, other frame counts) with the same tensors."""
     out = RangeObserver()
     for other, obs in observers.items():
-        if other != graph and kinds[other] == kind:
+        if other != graph and graph_family(other) == graph_family(graph):
             for name in names:
                 if name in obs.amax:
                     out.observe(name, np.float32(obs.amax[name]))
     missing = [n for n in names if n not in out.amax]
     if missing:
-        raise QuantizeError(f"calibration never reached graph {graph!r} (tensors {missing[:3]})")
+        raise QuantizeError(
+            f"calibration never ran graph {graph!r}; calibrate with the tasks that use it "
+            f"(--calib-tasks {','.join(TASKS)})"
+        )
     return out
 
 
@@ -150,14 +157,21 @@ def quantize_export(
         targets = {n: find_targets(models[n]) for n in models if kinds[n] in changed_kinds}
         observe = {n: sorted({t.activation for t in ts}) for n, ts in targets.items() if ts}
         observers, runs = calibrate(onnx_dir, observe, calib, log)
+        borrowed: list[str] = []
         for name, ts in targets.items():
             if not ts:
                 continue
             obs = observers[name]
             if not obs.amax:
-                obs = _borrow_ranges(name, observe[name], kinds[name], observers, kinds)
+                obs = _borrow_ranges(name, observe[name], observers)
+                borrowed.append(name)
             converted[name] = insert_qdq(models[name], ts, obs.amax, qmax)
-        calibration = {**calib.to_dict(), "graph_runs": dict(sorted(runs.items()))}
+        calibration = {
+            **calib.to_dict(),
+            "graph_runs": dict(sorted(runs.items())),
+            # graphs no request ran: ranges are the max over same-kind graphs' same tensors
+            "borrowed_ranges": borrowed,
+        }
         scheme = {
             "format": "QDQ",
             "weights": "int8 symmetric per-output-channel, zero point 0",

@@ -1,0 +1,75 @@
+"""Fixtures of the calibration tests: the tiny random model exported for both targets (once per
+session) and its INT8 / FP16 versions from ``quantize_export`` with small calibration and gate
+sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+CALIB_COUNT = 3
+GATE_COUNT = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_portable(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    import torch
+
+    from nuwa.export.exporter import export_model
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny_portable")
+    export_model(tiny_model_dir, out, target="portable", verify=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tensorrt(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    import torch
+
+    from nuwa.export.exporter import export_model
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny_tensorrt")
+    export_model(tiny_model_dir, out, target="tensorrt", verify=False)
+    return out
+
+
+def _quantize(src: Path, out: Path, precision: str, gates: bool) -> dict[str, Any]:
+    from nuwa.calibration.capture import CalibrationSet
+    from nuwa.calibration.gates import GateConfig
+    from nuwa.calibration.quantize import quantize_export
+
+    return quantize_export(
+        src,
+        out,
+        precision,
+        CalibrationSet(count=CALIB_COUNT, seed=0),
+        GateConfig(count=GATE_COUNT) if gates else None,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tmp_path_factory: pytest.TempPathFactory, tiny_portable: Path) -> Path:
+    out = tmp_path_factory.mktemp("tiny_int8")
+    _quantize(tiny_portable, out, "int8", gates=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_portable: Path) -> Path:
+    out = tmp_path_factory.mktemp("tiny_fp16")
+    _quantize(tiny_portable, out, "fp16", gates=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_trt_int8(tmp_path_factory: pytest.TempPathFactory, tiny_tensorrt: Path) -> Path:
+    out = tmp_path_factory.mktemp("tiny_trt_int8")
+    _quantize(tiny_tensorrt, out, "int8", gates=False)
+    return out

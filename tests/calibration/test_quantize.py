@@ -1,0 +1,179 @@
+"""``quantize_export`` on the tiny model: valid files, the manifest contract, symmetric Q/DQ,
+3DNA untouched, runs in ONNX Runtime, and the quality gates (token agreement vs FP32)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from nuwa.calibration.capture import CalibrationSet, calibrate
+from nuwa.calibration.engine_build import check_tensorrt_graph
+from nuwa.calibration.gates import GateConfig
+from nuwa.calibration.onnx_runner import ExportRunner
+from nuwa.calibration.qdq import REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
+from nuwa.calibration.quantize import QualityGateError, QuantizeError, quantize_export
+from nuwa.calibration.task_samples import TASKS
+from nuwa.export.manifest import load_manifest
+from nuwa.export.onnx_function import is_attention_node
+
+from .conftest import CALIB_COUNT, GATE_COUNT
+
+
+def _models(directory: Path) -> dict[str, onnx.ModelProto]:
+    m = load_manifest(directory)
+    return {name: onnx.load(str(m.path(name))) for name in m.graphs}
+
+
+def _raw(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
+
+
+def test_int8_files_valid_and_manifest(tiny_portable: Path, tiny_int8: Path) -> None:
+    src, out = load_manifest(tiny_portable), load_manifest(tiny_int8)
+    assert out.precision == "int8" and set(out.graphs) == set(src.graphs)
+    for name, model in _models(tiny_int8).items():
+        onnx.checker.check_model(model, full_check=True)
+        # float32 I/O: the runtime feeds the same arrays at every precision
+        assert out.graph(name).inputs == src.graph(name).inputs
+        assert out.graph(name).outputs == src.graph(name).outputs
+    raw = _raw(tiny_int8)
+    assert raw["calibration"]["count"] == CALIB_COUNT and raw["calibration"]["seed"] == 0
+    assert raw["calibration"]["tasks"] == list(TASKS)
+    quantized = [n for n, p in raw["quantization"]["graphs"].items() if p == "int8"]
+    kinds = {n: g.kind for n, g in src.graphs.items()}
+    assert sorted(quantized) == sorted(
+        n for n, k in kinds.items() if k in ("decoder_step", "condition_encoder")
+    )
+    for name in quantized:  # every quantized graph was run by the calibration requests
+        assert raw["calibration"]["graph_runs"][name] > 0
+        assert raw["graphs"][name]["meta"]["precision"] == "int8"
+    assert raw["source"]["precision"] == "fp32"
+    assert raw["calibration"]["borrowed_ranges"] == []
+
+
+def test_int8_is_symmetric_and_leaves_3dna_in_float(tiny_portable: Path, tiny_int8: Path) -> None:
+    before, after = _models(tiny_portable), _models(tiny_int8)
+    for name, model in after.items():
+        zps = qdq_zero_points(model)
+        assert all(z.dtype == np.int8 and not np.any(z) for _, z in zps), name
+        # 3DNA: same nodes, same function bodies, no Q/DQ inside them
+        assert sum(map(is_attention_node, model.graph.node)) == sum(
+            map(is_attention_node, before[name].graph.node)
+        )
+        assert [f.SerializeToString() for f in model.functions] == [
+            f.SerializeToString() for f in before[name].functions
+        ]
+        if zps:
+            assert not find_targets(model)  # every weight layer now reads int8 weights
+            ints = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+            w_max = max(int(np.abs(onnx.numpy_helper.to_array(i)).max()) for i in ints)
+            assert w_max == REDUCED_WEIGHT_MAX  # portable target: 7-bit weights (see qdq.py)
+
+
+def test_int8_quality_gates_pass_on_tiny_model(tiny_int8: Path) -> None:
+    gates = _raw(tiny_int8)["quality_gates"]
+    assert gates["passed"] is True
+    assert set(gates["tasks"]) == set(TASKS)
+    for task, row in gates["tasks"].items():
+        assert row["n"] == GATE_COUNT
+        assert row["token_agreement"] >= 0.9, (task, row)
+        assert row["quality_ok"], (task, row)
+
+
+def test_int8_runs_in_the_onnxruntime_backend(tiny_portable: Path, tiny_int8: Path) -> None:
+    from nuwa.model.tokenizer import ByteTokenizer
+    from nuwa.runtime.backends import load_backend
+    from nuwa.runtime.engine import generate_tokens
+    from nuwa.runtime.sampler import SamplingOptions
+
+    backend = load_backend("onnxruntime", tiny_int8, precision="int8", device="cpu")
+    reference = ExportRunner(tiny_portable)
+    ids = ByteTokenizer(reference.spec.max_text_len).encode_batch(["a red square moves left"])
+    greedy = SamplingOptions(temperature=0.0)
+    got = generate_tokens(backend, backend.text_condition(ids), 3, greedy, progress=False)
+    ref = generate_tokens(reference, reference.text_condition(ids), 3, greedy, progress=False)
+    assert got.shape == ref.shape == (1, 3, 4, 4)
+    assert np.mean(got == ref) >= 0.8
+
+
+def test_fp16_close_to_fp32(tiny_portable: Path, tiny_fp16: Path) -> None:
+    raw = _raw(tiny_fp16)
+    assert raw["precision"] == "fp16" and raw["quality_gates"]["passed"] is True
+    for row in raw["quality_gates"]["tasks"].values():
+        assert row["token_agreement"] >= 0.98
+    for model in _models(tiny_fp16).values():
+        onnx.checker.check_model(model, full_check=True)
+    # one decoder step on the same random inputs
+    ref, half = ExportRunner(tiny_portable), ExportRunner(tiny_fp16)
+    rng = np.random.default_rng(0)
+    graph = ref.manifest.decoder_step("text", 3)
+    feeds = {}
+    for t in graph.inputs:
+        shape = [2 if isinstance(d, str) else d for d in t.shape]
+        if t.dtype == "int64":
+            feeds[t.name] = rng.integers(0, 16, shape).astype(np.int64)
+        else:
+            feeds[t.name] = rng.standard_normal(shape).astype(np.float32)
+    a, b = ref.run(graph.name, feeds), half.run(graph.name, feeds)
+    for key in a:
+        assert b[key].dtype == np.float32
+        scale = max(1.0, float(np.abs(a[key]).max()))
+        assert float(np.abs(a[key] - b[key]).max()) <= 1e-2 * scale, key
+
+
+def test_tensorrt_target_int8_keeps_plugin_nodes(tiny_tensorrt: Path, tiny_trt_int8: Path) -> None:
+    raw = _raw(tiny_trt_int8)
+    assert raw["target"] == "tensorrt" and raw["quantization"]["weight_range"] == [-127, 127]
+    assert raw["quality_gates"] == {"skipped": "not run (--no-gates)"}
+    for name, model in _models(tiny_trt_int8).items():
+        assert not model.functions
+        assert check_tensorrt_graph(model, name) == raw["graphs"][name]["attention_nodes"]
+
+
+def test_calibration_is_deterministic_in_count_and_seed(tiny_portable: Path) -> None:
+    graph = "text_encoder"
+    model = onnx.load(str(tiny_portable / f"{graph}.onnx"))
+    observe = {graph: sorted({t.activation for t in find_targets(model)})}
+
+    def ranges(count: int, seed: int) -> tuple[dict[str, float], dict[str, int]]:
+        calib = CalibrationSet(count=count, seed=seed, tasks=("T2I",))
+        obs, runs = calibrate(tiny_portable, observe, calib)
+        return obs[graph].amax, runs
+
+    a, runs_a = ranges(2, 0)
+    b, _ = ranges(2, 0)
+    c, _ = ranges(2, 5)
+    assert a == b and a != c
+    assert runs_a["decoder_step.text"] == 16  # one T2I frame: 4x4 positions, one batched run each
+
+
+def test_gate_failure_is_reported_and_recorded(tmp_path: Path, tiny_portable: Path) -> None:
+    impossible = GateConfig(count=1, tasks=("T2I",), min_token_agreement=1.01)
+    with pytest.raises(QualityGateError, match="T2I"):
+        quantize_export(tiny_portable, tmp_path, "int8", CalibrationSet(count=1), impossible)
+    gates = _raw(tmp_path)["quality_gates"]
+    assert gates["passed"] is False and gates["tasks"]["T2I"]["token_agreement_ok"] is False
+
+
+def test_bad_input_errors(tmp_path: Path, tiny_portable: Path, tiny_fp16: Path) -> None:
+    with pytest.raises(QuantizeError, match="unknown precision"):
+        quantize_export(tiny_portable, tmp_path / "a", "int4")
+    with pytest.raises(QuantizeError, match="quantize from an fp32 export"):
+        quantize_export(tiny_fp16, tmp_path / "b", "int8")
+    with pytest.raises(QuantizeError, match="must differ"):
+        quantize_export(tiny_portable, tiny_portable, "int8")
+    with pytest.raises(QuantizeError, match="manifest.json is missing"):
+        quantize_export(tmp_path / "nowhere", tmp_path / "c", "int8")
+    with pytest.raises(QuantizeError, match="calib-count"):
+        quantize_export(tiny_portable, tmp_path / "d", "int8", CalibrationSet(count=0))
+    assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_graphs_no_task_reaches_need_those_tasks(tmp_path: Path, tiny_portable: Path) -> None:
+    with pytest.raises(QuantizeError, match="calib-tasks"):
+        quantize_export(tiny_portable, tmp_path, "int8", CalibrationSet(count=1, tasks=("T2I",)))
+    assert not (tmp_path / "manifest.json").exists()

@@ -20,8 +20,10 @@ vq_decoder             fp32 (``--int8-vq-decoder``)  fp16
 vq_encoder, sketch_*   fp32 (codebook lookups)     fp32 (codebook lookups)
 =====================  ==========================  ============================================
 
-Graphs are written into a temporary folder and moved in place, and the manifest is written
-last, atomically: a failed run leaves no manifest behind.
+Converted graphs are saved self-contained (their int8 / fp16 weights inline); graphs copied
+unchanged keep pointing at the export's shared weights file (``external_data`` in the
+manifest), which is copied along. Everything is written into a temporary folder and moved in
+place, and the manifest is written last, atomically: a failed run leaves no manifest behind.
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ def quantize_export(
     try:
         for name, info in manifest.graphs.items():
             dst = tmp / info.file
-            if name in converted:
+            if name in converted:  # loaded with its external data: saved self-contained
                 model = converted[name]
                 model.producer_name = "nuwa-quantize"
                 if strict_check:
@@ -211,8 +213,12 @@ def quantize_export(
                 shutil.copyfile(manifest.path(name), dst)
             raw["graphs"][name]["sha256"] = sha256_file(dst)
             raw["graphs"][name].setdefault("meta", {})["precision"] = graph_precision[name]
-        for info in manifest.graphs.values():
-            os.replace(tmp / info.file, out_dir / info.file)
+        # graphs copied unchanged still point at the export's shared weights file(s)
+        external = list(raw.get("external_data", {}))
+        for file in external:
+            shutil.copyfile(onnx_dir / file, tmp / file)
+        for file in [*external, *(info.file for info in manifest.graphs.values())]:
+            os.replace(tmp / file, out_dir / file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

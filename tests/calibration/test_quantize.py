@@ -51,6 +51,9 @@ def test_int8_files_valid_and_manifest(tiny_portable: Path, tiny_int8: Path) -> 
     for name in quantized:  # every quantized graph was run by the calibration requests
         assert raw["calibration"]["graph_runs"][name] > 0
         assert raw["graphs"][name]["meta"]["precision"] == "int8"
+        # saved self-contained (int8 weights inline), whatever the export's weight storage
+        bare = onnx.load(str(out.path(name)), load_external_data=False)
+        assert all(i.data_location != onnx.TensorProto.EXTERNAL for i in bare.graph.initializer)
     assert raw["source"]["precision"] == "fp32"
     assert raw["calibration"]["borrowed_ranges"] == []
 

@@ -1,0 +1,320 @@
+"""Decoder-step latency FP32 vs INT8 vs FP16 on ONNX Runtime CPU (DESIGN §8, §11; issue 7).
+
+Usage::
+
+    python bench/precision.py                       # demo checkpoint if present, else demo preset
+    python bench/precision.py --model-dir DIR --gates --gate-count 16   # also the quality gates
+    python bench/precision.py --onnx-dir EXPORT --int8-dir Q8 --fp16-dir F16   # reuse exports
+
+What it does: export the model (portable target), ``nuwa quantize`` it to INT8 and FP16 (the
+same code as the CLI), then time the ``decoder_step`` graph of a text-conditioned video (the
+demo-video configuration: 8 frames x 8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA
+(3,3,3)) at one position in the middle of a video (the ring cache has wrapped), batch 1 and 2
+(guidance), one intra-op thread, all precisions in the same process, interleaved. An ONNX
+Runtime profile splits each step into the weight layers (MatMul / MatMulIntegerToFloat / Q/DQ
+— what INT8 speeds up) and the rest (mostly the 3DNA function body, which stays FP32).
+
+Writes its section of ``bench/RESULTS.md`` (between ``<!-- BEGIN precision -->`` and
+``<!-- END precision -->``) unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BEGIN, END = "<!-- BEGIN precision -->", "<!-- END precision -->"
+DEMO_CHECKPOINT = ROOT / "model" / "checkpoints" / "demo"
+WEIGHT_OPS = {"MatMul", "Gemm", "MatMulIntegerToFloat", "QuantizeLinear", "DequantizeLinear"}
+WEIGHT_OPS |= {"DynamicQuantizeMatMul", "QLinearMatMul", "MatMulInteger", "FusedMatMul"}
+TARGET_SPEEDUP = 1.8
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str]:
+    """(fp32, int8, fp16) export dirs and a description of the weights."""
+    from nuwa.calibration.capture import CalibrationSet
+    from nuwa.calibration.gates import GateConfig
+    from nuwa.calibration.quantize import quantize_export
+
+    if args.onnx_dir:
+        fp32 = Path(args.onnx_dir)
+        weights = f"export {fp32}"
+    else:
+        import torch
+
+        from nuwa.export.exporter import export_model
+
+        torch.set_num_threads(1)
+        model_dir = Path(args.model_dir) if args.model_dir else None
+        if model_dir is None and DEMO_CHECKPOINT.joinpath("config.json").is_file():
+            model_dir = DEMO_CHECKPOINT
+        if model_dir is None:
+            from nuwa.model.config import NuwaConfig
+            from nuwa.model.nuwa import NuwaModel
+
+            torch.manual_seed(0)
+            model_dir = work / "demo_random"
+            NuwaModel(NuwaConfig.from_name("demo")).eval().save_pretrained(model_dir)
+            weights = "demo preset, random weights (no trained checkpoint found)"
+        else:
+            weights = f"checkpoint {model_dir}"
+        fp32 = work / "fp32"
+        _log(f"exporting {model_dir} -> {fp32}")
+        export_model(model_dir, fp32, target="portable", verify=False)
+    gates = GateConfig(count=args.gate_count) if args.gates else None
+    calib = CalibrationSet(count=args.calib_count, seed=0)
+    out = []
+    for precision, given in (("int8", args.int8_dir), ("fp16", args.fp16_dir)):
+        if given:
+            out.append(Path(given))
+            continue
+        dst = work / precision
+        _log(f"quantizing -> {dst} ({precision})")
+        try:
+            quantize_export(fp32, dst, precision, calib, gates, log=_log)
+        except RuntimeError as exc:  # a failed gate still leaves the graphs and the results
+            _log(f"warning: {exc}")
+        out.append(dst)
+    return fp32, out[0], out[1], weights
+
+
+def step_feeds(runner: Any, graph: str, batch: int, position: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    d = runner.manifest.decoder
+    feeds: dict[str, np.ndarray] = {}
+    for t in runner.manifest.graph(graph).inputs:
+        shape = [batch if isinstance(s, str) else s for s in t.shape]
+        if t.name == d.positions:
+            feeds[t.name] = np.full(shape, position, dtype=np.int64)
+        elif t.dtype == "int64":
+            feeds[t.name] = rng.integers(0, d.vocab_size, shape).astype(np.int64)
+        else:
+            feeds[t.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def time_steps(
+    sessions: dict[str, Any], feeds: dict[str, np.ndarray], steps: int
+) -> dict[str, list[float]]:
+    """Interleaved timing (one step of each precision in turn), after a warm-up."""
+    for sess in sessions.values():
+        for _ in range(10):
+            sess.run(None, feeds)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(steps):
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def profile_split(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int) -> dict:
+    """ms per step in weight layers vs everything else (ONNX Runtime node profile)."""
+    import onnxruntime as ort
+
+    from nuwa.calibration.onnx_runner import session_options
+
+    so = session_options(threads)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "nuwa_precision_profile")
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    runs = 30
+    for _ in range(runs):
+        sess.run(None, feeds)
+    path = sess.end_profiling()
+    per_op: Counter[str] = Counter()
+    for event in json.loads(Path(path).read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    os.unlink(path)
+    weight = sum(v for k, v in per_op.items() if k in WEIGHT_OPS) / runs / 1e3
+    total = sum(per_op.values()) / runs / 1e3
+    return {"weight_ms": weight, "other_ms": total - weight, "total_ms": total}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import onnx
+    import onnxruntime as ort
+
+    from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
+    fp32, int8, fp16, weights = prepare(args, work)
+    dirs = {"fp32": fp32, "int8": int8, "fp16": fp16}
+    runner = ExportRunner(fp32)
+    frames = runner.spec.frames
+    graph = runner.manifest.decoder_step("text", frames).name
+    position = (frames // 2) * runner.spec.tokens_per_frame + runner.spec.tokens_per_frame // 2
+    models = {}
+    for name, d in dirs.items():
+        r = ExportRunner(d)
+        m = portable_copy(onnx.load(str(r.manifest.path(graph))), r.manifest.opset)
+        models[name] = m.SerializeToString()
+    rows = []
+    for batch in args.batches:
+        feeds = step_feeds(runner, graph, batch, position)
+        sessions = {
+            k: ort.InferenceSession(v, session_options(args.threads), ["CPUExecutionProvider"])
+            for k, v in models.items()
+        }
+        _log(f"timing {graph}, batch {batch}, {args.steps} steps per precision")
+        times = time_steps(sessions, feeds, args.steps)
+        split = {k: profile_split(v, feeds, args.threads) for k, v in models.items()}
+        base = float(np.median(times["fp32"]))
+        for name, t in times.items():
+            med = float(np.median(t))
+            rows.append(
+                {
+                    "precision": name,
+                    "batch": batch,
+                    "median_ms": med * 1e3,
+                    "p90_ms": float(np.percentile(t, 90)) * 1e3,
+                    "speedup": base / med,
+                    **{k: round(v, 3) for k, v in split[name].items()},
+                }
+            )
+    gates = {}
+    for name in ("int8", "fp16"):
+        raw = json.loads((dirs[name] / "manifest.json").read_text())
+        gates[name] = raw.get("quality_gates")
+    return {
+        "graph": graph,
+        "position": position,
+        "threads": args.threads,
+        "steps": args.steps,
+        "weights": weights,
+        "rows": rows,
+        "gates": gates,
+        "machine": machine(),
+        "onnxruntime": ort.__version__,
+        "dirs": {k: str(v) for k, v in dirs.items()},
+        "calib_count": args.calib_count,
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def section(result: dict[str, Any]) -> str:
+    lines = [
+        "## Precision: decoder-step latency FP32 vs INT8 vs FP16 (ONNX Runtime CPU)",
+        "",
+        f"`python bench/precision.py` — {result['machine']}; ONNX Runtime "
+        f"{result['onnxruntime']}, {result['threads']} intra-op thread; graph "
+        f"`{result['graph']}` (demo-video: 8x8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA "
+        f"(3,3,3)) at position {result['position']}; {result['weights']}; median of "
+        f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, 7-bit per-channel "
+        "weights (portable target), calibrated on "
+        f"{result['calib_count']} samples per task.",
+        "",
+        "| precision | batch | median ms/step | p90 ms | speedup vs FP32 | weight layers ms "
+        "| rest (3DNA body, norms, ...) ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
+            f"{r['speedup']:.2f}x | {r['weight_ms']:.2f} | {r['other_ms']:.2f} |"
+        )
+    int8 = [r for r in result["rows"] if r["precision"] == "int8" and r["batch"] == 1]
+    if int8:
+        s = int8[0]["speedup"]
+        verdict = "met" if s >= TARGET_SPEEDUP else "NOT met"
+        fp32 = next(r for r in result["rows"] if r["precision"] == "fp32" and r["batch"] == 1)
+        lines += [
+            "",
+            f"Target INT8 >= {TARGET_SPEEDUP}x FP32 (batch 1): **{verdict}** ({s:.2f}x). The "
+            f"weight layers INT8 speeds up are {fp32['weight_ms']:.2f} of "
+            f"{fp32['total_ms']:.2f} ms of the FP32 step (profiled); the rest — chiefly the 3DNA "
+            "ONNX function body (gathers, masks, softmax), which stays FP32 by design — bounds "
+            "the whole-step speedup (Amdahl).",
+        ]
+    lines += ["", "Quality gates (from the quantized manifests):", ""]
+    for name, gates in result["gates"].items():
+        if not gates or "tasks" not in gates:
+            lines.append(f"- {name}: not run in this benchmark (run with `--gates`)")
+            continue
+        lines.append(
+            f"- {name}: {'passed' if gates['passed'] else 'FAILED'} "
+            f"({gates['config']['count']} held-out samples per task, seed "
+            f"{gates['config']['seed']}, {gates.get('executed_on', '')})"
+        )
+        lines.append("")
+        lines.append(
+            "  | task | token agreement (teacher-forced) | sequence agreement | metric | "
+            "FP32 | " + name + " | ok |"
+        )
+        lines.append("  |---|---|---|---|---|---|---|")
+        for task, row in gates["tasks"].items():
+            lines.append(
+                f"  | {task} | {row['token_agreement']:.3f} | {row['sequence_agreement']:.3f} | "
+                f"{row['metric']} | {row['fp32']:.3f} | {row['candidate']:.3f} | "
+                f"{'yes' if row['passed'] else 'no'} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_marked_section(text: str, body: str) -> str:
+    block = f"{BEGIN}\n{body.rstrip()}\n{END}"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", help="model directory (default: the demo checkpoint)")
+    p.add_argument("--onnx-dir", help="an existing FP32 portable export (skips exporting)")
+    p.add_argument("--int8-dir", help="an existing INT8 export (skips quantizing)")
+    p.add_argument("--fp16-dir", help="an existing FP16 export (skips converting)")
+    p.add_argument("--work-dir", help="where exports go (default: a temporary directory)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--calib-count", type=int, default=2)
+    p.add_argument("--gates", action="store_true", help="also run the quality gates")
+    p.add_argument("--gate-count", type=int, default=16)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = p.parse_args(argv)
+    result = run(args)
+    text = section(result)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if not args.no_write:
+        RESULTS.write_text(replace_marked_section(RESULTS.read_text(), text))
+        _log(f"wrote {RESULTS.relative_to(ROOT)} (between {BEGIN} and {END})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

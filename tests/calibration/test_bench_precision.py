@@ -1,0 +1,74 @@
+"""bench/precision.py writes only its own section of bench/RESULTS.md, with a verdict."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bench_precision", ROOT / "bench" / "precision.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(precision: str, ms: float, weight: float) -> dict:
+    return {
+        "precision": precision,
+        "batch": 1,
+        "median_ms": ms,
+        "p90_ms": ms * 1.1,
+        "speedup": 8.0 / ms,
+        "weight_ms": weight,
+        "other_ms": ms - weight,
+        "total_ms": ms,
+    }
+
+
+def test_section_and_marked_replacement() -> None:
+    bench = _bench()
+    gate_row = {
+        "token_agreement": 0.97,
+        "sequence_agreement": 0.8,
+        "metric": "all",
+        "fp32": 0.8,
+        "candidate": 0.79,
+        "passed": True,
+    }
+    result = {
+        "graph": "decoder_step.text",
+        "position": 292,
+        "threads": 1,
+        "steps": 10,
+        "weights": "demo preset",
+        "machine": "test cpu",
+        "onnxruntime": "1.x",
+        "calib_count": 2,
+        "rows": [_row("fp32", 8.0, 1.6), _row("int8", 7.0, 0.6), _row("fp16", 9.0, 2.0)],
+        "gates": {
+            "int8": {
+                "passed": True,
+                "config": {"count": 4, "seed": 1234},
+                "executed_on": "onnxruntime CPU (int8 kernels)",
+                "tasks": {"T2V": gate_row},
+            },
+            "fp16": None,
+        },
+    }
+    text = bench.section(result)
+    assert "**NOT met** (1.14x)" in text
+    assert "| T2V | 0.970 | 0.800 | all | 0.800 | 0.790 | yes |" in text
+    assert "fp16: not run in this benchmark" in text
+    before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"
+    after = bench.replace_marked_section(before, text)
+    assert after.startswith("head\n\n") and after.endswith("\n\ntail {other}\n")
+    assert "old" not in after and text.strip() in after
+    appended = bench.replace_marked_section("only\n", text)
+    assert appended.startswith("only\n\n" + bench.BEGIN)

@@ -70,6 +70,7 @@ from .onnx_function import (
     to_tensorrt,
 )
 from .verify import FLOAT_TOLERANCE, check_graph
+from .weights import WEIGHTS_FILE, SharedWeights
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -78,8 +79,9 @@ PRECISION = "fp32"
 
 
 def default_frames(model: NuwaModel) -> list[int]:
-    """Target frame counts to export decoder steps for: images (1) and full videos."""
-    return sorted({1, model.config.transformer.frames})
+    """Request frame counts to export sketch conditions for: every count up to the trained
+    frames (the graphs share one weights file, so each costs only its graph structure)."""
+    return list(range(1, model.config.transformer.frames + 1))
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -161,10 +163,17 @@ def finalize_graph(
 
 
 def export_graph(
-    spec: GraphSpec, model: NuwaModel, path: Path, target: str, opset: int, verify: bool = True
+    spec: GraphSpec,
+    model: NuwaModel,
+    path: Path,
+    target: str,
+    opset: int,
+    verify: bool = True,
+    weights: SharedWeights | None = None,
 ) -> GraphInfo:
     """Trace one graph to ``path``, check it (ONNX checker; ONNX Runtime against PyTorch on
-    random batch-2 inputs when ``verify``) and return its manifest entry."""
+    random batch-2 inputs when ``verify``), move its weights into ``weights`` (else they stay
+    inline) and return its manifest entry."""
     output_shapes = _trace(spec, model, path, opset)
     onnx_model = onnx.load(str(path))
     set_io_shapes(onnx_model, spec, output_shapes)
@@ -173,7 +182,6 @@ def export_graph(
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc
-    onnx.save(onnx_model, str(path))
     check: dict[str, float | int] = {}
     if verify:
         result = check_graph(spec, onnx_model, opset)
@@ -183,6 +191,9 @@ def export_graph(
                 f"(tolerance {FLOAT_TOLERANCE:g}), codes differing {result.code_mismatch:.2%}"
             )
         check = result.to_dict()
+    if weights is not None:
+        weights.externalize(onnx_model)
+    onnx.save(onnx_model, str(path))
     return GraphInfo(
         name=spec.name,
         file=spec.file,
@@ -250,12 +261,16 @@ def export_model(
     graphs: dict[str, GraphInfo] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".nuwa-export-", dir=out_dir))
     try:
+        weights = SharedWeights(tmp / WEIGHTS_FILE)
         for spec in specs:
             if log:
                 log(f"exporting {spec.file}")
-            graphs[spec.name] = export_graph(spec, model, tmp / spec.file, target, opset, verify)
-        for info in graphs.values():
-            os.replace(tmp / info.file, out_dir / info.file)
+            graphs[spec.name] = export_graph(
+                spec, model, tmp / spec.file, target, opset, verify, weights
+            )
+        external = {WEIGHTS_FILE: sha256_file(weights.path)}
+        for file in [*external, *(info.file for info in graphs.values())]:
+            os.replace(tmp / file, out_dir / file)
     except OSError as exc:
         raise ExportError(f"cannot write the export into {out_dir}: {exc}") from exc
     finally:
@@ -304,6 +319,7 @@ def export_model(
         conditions=conditions,
         decoder_steps=steps,
         graphs=graphs,
+        external_data=external,
     )
     try:
         write_manifest(manifest)

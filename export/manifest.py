@@ -22,13 +22,16 @@ Schema (``format_version`` 1)::
       "conditions": {"text": {"encoder": "text_encoder", "grid": [1, 1, L],
                               "cross_extents": [...]},
                      "sketch_t1": {"encoder": "sketch_condition_encoder.t1", ...}},
-      "decoder_steps": [{"graph": "decoder_step.text.t1", "condition": "text", "frames": 1,
-                         "target_grid": [1, H, W]}, ...],
+      "decoder_steps": [{"graph": "decoder_step.text", "condition": "text", "frames": 1,
+                         "target_grid": [1, H, W]}, ...],   # one entry per (condition, frames)
       "graphs": {"vq_encoder": {"file": "vq_encoder.onnx", "kind": "vq_encoder",
                                 "sha256": "...", "attention_nodes": 0,
                                 "inputs": [{"name": "frames", "dtype": "float32",
                                             "shape": ["batch", 3, 16, 16]}],
-                                "outputs": [...], "meta": {...}}, ...}
+                                "outputs": [...], "meta": {...},
+                                "check": {"max_abs_error": 0.0, "code_mismatch": 0.0,
+                                          "batch": 2, "tolerance": 1e-4}}, ...},
+      "external_data": {"weights.bin": "<sha256>"}   # initializers shared by all graphs
     }
 """
 
@@ -227,6 +230,7 @@ class Manifest:
     conditions: dict[str, ConditionInfo]
     decoder_steps: tuple[DecoderStepInfo, ...]
     graphs: dict[str, GraphInfo]
+    external_data: dict[str, str] = field(default_factory=dict)  # weights file -> SHA-256
 
     def path(self, graph: str) -> Path:
         return self.directory / self.graph(graph).file
@@ -294,6 +298,7 @@ class Manifest:
                 for s in self.decoder_steps
             ],
             "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
+            "external_data": self.external_data,
         }
 
     @classmethod
@@ -329,6 +334,7 @@ class Manifest:
                 for s in d["decoder_steps"]
             ),
             graphs={name: GraphInfo.from_dict(name, g) for name, g in d["graphs"].items()},
+            external_data={str(k): str(v) for k, v in d.get("external_data", {}).items()},
         )
 
 
@@ -359,6 +365,14 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
         if not file.is_file():
             raise ManifestError(f"{path}: graph {name!r} file {file} is missing")
         if verify_hashes and sha256_file(file) != graph.sha256:
+            raise ManifestError(
+                f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
+            )
+    for name, digest in manifest.external_data.items():
+        file = directory / name
+        if not file.is_file():
+            raise ManifestError(f"{path}: weights file {file} is missing")
+        if verify_hashes and sha256_file(file) != digest:
             raise ManifestError(
                 f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
             )

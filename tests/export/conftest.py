@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nuwa.export import Manifest, load_manifest
-from nuwa.export.exporter import export_model
+from nuwa.export.exporter import default_frames, export_model
 from nuwa.export.graphs import GraphSpec, build_graph_specs
 from nuwa.model.nuwa import NuwaModel
 from nuwa.runtime.cli import main
@@ -41,5 +41,4 @@ def tiny_dense(tiny_model_dir) -> NuwaModel:
 
 @pytest.fixture(scope="session")
 def tiny_specs(tiny_loaded) -> dict[str, GraphSpec]:
-    frames = sorted({1, tiny_loaded.config.transformer.frames})
-    return {s.name: s for s in build_graph_specs(tiny_loaded, frames)}
+    return {s.name: s for s in build_graph_specs(tiny_loaded, default_frames(tiny_loaded))}

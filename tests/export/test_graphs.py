@@ -4,15 +4,18 @@ ring cache has wrapped around, checked against the dense-mask 3DNA oracle."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import onnx
 import pytest
 import torch
 
-from nuwa.export import MANIFEST_FILE, ManifestError, load_manifest
+from nuwa.export import ManifestError, load_manifest
 from nuwa.export.manifest import sha256_file
 from nuwa.export.onnx_function import DOMAIN, OP_TYPE, Attention3DAttrs, is_attention_node
 from nuwa.export.verify import check_graph, session
+from nuwa.export.weights import WEIGHTS_FILE
 from nuwa.model.config import NuwaConfig
 
 TOL = 1e-4
@@ -22,9 +25,11 @@ TINY_GRAPHS = [
     "sketch_encoder",
     "text_encoder",
     "sketch_condition_encoder.t1",
+    "sketch_condition_encoder.t2",
     "sketch_condition_encoder.t3",
     "decoder_step.text",
     "decoder_step.sketch_t1",
+    "decoder_step.sketch_t2",
     "decoder_step.sketch_t3",
 ]
 
@@ -59,20 +64,43 @@ def test_manifest_lists_every_graph_with_shapes_and_hashes(tiny_export, tiny_loa
         assert m.decoder_step("text", nf).name == "decoder_step.text"
     assert m.decoder_step(m.condition_key("sketch", 1), 1).name == "decoder_step.sketch_t1"
     assert m.decoder_step(m.condition_key("sketch", 3), 6).name == "decoder_step.sketch_t3"
-    with pytest.raises(ManifestError, match="sketch condition with 2 frame"):
-        m.condition_key("sketch", 2)
+    assert m.decoder_step(m.condition_key("sketch", 2), 2).name == "decoder_step.sketch_t2"
+    with pytest.raises(ManifestError, match="sketch condition with 4 frame"):
+        m.condition_key("sketch", 4)
     assert m.conditions["sketch_t3"].grid == (3, 4, 4)
 
 
 def test_load_manifest_rejects_a_modified_graph(tiny_export, tmp_path):
-    for g in tiny_export.graphs.values():
-        (tmp_path / g.file).write_bytes(tiny_export.path(g.name).read_bytes())
-    (tmp_path / MANIFEST_FILE).write_text((tiny_export.directory / MANIFEST_FILE).read_text())
-    load_manifest(tmp_path)
-    with open(tmp_path / "vq_decoder.onnx", "ab") as f:
+    shutil.copytree(tiny_export.directory, tmp_path / "a")
+    shutil.copytree(tiny_export.directory, tmp_path / "b")
+    load_manifest(tmp_path / "a")
+    with open(tmp_path / "a" / "vq_decoder.onnx", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(ManifestError, match="SHA-256"):
-        load_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="vq_decoder.onnx does not match its SHA-256"):
+        load_manifest(tmp_path / "a")
+    with open(tmp_path / "b" / WEIGHTS_FILE, "r+b") as f:
+        f.write(b"\1\2\3")
+    with pytest.raises(ManifestError, match="weights.bin does not match its SHA-256"):
+        load_manifest(tmp_path / "b")
+    load_manifest(tmp_path / "b", verify_hashes=False)
+
+
+def test_graphs_share_one_weights_file(tiny_export):
+    """Every decoder step points at the same bytes of weights.bin (no copy per graph)."""
+    assert list(tiny_export.external_data) == [WEIGHTS_FILE]
+    locations = {}
+    for name in ("decoder_step.text", "decoder_step.sketch_t1", "decoder_step.sketch_t3"):
+        model = onnx.load(str(tiny_export.path(name)), load_external_data=False)
+        external = {
+            t.name: tuple(sorted((e.key, e.value) for e in t.external_data))
+            for t in model.graph.initializer
+            if t.data_location == onnx.TensorProto.EXTERNAL
+        }
+        assert external, name
+        assert all(dict(e)["location"] == WEIGHTS_FILE for e in external.values())
+        locations[name] = sorted(external.values())
+    first, *others = locations.values()
+    assert all(o == first for o in others)
 
 
 def test_portable_graphs_pass_the_full_checker_and_carry_3dna_nodes(tiny_export):

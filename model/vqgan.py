@@ -21,7 +21,9 @@ from .config import VQGANConfig
 
 
 def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, ch), ch, eps=1e-6)
+    # >= 16 channels per group: one-channel groups (instance norm) rescale every feature map on
+    # its own and so erase the colour of a solid object on a plain background.
+    return nn.GroupNorm(math.gcd(32, max(1, ch // 16)), ch, eps=1e-6)
 
 
 class ResBlock(nn.Module):
@@ -89,17 +91,20 @@ class Decoder(nn.Module):
 class EMAQuantizer(nn.Module):
     """Nearest-code vector quantizer whose codebook follows an exponential moving average of the
     encoder outputs assigned to each code (van den Oord et al. 2017, appendix). Unused codes are
-    restarted from random encoder outputs while training."""
+    restarted from the worst-represented encoder outputs of the batch while training."""
 
     def __init__(
         self, codebook_size: int, dim: int, decay: float = 0.99, eps: float = 1e-5
     ) -> None:
         super().__init__()
         self.decay, self.eps = decay, eps
+        self.dead_count = 0.03  # EMA usage per step below which a code is restarted
         embed = torch.randn(codebook_size, dim) * 0.1
         self.register_buffer("codebook", embed)  # (K, D)
-        self.register_buffer("ema_count", torch.ones(codebook_size))
-        self.register_buffer("ema_sum", embed.clone())
+        # zero counts: every code starts dead, so the first training batch initialises the
+        # codebook from data (see _ema_update)
+        self.register_buffer("ema_count", torch.zeros(codebook_size))
+        self.register_buffer("ema_sum", torch.zeros_like(embed))
 
     def codes(self, z: Tensor) -> Tensor:
         """(B, D, h, w) -> nearest code ids (B, h, w)."""
@@ -117,18 +122,27 @@ class EMAQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, flat: Tensor, codes: Tensor) -> None:
+        old = self.codebook.clone()
         onehot = F.one_hot(codes, self.codebook.shape[0]).type_as(flat)  # (N, K)
         self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
         n = self.ema_count.sum()
         count = (self.ema_count + self.eps) / (n + self.codebook.shape[0] * self.eps) * n
         self.codebook.copy_(self.ema_sum / count[:, None])
-        dead = self.ema_count < 1e-3
-        if dead.any():  # restart dead codes from random encoder outputs
-            pick = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
-            self.codebook[dead] = flat[pick]
-            self.ema_sum[dead] = flat[pick]
-            self.ema_count[dead] = 1.0
+        dead = self.ema_count < self.dead_count
+        if dead.any():
+            # Restart dead codes from the batch vectors the codebook represents worst. Uniformly
+            # random picks would be mostly background; the worst-represented vectors are the
+            # rare content (small coloured objects) that otherwise never gets a code.
+            error = (flat - old[codes]).pow(2).sum(1)
+            k = min(int(dead.sum()), flat.shape[0])
+            pick = error.topk(k).indices
+            idx = dead.nonzero().squeeze(1)[:k]
+            # a restarted code that wins no vectors is dead again after ~70 steps
+            fresh = 2 * self.dead_count
+            self.codebook[idx] = flat[pick]
+            self.ema_sum[idx] = flat[pick] * fresh
+            self.ema_count[idx] = fresh
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (quantized z with straight-through gradient, codes, commitment loss)."""

@@ -9,8 +9,10 @@ What runs (all from :class:`CalibrationSet`, deterministic in ``seed``):
   2, seeded), so the decoder-step inputs seen are those of real generations: the text / sketch
   encoders, every decoder step along the way (ring KV cache, conditional and unconditional
   rows), the VQ encoder (V2V's given frames) and the VQ decoder (the generated grids);
-- every exported decoder-step graph is exercised: videos are generated at the longest length
-  each graph serves.
+- videos are generated at the trained length (the common request); with ``every_length``
+  also at the longest length each other exported decoder-step graph serves (sketch conditions
+  have one graph per frame count), else those graphs borrow the ranges of their family
+  (``nuwa.calibration.quantize``).
 
 Nothing is stored between steps: :class:`~nuwa.calibration.onnx_runner.ExportRunner` fetches the
 observed tensors on each run and a :class:`~nuwa.calibration.ranges.RangeObserver` per graph
@@ -37,6 +39,7 @@ class CalibrationSet:
     seed: int = 0
     tasks: tuple[str, ...] = TASKS
     split: str = "train"
+    every_length: bool = False  # also generate videos at every exported decoder-step length
 
     def validate(self) -> None:
         if self.count < 1:
@@ -95,7 +98,9 @@ def calibrate(
         elif task == "V2V":
             frame_counts = [spec.frames] if spec.frames > 1 else []
         else:
-            frame_counts = video_frame_counts(runner, "text" if task == "T2V" else "sketch")
+            kind = "text" if task == "T2V" else "sketch"
+            lengths = video_frame_counts(runner, kind)
+            frame_counts = lengths if calib.every_length else lengths[-1:]
         for frames in frame_counts:
             if log:
                 log(f"calibrating on {calib.count} {task} samples ({frames} frame(s))")

@@ -39,7 +39,12 @@ def _run_quantize(args: argparse.Namespace) -> int:
     from .gates import GateConfig
     from .quantize import quantize_export
 
-    calib = CalibrationSet(count=args.calib_count, seed=args.calib_seed, tasks=args.calib_tasks)
+    calib = CalibrationSet(
+        count=args.calib_count,
+        seed=args.calib_seed,
+        tasks=args.calib_tasks,
+        every_length=args.calib_every_length,
+    )
     gates = None
     if not args.no_gates:
         gates = GateConfig(
@@ -81,6 +86,12 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-count", type=int, default=8, help="samples per task (default 8)")
     p.add_argument("--calib-seed", type=int, default=0, help="calibration seed (default 0)")
     p.add_argument("--calib-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--calib-every-length",
+        action="store_true",
+        help="generate calibration videos at every exported length, not only the trained one "
+        "(other lengths otherwise borrow the ranges of their graph family)",
+    )
     p.add_argument(
         "--gate-count", type=int, default=8, help="held-out samples per task for the gates"
     )

@@ -116,24 +116,28 @@ def check_tensorrt_graph(model: onnx.ModelProto, name: str) -> int:
 def profile_shapes(
     graph: GraphInfo, opts: BuildOptions, frames: int
 ) -> dict[str, dict[str, list[int]]]:
-    """One optimization profile: ``{input: {"min", "opt", "max"}}``. ``batch`` is the only
-    dynamic axis of an export; VQ graphs see ``rows x frames`` images."""
+    """One optimization profile: ``{input: {"min", "opt", "max"}}``. Dynamic axes: ``batch``
+    (rows; VQ graphs see ``rows x frames`` images) and ``prefix_frames`` (the given frames a
+    ``decoder_prefill`` feeds: 1 .. frames, tuned for 2 as in video prediction)."""
     scale = frames if graph.kind in ROW_SCALED_KINDS else 1
-    bounds = {"min": 1, "opt": opts.opt_batch * scale, "max": opts.max_batch * scale}
+    axes = {
+        "batch": {"min": 1, "opt": opts.opt_batch * scale, "max": opts.max_batch * scale},
+        "prefix_frames": {"min": 1, "opt": min(2, frames), "max": frames},
+    }
     profile: dict[str, dict[str, list[int]]] = {}
     for t in graph.inputs:
         shapes: dict[str, list[int]] = {}
-        for which, batch in bounds.items():
+        for which in ("min", "opt", "max"):
             dims = []
             for d in t.shape:
                 if isinstance(d, int):
                     dims.append(d)
-                elif d == "batch":
-                    dims.append(batch)
+                elif d in axes:
+                    dims.append(axes[d][which])
                 else:
                     raise EngineBuildError(
                         f"graph {graph.name!r} input {t.name!r} has dynamic axis {d!r}; only "
-                        "'batch' has a profile rule"
+                        f"{sorted(axes)} have a profile rule"
                     )
             shapes[which] = dims
         profile[t.name] = shapes

@@ -11,14 +11,15 @@ runtime feeds the same arrays at every precision), and three added sections:
 
 Which graphs change:
 
-=====================  ==========================  ============================================
-graph kind             int8                        fp16
-=====================  ==========================  ============================================
-decoder_step           Q/DQ                        fp16 (+ FP32 islands)
-condition_encoder      Q/DQ                        fp16 (+ FP32 islands)
+=====================  ============================  =========================
+graph kind             int8                          fp16
+=====================  ============================  =========================
+decoder_step           Q/DQ                          fp16 (+ FP32 islands)
+decoder_prefill        fp32 (not calibrated)         fp16 (+ FP32 islands)
+condition_encoder      Q/DQ                          fp16 (+ FP32 islands)
 vq_decoder             fp32 (``--int8-vq-decoder``)  fp16
-vq_encoder, sketch_*   fp32 (codebook lookups)     fp32 (codebook lookups)
-=====================  ==========================  ============================================
+vq_encoder, sketch_*   fp32 (codebook lookups)       fp32 (codebook lookups)
+=====================  ============================  =========================
 
 Converted graphs are saved self-contained (their int8 / fp16 weights inline); graphs copied
 unchanged keep pointing at the export's shared weights file (``external_data`` in the
@@ -52,7 +53,7 @@ from .task_samples import TASKS
 PRECISIONS = ("int8", "fp16")
 WEIGHT_RANGES = ("auto", "full", "reduced")
 INT8_KINDS = ("decoder_step", "condition_encoder")
-FP16_KINDS = ("decoder_step", "condition_encoder", "vq_decoder")
+FP16_KINDS = ("decoder_step", "decoder_prefill", "condition_encoder", "vq_decoder")
 
 
 class QuantizeError(ValueError):

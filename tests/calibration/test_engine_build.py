@@ -19,7 +19,7 @@ from nuwa.calibration.engine_build import (
     import_tensorrt,
     profile_shapes,
 )
-from nuwa.export.manifest import load_manifest
+from nuwa.export.manifest import GraphInfo, TensorInfo, load_manifest
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -67,6 +67,22 @@ def test_profiles_cover_the_decode_batch_rows(tiny_tensorrt: Path) -> None:
     assert vq["codes"]["max"][0] == 18 and vq["codes"]["opt"][0] == 6
     with pytest.raises(EngineBuildError, match="opt-batch"):
         BuildOptions(max_batch=2, opt_batch=3).validate()
+
+
+def test_prefill_profile_and_unknown_axes() -> None:
+    tokens = TensorInfo("target_tokens", "int64", ("batch", "prefix_frames", 8, 8))
+    prefill = GraphInfo(
+        "decoder_prefill.text", "decoder_prefill.text.onnx", "decoder_prefill", "0", (tokens,), ()
+    )
+    shapes = profile_shapes(prefill, BuildOptions(max_batch=4, opt_batch=2), frames=8)
+    assert shapes["target_tokens"] == {
+        "min": [1, 1, 8, 8],
+        "opt": [2, 2, 8, 8],
+        "max": [4, 8, 8, 8],
+    }
+    odd = GraphInfo("g", "g.onnx", "decoder_step", "0", (TensorInfo("x", "int64", ("n",)),), ())
+    with pytest.raises(EngineBuildError, match="dynamic axis 'n'"):
+        profile_shapes(odd, BuildOptions(), frames=8)
 
 
 def test_plugin_library_checks(tmp_path: Path) -> None:

@@ -15,7 +15,12 @@ from nuwa.calibration.engine_build import check_tensorrt_graph
 from nuwa.calibration.gates import GateConfig
 from nuwa.calibration.onnx_runner import ExportRunner
 from nuwa.calibration.qdq import REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
-from nuwa.calibration.quantize import QualityGateError, QuantizeError, quantize_export
+from nuwa.calibration.quantize import (
+    QualityGateError,
+    QuantizeError,
+    graph_family,
+    quantize_export,
+)
 from nuwa.calibration.task_samples import TASKS
 from nuwa.export.manifest import load_manifest
 from nuwa.export.onnx_function import is_attention_node
@@ -48,14 +53,18 @@ def test_int8_files_valid_and_manifest(tiny_portable: Path, tiny_int8: Path) -> 
     assert sorted(quantized) == sorted(
         n for n, k in kinds.items() if k in ("decoder_step", "condition_encoder")
     )
-    for name in quantized:  # every quantized graph was run by the calibration requests
-        assert raw["calibration"]["graph_runs"][name] > 0
+    runs, borrowed = raw["calibration"]["graph_runs"], raw["calibration"]["borrowed_ranges"]
+    for name in quantized:  # calibrated on real requests, or borrowed from its family
+        family = [g for g in runs if graph_family(g) == graph_family(name)]
+        assert runs.get(name, 0) > 0 or (name in borrowed and family), name
         assert raw["graphs"][name]["meta"]["precision"] == "int8"
         # saved self-contained (int8 weights inline), whatever the export's weight storage
         bare = onnx.load(str(out.path(name)), load_external_data=False)
         assert all(i.data_location != onnx.TensorProto.EXTERNAL for i in bare.graph.initializer)
     assert raw["source"]["precision"] == "fp32"
-    assert raw["calibration"]["borrowed_ranges"] == []
+    # S2I runs the 1-frame sketch graphs, S2V the 3-frame ones; other lengths borrow
+    assert set(borrowed) == {n for n in quantized if not runs.get(n)}
+    assert all("sketch" in n and not n.endswith(("t1", "t3")) for n in borrowed)
 
 
 def test_int8_is_symmetric_and_leaves_3dna_in_float(tiny_portable: Path, tiny_int8: Path) -> None:
@@ -152,6 +161,9 @@ def test_calibration_is_deterministic_in_count_and_seed(tiny_portable: Path) -> 
     c, _ = ranges(2, 5)
     assert a == b and a != c
     assert runs_a["decoder_step.text"] == 16  # one T2I frame: 4x4 positions, one batched run each
+    every = CalibrationSet(count=1, tasks=("S2V",), every_length=True)
+    _, runs = calibrate(tiny_portable, {}, every)
+    assert runs["decoder_step.sketch_t2"] == 2 * 16 and runs["decoder_step.sketch_t3"] == 3 * 16
 
 
 def test_gate_failure_is_reported_and_recorded(tmp_path: Path, tiny_portable: Path) -> None:

@@ -320,6 +320,9 @@ def export_model(
         decoder_steps=steps,
         graphs=graphs,
         external_data=external,
+        decoder_prefills={
+            s.meta["condition"]: s.name for s in specs if s.kind == "decoder_prefill"
+        },
     )
     try:
         write_manifest(manifest)

@@ -28,9 +28,10 @@ from nuwa.model.attention3d import (
     nearby_attention,
     nearby_attention_decode_gather,
     neighbour_table,
+    ring_slot_positions,
 )
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.transformer import NuwaTransformer
+from nuwa.model.transformer import Condition, NuwaTransformer
 from nuwa.model.vqgan import VQGAN
 
 from .onnx_function import DOMAIN, OP_TYPE
@@ -46,6 +47,8 @@ PRESENT_VALUE = "present.%d.value"
 CROSS_KEY = "cross_key_values.%d.key"
 CROSS_VALUE = "cross_key_values.%d.value"
 BATCH = "batch"
+TARGET_TOKENS = "target_tokens"  # decoder_prefill: known prefix frames (B, F, H, W)
+PREFIX_FRAMES = "prefix_frames"
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,6 +319,51 @@ class DecoderStepGraph(nn.Module):
         return (logits, *_flat_kv(present))
 
 
+class DecoderPrefillGraph(nn.Module):
+    """Known prefix frames ``target_tokens (B, F, H, W)`` (``F`` dynamic, 1..T) and a text
+    condition's cross K/V -> the ring caches ``present.*`` after positions ``0 .. F*H*W-1``,
+    as ``F*H*W`` ``decoder_step`` calls would leave them. The decoder runs teacher-forced
+    (:meth:`NuwaTransformer.forward`, the model's own code); forward hooks on every layer's
+    self-attention K/V projections capture the keys and values, which are then laid out in ring
+    slots (slot ``s`` holds the latest position ``p = s (mod S)``, zeros if none).
+
+    One graph serves every ``F``: the causal self-attention of a prefix never looks past its
+    last frame, and text cross-attention attends every text token from any query."""
+
+    def __init__(self, transformer: NuwaTransformer, cond_grid: Grid, cross_extents: Extents):
+        super().__init__()
+        self.transformer = transformer
+        self.cond_grid, self.cross_extents = cond_grid, cross_extents
+
+    def forward(self, target_tokens: Tensor, *cross: Tensor) -> tuple[Tensor, ...]:
+        t = self.transformer
+        n_layers = t.cfg.n_decoder_layers
+        kv = [(cross[2 * i], cross[2 * i + 1]) for i in range(n_layers)]
+        captured: list[Tensor] = []
+        hooks = [
+            proj.register_forward_hook(lambda _m, _i, out: captured.append(out))
+            for layer in t.decoder_layers
+            for proj in (layer.self_attn.k_proj, layer.self_attn.v_proj)
+        ]
+        try:
+            memory = cross[0]  # unused: cross K/V are given
+            t(Condition(memory, self.cond_grid, self.cross_extents), target_tokens, kv)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        slots = t.cfg.cache_slots
+        n = target_tokens.shape[1] * target_tokens.shape[2] * target_tokens.shape[3]
+        held = ring_slot_positions(torch.full((1,), n - 1, dtype=torch.long), slots)[0]  # (S,)
+        written = (held >= 0)[None, None, :, None]
+        present = []
+        for i, out in enumerate(captured):  # (B, N, d) per layer: key, value
+            layer = t.decoder_layers[i // 2].self_attn
+            split = layer._split(out)  # (B, nh, N, hd)
+            ring = split.index_select(2, held.clamp(min=0))  # (B, nh, S, hd)
+            present.append(torch.where(written, ring, torch.zeros_like(ring)))
+        return tuple(present)
+
+
 # --------------------------------------------------------------------------------------------
 # Graph specs
 # --------------------------------------------------------------------------------------------
@@ -522,4 +570,31 @@ def build_graph_specs(model: NuwaModel, frames: list[int]) -> list[GraphSpec]:
                     uses_attention=True,
                 )
             )
+    text_grid, text_extents = conditions["text"]
+    n_text = grid_size(text_grid)
+
+    def make_prefill(b: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        frames = c.frames  # traced with every frame; runs with any prefix of 1..T frames
+        tokens = torch.randint(0, c.image_vocab_size, (b, frames, c.grid_h, c.grid_w), generator=g)
+        cross = [
+            torch.randn(b, c.n_heads, n_text, c.head_dim, generator=g) for _ in range(2 * layers)
+        ]
+        return (tokens, *cross)
+
+    specs.append(
+        GraphSpec(
+            "decoder_prefill.text",
+            "decoder_prefill",
+            DecoderPrefillGraph(tr, text_grid, text_extents),
+            [TARGET_TOKENS, *cross_names],
+            present,
+            make_prefill,
+            {
+                TARGET_TOKENS: {0: BATCH, 1: PREFIX_FRAMES},
+                **_batch_axes([*cross_names, *present]),
+            },
+            {"condition": "text", "condition_grid": list(text_grid)},
+            uses_attention=True,
+        )
+    )
     return specs

@@ -24,6 +24,7 @@ Schema (``format_version`` 1)::
                      "sketch_t1": {"encoder": "sketch_condition_encoder.t1", ...}},
       "decoder_steps": [{"graph": "decoder_step.text", "condition": "text", "frames": 1,
                          "target_grid": [1, H, W]}, ...],   # one entry per (condition, frames)
+      "decoder_prefills": {"text": "decoder_prefill.text"},
       "graphs": {"vq_encoder": {"file": "vq_encoder.onnx", "kind": "vq_encoder",
                                 "sha256": "...", "attention_nodes": 0,
                                 "inputs": [{"name": "frames", "dtype": "float32",
@@ -231,6 +232,7 @@ class Manifest:
     decoder_steps: tuple[DecoderStepInfo, ...]
     graphs: dict[str, GraphInfo]
     external_data: dict[str, str] = field(default_factory=dict)  # weights file -> SHA-256
+    decoder_prefills: dict[str, str] = field(default_factory=dict)  # condition -> graph name
 
     def path(self, graph: str) -> Path:
         return self.directory / self.graph(graph).file
@@ -270,6 +272,17 @@ class Manifest:
             f"frame(s); exported: {have} (re-export with --frames)"
         )
 
+    def decoder_prefill(self, condition: str) -> GraphInfo:
+        """The ``decoder_prefill`` graph of a condition kind: known prefix frames
+        ``target_tokens (B, F, H, W)`` + cross K/V -> ``present.*`` ring caches after positions
+        ``0 .. F*H*W-1``; decoding goes on at position ``F*H*W`` with token ``F*H*W-1``."""
+        if condition not in self.decoder_prefills:
+            raise ManifestError(
+                f"{self.directory}: no decoder_prefill for condition {condition!r}; exported: "
+                f"{sorted(self.decoder_prefills)} (feed the prefix through decoder_step)"
+            )
+        return self.graph(self.decoder_prefills[condition])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -297,6 +310,7 @@ class Manifest:
                 }
                 for s in self.decoder_steps
             ],
+            "decoder_prefills": self.decoder_prefills,
             "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
             "external_data": self.external_data,
         }
@@ -335,6 +349,7 @@ class Manifest:
             ),
             graphs={name: GraphInfo.from_dict(name, g) for name, g in d["graphs"].items()},
             external_data={str(k): str(v) for k, v in d.get("external_data", {}).items()},
+            decoder_prefills={str(k): str(v) for k, v in d.get("decoder_prefills", {}).items()},
         )
 
 
@@ -380,4 +395,6 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
         manifest.graph(c.encoder)
     for s in manifest.decoder_steps:
         manifest.graph(s.graph)
+    for graph in manifest.decoder_prefills.values():
+        manifest.graph(graph)
     return manifest

@@ -113,7 +113,10 @@ def check_graph(
     with torch.no_grad():
         ref = spec.module(*inputs)
     ref = ref if isinstance(ref, tuple) else (ref,)
-    feeds = {name: x.numpy() for name, x in zip(spec.input_names, inputs, strict=True)}
+    wanted = {i.name for i in sess.get_inputs()}  # the exporter drops inputs a graph ignores
+    feeds = {
+        name: x.numpy() for name, x in zip(spec.input_names, inputs, strict=True) if name in wanted
+    }
     out = sess.run(spec.output_names, feeds)
     return compare_outputs(out, [r.numpy() for r in ref], batch)
 
@@ -142,10 +145,24 @@ class OrtGreedyDecoder:
         sess = self.session(graph.name)
         return list(sess.run(graph.output_names, {graph.input_names[0]: inputs}))
 
+    def prefill(self, condition_key: str, cross: list[np.ndarray], prefix: np.ndarray) -> list:
+        """Ring caches after the known ``prefix (B, F, H, W)`` frames, in one call."""
+        dec = self.manifest.decoder
+        graph = self.manifest.decoder_prefill(condition_key)
+        feeds = dict(zip(dec.cross_names(), cross, strict=True))
+        feeds[graph.input_names[0]] = prefix
+        feeds = {name: feeds[name] for name in graph.input_names}
+        return list(self.session(graph.name).run(dec.present_names(), feeds))
+
     def generate(
-        self, condition_key: str, condition_inputs: np.ndarray, num_frames: int
+        self,
+        condition_key: str,
+        condition_inputs: np.ndarray,
+        num_frames: int,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Token grid ``(B, num_frames, H, W)`` int64 chosen by argmax at every position."""
+        """Token grid ``(B, num_frames, H, W)`` int64 chosen by argmax at every position after
+        the optional known ``prefix (B, F, H, W)`` frames (fed through ``decoder_prefill``)."""
         dec = self.manifest.decoder
         _, h, w = dec.grid
         cross = self.condition(condition_key, condition_inputs)
@@ -158,7 +175,13 @@ class OrtGreedyDecoder:
         n = num_frames * h * w
         out = np.zeros((batch, n), np.int64)
         prev = np.full((batch,), dec.bos_id, np.int64)
-        for pos in range(n):
+        start = 0
+        if prefix is not None:
+            past = self.prefill(condition_key, cross, prefix)
+            start = prefix.shape[1] * h * w
+            out[:, :start] = prefix.reshape(batch, start)
+            prev = out[:, start - 1]
+        for pos in range(start, n):
             feeds[dec.input_ids] = prev
             feeds[dec.positions] = np.full((batch,), pos, np.int64)
             feeds.update(zip(dec.past_names(), past, strict=True))

@@ -53,3 +53,59 @@ def test_sketch_to_video_greedy_generation_matches_pytorch(tiny_export, tiny_loa
     tokens = decoder.generate(key, codes, frames)
     expected = reference(tiny_loaded, tiny_loaded.sketch_condition(maps), frames)
     np.testing.assert_array_equal(tokens, expected)
+
+
+@pytest.mark.parametrize("prefix_frames", [1, 2, 3])
+def test_decoder_prefill_leaves_the_caches_of_the_decode_steps(
+    tiny_export, tiny_loaded, prefix_frames
+):
+    """``decoder_prefill`` of F frames == F*H*W ``decode_step`` calls (PyTorch), batch 2."""
+    tr = tiny_loaded.transformer
+    c = tr.cfg
+    g = torch.Generator().manual_seed(11)
+    prefix = torch.randint(
+        0, c.image_vocab_size, (2, prefix_frames, c.grid_h, c.grid_w), generator=g
+    )
+    cond = tiny_loaded.text_condition(PROMPTS)
+    with torch.no_grad():
+        cross = tr.cross_kv(cond)
+    cache = tr.empty_cache(2).layers
+    flat = prefix.reshape(2, -1)
+    prev = torch.full((2,), c.bos_id)
+    with torch.no_grad():
+        for pos in range(flat.shape[1]):
+            _, cache = tr.decode_step(
+                prev, torch.full((2,), pos), cache, cross, cond.grid, cond.cross_extents, 3
+            )
+            prev = flat[:, pos]
+    cross_np = [t.numpy() for kv in cross for t in kv]
+    present = OrtGreedyDecoder(tiny_export).prefill("text", cross_np, prefix.numpy())
+    expected = [t.numpy() for kv in cache for t in kv]
+    for a, e in zip(present, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=0, atol=1e-4)
+
+
+def test_video_prediction_with_prefill_matches_pytorch(tiny_export, tiny_loaded):
+    """Given the first frame, greedy continuation to 5 frames (past the trained 3): ORT prefill
+    + steps == the PyTorch loop fed the known tokens step by step."""
+    c = tiny_loaded.transformer.cfg
+    g = torch.Generator().manual_seed(12)
+    num_frames, hw = 5, c.tokens_per_frame
+    prefix = torch.randint(0, c.image_vocab_size, (2, 1, c.grid_h, c.grid_w), generator=g)
+    known = torch.zeros(2, num_frames * hw, dtype=torch.long)
+    known[:, :hw] = prefix.reshape(2, hw)
+    mask = torch.zeros_like(known, dtype=torch.bool)
+    mask[:, :hw] = True
+    cond = tiny_loaded.text_condition(PROMPTS)
+    expected = generate_tokens(
+        tiny_loaded.transformer,
+        cond,
+        num_frames,
+        GREEDY,
+        known=known,
+        known_mask=mask,
+        progress=False,
+    ).numpy()
+    ids = tiny_loaded.text_ids(PROMPTS).numpy()
+    tokens = OrtGreedyDecoder(tiny_export).generate("text", ids, num_frames, prefix.numpy())
+    np.testing.assert_array_equal(tokens, expected)

@@ -31,6 +31,7 @@ TINY_GRAPHS = [
     "decoder_step.sketch_t1",
     "decoder_step.sketch_t2",
     "decoder_step.sketch_t3",
+    "decoder_prefill.text",
 ]
 
 
@@ -68,6 +69,11 @@ def test_manifest_lists_every_graph_with_shapes_and_hashes(tiny_export, tiny_loa
     with pytest.raises(ManifestError, match="sketch condition with 4 frame"):
         m.condition_key("sketch", 4)
     assert m.conditions["sketch_t3"].grid == (3, 4, 4)
+    prefill = m.decoder_prefill("text")
+    assert prefill.inputs[0].shape == ("batch", "prefix_frames", 4, 4)
+    assert prefill.output_names == d.present_names()
+    with pytest.raises(ManifestError, match="no decoder_prefill"):
+        m.decoder_prefill("sketch_t3")
 
 
 def test_load_manifest_rejects_a_modified_graph(tiny_export, tmp_path):

@@ -77,7 +77,7 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str
         fp32 = work / "fp32"
         _log(f"exporting {model_dir} -> {fp32}")
         export_model(model_dir, fp32, target="portable", verify=False)
-    gates = GateConfig(count=args.gate_count) if args.gates else None
+    gates = GateConfig(count=args.gate_count, tasks=tuple(args.gate_tasks)) if args.gates else None
     calib = CalibrationSet(count=args.calib_count, seed=0)
     out = []
     for precision, given in (("int8", args.int8_dir), ("fp16", args.fp16_dir)):
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-count", type=int, default=2)
     p.add_argument("--gates", action="store_true", help="also run the quality gates")
     p.add_argument("--gate-count", type=int, default=16)
+    p.add_argument("--gate-tasks", nargs="+", default=["T2I", "T2V", "S2I", "S2V", "V2V"])
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)

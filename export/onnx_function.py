@@ -160,6 +160,9 @@ def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) ->
         et = tk - 1
     b = _Body()
     inputs = ["q", "k", "v"] + (["q_positions"] if with_positions else [])
+    if _is_full_attention(attrs):
+        _full_attention_body(b, attrs.scale)
+        return _make_function(b, attrs, with_positions, inputs, opset)
 
     # ---- query positions (B|1, Nq) int64 ---------------------------------------------------
     if with_positions:
@@ -264,7 +267,27 @@ def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) ->
     weighted = b.op("Mul", [b.op("Unsqueeze", [probs, b.const([-1])]), v_sel])
     out = b.op("ReduceSum", [weighted, b.const([-2])], keepdims=0)
     b.nodes.append(helper.make_node("Identity", [out], ["out"]))
+    return _make_function(b, attrs, with_positions, inputs, opset)
 
+
+def _is_full_attention(attrs: Attention3DAttrs) -> bool:
+    """Every query sees every key (text: extents -1 on every axis, not causal): no table."""
+    return all(e < 0 for e in attrs.extents) and not attrs.causal and not attrs.ring_cache
+
+
+def _full_attention_body(b: _Body, scale: float) -> None:
+    """``softmax(q kᵀ · scale) v`` with two MatMuls (q_positions, if given, are not needed)."""
+    kt = b.op("Transpose", ["k"], perm=[0, 1, 3, 2])
+    scores = b.op("MatMul", ["q", kt])
+    scores = b.op("Mul", [scores, b.op("CastLike", [b.const(np.float32(scale)), "q"])])
+    probs = b.op("Softmax", [scores], axis=-1)
+    out = b.op("MatMul", [probs, "v"])
+    b.nodes.append(helper.make_node("Identity", [out], ["out"]))
+
+
+def _make_function(
+    b: _Body, attrs: Attention3DAttrs, with_positions: bool, inputs: list[str], opset: int
+) -> FunctionProto:
     return helper.make_function(
         DOMAIN,
         OP_TYPE,

@@ -102,6 +102,11 @@ def load_backend(
     if not model_dir.is_dir():
         raise NuwaInputError(f"model directory {model_dir} does not exist")
     if name == "torch":
+        if not (model_dir / "config.json").is_file() and (model_dir / "manifest.json").is_file():
+            raise NuwaInputError(
+                f"{model_dir} is an ONNX export; the torch backend runs the checkpoint "
+                "directory it was exported from (config.json + safetensors)"
+            )
         from .torch_backend import TorchBackend
 
         return TorchBackend(model_dir, precision=precision or "fp32", device=device)

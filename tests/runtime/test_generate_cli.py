@@ -122,6 +122,8 @@ ERROR_TABLE = [
         "nuwa quantize",
     ),
     ("backend missing", ["p", "--backend", "tensorrt"], "tensorrt is not installed"),
+    ("torch on an export", ["p", "--backend", "torch"], "is an ONNX export"),
+    ("unknown device", ["p", "--device", "npu"], "unknown onnxruntime device 'npu'"),
     ("output suffix", ["p", "-o", "{d}/out.jpg"], "must end in one of"),
     ("prompt not taken", ["p", "--task", "v2v", "--video", "{d}/image.png"], "takes no prompt"),
     ("video too long", ["--video", "{d}/image.png", "--num-frames", "1"], "must be larger"),

@@ -111,18 +111,22 @@ def step_feeds(runner: Any, graph: str, batch: int, position: int) -> dict[str, 
 
 def time_steps(
     sessions: dict[str, Any], feeds: dict[str, np.ndarray], steps: int
-) -> dict[str, list[float]]:
-    """Interleaved timing (one step of each precision in turn), after a warm-up."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Interleaved timing (one step of each precision in turn), after a warm-up: (wall times,
+    process CPU times). With one intra-op thread the CPU time is what the step costs even
+    when the machine is shared; the wall time is what a user waits."""
     for sess in sessions.values():
         for _ in range(10):
             sess.run(None, feeds)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
+    wall: dict[str, list[float]] = {k: [] for k in sessions}
+    cpu: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(steps):
         for name, sess in sessions.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sess.run(None, feeds)
-            times[name].append(time.perf_counter() - t0)
-    return times
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
 
 
 def profile_split(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int) -> dict:
@@ -175,11 +179,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for k, v in models.items()
         }
         _log(f"timing {graph}, batch {batch}, {args.steps} steps per precision")
-        times = time_steps(sessions, feeds, args.steps)
+        times, cpu = time_steps(sessions, feeds, args.steps)
         split = {k: profile_split(v, feeds, args.threads) for k, v in models.items()}
         base = float(np.median(times["fp32"]))
+        base_cpu = float(np.median(cpu["fp32"]))
         for name, t in times.items():
             med = float(np.median(t))
+            med_cpu = float(np.median(cpu[name]))
             rows.append(
                 {
                     "precision": name,
@@ -187,6 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "median_ms": med * 1e3,
                     "p90_ms": float(np.percentile(t, 90)) * 1e3,
                     "speedup": base / med,
+                    "cpu_ms": med_cpu * 1e3,
+                    "cpu_speedup": base_cpu / med_cpu,
                     **{k: round(v, 3) for k, v in split[name].items()},
                 }
             )
@@ -233,23 +241,25 @@ def section(result: dict[str, Any]) -> str:
         "weights (portable target), calibrated on "
         f"{result['calib_count']} samples per task.",
         "",
-        "| precision | batch | median ms/step | p90 ms | speedup vs FP32 | weight layers ms "
-        "| rest (3DNA body, norms, ...) ms |",
-        "|---|---|---|---|---|---|---|",
+        "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
+        "| speedup vs FP32 (wall / CPU) | weight layers ms | rest (3DNA body, norms, ...) ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['speedup']:.2f}x | {r['weight_ms']:.2f} | {r['other_ms']:.2f} |"
+            f"{r['cpu_ms']:.2f} | {r['speedup']:.2f}x / {r['cpu_speedup']:.2f}x | "
+            f"{r['weight_ms']:.2f} | {r['other_ms']:.2f} |"
         )
     int8 = [r for r in result["rows"] if r["precision"] == "int8" and r["batch"] == 1]
     if int8:
-        s = int8[0]["speedup"]
+        s = int8[0]["cpu_speedup"]
         verdict = "met" if s >= TARGET_SPEEDUP else "NOT met"
         fp32 = next(r for r in result["rows"] if r["precision"] == "fp32" and r["batch"] == 1)
         lines += [
             "",
-            f"Target INT8 >= {TARGET_SPEEDUP}x FP32 (batch 1): **{verdict}** ({s:.2f}x). The "
+            f"Target INT8 >= {TARGET_SPEEDUP}x FP32 (batch 1, CPU time): **{verdict}** "
+            f"({s:.2f}x). The "
             f"weight layers INT8 speeds up are {fp32['weight_ms']:.2f} of "
             f"{fp32['total_ms']:.2f} ms of the FP32 step (profiled); the rest — chiefly the 3DNA "
             "ONNX function body (gathers, masks, softmax), which stays FP32 by design — bounds "

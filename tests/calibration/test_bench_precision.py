@@ -26,6 +26,8 @@ def _row(precision: str, ms: float, weight: float) -> dict:
         "median_ms": ms,
         "p90_ms": ms * 1.1,
         "speedup": 8.0 / ms,
+        "cpu_ms": ms * 0.9,
+        "cpu_speedup": 8.0 / ms,
         "weight_ms": weight,
         "other_ms": ms - weight,
         "total_ms": ms,
@@ -64,6 +66,7 @@ def test_section_and_marked_replacement() -> None:
     }
     text = bench.section(result)
     assert "**NOT met** (1.14x)" in text
+    assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 0.60 | 6.40 |" in text
     assert "| T2V | 0.970 | 0.800 | all | 0.800 | 0.790 | yes |" in text
     assert "fp16: not run in this benchmark" in text
     before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"

@@ -149,15 +149,6 @@ class ExportRunner(Backend):
         cross = self._cross(cond.encoder, {name: codes})
         return Condition(cross, tuple(cond.grid), "sketch", int(codes.shape[0]))  # type: ignore[arg-type]
 
-    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
-        if first.grid != second.grid or first.kind != second.kind:
-            raise ValueError("conditions to stack must have the same kind and grid")
-        cross = [
-            (np.concatenate([k1, k2]), np.concatenate([v1, v2]))
-            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
-        ]
-        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
-
     # ---- decoder ---------------------------------------------------------------------------
 
     def new_cache(self, rows: int) -> list[np.ndarray]:

@@ -54,9 +54,19 @@ class Backend(ABC):
     def sketch_condition(self, sketch: np.ndarray) -> Condition:
         """Class maps ``(B, T, S, S)`` int64 (VQ-GAN-Seg, then the encoder) -> condition."""
 
-    @abstractmethod
     def concat_conditions(self, first: Condition, second: Condition) -> Condition:
         """Stack two conditions' rows (classifier-free guidance: conditional then unconditional)."""
+        if first.grid != second.grid or first.kind != second.kind:
+            raise ValueError("conditions to stack must have the same kind and grid")
+        cross = [
+            (self.stack_rows(k1, k2), self.stack_rows(v1, v2))
+            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
+        ]
+        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
+
+    def stack_rows(self, first: Any, second: Any) -> Any:
+        """Concatenate two of this backend's arrays along the batch axis (NumPy by default)."""
+        return np.concatenate([first, second])
 
     # ---- decoder ---------------------------------------------------------------------------
 

@@ -285,15 +285,6 @@ class OnnxRuntimeBackend(Backend):
         codes = self.sketch_codes(sketch)
         return self._encode(f"sketch_t{codes.shape[1]}", codes, "sketch")
 
-    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
-        if first.grid != second.grid or first.kind != second.kind:
-            raise ValueError("conditions to stack must have the same kind and grid")
-        cross = [
-            (np.concatenate([k1, k2]), np.concatenate([v1, v2]))
-            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
-        ]
-        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
-
     # ---- decoder ---------------------------------------------------------------------------
 
     def step_graph(self, cond: Condition, num_frames: int) -> GraphInfo:

@@ -70,14 +70,8 @@ class TorchBackend(Backend):
         codes = self.model.sketch_to_codes(np.asarray(sketch, dtype=np.int64))
         return self._condition(self.model.transformer.encode_sketch(codes), "sketch")
 
-    def concat_conditions(self, first: Condition, second: Condition) -> Condition:
-        if first.grid != second.grid or first.kind != second.kind:
-            raise ValueError("conditions to stack must have the same kind and grid")
-        cross = [
-            (torch.cat([k1, k2]), torch.cat([v1, v2]))
-            for (k1, v1), (k2, v2) in zip(first.cross, second.cross, strict=True)
-        ]
-        return Condition(cross, first.grid, first.kind, first.batch + second.batch)
+    def stack_rows(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return torch.cat([first, second])
 
     # ---- decoder ---------------------------------------------------------------------------
 

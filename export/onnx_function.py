@@ -21,7 +21,16 @@ names the overload and still carries every attribute, which the function declare
 the values are baked into the body). ``onnx.checker`` (full check) and ONNX Runtime resolve
 ``(domain, name, overload)``; this was verified with onnx 1.23 / onnxruntime 1.32.
 
-The body computes the neighbour table in-graph from the query positions (``Range`` for whole-grid
+Two bodies compute the same function (tests compare both with the dense oracle):
+
+- decode-type calls (``q_positions`` given, ``k``'s key/slot count static in the graph, the
+  table small enough): dense attention over every key plus the query's row of a constant
+  additive mask table (:class:`PositionBiasTable`): about ten nodes. A decode step makes one
+  3DNA call per layer with one query against a 256-slot ring (demo), where this costs less than
+  gathering the ~200 candidates;
+- everything else: the gather body below.
+
+The gather body computes the neighbour table in-graph from the query positions (``Range`` for whole-grid
 calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates along each
 axis around the query's centre, validity (inside the grid, causal, inside the ring's reach),
 then gather, mask with ``-inf``, ``Softmax``, NaN -> 0 (a query with no key), weighted sum. For
@@ -99,16 +108,20 @@ class Attention3DAttrs:
         return cls.from_dict({a.name: helper.get_attribute_value(a) for a in node.attribute})
 
 
-def overload_name(attrs: Attention3DAttrs, with_positions: bool) -> str:
-    """A readable, unique overload tag per (attribute set, q_positions given)."""
+def overload_name(
+    attrs: Attention3DAttrs, with_positions: bool, key_count: int | None = None
+) -> str:
+    """A readable, unique overload tag per (attribute set, q_positions given, position-table
+    body for ``key_count`` keys)."""
     g = "x".join
     digest = hashlib.sha256(
-        json.dumps([attrs.as_dict(), with_positions], sort_keys=True).encode()
+        json.dumps([attrs.as_dict(), with_positions, key_count], sort_keys=True).encode()
     ).hexdigest()[:8]
+    table = f"_n{key_count}" if key_count is not None else ""
     return (
         f"q{g(map(str, attrs.q_grid))}_k{g(map(str, attrs.k_grid))}"
         f"_e{g(str(e).replace('-', 'm') for e in attrs.extents)}"
-        f"_c{attrs.causal}_r{attrs.ring_cache}_p{int(with_positions)}_{digest}"
+        f"_c{attrs.causal}_r{attrs.ring_cache}_p{int(with_positions)}{table}_{digest}"
     )
 
 
@@ -150,8 +163,12 @@ def _axis_offsets(
     return np.arange(-r, 1 if causal_time else r + 1), False
 
 
-def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) -> FunctionProto:
-    """The ``nuwa::NearbyAttention3D`` overload for one attribute set (see module docstring)."""
+def build_function(
+    attrs: Attention3DAttrs, with_positions: bool, opset: int, key_count: int | None = None
+) -> FunctionProto:
+    """The ``nuwa::NearbyAttention3D`` overload for one attribute set (see module docstring).
+    ``key_count``: ``k``'s static key/slot count where the graph knows it (enables the
+    position-table body of decode-type calls)."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
     et, eh, ew = attrs.extents
@@ -163,6 +180,9 @@ def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) ->
     if _is_full_attention(attrs):
         _full_attention_body(b, attrs.scale)
         return _make_function(b, attrs, with_positions, inputs, opset)
+    if _uses_table(attrs, with_positions, key_count):
+        _table_body(b, attrs.scale, position_bias_table(attrs, key_count))  # type: ignore[arg-type]
+        return _make_function(b, attrs, with_positions, inputs, opset, key_count)
 
     # ---- query positions (B|1, Nq) int64 ---------------------------------------------------
     if with_positions:
@@ -270,6 +290,123 @@ def build_function(attrs: Attention3DAttrs, with_positions: bool, opset: int) ->
     return _make_function(b, attrs, with_positions, inputs, opset)
 
 
+# Largest position-indexed mask table (rows x keys) a decode-type body bakes in: 1 Mi entries
+# (4 MiB as float32). The demo's ring (512 x 256) and sketch cross-attention (576 x 512) fit; the
+# paper preset's 4096-slot ring does not, and there gathering ~200 candidates beats 4096 keys.
+MAX_TABLE_ENTRIES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PositionBiasTable:
+    """Additive mask of a positioned 3DNA call as a constant table: row ``row(p)`` of ``bias``
+    (``0`` where query ``p`` attends key/slot ``j``, ``-inf`` elsewhere) for every query position
+    ``p >= 0``, with ``row(p) = min(p, base + p mod period)``.
+
+    Ring cache (decode self-attention, ``S`` slots): slot ``s`` holds position
+    ``p - ((p - s) mod S)``; once every slot is written (``p >= S``) the pattern repeats with
+    period ``S``, so rows ``0 .. 2S-1`` cover every position (``base = period = S``).
+    Whole key grid (positioned cross-attention, not causal): a query past the query grid's last
+    frame keeps the last centre frame, so rows ``0 .. Tq*H*W + H*W - 1`` cover every position
+    (``base = Tq*H*W``, ``period = H*W``)."""
+
+    bias: np.ndarray  # (rows, Nk) float32
+    base: int
+    period: int
+    has_empty_row: bool  # a query with no key: the body must turn NaN into 0
+
+
+def nearby_mask_np(attrs: Attention3DAttrs, q_pos: np.ndarray, k_pos: np.ndarray) -> np.ndarray:
+    """DESIGN §4 mask in NumPy (mirror of ``model.attention3d.nearby_mask``): ``q_pos (R,)``,
+    ``k_pos (R, Nk)`` raster positions (``< 0``: empty slot) -> bool ``(R, Nk)``."""
+    tq, hq, wq = attrs.q_grid
+    tk, hk, wk = attrs.k_grid
+    et, eh, ew = attrs.extents
+    ring = bool(attrs.ring_cache)
+    if ring and et < 0:
+        et = tk - 1
+    t, h, w = q_pos // (hq * wq), (q_pos // wq) % hq, q_pos % wq
+    ct = t if ring else np.minimum((t * tk) // tq, tk - 1)
+    centres = (ct, (h * hk) // hq, (w * wk) // wq)
+    kp = np.maximum(k_pos, 0)
+    keys = (kp // (hk * wk), (kp // wk) % hk, kp % wk)
+    mask = k_pos >= 0
+    for centre, key, radius in zip(centres, keys, (et, eh, ew), strict=True):
+        if radius >= 0:
+            mask &= np.abs(key - centre[:, None]) <= radius
+    if attrs.causal:
+        mask &= k_pos <= q_pos[:, None]
+    return mask
+
+
+def ring_capacity(attrs: Attention3DAttrs) -> int:
+    """Slots a ring cache needs for these attributes: ``(et+1)*H*W`` (the whole grid if -1)."""
+    tk, hk, wk = attrs.k_grid
+    et = attrs.extents[0]
+    return (tk if et < 0 else min(et + 1, tk)) * hk * wk
+
+
+def position_bias_table(attrs: Attention3DAttrs, key_count: int | None) -> PositionBiasTable | None:
+    """The table of a positioned call whose ``k`` has ``key_count`` keys/slots (static in the
+    graph), or ``None`` where the gather body is used instead: the count is unknown or does not
+    fit the attributes, the call is causal without a ring cache, or the table would exceed
+    :data:`MAX_TABLE_ENTRIES`. (A ring's slot count is the cache's, which can exceed the
+    attributes' own capacity: one T2I/T2V decode graph serves every frame count.)"""
+    tq, hq, wq = attrs.q_grid
+    tk, hk, wk = attrs.k_grid
+    if key_count is None:
+        return None
+    if attrs.ring_cache:
+        slots = key_count
+        if slots < ring_capacity(attrs):
+            return None
+        rows, base, period = 2 * slots, slots, slots
+        q_pos = np.arange(rows)
+        k_pos = q_pos[:, None] - np.mod(q_pos[:, None] - np.arange(slots), slots)
+    elif not attrs.causal and key_count == tk * hk * wk:
+        period = hq * wq
+        base = tq * period
+        rows = base + period
+        q_pos = np.arange(rows)
+        k_pos = np.broadcast_to(np.arange(tk * hk * wk), (rows, tk * hk * wk))
+    else:
+        return None
+    if rows * k_pos.shape[1] > MAX_TABLE_ENTRIES:
+        return None
+    mask = nearby_mask_np(attrs, q_pos, k_pos)
+    bias = np.where(mask, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
+    return PositionBiasTable(bias, base, period, bool((~mask.any(axis=1)).any()))
+
+
+def _table_body(b: _Body, scale: float, table: PositionBiasTable) -> None:
+    """Decode-type body: dense attention over every key (a ring cache's 256 slots for the demo)
+    plus the query's row of a constant mask table — about ten nodes instead of the gather
+    body's seventy, with the same result (tests compare both with the oracle)."""
+    pos = b.op("Cast", ["q_positions"], to=TensorProto.INT64)  # (B, Nq)
+    row = b.op(
+        "Min", [pos, b.op("Add", [b.op("Mod", [pos, b.const(table.period)]), b.const(table.base)])]
+    )
+    bias = b.op("Gather", [b.op("CastLike", [b.const(table.bias), "q"]), row], axis=0)
+    bias = b.op("Unsqueeze", [bias, b.const([1])])  # (B, 1, Nq, Nk)
+    kt = b.op("Transpose", ["k"], perm=[0, 1, 3, 2])
+    scores = b.op("MatMul", ["q", kt])
+    scores = b.op("Mul", [scores, b.op("CastLike", [b.const(np.float32(scale)), "q"])])
+    probs = b.op("Softmax", [b.op("Add", [scores, bias])], axis=-1)
+    if table.has_empty_row:
+        fzero = b.op("CastLike", [b.const(np.float32(0.0)), "q"])
+        probs = b.op("Where", [b.op("IsNaN", [probs]), fzero, probs])
+    out = b.op("MatMul", [probs, "v"])
+    b.nodes.append(helper.make_node("Identity", [out], ["out"]))
+
+
+def _uses_table(attrs: Attention3DAttrs, with_positions: bool, key_count: int | None) -> bool:
+    """Whether the call gets the position-table body (see :class:`PositionBiasTable`)."""
+    return (
+        with_positions
+        and not _is_full_attention(attrs)
+        and position_bias_table(attrs, key_count) is not None
+    )
+
+
 def _is_full_attention(attrs: Attention3DAttrs) -> bool:
     """Every query sees every key (text: extents -1 on every axis, not causal): no table."""
     return all(e < 0 for e in attrs.extents) and not attrs.causal and not attrs.ring_cache
@@ -286,7 +423,12 @@ def _full_attention_body(b: _Body, scale: float) -> None:
 
 
 def _make_function(
-    b: _Body, attrs: Attention3DAttrs, with_positions: bool, inputs: list[str], opset: int
+    b: _Body,
+    attrs: Attention3DAttrs,
+    with_positions: bool,
+    inputs: list[str],
+    opset: int,
+    key_count: int | None = None,
 ) -> FunctionProto:
     return helper.make_function(
         DOMAIN,
@@ -296,8 +438,8 @@ def _make_function(
         b.nodes,
         [helper.make_opsetid("", opset)],
         attributes=list(ATTRIBUTE_NAMES),
-        doc_string=f"3DNA gather body for {json.dumps(attrs.as_dict())}",
-        overload=overload_name(attrs, with_positions),
+        doc_string=f"3DNA body for {json.dumps(attrs.as_dict())}",
+        overload=overload_name(attrs, with_positions, key_count),
     )
 
 
@@ -309,20 +451,37 @@ def attach_functions(model: onnx.ModelProto, opset: int) -> int:
     """Give every ``NearbyAttention3D`` node of ``model`` its overload and add one function per
     distinct overload. Returns the number of functions added."""
     functions: dict[str, FunctionProto] = {}
+    key_counts = _static_key_counts(model)
     for node in model.graph.node:
         if not is_attention_node(node):
             continue
         attrs = Attention3DAttrs.from_node(node)
         with_positions = len(node.input) > 3 and bool(node.input[3])
-        name = overload_name(attrs, with_positions)
+        key_count = key_counts.get(node.input[1])
+        if not _uses_table(attrs, with_positions, key_count):
+            key_count = None  # the gather (or full-attention) body
+        name = overload_name(attrs, with_positions, key_count)
         node.overload = name
         if name not in functions:
-            functions[name] = build_function(attrs, with_positions, opset)
+            functions[name] = build_function(attrs, with_positions, opset, key_count)
     del model.functions[:]
     model.functions.extend(functions.values())
     if model.ir_version < 10:
         model.ir_version = 10  # node/function overloads
     return len(functions)
+
+
+def _static_key_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Static size of axis 2 (keys / ring slots) of every rank-4 value ONNX shape inference can
+    resolve (the 3DNA nodes themselves have no function yet, so inference skips them)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    counts: dict[str, int] = {}
+    graph = inferred.graph
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[2].HasField("dim_value"):
+            counts[info.name] = int(dims[2].dim_value)
+    return counts
 
 
 def to_tensorrt(model: onnx.ModelProto) -> int:

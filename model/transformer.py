@@ -62,6 +62,8 @@ class NearbyAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
         self.n_heads = n_heads
+        self.d_model = d_model
+        self.head_dim = d_model // n_heads
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
@@ -74,6 +76,13 @@ class NearbyAttention(nn.Module):
     def _merge(self, x: Tensor) -> Tensor:  # (B, nh, N, hd) -> (B, N, d)
         b, nh, n, hd = x.shape
         return x.transpose(1, 2).reshape(b, n, nh * hd)
+
+    # One query per row: constant-shape reshapes (Python ints, so an export has no shape ops)
+    def _split_one(self, x: Tensor) -> Tensor:  # (B, d) -> (B, nh, 1, hd), no copy
+        return x.reshape(-1, self.n_heads, 1, self.head_dim)
+
+    def _merge_one(self, x: Tensor) -> Tensor:  # (B, nh, 1, hd) -> (B, d), no copy
+        return x.reshape(-1, self.d_model)
 
     def project_kv(self, x: Tensor) -> KV:
         return self._split(self.k_proj(x)), self._split(self.v_proj(x))
@@ -95,22 +104,52 @@ class NearbyAttention(nn.Module):
         return self.out_proj(self._merge(out))
 
     def decode(
-        self, x: Tensor, past: KV, positions: Tensor, spec: NearbyAttentionSpec, impl: str
+        self,
+        x: Tensor,
+        past: KV,
+        positions: Tensor,
+        slot_index: Tensor,
+        spec: NearbyAttentionSpec,
+        impl: str,
     ) -> tuple[Tensor, KV]:
-        """One token per row ``x (B, 1, d)`` at ``positions (B,)``; writes its K/V into the
-        ring cache ``past`` (slot ``position % S``) and attends over it. Returns (out, present)."""
-        k_new, v_new = self.project_kv(x)  # (B, nh, 1, hd)
+        """One token per row ``x (B, d)`` at ``positions (B,)``; writes its K/V into the
+        ring cache ``past`` at ``slot_index`` (``position % S`` broadcast to ``(B, nh, 1, hd)``,
+        see :func:`ring_slot_index`) and attends over it. Returns (out, present).
+
+        Written for the exported ``decoder_step`` as much as for PyTorch: 2-D rows (linear
+        layers export as ``Gemm`` with the bias fused), one fused Q/K/V projection, reshapes
+        with constant shapes and one scatter per cache, so the graph has no shape arithmetic
+        and no select over every slot."""
+        d = self.d_model
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        q, k_new, v_new = F.linear(x, weight, bias).split(d, dim=-1)
         past_k, past_v = past
-        slots = torch.arange(past_k.shape[2], device=x.device)
-        hit = slots[None, :] == torch.remainder(positions, past_k.shape[2])[:, None]
-        hit = hit[:, None, :, None]  # (B, 1, S, 1)
-        k_cache = torch.where(hit, k_new, past_k)
-        v_cache = torch.where(hit, v_new, past_v)
+        k_cache = past_k.scatter(2, slot_index, self._split_one(k_new))
+        v_cache = past_v.scatter(2, slot_index, self._split_one(v_new))
         attend = (
             nearby_attention_decode_gather if impl == "gather" else nearby_attention_decode_dense
         )
-        out = attend(self.project_q(x), k_cache, v_cache, spec, positions)
-        return self.out_proj(self._merge(out)), (k_cache, v_cache)
+        out = attend(self._split_one(q), k_cache, v_cache, spec, positions)
+        return self.out_proj(self._merge_one(out)), (k_cache, v_cache)
+
+    def decode_cross(
+        self, x: Tensor, kv: KV, positions: Tensor, spec: NearbyAttentionSpec, impl: str
+    ) -> Tensor:
+        """One query per row ``x (B, d)`` at ``positions (B,)`` against the condition's
+        ``kv`` (the whole-grid :meth:`forward` with constant-shape reshapes)."""
+        k, v = kv
+        q = self._split_one(self.q_proj(x))
+        out = nearby_attention(q, k, v, spec, impl, positions[:, None])
+        return self.out_proj(self._merge_one(out))
+
+
+def ring_slot_index(positions: Tensor, slots: int, n_heads: int, d_model: int) -> Tensor:
+    """Scatter index of a decode step's new K/V rows: ``positions % slots`` broadcast to
+    ``(B, nh, 1, hd)`` (an add of a constant zero block, not a shape-dependent expand)."""
+    slot = torch.remainder(positions, slots).view(-1, 1, 1, 1)
+    block = torch.zeros(1, n_heads, 1, d_model // n_heads, dtype=slot.dtype, device=slot.device)
+    return slot + block
 
 
 class FeedForward(nn.Module):
@@ -171,15 +210,16 @@ class DecoderLayer(nn.Module):
         past: KV,
         cross_kv: KV,
         positions: Tensor,
+        slot_index: Tensor,
         ring_spec: NearbyAttentionSpec,
         cross_spec: NearbyAttentionSpec,
         impl: str,
     ) -> tuple[Tensor, KV]:
-        h, present = self.self_attn.decode(self.norm1(x), past, positions, ring_spec, impl)
-        x = x + h
-        x = x + self.cross_attn(
-            self.norm2(x), cross_spec, impl, kv=cross_kv, q_positions=positions[:, None]
+        h, present = self.self_attn.decode(
+            self.norm1(x), past, positions, slot_index, ring_spec, impl
         )
+        x = x + h
+        x = x + self.cross_attn.decode_cross(self.norm2(x), cross_kv, positions, cross_spec, impl)
         return x + self.ffn(self.norm3(x)), present
 
 
@@ -322,16 +362,22 @@ class NuwaTransformer(nn.Module):
         """One decoding step. ``tokens (B,)``: the token at ``positions - 1`` (``<bos>`` at 0);
         ``positions (B,)``: raster positions being predicted. Returns logits ``(B, V)`` and the
         updated caches."""
-        x = self.token_embed(tokens)[:, None, :] + self.target_pos(positions)[:, None, :]
+        x = self.token_embed(tokens) + self.target_pos(positions)  # (B, d): one row per token
         ring_spec = self.self_spec(num_frames, ring=True)
         cross_spec = self.cross_spec(num_frames, cond_grid, cross_extents)
+        slots = self.cfg.cache_slots
+        if not torch.onnx.is_in_onnx_export() and past[0][0].shape[2] != slots:
+            raise ValueError(
+                f"ring caches have {past[0][0].shape[2]} slots, the model uses {slots}"
+            )
+        slot_index = ring_slot_index(positions, slots, self.cfg.n_heads, self.cfg.d_model)
         present: list[KV] = []
         for layer, layer_past, kv in zip(self.decoder_layers, past, cross, strict=True):
             x, layer_present = layer.decode(
-                x, layer_past, kv, positions, ring_spec, cross_spec, self.attn_impl
+                x, layer_past, kv, positions, slot_index, ring_spec, cross_spec, self.attn_impl
             )
             present.append(layer_present)
-        return self.head(self.decoder_norm(x))[:, 0, :], present
+        return self.head(self.decoder_norm(x)), present
 
 
 def count_parameters(module: nn.Module) -> int:

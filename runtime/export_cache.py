@@ -2,7 +2,8 @@
 given directly, or the export cache, filled on first use.
 
 The cache lives in ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a SHA-256
-over the model directory's files, so a changed checkpoint is exported again. Exporting needs
+over the model directory's files and the exporter's graph revision, so a changed checkpoint or
+exporter is exported again. Exporting needs
 PyTorch (``nuwa.export``); using a filled cache does not import it.
 """
 
@@ -43,7 +44,11 @@ def is_export_dir(path: str | Path) -> bool:
 
 
 def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
-    return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}"
+    """Cache entry of a checkpoint: its files' hash, the target and the exporter's graph
+    revision (an upgraded exporter writes faster graphs: a stale entry is not reused)."""
+    from nuwa.export.manifest import GRAPH_REVISION  # no torch
+
+    return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}-r{GRAPH_REVISION}"
 
 
 def ensure_export(

@@ -18,7 +18,12 @@ The scheme is the one TensorRT's explicit quantization accepts and ONNX Runtime 
 - activations: int8, **per tensor**, symmetric: ``scale = amax / 127`` from calibration, zero
   point 0; a dedicated ``QuantizeLinear -> DequantizeLinear`` pair per consumer (ONNX Runtime's
   CPU fusion into ``MatMulIntegerToFloat`` skips a Q shared by several DQs: measured);
-- biases stay float (TensorRT folds them; an int32 bias would not be valid there).
+- biases stay float (TensorRT folds them; an int32 bias would not be valid there);
+- a ``Gemm`` (``alpha = beta = 1``, no ``transA``; the 2-D linear layers of the decode step)
+  loses its bias input to a following ``Add``: ONNX Runtime's CPU fuses a Q/DQ ``Gemm``
+  without bias into ``QGemm``, but runs one with a float bias as a float Gemm behind a
+  run-time ``DequantizeLinear`` of its weight (measured 7x slower than FP32); and a
+  ``MatMul`` + ``Add`` would be merged back into that Gemm by its ``MatMulAddFusion``.
 
 :func:`quantize_weight` is the plain NumPy reference the tests check the graph against.
 """
@@ -56,11 +61,28 @@ def _weight_axis(node: onnx.NodeProto, weight: np.ndarray) -> int | None:
     if node.op_type == "MatMul":
         return 1 if weight.ndim == 2 else None
     if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
+        if not _plain_gemm(node):
+            return None
+        return 0 if _attr(node, "transB", 0) == 1 else 1
     if node.op_type == "Conv":
         return 0
     return None
+
+
+def _attr(node: onnx.NodeProto, name: str, default: float) -> float:
+    for a in node.attribute:
+        if a.name == name:
+            return float(a.f if a.type == onnx.AttributeProto.FLOAT else a.i)
+    return default
+
+
+def _plain_gemm(node: onnx.NodeProto) -> bool:
+    """A Gemm that is ``A @ op(B) + C`` (alpha = beta = 1, A not transposed)."""
+    return (
+        _attr(node, "alpha", 1.0) == 1.0
+        and _attr(node, "beta", 1.0) == 1.0
+        and _attr(node, "transA", 0) == 0
+    )
 
 
 def find_targets(
@@ -191,6 +213,15 @@ def insert_qdq(
             weights_done[key] = dq_w
         node.input[0] = dq_act
         node.input[1] = weights_done[key]
+        if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+            bias, out_name = node.input[2], node.output[0]  # the bias moves to an Add
+            del node.input[2]
+            node.output[0] = f"{out_name}_no_bias"
+            nodes.append(node)
+            nodes.append(
+                helper.make_node("Add", [node.output[0], bias], [out_name], name=f"{node.name}_Add")
+            )
+            continue
         nodes.append(node)
 
     del graph.node[:]

@@ -20,9 +20,11 @@ Two ways to run the decoder step, side by side:
   outputs come back as new arrays and become the next step's ``past``;
 - ``io_binding=True`` (default) — :class:`BoundRingCache`: two preallocated sets of cache
   buffers on the session's device, bound as ``past`` and ``present`` and swapped after every
-  step (ping-pong), cross-attention K/V uploaded once per request; only token ids, positions
-  (in) and logits (out) cross to the host. On a GPU the KV cache never leaves the device; on the
-  CPU it saves allocating and copying the cache each step. Tests check both give the same logits.
+  step (ping-pong), cross-attention K/V uploaded once per request, both bindings made once per
+  request (:class:`StepBindings`); a step refreshes token ids and positions in place and reads
+  the logits, the only values that cross to the host. On a GPU the KV cache never leaves the
+  device; on the CPU it saves allocating and copying the cache each step. Tests check both
+  give the same logits.
 """
 
 from __future__ import annotations
@@ -120,6 +122,19 @@ def _to_host(x: Any) -> np.ndarray:
 
 
 @dataclass
+class StepBindings:
+    """A decoder step's two IO bindings (cache set 0 as past, set 1 as past), made once per
+    (graph, condition): every step only refreshes the token ids and positions in place."""
+
+    graph: str
+    cond: Condition  # the condition whose cross K/V are bound (kept alive: keyed by identity)
+    ids: Any  # OrtValue (host), refreshed in place each step
+    positions: Any
+    logits: Any  # OrtValue (host) the step writes its logits into
+    bindings: tuple[Any, Any]
+
+
+@dataclass
 class BoundRingCache:
     """Ring caches kept on the session's device, double-buffered for IO binding."""
 
@@ -127,6 +142,7 @@ class BoundRingCache:
     current: int = 0  # which set holds the cache now (bound as past)
     cross: dict[int, list[Any]] = field(default_factory=dict)  # id(Condition) -> device K/V
     cross_owner: Condition | None = None  # keeps the keyed Condition alive
+    step: StepBindings | None = None
 
     @property
     def past(self) -> list[Any]:
@@ -348,8 +364,26 @@ class OnnxRuntimeBackend(Backend):
         cache: BoundRingCache,
         cond: Condition,
     ) -> np.ndarray:
+        step = cache.step
+        if step is None or step.graph != graph.name or step.cond is not cond:
+            step = cache.step = self._bind_step(graph, ids, pos, cache, cond)
+        step.ids.update_inplace(ids)
+        step.positions.update_inplace(pos)
+        self.session(graph.name).run_with_iobinding(step.bindings[cache.current])
+        cache.swap()
+        return np.array(step.logits.numpy(), dtype=np.float32)  # a copy: the buffer is reused
+
+    def _bind_step(
+        self,
+        graph: GraphInfo,
+        ids: np.ndarray,
+        pos: np.ndarray,
+        cache: BoundRingCache,
+        cond: Condition,
+    ) -> StepBindings:
+        """Upload the condition's K/V to the device (once per request) and bind everything."""
         dec = self.manifest.decoder
-        if cache.cross_owner is not cond:  # upload the condition's K/V once per request
+        if cache.cross_owner is not cond:
             flat = [_to_host(x) for pair in cond.cross for x in pair]
             cache.cross = {
                 id(cond): [
@@ -361,20 +395,26 @@ class OnnxRuntimeBackend(Backend):
             }
             cache.cross_owner = cond
         session = self.session(graph.name)
-        binding = session.io_binding()
-        binding.bind_cpu_input(dec.input_ids, ids)
-        binding.bind_cpu_input(dec.positions, pos)
-        for name, value in zip(self.past_names, cache.past, strict=True):
-            binding.bind_ortvalue_input(name, value)
-        for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output(dec.logits, "cpu")  # first: copy_outputs_to_cpu()[0]
-        for name, value in zip(self.present_names, cache.present, strict=True):
-            binding.bind_ortvalue_output(name, value)
-        session.run_with_iobinding(binding)
-        logits = binding.copy_outputs_to_cpu()[0]
-        cache.swap()
-        return np.asarray(logits, dtype=np.float32)
+        ids_value = ort.OrtValue.ortvalue_from_numpy(ids.copy())
+        pos_value = ort.OrtValue.ortvalue_from_numpy(pos.copy())
+        vocab = self.manifest.decoder.vocab_size
+        logits_dtype = next(_np_dtype(t.dtype) for t in graph.outputs if t.name == dec.logits)
+        logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((len(ids), vocab), logits_dtype))
+        pair = []
+        for current in (0, 1):
+            past, present = cache.buffers[current], cache.buffers[1 - current]
+            binding = session.io_binding()
+            binding.bind_ortvalue_input(dec.input_ids, ids_value)
+            binding.bind_ortvalue_input(dec.positions, pos_value)
+            for name, value in zip(self.past_names, past, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
+                binding.bind_ortvalue_input(name, value)
+            binding.bind_ortvalue_output(dec.logits, logits)
+            for name, value in zip(self.present_names, present, strict=True):
+                binding.bind_ortvalue_output(name, value)
+            pair.append(binding)
+        return StepBindings(graph.name, cond, ids_value, pos_value, logits, (pair[0], pair[1]))
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 

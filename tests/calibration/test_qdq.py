@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -141,3 +144,18 @@ def test_missing_range_is_an_error() -> None:
         insert_qdq(model, find_targets(model), {"x": 1.0})
     with pytest.raises(ValueError, match="weight_qmax"):
         insert_qdq(model, find_targets(model), {"x": 1.0, "r": 1.0, "img": 1.0}, 200)
+
+
+def test_quantized_layers_fuse_into_onnxruntime_integer_kernels() -> None:
+    """A Q/DQ Gemm with its bias in a separate Add becomes ONNX Runtime's QGemm (with the float
+    bias inside, it would stay a float Gemm behind a per-run weight DequantizeLinear)."""
+    model, _ = _linear_graph()
+    q = insert_qdq(model, find_targets(model), {"x": 1.0, "r": 1.0, "img": 1.0})
+    (gemm,) = [n for n in q.graph.node if n.op_type == "Gemm"]
+    assert len(gemm.input) == 2 and "Add" in [n.op_type for n in q.graph.node]
+    opts = session_options(1)
+    path = Path(tempfile.mkdtemp()) / "optimized.onnx"
+    opts.optimized_model_filepath = str(path)
+    ort.InferenceSession(q.SerializeToString(), opts, ["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "QGemm" in fused and "Gemm" not in fused, fused

@@ -1,6 +1,8 @@
 """The ``nuwa::NearbyAttention3D`` local function alone against the dense-mask 3DNA oracle of
 ``model/attention3d.py`` (DESIGN §4): unequal grids, extents 0 and -1, causal, per-row query
-positions, and the ring-cache decode variant with positions past the ring's capacity."""
+positions, and the ring-cache decode variant with positions past the ring's capacity — through
+both bodies: the gather body (key count unknown to the graph) and the position-table body of
+decode-type calls (key count static)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from nuwa.export.onnx_function import (
     DOMAIN,
+    MAX_TABLE_ENTRIES,
     OP_TYPE,
     Attention3DAttrs,
     attach_functions,
+    position_bias_table,
 )
 from nuwa.export.verify import session
 from nuwa.model.attention3d import (
@@ -38,10 +44,14 @@ SPECS = [  # (q_grid, k_grid, extents, causal)
 ]
 
 
-def single_node_model(attrs: Attention3DAttrs, nq: int, nk: int, with_positions: bool):
+def single_node_model(
+    attrs: Attention3DAttrs, nq: int, nk: int, with_positions: bool, static_keys: bool = True
+):
+    """One 3DNA node; ``static_keys=False`` leaves the key axis symbolic (the gather body)."""
+    keys: int | str = nk if static_keys else "nk"
     q = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["b", HEADS, nq, HEAD_DIM])
-    k = helper.make_tensor_value_info("k", TensorProto.FLOAT, ["b", HEADS, nk, HEAD_DIM])
-    v = helper.make_tensor_value_info("v", TensorProto.FLOAT, ["b", HEADS, nk, HEAD_DIM])
+    k = helper.make_tensor_value_info("k", TensorProto.FLOAT, ["b", HEADS, keys, HEAD_DIM])
+    v = helper.make_tensor_value_info("v", TensorProto.FLOAT, ["b", HEADS, keys, HEAD_DIM])
     out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", HEADS, nq, HEAD_DIM])
     inputs = [q, k, v]
     if with_positions:
@@ -78,8 +88,16 @@ def test_whole_grid_function_matches_dense_oracle(q_grid, k_grid, extents, causa
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
 
 
+def body_kind(model: onnx.ModelProto) -> str:
+    (function,) = model.functions
+    return "table" if "_n" in function.overload.split("_p")[-1] else "gather"
+
+
+@pytest.mark.parametrize("static_keys", [True, False], ids=["table-body", "gather-body"])
 @pytest.mark.parametrize(("q_grid", "k_grid", "extents", "causal"), SPECS[:5])
-def test_function_with_query_positions_matches_dense_oracle(q_grid, k_grid, extents, causal):
+def test_function_with_query_positions_matches_dense_oracle(
+    q_grid, k_grid, extents, causal, static_keys
+):
     """Per-row query positions (the decoder's cross-attention), including frames past q_grid."""
     spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal)
     nk = grid_size(k_grid)
@@ -88,15 +106,19 @@ def test_function_with_query_positions_matches_dense_oracle(q_grid, k_grid, exte
     q = torch.randn(2, HEADS, 3, HEAD_DIM, generator=g)
     k, v = (torch.randn(2, HEADS, nk, HEAD_DIM, generator=g) for _ in range(2))
     expected = nearby_attention_dense(q, k, v, spec, q_positions=pos).numpy()
-    sess = session(single_node_model(attrs_of(spec), 3, nk, True))
+    model = single_node_model(attrs_of(spec), 3, nk, True, static_keys)
+    # a causal call without a ring cache takes the gather body, full attention its own
+    full = all(e < 0 for e in extents)
+    assert body_kind(model) == ("table" if static_keys and not causal and not full else "gather")
     feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": pos.int().numpy()}
-    np.testing.assert_allclose(sess.run(None, feeds)[0], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(session(model).run(None, feeds)[0], expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
     ("grid", "extents"), [((3, 4, 4), (1, 1, 1)), ((4, 3, 5), (2, 1, 2)), ((2, 4, 4), (0, 2, 2))]
 )
-def test_ring_cache_function_matches_dense_decode_oracle(grid, extents):
+@pytest.mark.parametrize("static_keys", [True, False], ids=["table-body", "gather-body"])
+def test_ring_cache_function_matches_dense_decode_oracle(grid, extents, static_keys):
     spec = NearbyAttentionSpec(grid, grid, extents, causal=True, ring_cache=True)
     slots = spec.ring_capacity()
     g = torch.Generator().manual_seed(2)
@@ -106,6 +128,71 @@ def test_ring_cache_function_matches_dense_decode_oracle(grid, extents):
     q = torch.randn(b, HEADS, 1, HEAD_DIM, generator=g)
     k, v = (torch.randn(b, HEADS, slots, HEAD_DIM, generator=g) for _ in range(2))
     expected = nearby_attention_decode_dense(q, k, v, spec, pos).numpy()
-    sess = session(single_node_model(attrs_of(spec), 1, slots, True))
+    model = single_node_model(attrs_of(spec), 1, slots, True, static_keys)
+    assert body_kind(model) == ("table" if static_keys else "gather")
     feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": pos[:, None].int().numpy()}
-    np.testing.assert_allclose(sess.run(None, feeds)[0], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(session(model).run(None, feeds)[0], expected, rtol=0, atol=1e-5)
+
+
+def test_ring_with_more_slots_than_the_grid_needs():
+    """One T2I/T2V decode graph serves every frame count: a 1-frame query grid decodes against
+    the model's whole ring (here 3 frames of slots), so the table follows the cache, not the
+    attributes."""
+    grid, extents = (1, 4, 4), (2, 1, 1)
+    spec = NearbyAttentionSpec(grid, grid, extents, causal=True, ring_cache=True)
+    slots = 3 * grid_size(grid)
+    g = torch.Generator().manual_seed(3)
+    pos = torch.arange(grid_size(grid))
+    q = torch.randn(len(pos), HEADS, 1, HEAD_DIM, generator=g)
+    k, v = (torch.randn(len(pos), HEADS, slots, HEAD_DIM, generator=g) for _ in range(2))
+    expected = nearby_attention_decode_dense(q, k, v, spec, pos).numpy()
+    model = single_node_model(attrs_of(spec), 1, slots, True)
+    assert body_kind(model) == "table"
+    feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": pos[:, None].int().numpy()}
+    np.testing.assert_allclose(session(model).run(None, feeds)[0], expected, rtol=0, atol=1e-5)
+
+
+def test_table_falls_back_to_gather_when_too_large_or_mismatched():
+    ring = attrs_of(NearbyAttentionSpec((8, 32, 32), (8, 32, 32), (3, 3, 3), True, None, True))
+    assert MAX_TABLE_ENTRIES < 2 * 4096 * 4096
+    assert position_bias_table(ring, 4096) is None  # the paper preset's ring: gather
+    assert position_bias_table(ring, 100) is None  # fewer slots than the ring needs
+    assert position_bias_table(ring, None) is None  # unknown key count
+    cross = attrs_of(NearbyAttentionSpec((4, 4, 4), (2, 4, 4), (1, 1, 1)))
+    assert position_bias_table(cross, 32) is not None
+    assert position_bias_table(cross, 31) is None  # k is not the whole key grid
+
+
+axis = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    q_grid=axis,
+    k_grid=axis,
+    extents=st.tuples(st.integers(-1, 2), st.integers(-1, 2), st.integers(-1, 2)),
+    ring=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_table_and_gather_bodies_agree_with_the_oracle(q_grid, k_grid, extents, ring, seed):
+    """Random grids, extents and positions (past the grid and past several ring wraps)."""
+    if ring:
+        k_grid = q_grid
+    spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal=ring, ring_cache=ring)
+    nk = spec.ring_capacity() if ring else grid_size(k_grid)
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(0, 4 * max(nk, grid_size(q_grid)), (3,), generator=g)
+    nq = 1 if ring else 2
+    q = torch.randn(3, HEADS, nq, HEAD_DIM, generator=g)
+    k, v = (torch.randn(3, HEADS, nk, HEAD_DIM, generator=g) for _ in range(2))
+    if ring:
+        expected = nearby_attention_decode_dense(q, k, v, spec, pos)
+        q_pos = pos[:, None]
+    else:
+        q_pos = torch.stack([pos, pos.flip(0)], dim=1)
+        expected = nearby_attention_dense(q, k, v, spec, q_positions=q_pos)
+    feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": q_pos.int().numpy()}
+    for static_keys in (True, False):
+        model = single_node_model(attrs_of(spec), nq, nk, True, static_keys)
+        out = session(model).run(None, feeds)[0]
+        np.testing.assert_allclose(out, expected.numpy(), rtol=0, atol=1e-5)

@@ -124,6 +124,16 @@ def quantize_weight(
     return q, scale
 
 
+def quantize_bias(
+    bias: np.ndarray, act_scale: float, weight_scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference int32 bias of a quantized layer: ``(q int32 (N,), scale float32 (N,))`` with
+    ``scale = act_scale * weight_scale`` (the product's own scale, zero point 0)."""
+    scale = (np.float32(act_scale) * np.asarray(weight_scale, np.float32)).astype(np.float32)
+    q = np.round(np.asarray(bias, np.float64) / scale).clip(-(2**31) + 1, 2**31 - 1)
+    return q.astype(np.int32), scale
+
+
 def activation_scale(amax: float) -> np.float32:
     """Symmetric per-tensor scale for an observed max |x| (a dead tensor gets scale 1)."""
     return np.float32(amax / INT8_MAX if amax > 0 else 1.0)
@@ -138,10 +148,14 @@ def insert_qdq(
     targets: list[QuantTarget],
     amax: dict[str, float],
     weight_qmax: int = INT8_MAX,
+    int32_bias: bool = False,
 ) -> onnx.ModelProto:
     """Return a copy of ``model`` with Q/DQ inserted for ``targets``; ``amax`` maps each
     target's activation tensor to its calibrated max |x|; weights use ``[-weight_qmax,
-    weight_qmax]`` (127, or :data:`REDUCED_WEIGHT_MAX` for x86 CPUs without VNNI)."""
+    weight_qmax]`` (127, or :data:`REDUCED_WEIGHT_MAX` for x86 CPUs without VNNI).
+    ``int32_bias`` (ONNX Runtime targets only): a Gemm's bias becomes int32 at scale
+    ``activation scale x weight scale`` behind a ``DequantizeLinear``, which ONNX Runtime's
+    ``QGemm`` takes in (one Add less per layer); otherwise it moves to a float ``Add``."""
     if not 1 <= weight_qmax <= INT8_MAX:
         raise ValueError(f"weight_qmax must be in 1..{INT8_MAX}, got {weight_qmax}")
     missing = sorted({t.activation for t in targets} - set(amax))
@@ -156,6 +170,7 @@ def insert_qdq(
     new_inits: list[TensorProto] = []
     nodes: list[onnx.NodeProto] = []
     weights_done: dict[tuple[str, int], str] = {}
+    weight_scales: dict[tuple[str, int], np.ndarray] = {}
 
     for node in graph.node:
         target = by_node.get(node.name)
@@ -211,9 +226,35 @@ def insert_qdq(
                 )
             )
             weights_done[key] = dq_w
+            weight_scales[key] = w_scale
         node.input[0] = dq_act
         node.input[1] = weights_done[key]
-        if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+        has_bias = node.op_type == "Gemm" and len(node.input) > 2 and bool(node.input[2])
+        if has_bias and int32_bias:
+            bias_q, bias_scale = quantize_bias(
+                numpy_helper.to_array(inits[node.input[2]]),
+                float(activation_scale(amax[act])),
+                weight_scales[key],
+            )
+            base = f"{pair}_{_safe(node.input[2])}"
+            new_inits += [
+                numpy_helper.from_array(bias_q, f"{base}_int32"),
+                numpy_helper.from_array(bias_scale, f"{base}_b_scale"),
+                numpy_helper.from_array(np.zeros_like(bias_q), f"{base}_b_zp"),
+            ]
+            nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [f"{base}_int32", f"{base}_b_scale", f"{base}_b_zp"],
+                    [f"{base}_dq"],
+                    name=f"{base}_DequantizeLinear",
+                    axis=0,
+                )
+            )
+            node.input[2] = f"{base}_dq"
+            nodes.append(node)
+            continue
+        if has_bias:
             bias, out_name = node.input[2], node.output[0]  # the bias moves to an Add
             del node.input[2]
             node.output[0] = f"{out_name}_no_bias"

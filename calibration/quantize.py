@@ -168,7 +168,9 @@ def quantize_export(
             if not obs.amax:
                 obs = _borrow_ranges(name, observe[name], observers)
                 borrowed.append(name)
-            converted[name] = insert_qdq(models[name], ts, obs.amax, qmax)
+            converted[name] = insert_qdq(
+                models[name], ts, obs.amax, qmax, int32_bias=manifest.target == "portable"
+            )
         calibration = {
             **calib.to_dict(),
             "graph_runs": dict(sorted(runs.items())),
@@ -180,6 +182,7 @@ def quantize_export(
             "weights": "int8 symmetric per-output-channel, zero point 0",
             "weight_range": [-qmax, qmax],
             "activations": "int8 symmetric per-tensor, zero point 0, max-abs calibration",
+            "gemm_bias": "int32" if manifest.target == "portable" else "float Add",
             "quantized_ops": ["MatMul", "Gemm", "Conv"],
             "float_ops": "everything else, including nuwa::NearbyAttention3D and LayerNorm",
             "layers": {n: len(ts) for n, ts in targets.items()},

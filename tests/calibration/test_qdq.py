@@ -19,6 +19,7 @@ from nuwa.calibration.qdq import (
     find_targets,
     insert_qdq,
     qdq_zero_points,
+    quantize_bias,
     quantize_weight,
 )
 
@@ -97,8 +98,9 @@ def test_find_targets_axes_and_exclusion() -> None:
     assert [t.node for t in kept] == ["/fc1/MatMul", "/fc2/Gemm"]
 
 
+@pytest.mark.parametrize("int32_bias", [False, True], ids=["float-bias", "int32-bias"])
 @pytest.mark.parametrize("qmax", [INT8_MAX, REDUCED_WEIGHT_MAX])
-def test_qdq_graph_matches_numpy_fake_quant(qmax: int) -> None:
+def test_qdq_graph_matches_numpy_fake_quant(qmax: int, int32_bias: bool) -> None:
     model, w = _linear_graph()
     targets = find_targets(model)
     x = RNG.standard_normal((3, 8)).astype(np.float32)
@@ -106,14 +108,19 @@ def test_qdq_graph_matches_numpy_fake_quant(qmax: int) -> None:
     h = x @ w["w1"]
     r = np.maximum(h, 0)
     amax = {"x": float(np.abs(x).max()), "r": float(np.abs(r).max()), "img": 2.0}
-    q = insert_qdq(model, targets, amax, qmax)
+    q = insert_qdq(model, targets, amax, qmax, int32_bias=int32_bias)
     onnx.checker.check_model(q, full_check=True)
 
     q1, s1 = quantize_weight(w["w1"], 1, qmax)
     q2, s2 = quantize_weight(w["w2"], 0, qmax)
     qc, sc = quantize_weight(w["wc"], 0, qmax)
     r_ref = np.maximum(_fake_quant(x, amax["x"]) @ (q1 * s1[None, :]), 0)
-    y_ref = _fake_quant(r_ref, amax["r"]) @ (q2 * s2[:, None]).T + w["b2"]
+    bias = w["b2"]
+    if int32_bias:  # int32 at the product's scale (activation scale x weight scale)
+        bq, bs = quantize_bias(bias, amax["r"] / INT8_MAX, s2)
+        assert bq.dtype == np.int32
+        bias = bq * bs
+    y_ref = _fake_quant(r_ref, amax["r"]) @ (q2 * s2[:, None]).T + bias
     z_ref = _conv(_fake_quant(img, amax["img"]), qc * sc[:, None, None, None])
 
     # basic optimizations: Q/DQ executed as written (exact fake quantization)

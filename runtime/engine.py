@@ -3,7 +3,7 @@
 - :class:`DecodeState`: a request's conditions (cross K/V once), ring caches and rows;
   classifier-free guidance runs the unconditional condition as extra batch rows;
 - :func:`prefill`: feed the given prefix (a video's first frames, the top of an edit) into the
-  cache without sampling;
+  cache without sampling — whole frames in one backend call where the backend can;
 - :func:`decode_one_token`: one position, sampled (and overridden where a token is forced);
 - :func:`generate_tokens`: a whole ``(B, num_frames, H, W)`` grid. Positions past the trained
   number of frames slide the window.
@@ -59,6 +59,23 @@ class DecodeState:
         self.steps += 1
         return logits
 
+    def prefill_frames(self, known: np.ndarray, length: int) -> int:
+        """Feed the whole frames of ``known[:, :length]`` (up to the trained length) in one
+        backend call if the backend can; returns how many positions went in (0 if none)."""
+        spec = self.backend.spec
+        frames = min(length // spec.tokens_per_frame, spec.frames)
+        if frames == 0:
+            return 0
+        n = frames * spec.tokens_per_frame
+        grid = known[:, :n].reshape(self.batch, frames, spec.grid_h, spec.grid_w)
+        rows = np.tile(grid.astype(np.int64), (self.rows // self.batch, 1, 1, 1))
+        cache = self.backend.prefill_frames(rows, self.cache, self.cond)
+        if cache is None:
+            return 0
+        self.cache = cache
+        self.steps += 1
+        return n
+
     def guided_logits(self, logits: np.ndarray, scale: float) -> np.ndarray:
         if not self.guided:
             return logits
@@ -77,7 +94,14 @@ def forced_prefix_length(known_mask: np.ndarray | None) -> int:
 def prefill(
     state: DecodeState, known: np.ndarray, length: int, prev: np.ndarray, start: int = 0
 ) -> np.ndarray:
-    """Feed forced tokens ``known[:, start:length]`` into the cache; returns the last one fed."""
+    """Feed forced tokens ``known[:, start:length]`` into the cache; returns the last one fed.
+
+    Whole leading frames go in one backend call where the backend has a prefill for the
+    condition (the ONNX export's ``decoder_prefill``); the rest step by step."""
+    if start == 0:
+        start = state.prefill_frames(known, length)
+        if start:
+            prev = known[:, start - 1]
     for pos in range(start, length):
         state.step(prev, pos)
         prev = known[:, pos]

@@ -6,7 +6,8 @@ A backend owns the networks of one model directory and speaks NumPy at its edges
   once and return the cross-attention K/V of every decoder layer (kept in the backend's own
   arrays, e.g. on the GPU);
 - :meth:`Backend.new_cache` and :meth:`Backend.decoder_step` — one token per batch row against
-  the ring-buffer KV cache (DESIGN §5), logits back as NumPy;
+  the ring-buffer KV cache (DESIGN §5), logits back as NumPy; optionally
+  :meth:`Backend.prefill_frames` — known leading frames into the cache in one call;
 - the VQ-GAN: :meth:`Backend.frames_to_codes` / :meth:`Backend.codes_to_frames`.
 
 The decode loop (``runtime/engine.py``), sampling and the task layouts are backend-independent.
@@ -85,6 +86,12 @@ class Backend(ABC):
     ) -> tuple[np.ndarray, Any]:
         """One step: ``tokens (R,)`` (the token at ``positions - 1``, ``<bos>`` at 0) and
         ``positions (R,)`` int64 -> (logits ``(R, V)`` float32 NumPy, the updated cache)."""
+
+    def prefill_frames(self, frames: np.ndarray, cache: Any, cond: Condition) -> Any | None:
+        """Known whole frames ``(R, F, H, W)`` from position 0 in one call: the cache as
+        ``F*H*W`` :meth:`decoder_step` calls would leave it, or ``None`` where this backend has
+        no prefill for the condition (the engine then feeds the prefix step by step)."""
+        return None
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 

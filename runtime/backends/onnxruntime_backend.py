@@ -356,6 +356,56 @@ class OnnxRuntimeBackend(Backend):
         layers = list(zip(present[0::2], present[1::2], strict=True))
         return outs[dec.logits].astype(np.float32, copy=False), RingCache(layers)
 
+    def prefill_frames(
+        self, frames: np.ndarray, cache: RingCache | BoundRingCache, cond: Condition
+    ) -> RingCache | BoundRingCache | None:
+        """The export's ``decoder_prefill`` graph (text conditions): the whole prefix in one
+        run (4-8x faster than stepping through it, measured at export). With IO binding the
+        result lands in the cache's current device buffers."""
+        key = self.condition_key(cond)
+        if key not in self.manifest.decoder_prefills or frames.shape[1] > self.spec.frames:
+            return None
+        graph = self.manifest.decoder_prefill(key)
+        tokens_name = graph.input_names[0]
+        tokens = np.ascontiguousarray(frames, dtype=self._input_dtype(graph, tokens_name))
+        # the last layer's cross K/V feed no cache: the exported graph does not take them
+        wanted = set(graph.input_names)
+        if not isinstance(cache, BoundRingCache):
+            feeds: dict[str, Any] = {tokens_name: tokens}
+            for name, value in zip(
+                self.cross_names, [x for pair in cond.cross for x in pair], strict=True
+            ):
+                if name in wanted:
+                    feeds[name] = _to_host(value)
+            outs = dict(zip(graph.output_names, self._run(graph, feeds), strict=True))
+            present = [outs[n] for n in self.present_names]
+            return RingCache(list(zip(present[0::2], present[1::2], strict=True)))
+        self._upload_cross(cache, cond)
+        binding = self.session(graph.name).io_binding()
+        binding.bind_cpu_input(tokens_name, tokens)
+        for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
+            if name in wanted:
+                binding.bind_ortvalue_input(name, value)
+        for name, value in zip(self.present_names, cache.past, strict=True):
+            binding.bind_ortvalue_output(name, value)  # written in place: the cache "now"
+        self.session(graph.name).run_with_iobinding(binding)
+        return cache
+
+    def _upload_cross(self, cache: BoundRingCache, cond: Condition) -> None:
+        """The condition's cross K/V on the session's device, once per request."""
+        if cache.cross_owner is cond:
+            return
+        flat = [_to_host(x) for pair in cond.cross for x in pair]
+        cache.cross = {
+            id(cond): [
+                ort.OrtValue.ortvalue_from_numpy(
+                    np.ascontiguousarray(x), self.ort_device, self.device_id
+                )
+                for x in flat
+            ]
+        }
+        cache.cross_owner = cond
+
     def _bound_step(
         self,
         graph: GraphInfo,
@@ -383,17 +433,7 @@ class OnnxRuntimeBackend(Backend):
     ) -> StepBindings:
         """Upload the condition's K/V to the device (once per request) and bind everything."""
         dec = self.manifest.decoder
-        if cache.cross_owner is not cond:
-            flat = [_to_host(x) for pair in cond.cross for x in pair]
-            cache.cross = {
-                id(cond): [
-                    ort.OrtValue.ortvalue_from_numpy(
-                        np.ascontiguousarray(x), self.ort_device, self.device_id
-                    )
-                    for x in flat
-                ]
-            }
-            cache.cross_owner = cond
+        self._upload_cross(cache, cond)
         session = self.session(graph.name)
         ids_value = ort.OrtValue.ortvalue_from_numpy(ids.copy())
         pos_value = ort.OrtValue.ortvalue_from_numpy(pos.copy())

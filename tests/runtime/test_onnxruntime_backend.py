@@ -53,6 +53,37 @@ def test_io_binding_matches_plain_run_and_torch(
         np.testing.assert_allclose(a, t, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("io_binding", [True, False], ids=["io-binding", "session-run"])
+def test_prefill_of_whole_frames_equals_stepping_through_them(
+    tiny_export_dir, ort_backend, io_binding
+) -> None:
+    """``decoder_prefill`` (one call) leaves the cache as the steps would, and decoding after
+    it gives the same logits; guidance rows included."""
+    backend = (
+        ort_backend if io_binding else OnnxRuntimeBackend(ort_backend.manifest, io_binding=False)
+    )
+    plan = plan_task(backend, "t2v", guidance=True, prompt=["a red square", "a blue circle"])
+    hw = backend.spec.tokens_per_frame
+    rng = np.random.default_rng(3)
+    known = rng.integers(0, backend.spec.image_vocab_size, (2, 3 * hw))
+    states = [DecodeState(backend, plan.cond, plan.uncond, 3) for _ in range(2)]
+    stepped, prefilled = states
+    prev = np.full((2,), backend.spec.bos_id, dtype=np.int64)
+    for pos in range(2 * hw):
+        stepped.step(prev, pos)
+        prev = known[:, pos]
+    assert prefilled.prefill_frames(known, 2 * hw + 3) == 2 * hw  # whole frames only
+    assert prefilled.steps == 1
+    host = [s.cache.host_layers() if io_binding else s.cache.layers for s in (stepped, prefilled)]
+    for (ka, va), (kb, vb) in zip(*host, strict=True):
+        np.testing.assert_allclose(kb, ka, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(vb, va, atol=1e-5, rtol=0)
+    for pos in range(2 * hw, 2 * hw + 5):
+        a, b = stepped.step(prev, pos), prefilled.step(prev, pos)
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+        prev = known[:, pos]
+
+
 def test_ring_cache_buffers_are_fixed_and_swap(ort_backend) -> None:
     plan = plan_task(ort_backend, "t2i", prompt="a red square")
     state = DecodeState(ort_backend, plan.cond, None, 9)

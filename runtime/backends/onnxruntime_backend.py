@@ -228,25 +228,27 @@ class OnnxRuntimeBackend(Backend):
     def session(self, graph: str) -> ort.InferenceSession:
         """The (lazily created, cached) session of one graph of the manifest."""
         if graph not in self._sessions:
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if self.threads is not None:
-                opts.intra_op_num_threads = self.threads
-                opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3  # warnings of the optimizer are not the user's business
-            # idle worker threads sleep instead of spinning: a decode step is many tiny ops, and
-            # spinning threads fight whatever else runs on a small CPU (3x slower when shared)
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            path = self.manifest.path(graph)
-            try:
-                self._sessions[graph] = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=self.providers
-                )
-            except Exception as exc:  # ORT raises its own exception types
-                raise BackendUnavailableError(
-                    f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}"
-                ) from exc
+            self._sessions[graph] = self._create_session(graph)
         return self._sessions[graph]
+
+    def _create_session(self, graph: str) -> ort.InferenceSession:
+        """A session for one graph file (subclasses change how the graph is loaded)."""
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads is not None:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # warnings of the optimizer are not the user's business
+        # idle worker threads sleep instead of spinning: a decode step is many tiny ops, and
+        # spinning threads fight whatever else runs on a small CPU (3x slower when shared)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = self.manifest.path(graph)
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+        except Exception as exc:  # ORT raises its own exception types
+            raise BackendUnavailableError(
+                f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         outs = self.session(graph.name).run(graph.output_names, feeds)

@@ -18,11 +18,11 @@ are its own:
 Per step: wall time of one ``decoder_step`` (one token, batch 1) over ``--frames`` frames of
 positions (default 16 = twice the trained length, so the second half runs on the sliding ring
 cache). Reported: median over all steps after a warm-up, median over the trained length and over
-the sliding part, and the least-squares slope of step time over position (flat = the window cache
-works). Whole video: ``Pipeline.text_to_video`` (text encoder, 512 sampled steps, VQ decoder),
-median of ``--videos`` runs. The table, with the machine and whether a training job shared the
-CPU, replaces what lies between the ``<!-- BEGIN decode -->`` / ``<!-- END decode -->`` markers of
-bench/RESULTS.md.
+the sliding part, and the least-squares slope of per-frame median step time over position
+(flat = the window cache works). Whole video: ``Pipeline.text_to_video`` (text encoder, 512
+sampled steps, VQ decoder), median of ``--videos`` runs. The table, with the machine and
+whether a training job shared the CPU, replaces what lies between the
+``<!-- BEGIN decode -->`` / ``<!-- END decode -->`` markers of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -78,7 +78,12 @@ def _summary(times: list[float], cpu: list[float], per_frame: int, trained: int)
     inside = keep & (pos < trained * per_frame)
     sliding = pos >= trained * per_frame
     c = np.asarray(cpu) * 1e3
-    cpu_slope = np.polyfit(pos[keep], c[keep], 1)[0] * 1000
+    # slope of the per-frame medians over the frame's middle position: robust to the odd slow
+    # step (a shared VM), which a per-step least-squares fit turns into a spurious trend
+    frames = [(f * per_frame, (f + 1) * per_frame) for f in range(t.size // per_frame)]
+    mids = [(a + b - 1) / 2 for a, b in frames]
+    meds = [float(np.median(c[max(a, WARMUP) : b])) for a, b in frames]
+    cpu_slope = np.polyfit(mids, meds, 1)[0] * 1000 if len(meds) > 1 else 0.0
     return {
         "cpu_ms": float(np.median(c[keep])),
         "cpu_trained_ms": float(np.median(c[inside])),
@@ -247,7 +252,8 @@ def format_section(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "(`time.process_time`): at 1 thread every op runs on the calling thread, so this is the "
         "step's latency on a core of its own, unaffected by other processes taking the CPU; "
         "**wall** = `perf_counter` per step, which includes waiting for the CPU. Slope: "
-        "least-squares CPU ms per 1000 positions. Video: `Pipeline.text_to_video` (encoder + "
+        "least-squares fit of the per-frame median CPU times, ms per 1000 positions. Video: "
+        "`Pipeline.text_to_video` (encoder + "
         f"512 sampled steps + VQ decoder), wall, median of {meta['videos']}. Peak memory: the "
         "worker process's VmHWM.",
         "",

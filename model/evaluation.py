@@ -18,7 +18,9 @@ TI2I   edit text, the edited object's area masked   ``score_edit`` on the edited
 TV2V   as TI2I over all frames                      ``score_edit`` on the edited object
 =====  ===========================================  ==================================
 
-Also reported: the VQ-GAN's reconstruction PSNR over the held-out clips' frames.
+Also reported: the VQ-GAN's reconstruction PSNR over the held-out clips' frames, and with T2I
+the caption-choice accuracy (:func:`caption_choice_accuracy`: which of the captions differing only
+in colour / start position explains a held-out still best; chance 1/6 and 1/5).
 Only the ``torch`` backend lives here; the runtime adds the others.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from . import quality_checker as qc
 from .generate import generate_tokens
 from .nuwa import NuwaModel
 from .sampling import SamplingOptions
-from .synthetic_data import SyntheticVideoDataset
+from .synthetic_data import ALLOWED_DIRECTIONS, COLOURS, POSITIONS, SyntheticVideoDataset
 from .transformer import Condition
 
 ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
@@ -211,6 +214,47 @@ def reconstruction_psnr(model: NuwaModel, dataset: SyntheticVideoDataset, n: int
 
 
 @torch.no_grad()
+def caption_choice_accuracy(
+    model: NuwaModel, dataset: SyntheticVideoDataset, n: int, attribute: str = "colour"
+) -> float:
+    """Does the model read the caption? For each of ``n`` held-out first frames, the captions
+    that differ from the true one only in the first object's ``attribute`` ("colour" or
+    "position") compete: the one under which the transformer gives the frame's tokens the
+    lowest teacher-forced cross-entropy is the model's choice. Returns the share of right
+    choices (chance: 1 / the number of values, 1/6 for colour, 1/5 for position).
+
+    Deterministic (no sampling), so a test can rely on it; generation-based scores are in
+    :func:`evaluate`."""
+    if attribute not in ("colour", "position"):
+        raise ValueError(f"attribute must be 'colour' or 'position', got {attribute!r}")
+    tr = model.transformer
+    right = 0
+    for i in range(n):
+        sample = dataset.image_sample(i)
+        spec = sample.spec
+        first, rest = spec.objects[0], tuple(spec.objects[1:])
+        values = list(COLOURS if attribute == "colour" else POSITIONS)
+        values = [v for v in values if all(getattr(o, attribute) != v for o in rest)]
+        captions = []
+        for v in values:
+            changed = (
+                replace(first, colour=v)
+                if attribute == "colour"
+                else replace(first, position=v, direction=ALLOWED_DIRECTIONS[v][0])
+            )
+            captions.append(replace(spec, objects=(changed, *rest)).caption(motion=False))
+        target = model.frames_to_codes(sample.image[None, None]).expand(len(values), -1, -1, -1)
+        logits = tr(tr.encode_text(model.text_ids(captions)), target)
+        nll = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), target.flatten(), reduction="none"
+        )
+        right += int(
+            values[int(nll.view(len(values), -1).mean(1).argmin())] == getattr(first, attribute)
+        )
+    return right / n
+
+
+@torch.no_grad()
 def evaluate(
     model: NuwaModel,
     tasks: Sequence[str] = DEFAULT_TASKS,
@@ -265,6 +309,12 @@ def evaluate(
             scores += evaluator.run(task, b)
         rows[task] = {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
     table["tasks"] = rows
+    if "T2I" in tasks:  # does the transformer read the caption at all (no sampling)
+        start = time.perf_counter()
+        table["caption_choice"] = {
+            a: caption_choice_accuracy(model, ds, n_prompts, a) for a in ("colour", "position")
+        }
+        table["caption_choice"]["seconds"] = round(time.perf_counter() - start, 2)
     table.update(
         {
             "n_prompts": n_prompts,
@@ -303,4 +353,10 @@ def format_table(table: dict[str, Any]) -> str:
         key = headline[task]
         extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in (key, "n"))
         lines.append(f"{task:5s} {key} {row[key]:.3f}  (n={int(row['n'])}; {extra})")
+    if "caption_choice" in table:
+        c = table["caption_choice"]
+        lines.append(
+            f"caption choice: colour {c['colour']:.3f} (chance 0.167), position "
+            f"{c['position']:.3f} (chance 0.200)"
+        )
     return "\n".join(lines)

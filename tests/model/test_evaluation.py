@@ -1,0 +1,35 @@
+"""The caption-choice evaluation (``caption_choice_accuracy``): deterministic, bounded, and a
+clear error for an attribute it does not know. Its meaning is checked on the demo checkpoint
+(tests/model/test_demo_checkpoint.py): above chance there, at chance before training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nuwa.model.config import NuwaConfig
+from nuwa.model.evaluation import caption_choice_accuracy
+from nuwa.model.nuwa import NuwaModel
+from nuwa.model.synthetic_data import SyntheticVideoDataset
+
+
+@pytest.fixture(scope="module")
+def model() -> NuwaModel:
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 112  # the dataset's two-object captions
+    torch.manual_seed(0)
+    return NuwaModel(cfg).eval()
+
+
+def test_caption_choice_is_deterministic_and_bounded(model: NuwaModel) -> None:
+    ds = SyntheticVideoDataset(3, seed=7, frames=1, size=16, split="heldout")
+    for attribute in ("colour", "position"):
+        first = caption_choice_accuracy(model, ds, 3, attribute)
+        assert first == caption_choice_accuracy(model, ds, 3, attribute)
+        assert first in (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def test_unknown_attribute_is_a_clear_error(model: NuwaModel) -> None:
+    ds = SyntheticVideoDataset(1, seed=7, frames=1, size=16, split="heldout")
+    with pytest.raises(ValueError, match="attribute must be"):
+        caption_choice_accuracy(model, ds, 1, "shape")

@@ -30,11 +30,12 @@ Two bodies compute the same function (tests compare both with the dense oracle):
   gathering the ~200 candidates;
 - everything else: the gather body below.
 
-The gather body computes the neighbour table in-graph from the query positions (``Range`` for whole-grid
-calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates along each
-axis around the query's centre, validity (inside the grid, causal, inside the ring's reach),
-then gather, mask with ``-inf``, ``Softmax``, NaN -> 0 (a query with no key), weighted sum. For
-whole-grid calls every input of the table is a constant, so runtimes fold it once at load.
+The gather body computes the neighbour table in-graph from the query positions (``Range`` for
+whole-grid calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates
+along each axis around the query's centre, validity (inside the grid, causal, inside the ring's
+reach), then gather, mask with ``-inf``, ``Softmax``, NaN -> 0 (a query with no key), weighted
+sum. For whole-grid calls every input of the table is a constant, so runtimes fold it once at
+load.
 Floating constants go through ``CastLike`` so an FP16 graph stays FP16.
 
 This module needs only ``onnx`` (no torch): the runtime and the tests can build functions alone.

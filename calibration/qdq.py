@@ -18,12 +18,14 @@ The scheme is the one TensorRT's explicit quantization accepts and ONNX Runtime 
 - activations: int8, **per tensor**, symmetric: ``scale = amax / 127`` from calibration, zero
   point 0; a dedicated ``QuantizeLinear -> DequantizeLinear`` pair per consumer (ONNX Runtime's
   CPU fusion into ``MatMulIntegerToFloat`` skips a Q shared by several DQs: measured);
-- biases stay float (TensorRT folds them; an int32 bias would not be valid there);
-- a ``Gemm`` (``alpha = beta = 1``, no ``transA``; the 2-D linear layers of the decode step)
-  loses its bias input to a following ``Add``: ONNX Runtime's CPU fuses a Q/DQ ``Gemm``
-  without bias into ``QGemm``, but runs one with a float bias as a float Gemm behind a
-  run-time ``DequantizeLinear`` of its weight (measured 7x slower than FP32); and a
-  ``MatMul`` + ``Add`` would be merged back into that Gemm by its ``MatMulAddFusion``.
+- a ``Gemm``'s bias (``alpha = beta = 1``, no ``transA``; the 2-D linear layers of the decode
+  step) never stays a float input of the Gemm: ONNX Runtime's CPU fuses a Q/DQ ``Gemm`` into
+  ``QGemm`` only without a bias or with an int32 one, and runs one with a float bias as a float
+  Gemm behind a run-time ``DequantizeLinear`` of its weight (measured 7x slower than FP32; a
+  ``MatMul`` + ``Add`` is merged back into that Gemm by its ``MatMulAddFusion``). So with
+  ``int32_bias`` (ONNX Runtime targets) it becomes int32 at scale activation scale x weight
+  scale behind a ``DequantizeLinear``; otherwise (TensorRT, which folds it and would not take an
+  int32 bias) it moves to a float ``Add`` after the Gemm. Other biases stay float.
 
 :func:`quantize_weight` is the plain NumPy reference the tests check the graph against.
 """
@@ -230,6 +232,7 @@ def insert_qdq(
         node.input[0] = dq_act
         node.input[1] = weights_done[key]
         has_bias = node.op_type == "Gemm" and len(node.input) > 2 and bool(node.input[2])
+        after: list[onnx.NodeProto] = []
         if has_bias and int32_bias:
             bias_q, bias_scale = quantize_bias(
                 numpy_helper.to_array(inits[node.input[2]]),
@@ -252,18 +255,15 @@ def insert_qdq(
                 )
             )
             node.input[2] = f"{base}_dq"
-            nodes.append(node)
-            continue
-        if has_bias:
-            bias, out_name = node.input[2], node.output[0]  # the bias moves to an Add
+        elif has_bias:  # the bias moves to an Add after the Gemm
+            bias, out_name = node.input[2], node.output[0]
             del node.input[2]
             node.output[0] = f"{out_name}_no_bias"
-            nodes.append(node)
-            nodes.append(
+            after.append(
                 helper.make_node("Add", [node.output[0], bias], [out_name], name=f"{node.name}_Add")
             )
-            continue
         nodes.append(node)
+        nodes.extend(after)
 
     del graph.node[:]
     graph.node.extend(nodes)

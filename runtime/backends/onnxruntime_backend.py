@@ -127,7 +127,7 @@ class StepBindings:
     (graph, condition): every step only refreshes the token ids and positions in place."""
 
     graph: str
-    cond: Condition  # the condition whose cross K/V are bound (kept alive: keyed by identity)
+    cond: Condition  # the condition whose cross K/V are bound
     ids: Any  # OrtValue (host), refreshed in place each step
     positions: Any
     logits: Any  # OrtValue (host) the step writes its logits into
@@ -140,8 +140,8 @@ class BoundRingCache:
 
     buffers: list[list[Any]]  # two sets of OrtValues, in past_names order
     current: int = 0  # which set holds the cache now (bound as past)
-    cross: dict[int, list[Any]] = field(default_factory=dict)  # id(Condition) -> device K/V
-    cross_owner: Condition | None = None  # keeps the keyed Condition alive
+    cross: list[Any] = field(default_factory=list)  # device cross K/V of ``cross_owner``
+    cross_owner: Condition | None = None  # the condition they were uploaded from
     step: StepBindings | None = None
 
     @property
@@ -385,7 +385,7 @@ class OnnxRuntimeBackend(Backend):
         self._upload_cross(cache, cond)
         binding = self.session(graph.name).io_binding()
         binding.bind_cpu_input(tokens_name, tokens)
-        for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
+        for name, value in zip(self.cross_names, cache.cross, strict=True):
             if name in wanted:
                 binding.bind_ortvalue_input(name, value)
         for name, value in zip(self.present_names, cache.past, strict=True):
@@ -397,15 +397,13 @@ class OnnxRuntimeBackend(Backend):
         """The condition's cross K/V on the session's device, once per request."""
         if cache.cross_owner is cond:
             return
-        flat = [_to_host(x) for pair in cond.cross for x in pair]
-        cache.cross = {
-            id(cond): [
-                ort.OrtValue.ortvalue_from_numpy(
-                    np.ascontiguousarray(x), self.ort_device, self.device_id
-                )
-                for x in flat
-            ]
-        }
+        cache.cross = [
+            ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(_to_host(x)), self.ort_device, self.device_id
+            )
+            for pair in cond.cross
+            for x in pair
+        ]
         cache.cross_owner = cond
 
     def _bound_step(
@@ -450,7 +448,7 @@ class OnnxRuntimeBackend(Backend):
             binding.bind_ortvalue_input(dec.positions, pos_value)
             for name, value in zip(self.past_names, past, strict=True):
                 binding.bind_ortvalue_input(name, value)
-            for name, value in zip(self.cross_names, cache.cross[id(cond)], strict=True):
+            for name, value in zip(self.cross_names, cache.cross, strict=True):
                 binding.bind_ortvalue_input(name, value)
             binding.bind_ortvalue_output(dec.logits, logits)
             for name, value in zip(self.present_names, present, strict=True):

@@ -43,6 +43,7 @@ This module needs only ``onnx`` (no torch): the runtime and the tests can build 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -346,12 +347,14 @@ def ring_capacity(attrs: Attention3DAttrs) -> int:
     return (tk if et < 0 else min(et + 1, tk)) * hk * wk
 
 
+@functools.lru_cache(maxsize=64)
 def position_bias_table(attrs: Attention3DAttrs, key_count: int | None) -> PositionBiasTable | None:
     """The table of a positioned call whose ``k`` has ``key_count`` keys/slots (static in the
     graph), or ``None`` where the gather body is used instead: the count is unknown or does not
     fit the attributes, the call is causal without a ring cache, or the table would exceed
     :data:`MAX_TABLE_ENTRIES`. (A ring's slot count is the cache's, which can exceed the
-    attributes' own capacity: one T2I/T2V decode graph serves every frame count.)"""
+    attributes' own capacity: one T2I/T2V decode graph serves every frame count.) Cached: the
+    choice of body and the body itself ask for the same table, once per 3DNA node."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
     if key_count is None:
@@ -375,6 +378,7 @@ def position_bias_table(attrs: Attention3DAttrs, key_count: int | None) -> Posit
         return None
     mask = nearby_mask_np(attrs, q_pos, k_pos)
     bias = np.where(mask, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
+    bias.setflags(write=False)  # shared by every caller of the cache
     return PositionBiasTable(bias, base, period, bool((~mask.any(axis=1)).any()))
 
 

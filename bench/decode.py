@@ -114,6 +114,29 @@ def interleaved_cpu_ms(
     return float(np.median(a) * 1e3), float(np.median(b) * 1e3)
 
 
+def time_decode(
+    new_state: Callable[[], Any], bos: Any, per_frame: int, frames: int
+) -> tuple[list[float], list[float], tuple[float, float]]:
+    """Greedy decode of ``frames`` frames in a fresh request (``new_state()``, any backend whose
+    state has ``step(prev, position) -> logits``): wall and CPU seconds per step; then the
+    early / late comparison of :func:`interleaved_cpu_ms` against a second fresh request."""
+    state = new_state()
+    prev = bos
+    times, cpu = [], []
+    n = frames * per_frame
+    for pos in range(n):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        logits = state.step(prev, pos)
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        prev = logits.argmax(-1)
+    fresh = new_state()
+    early_late = interleaved_cpu_ms(
+        lambda i: fresh.step(bos, i), lambda i: state.step(bos, n + i), 2 * per_frame
+    )
+    return times, cpu, early_late
+
+
 def worker(backend: str, threads: int, model_dir: str, export_dir: str, frames: int, videos: int):
     """Measure one configuration; print one JSON line."""
     if backend == "torch":
@@ -127,23 +150,14 @@ def worker(backend: str, threads: int, model_dir: str, export_dir: str, frames: 
         model = NuwaModel.from_pretrained(model_dir).eval()
         runtime_backend: Any = TorchBackend(model=model, device="cpu")
         cfg = model.config.transformer
+        per_frame, trained = cfg.tokens_per_frame, cfg.frames
         with torch.inference_mode():
             cond = model.text_condition([PROMPT])
-            state = DecodeState(model.transformer, cond, None, frames)
-            prev = torch.full((1,), cfg.bos_id, dtype=torch.long)
-            times, cpu = [], []
-            for pos in range(frames * cfg.tokens_per_frame):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                logits = state.step(prev, pos)
-                times.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-                prev = logits.argmax(-1)
-            per_frame, trained = cfg.tokens_per_frame, cfg.frames
-            n = frames * per_frame
-            fresh = DecodeState(model.transformer, cond, None, frames)
-            bos = torch.full((1,), cfg.bos_id, dtype=torch.long)
-            early_late = interleaved_cpu_ms(
-                lambda i: fresh.step(bos, i), lambda i: state.step(bos, n + i), 2 * per_frame
+            times, cpu, early_late = time_decode(
+                lambda: DecodeState(model.transformer, cond, None, frames),
+                torch.full((1,), cfg.bos_id, dtype=torch.long),
+                per_frame,
+                frames,
             )
     else:
         from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -154,23 +168,15 @@ def worker(backend: str, threads: int, model_dir: str, export_dir: str, frames: 
             export_dir, threads=threads, io_binding=backend == "onnxruntime"
         )
         spec = runtime_backend.spec
-        plan = plan_task(runtime_backend, "t2v", prompt=PROMPT, num_frames=frames)
-        state = RuntimeState(runtime_backend, plan.cond, None, frames)
-        prev = np.full((1,), spec.bos_id, dtype=np.int64)
-        times, cpu = [], []
-        for pos in range(frames * spec.tokens_per_frame):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            logits = state.step(prev, pos)
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-            prev = logits.argmax(-1)
         per_frame, trained = spec.tokens_per_frame, spec.frames
-        n = frames * per_frame
-        fresh = RuntimeState(runtime_backend, plan.cond, None, frames)
-        bos = np.full((1,), spec.bos_id, dtype=np.int64)
-        early_late = interleaved_cpu_ms(
-            lambda i: fresh.step(bos, i), lambda i: state.step(bos, n + i), 2 * per_frame
+        plan = plan_task(runtime_backend, "t2v", prompt=PROMPT, num_frames=frames)
+        times, cpu, early_late = time_decode(
+            lambda: RuntimeState(runtime_backend, plan.cond, None, frames),
+            np.full((1,), spec.bos_id, dtype=np.int64),
+            per_frame,
+            frames,
         )
+    n = frames * per_frame
 
     from nuwa.runtime.pipeline import Pipeline
 

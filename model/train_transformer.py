@@ -106,18 +106,54 @@ class TokenCache:
     def load(cls, path: Path) -> TokenCache:
         return cls(**load_file(str(path)))
 
+    def head(self, n: int) -> TokenCache:
+        """The first ``n`` clips."""
+        return dataclasses.replace(
+            self,
+            video=self.video[:n],
+            sketch=self.sketch[:n],
+            caption=self.caption[:n],
+            still_caption=self.still_caption[:n],
+        )
+
+    def extended(self, more: TokenCache) -> TokenCache:
+        """These clips, then ``more``'s (their blank sketch and empty prompt must agree)."""
+        if not (
+            torch.equal(self.blank_sketch, more.blank_sketch)
+            and torch.equal(self.empty_text, more.empty_text)
+        ):
+            raise ValueError("the token caches were made by different tokenizers")
+        return dataclasses.replace(
+            self,
+            video=torch.cat([self.video, more.video]),
+            sketch=torch.cat([self.sketch, more.sketch]),
+            caption=torch.cat([self.caption, more.caption]),
+            still_caption=torch.cat([self.still_caption, more.still_caption]),
+        )
+
 
 @torch.no_grad()
 def pretokenize(
-    model: NuwaModel, num_clips: int, seed: int, batch: int = 32, progress: bool = True
+    model: NuwaModel,
+    num_clips: int,
+    seed: int,
+    batch: int = 32,
+    progress: bool = True,
+    first: int = 0,
 ) -> TokenCache:
-    """Render ``num_clips`` training clips and tokenise frames, sketches and captions."""
+    """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
+
+    Clip ``i`` is the same whatever ``first`` is, so a cache of the first N clips extended by
+    ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``."""
+    if not 0 <= first < num_clips:
+        raise ValueError(f"need 0 <= first < num_clips, got first={first}, num_clips={num_clips}")
     cfg = model.config
     ds = SyntheticVideoDataset(
         num_clips, seed=seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
     )
     video, sketch, caption, still = [], [], [], []
-    for start in tqdm(range(0, num_clips, batch), disable=not progress, desc="tokenising"):
+    starts = range(first, num_clips, batch)
+    for start in tqdm(starts, disable=not progress, desc="tokenising"):
         clips = [ds[i] for i in range(start, min(num_clips, start + batch))]
         video.append(model.frames_to_codes(np.stack([c.frames for c in clips])).cpu())
         sketch.append(model.sketch_to_codes(np.stack([c.sketch for c in clips])).cpu())
@@ -207,6 +243,23 @@ def assemble_model(
     return model
 
 
+def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOptions) -> TokenCache:
+    """The run's first ``options.num_clips`` tokenised clips, tokenising only what ``path`` lacks.
+
+    A resumed run may raise ``--num-clips``: the new clips are tokenised and the file extended.
+    Lowering it trains on the first clips and leaves the file as it is."""
+    cache = TokenCache.load(path) if path.is_file() else None
+    if cache is not None and len(cache) >= options.num_clips:
+        return cache.head(options.num_clips)
+    have = 0 if cache is None else len(cache)
+    more = pretokenize(
+        model, options.num_clips, options.seed, progress=options.progress, first=have
+    )
+    cache = more if cache is None else cache.extended(more)
+    cache.save(path)
+    return cache
+
+
 def train_transformer(
     config: NuwaConfig,
     options: TransformerTrainOptions,
@@ -248,12 +301,7 @@ def train_transformer(
     model = assemble_model(config, vqgan_run, seg_run, options.attn_impl).to(device)
     model.vqgan.eval()
     model.vqgan_seg.eval()
-    cache_path = run_dir / TOKEN_CACHE
-    if cache_path.is_file():
-        cache = TokenCache.load(cache_path)
-    else:
-        cache = pretokenize(model, options.num_clips, options.seed, progress=options.progress)
-        cache.save(cache_path)
+    cache = load_token_cache(model, run_dir / TOKEN_CACHE, options)
     tr = model.transformer
     opt = torch.optim.AdamW(
         tr.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=options.weight_decay

@@ -16,7 +16,9 @@ from nuwa.model.train_transformer import (
     TASKS,
     TokenCache,
     TransformerTrainOptions,
+    load_token_cache,
     make_batch,
+    pretokenize,
     train_transformer,
 )
 from nuwa.model.train_vqgan import VQGANTrainOptions, train_vqgan
@@ -125,6 +127,29 @@ def test_transformer_loss_decreases_on_a_tiny_overfit(vq_runs, tmp_path: Path) -
     assert set(last) == set(TASKS)
     for task in ("T2V", "S2V"):
         assert last[task] < 0.7 * first.get(task, records[0]["loss"]), task
+
+
+def assert_same_cache(a: TokenCache, b: TokenCache) -> None:
+    for name, value in a.__dict__.items():
+        assert torch.equal(value, getattr(b, name)), name
+
+
+def test_token_cache_grows_by_tokenising_only_the_new_clips(tmp_path: Path) -> None:
+    model = NuwaModel(tiny_config())
+    whole = pretokenize(model, 5, seed=3, progress=False)
+    head = pretokenize(model, 2, seed=3, progress=False)
+    assert_same_cache(head.extended(pretokenize(model, 5, 3, progress=False, first=2)), whole)
+    assert_same_cache(whole.head(2), head)
+
+    path = tmp_path / "tokens.safetensors"
+    head.save(path)
+    grown = load_token_cache(model, path, tr_options(1, num_clips=5, seed=3))
+    assert_same_cache(grown, whole)
+    assert_same_cache(TokenCache.load(path), whole)  # the file was extended
+    fewer = load_token_cache(model, path, tr_options(1, num_clips=4, seed=3))
+    assert len(fewer) == 4 and len(TokenCache.load(path)) == 5  # the file is left as it is
+    with pytest.raises(ValueError, match="first"):
+        pretokenize(model, 2, seed=3, progress=False, first=2)
 
 
 def test_batches_cover_tasks_and_drop_conditions() -> None:

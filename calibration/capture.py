@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .onnx_runner import ExportRunner
-from .ranges import RangeObserver
+from .ranges import CALIBRATION_METHODS, RangeObserver
 from .task_samples import TASKS, dataset_for, generate, generation_options, make_batch
 
 
@@ -40,10 +40,18 @@ class CalibrationSet:
     tasks: tuple[str, ...] = TASKS
     split: str = "train"
     every_length: bool = False  # also generate videos at every exported decoder-step length
+    method: str = "max"  # activation ranges: max |x| or a percentile of |x| (ranges.py)
+    percentile: float = 99.99  # used by method="percentile"
 
     def validate(self) -> None:
         if self.count < 1:
             raise ValueError(f"--calib-count must be >= 1, got {self.count}")
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"unknown calibration method {self.method!r}; choose from {CALIBRATION_METHODS}"
+            )
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"--calib-percentile must be in (0, 100], got {self.percentile}")
         if self.seed < 0:
             raise ValueError(f"--calib-seed must be >= 0, got {self.seed}")
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -79,7 +87,7 @@ def calibrate(
     ``observe`` tensors, per graph: number of runs). A graph no request reaches has an empty
     observer (``nuwa.calibration.quantize`` decides what to do with it)."""
     calib.validate()
-    observers = {g: RangeObserver() for g in observe}
+    observers = {g: RangeObserver(histogram=calib.method == "percentile") for g in observe}
     runs: dict[str, int] = {}
 
     def on_run(graph: str, feeds: dict[str, Any], extras: dict[str, Any]) -> None:

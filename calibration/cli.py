@@ -1,8 +1,8 @@
 """``nuwa quantize`` and ``nuwa build-engine``.
 
-- ``nuwa quantize ONNX_DIR --precision int8|fp16 -o OUT_DIR [--calib-count N --calib-seed S]
-  [--gate-count N | --no-gates]``: calibrate on real task samples, write Q/DQ INT8 or FP16
-  graphs with the manifest, run the quality gates against FP32;
+- ``nuwa quantize ONNX_DIR --precision int8|fp16 -o OUT_DIR [--calib-count N --calib-seed S
+  --calib-method max|percentile] [--gate-count N | --no-gates]``: calibrate on real task
+  samples, write Q/DQ INT8 or FP16 graphs with the manifest, run the quality gates against FP32;
 - ``nuwa build-engine ONNX_DIR --plugin-lib libnuwa_plugins.so -o ENGINE_DIR``: TensorRT engines
   from a ``--target tensorrt`` export (any precision), with metadata.
 
@@ -44,6 +44,8 @@ def _run_quantize(args: argparse.Namespace) -> int:
         seed=args.calib_seed,
         tasks=args.calib_tasks,
         every_length=args.calib_every_length,
+        method=args.calib_method,
+        percentile=args.calib_percentile,
     )
     gates = None
     if not args.no_gates:
@@ -86,6 +88,18 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-count", type=int, default=8, help="samples per task (default 8)")
     p.add_argument("--calib-seed", type=int, default=0, help="calibration seed (default 0)")
     p.add_argument("--calib-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--calib-method",
+        default="max",
+        choices=("max", "percentile"),
+        help="activation ranges: max |x| seen (default) or a percentile of |x|",
+    )
+    p.add_argument(
+        "--calib-percentile",
+        type=float,
+        default=99.99,
+        help="percentile of |x| for --calib-method percentile (default 99.99)",
+    )
     p.add_argument(
         "--calib-every-length",
         action="store_true",

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
@@ -47,7 +46,6 @@ from .capture import CalibrationSet, calibrate
 from .fp16 import FP32_OPS, convert_to_fp16
 from .gates import GateConfig, run_gates
 from .qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
-from .ranges import RangeObserver
 from .task_samples import TASKS
 
 PRECISIONS = ("int8", "fp16")
@@ -92,17 +90,17 @@ def graph_family(name: str) -> str:
 
 
 def _borrow_ranges(
-    graph: str, names: list[str], observers: dict[str, RangeObserver]
-) -> RangeObserver:
+    graph: str, names: list[str], ranges: dict[str, dict[str, float]]
+) -> dict[str, float]:
     """Ranges for a graph no calibration request ran (a frame count no task used): the max over
     graphs of the same family (same condition kind, other frame counts) with the same tensors."""
-    out = RangeObserver()
-    for other, obs in observers.items():
+    out: dict[str, float] = {}
+    for other, theirs in ranges.items():
         if other != graph and graph_family(other) == graph_family(graph):
             for name in names:
-                if name in obs.amax:
-                    out.observe(name, np.float32(obs.amax[name]))
-    missing = [n for n in names if n not in out.amax]
+                if name in theirs:
+                    out[name] = max(out.get(name, 0.0), theirs[name])
+    missing = [n for n in names if n not in out]
     if missing:
         raise QuantizeError(
             f"calibration never ran graph {graph!r}; calibrate with the tasks that use it "
@@ -160,16 +158,17 @@ def quantize_export(
         targets = {n: find_targets(models[n]) for n in models if kinds[n] in changed_kinds}
         observe = {n: sorted({t.activation for t in ts}) for n, ts in targets.items() if ts}
         observers, runs = calibrate(onnx_dir, observe, calib, log)
+        ranges = {n: obs.ranges(calib.method, calib.percentile) for n, obs in observers.items()}
         borrowed: list[str] = []
         for name, ts in targets.items():
             if not ts:
                 continue
-            obs = observers[name]
-            if not obs.amax:
-                obs = _borrow_ranges(name, observe[name], observers)
+            amax = ranges[name]
+            if not amax:
+                amax = _borrow_ranges(name, observe[name], ranges)
                 borrowed.append(name)
             converted[name] = insert_qdq(
-                models[name], ts, obs.amax, qmax, int32_bias=manifest.target == "portable"
+                models[name], ts, amax, qmax, int32_bias=manifest.target == "portable"
             )
         calibration = {
             **calib.to_dict(),
@@ -181,7 +180,12 @@ def quantize_export(
             "format": "QDQ",
             "weights": "int8 symmetric per-output-channel, zero point 0",
             "weight_range": [-qmax, qmax],
-            "activations": "int8 symmetric per-tensor, zero point 0, max-abs calibration",
+            "activations": "int8 symmetric per-tensor, zero point 0, "
+            + (
+                "max-abs calibration"
+                if calib.method == "max"
+                else f"{calib.percentile:g}th-percentile-of-|x| calibration"
+            ),
             "gemm_bias": "int32" if manifest.target == "portable" else "float Add",
             "quantized_ops": ["MatMul", "Gemm", "Conv"],
             "float_ops": "everything else, including nuwa::NearbyAttention3D and LayerNorm",

@@ -36,10 +36,13 @@ def test_quantize_int8_with_options(
     out = tmp_path / "int8"
     args = ["quantize", str(tiny_portable), "--precision", "int8", "-o", str(out), "-q"]
     args += ["--calib-count", "1", "--calib-seed", "7", "--gate-count", "1", "--gate-tasks", "T2I"]
+    args += ["--calib-method", "percentile", "--calib-percentile", "99.5"]
     assert main(args) == 0
     assert "quality gates passed" in capsys.readouterr().out
     raw = json.loads((out / "manifest.json").read_text())
     assert raw["calibration"]["count"] == 1 and raw["calibration"]["seed"] == 7
+    assert raw["calibration"]["method"] == "percentile"
+    assert raw["calibration"]["percentile"] == 99.5
     assert list(raw["quality_gates"]["tasks"]) == ["T2I"]
 
 
@@ -55,6 +58,9 @@ def test_quantize_errors(
         main(["quantize", str(tiny_portable), "--precision", "int8", "-o", str(tiny_portable)]) == 2
     )
     _one_line_error(capsys, "must differ")
+    bad = ["quantize", str(tiny_portable), "--precision", "int8", "-o", str(tmp_path / "p")]
+    assert main([*bad, "--calib-method", "percentile", "--calib-percentile", "101"]) == 2
+    _one_line_error(capsys, "--calib-percentile must be in (0, 100]")
     with pytest.raises(SystemExit) as exc:  # argparse: unknown precision / task
         main(["quantize", str(tiny_portable), "--precision", "int4", "-o", str(tmp_path)])
     assert exc.value.code == 2

@@ -170,6 +170,30 @@ def test_calibration_is_deterministic_in_count_and_seed(tiny_portable: Path) -> 
     assert runs["decoder_step.sketch_t2"] == 2 * 16 and runs["decoder_step.sketch_t3"] == 3 * 16
 
 
+def test_percentile_calibration_narrows_ranges_and_is_recorded(
+    tmp_path: Path, tiny_portable: Path
+) -> None:
+    graph = "decoder_step.text"
+    model = onnx.load(str(tiny_portable / f"{graph}.onnx"))
+    observe = {graph: sorted({t.activation for t in find_targets(model)})}
+    calib = CalibrationSet(count=1, tasks=("T2I",), method="percentile", percentile=99.0)
+    obs, _ = calibrate(tiny_portable, observe, calib)
+    full, clipped = obs[graph].ranges("max"), obs[graph].ranges("percentile", 99.0)
+    assert set(full) == set(clipped) == set(observe[graph])
+    assert all(0.0 <= clipped[k] <= full[k] for k in full)
+    assert any(clipped[k] < 0.9 * full[k] for k in full)  # the tails really are cut
+
+    every = CalibrationSet(count=1, method="percentile", percentile=99.9)
+    raw = quantize_export(tiny_portable, tmp_path, "int8", every, gates=None)
+    assert raw["calibration"]["method"] == "percentile"
+    assert raw["calibration"]["percentile"] == 99.9
+    assert "99.9th-percentile" in raw["quantization"]["activations"]
+    with pytest.raises(QuantizeError, match="calib-percentile"):
+        quantize_export(tiny_portable, tmp_path / "x", "int8", CalibrationSet(percentile=0.0))
+    with pytest.raises(QuantizeError, match="calibration method"):
+        quantize_export(tiny_portable, tmp_path / "y", "int8", CalibrationSet(method="mse"))
+
+
 def test_gate_failure_is_reported_and_recorded(tmp_path: Path, tiny_portable: Path) -> None:
     impossible = GateConfig(count=1, tasks=("T2I",), min_token_agreement=1.01)
     with pytest.raises(QualityGateError, match="T2I"):

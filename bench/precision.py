@@ -281,18 +281,32 @@ def section(result: dict[str, Any]) -> str:
         )
         lines.append("")
         lines.append(
-            "  | task | token agreement (teacher-forced) | sequence agreement | metric | "
-            "FP32 | " + name + " | ok |"
+            "  | task | token agreement (teacher-forced) | sequence agreement | "
+            f"checker scores: FP32 -> {name} (+- s.e. of the paired difference) | ok |"
         )
-        lines.append("  |---|---|---|---|---|---|---|")
+        lines.append("  |---|---|---|---|---|")
         for task, row in gates["tasks"].items():
             lines.append(
                 f"  | {task} | {row['token_agreement']:.3f} | {row['sequence_agreement']:.3f} | "
-                f"{row['metric']} | {row['fp32']:.3f} | {row['candidate']:.3f} | "
-                f"{'yes' if row['passed'] else 'no'} |"
+                f"{gate_scores_cell(row)} | {'yes' if row['passed'] else 'no'} |"
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def gate_scores_cell(row: dict) -> str:
+    """Every gated score of a task row, a failing one in bold (rows written before the gates
+    compared every score carry only the headline)."""
+    scores = row.get("scores") or {
+        row["metric"]: {"fp32": row["fp32"], "candidate": row["candidate"], "ok": row["passed"]}
+    }
+    parts = []
+    for metric, v in scores.items():
+        text = f"{metric} {v['fp32']:.3f} -> {v['candidate']:.3f}"
+        if "paired_stderr" in v:
+            text += f" (+-{v['paired_stderr']:.3f})"
+        parts.append(text if v["ok"] else f"**{text}**")
+    return "; ".join(parts)
 
 
 def replace_marked_section(text: str, body: str) -> str:

@@ -9,10 +9,13 @@ Per task (T2I, T2V, S2I, S2V, V2V; ``count`` held-out samples each):
   flip on everything after it;
 - **sequence agreement**: share of equal tokens when both generate freely with the same sampling
   seed (reported, not gated: one flip changes the rest of a sampled sequence);
-- **quality checker**: the evaluation's headline score per task (T2I/T2V all-attribute accuracy,
-  S2I/S2V IoU, V2V position error in px) from each export's own generated pixels, same seed.
+- **quality checker**: every score the checker reports for the task (``GATED_SCORES``: T2I/T2V
+  each attribute's accuracy and all-attributes accuracy, S2I/S2V IoU, V2V position error in
+  px) from each export's own generated pixels, same seed. Each row also carries the standard
+  error of the paired per-sample difference, so a reader can tell a real loss from sampling
+  noise (one flipped sample moves an accuracy on 8 samples by 12.5 points).
 
-Gates: teacher-forced agreement >= ``min_token_agreement``; accuracy/IoU no more than
+Gates: teacher-forced agreement >= ``min_token_agreement``; every accuracy/IoU no more than
 ``tolerance_points`` percentage points below FP32 (2 points: DESIGN §10 "within a point or
 two"); position error no more than ``tolerance_px`` pixels above FP32.
 """
@@ -45,9 +48,18 @@ from .task_samples import (
 )
 
 EVAL_SEED = 1234  # the held-out stream nuwa evaluate uses
+# the quality-checker scores each task's gate compares (the first is the task's headline)
+GATED_SCORES: dict[str, tuple[str, ...]] = {
+    "T2I": ("all", "shape", "colour", "position"),
+    "T2V": ("all", "shape", "colour", "position", "direction"),
+    "S2I": ("iou",),
+    "S2V": ("iou",),
+    "V2V": ("position_error",),
+}
+Scores = list[dict[str, Any]]
 # FP32 reference runs per (export dir, its manifest's hash, task, count, seed): gating INT8 and
 # FP16 of one export in one process decodes the reference once
-_REFERENCE_RUNS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, float]] = {}
+_REFERENCE_RUNS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, Scores]] = {}
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,35 @@ def _quality_ok(metric: str, ref: float, cand: float, cfg: GateConfig) -> bool:
     return bool(100.0 * (ref - cand) <= cfg.tolerance_points + 1e-9)
 
 
+def compare_scores(
+    reference: Scores, candidate: Scores, metrics: tuple[str, ...], cfg: GateConfig
+) -> dict[str, dict[str, Any]]:
+    """Per metric: both means, the standard error of the paired per-sample difference
+    (candidate - FP32, over the samples where both have the metric; 0 with one sample) and
+    whether the candidate is within the gate's tolerance."""
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        pairs = [
+            (float(r[metric]), float(c[metric]))
+            for r, c in zip(reference, candidate, strict=True)
+            if metric in r and metric in c
+        ]
+        if not pairs:
+            continue
+        ref, cand = (np.array(v) for v in zip(*pairs, strict=True))
+        diff = cand - ref
+        stderr = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        ref_mean = float(qc.summarise([r for r in reference if metric in r])[metric])
+        cand_mean = float(qc.summarise([c for c in candidate if metric in c])[metric])
+        out[metric] = {
+            "fp32": round(ref_mean, 4),
+            "candidate": round(cand_mean, 4),
+            "paired_stderr": round(stderr, 4),
+            "ok": _quality_ok(metric, ref_mean, cand_mean, cfg),
+        }
+    return out
+
+
 def task_gate(
     reference: ExportRunner,
     candidate: ExportRunner,
@@ -101,9 +142,9 @@ def task_gate(
     if key not in _REFERENCE_RUNS:  # FP32's side is the same for every candidate
         ref_greedy = generate(reference, batch, greedy)
         ref_tokens = generate(reference, batch, options)
-        ref_q = qc.summarise(score(batch, reference.codes_to_frames(ref_tokens)))[metric]
-        _REFERENCE_RUNS[key] = (ref_greedy, ref_tokens, ref_q)
-    ref_greedy, ref_tokens, ref_q = _REFERENCE_RUNS[key]
+        ref_scores = score(batch, reference.codes_to_frames(ref_tokens))
+        _REFERENCE_RUNS[key] = (ref_greedy, ref_tokens, ref_scores)
+    ref_greedy, ref_tokens, ref_scores = _REFERENCE_RUNS[key]
     agreement = teacher_forced_agreement(candidate, batch, ref_greedy, options.guidance_scale)
     cand_tokens = generate(candidate, batch, options)
     start = batch.given * reference.spec.tokens_per_frame
@@ -111,16 +152,18 @@ def task_gate(
         ref_tokens.reshape(batch.size, -1)[:, start:]
         == cand_tokens.reshape(batch.size, -1)[:, start:]
     )
-    cand_q = qc.summarise(score(batch, candidate.codes_to_frames(cand_tokens)))[metric]
-    quality_ok = _quality_ok(metric, ref_q, cand_q, cfg)
+    cand_scores = score(batch, candidate.codes_to_frames(cand_tokens))
+    scores = compare_scores(ref_scores, cand_scores, GATED_SCORES[task], cfg)
+    quality_ok = all(v["ok"] for v in scores.values())
     agreement_ok = agreement >= cfg.min_token_agreement
     return {
         "n": batch.size,
         "token_agreement": round(agreement, 4),
         "sequence_agreement": round(float(np.mean(seq)), 4),
-        "metric": metric,
-        "fp32": round(float(ref_q), 4),
-        "candidate": round(float(cand_q), 4),
+        "metric": metric,  # the headline score, repeated from "scores" for one-line reports
+        "fp32": scores[metric]["fp32"],
+        "candidate": scores[metric]["candidate"],
+        "scores": scores,
         "token_agreement_ok": bool(agreement_ok),
         "quality_ok": quality_ok,
         "passed": bool(agreement_ok and quality_ok),
@@ -148,10 +191,7 @@ def run_gates(
         rows[task] = task_gate(reference, candidate, task, ds, cfg)
         if log:
             r = rows[task]
-            log(
-                f"  {task}: token agreement {r['token_agreement']:.3f}, {r['metric']} "
-                f"{r['fp32']:.3f} -> {r['candidate']:.3f} ({'ok' if r['passed'] else 'FAILED'})"
-            )
+            log(f"  {task}: token agreement {r['token_agreement']:.3f}, {format_scores(r)}")
     return {
         "passed": all(r["passed"] for r in rows.values()),
         "tasks": rows,
@@ -159,6 +199,18 @@ def run_gates(
         "reference": str(fp32_dir),
         "executed_on": _execution(candidate),
     }
+
+
+def format_scores(row: dict[str, Any]) -> str:
+    """``"all 0.250 -> 0.125 (+-0.125) FAILED, shape ..."``: every gated score of a task row."""
+    parts = []
+    for metric, v in row["scores"].items():
+        verdict = "ok" if v["ok"] else "FAILED"
+        parts.append(
+            f"{metric} {v['fp32']:.3f} -> {v['candidate']:.3f} "
+            f"(+-{v['paired_stderr']:.3f}) {verdict}"
+        )
+    return ", ".join(parts)
 
 
 def _execution(runner: ExportRunner) -> str:

@@ -42,8 +42,13 @@ def test_section_and_marked_replacement() -> None:
         "metric": "all",
         "fp32": 0.8,
         "candidate": 0.79,
-        "passed": True,
+        "scores": {
+            "all": {"fp32": 0.8, "candidate": 0.79, "paired_stderr": 0.01, "ok": True},
+            "colour": {"fp32": 0.9, "candidate": 0.85, "paired_stderr": 0.02, "ok": False},
+        },
+        "passed": False,
     }
+    old_row = {k: v for k, v in gate_row.items() if k != "scores"}  # headline only
     result = {
         "graph": "decoder_step.text",
         "position": 292,
@@ -59,7 +64,7 @@ def test_section_and_marked_replacement() -> None:
                 "passed": True,
                 "config": {"count": 4, "seed": 1234},
                 "executed_on": "onnxruntime CPU (int8 kernels)",
-                "tasks": {"T2V": gate_row},
+                "tasks": {"T2V": gate_row, "T2I": old_row},
             },
             "fp16": None,
         },
@@ -67,7 +72,10 @@ def test_section_and_marked_replacement() -> None:
     text = bench.section(result)
     assert "**NOT met** (1.14x)" in text
     assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 0.60 | 6.40 |" in text
-    assert "| T2V | 0.970 | 0.800 | all | 0.800 | 0.790 | yes |" in text
+    row = "| T2V | 0.970 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
+    row += "**colour 0.900 -> 0.850 (+-0.020)** | no |"
+    assert row in text
+    assert "| T2I | 0.970 | 0.800 | **all 0.800 -> 0.790** | no |" in text
     assert "fp16: not run in this benchmark" in text
     before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"
     after = bench.replace_marked_section(before, text)

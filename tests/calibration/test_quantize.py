@@ -12,7 +12,7 @@ import pytest
 
 from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.engine_build import check_tensorrt_graph
-from nuwa.calibration.gates import GateConfig
+from nuwa.calibration.gates import GATED_SCORES, GateConfig
 from nuwa.calibration.onnx_runner import ExportRunner
 from nuwa.calibration.qdq import REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
 from nuwa.calibration.quantize import (
@@ -98,6 +98,7 @@ def test_int8_quality_gates_pass_on_tiny_model(tiny_int8: Path) -> None:
         assert row["n"] == GATE_COUNT
         assert row["token_agreement"] >= 0.9, (task, row)
         assert row["quality_ok"], (task, row)
+        assert set(row["scores"]) <= set(GATED_SCORES[task]) and row["metric"] in row["scores"]
 
 
 def test_int8_runs_in_the_onnxruntime_backend(tiny_portable: Path, tiny_int8: Path) -> None:

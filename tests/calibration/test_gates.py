@@ -1,0 +1,44 @@
+"""Gate arithmetic: every gated checker score, its paired standard error and its verdict."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nuwa.calibration.gates import GateConfig, compare_scores, format_scores
+
+
+def test_compare_scores_by_hand() -> None:
+    ref = [{"all": True, "colour": True}, {"all": False, "colour": True}, {"all": True}]
+    cand = [{"all": True, "colour": False}, {"all": False, "colour": True}, {"all": True}]
+    out = compare_scores(ref, cand, ("all", "colour", "direction"), GateConfig())
+    assert set(out) == {"all", "colour"}  # no sample has "direction"
+    assert out["all"] == {"fp32": 0.6667, "candidate": 0.6667, "paired_stderr": 0.0, "ok": True}
+    # colour: two samples have it, differences (-1, 0): s.d. sqrt(1/2), s.e. 1/2
+    assert out["colour"]["fp32"] == 1.0 and out["colour"]["candidate"] == 0.5
+    assert out["colour"]["paired_stderr"] == pytest.approx(0.5)
+    assert out["colour"]["ok"] is False
+    text = format_scores({"scores": out})
+    assert "all 0.667 -> 0.667 (+-0.000) ok" in text and "colour 1.000 -> 0.500" in text
+    assert text.endswith("FAILED")
+
+
+@pytest.mark.parametrize(
+    ("ref", "cand", "ok"),
+    [((0.50, 0.50), (0.49, 0.50), True), ((0.50, 0.50), (0.45, 0.50), False)],
+)
+def test_accuracy_tolerance_is_in_points(ref, cand, ok) -> None:
+    rows = lambda v: [{"iou": x} for x in v]  # noqa: E731
+    out = compare_scores(rows(ref), rows(cand), ("iou",), GateConfig(tolerance_points=2.0))
+    assert out["iou"]["ok"] is ok
+
+
+def test_position_error_tolerance_is_in_pixels() -> None:
+    ref = [{"position_error": 2.0}, {"position_error": 4.0}]
+    worse = [{"position_error": 3.5}, {"position_error": 5.0}]
+    cfg = GateConfig(tolerance_px=1.0)
+    assert compare_scores(ref, worse, ("position_error",), cfg)["position_error"]["ok"] is False
+    better = [{"position_error": 1.0}, {"position_error": 4.0}]
+    row = compare_scores(ref, better, ("position_error",), cfg)["position_error"]
+    assert row["ok"] is True and math.isclose(row["paired_stderr"], 0.5)

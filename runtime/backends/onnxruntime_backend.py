@@ -56,6 +56,9 @@ DEVICES = ("cpu", "cuda", "tensorrt")
 GPU_HINT = 'pip install "nuwa-edge[gpu]" (onnxruntime-gpu) on a machine with an NVIDIA GPU'
 
 
+ENCODER_ROWS_PER_RUN = 2  # condition-encoder batch rows per run (bounds its peak memory)
+
+
 def _np_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
@@ -277,10 +280,16 @@ class OnnxRuntimeBackend(Backend):
                 f"{', '.join(sorted(self.manifest.conditions))}); re-export with more frames"
             )
         graph = self.manifest.graph(info.encoder)
-        feeds = {
-            graph.input_names[0]: inputs.astype(self._input_dtype(graph, graph.input_names[0]))
-        }
-        outs = dict(zip(graph.output_names, self._run(graph, feeds), strict=True))
+        x = inputs.astype(self._input_dtype(graph, graph.input_names[0]))
+        # The whole-grid 3DNA body gathers every query's neighbourhood keys and values, about
+        # 360 MB per row for the demo's 8-frame sketch (64 rows of a batched S2V: 23 GB), so
+        # the encoder runs a few rows at a time; its outputs are the same row by row.
+        chunks = [
+            self._run(graph, {graph.input_names[0]: x[i : i + ENCODER_ROWS_PER_RUN]})
+            for i in range(0, x.shape[0], ENCODER_ROWS_PER_RUN)
+        ]
+        merged = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+        outs = dict(zip(graph.output_names, merged, strict=True))
         pairs = [
             (outs[k], outs[v])
             for k, v in zip(self.cross_names[0::2], self.cross_names[1::2], strict=True)

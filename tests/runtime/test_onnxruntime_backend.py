@@ -175,3 +175,30 @@ def test_nuwa_generate_runs_where_torch_is_missing(tiny_export_dir, tmp_path: Pa
     lines = proc.stderr.strip().splitlines()
     assert lines[-2].startswith("nuwa generate: error: torch is not installed: pip install")
     assert lines[-1].startswith("nuwa train: error: nuwa train needs torch, which is not installed")
+
+
+@pytest.mark.parametrize("kind", ["text", "sketch"])
+def test_condition_encoder_runs_in_row_chunks_equal_to_torch(
+    kind, ort_backend, torch_backend, task_inputs
+) -> None:
+    """An odd batch larger than ENCODER_ROWS_PER_RUN: the chunked encoder's rows equal PyTorch's."""
+    from nuwa.runtime.backends import onnxruntime_backend
+
+    rows = 2 * onnxruntime_backend.ENCODER_ROWS_PER_RUN + 1
+    if kind == "text":
+        ids = np.random.default_rng(0).integers(0, 256, (rows, ort_backend.spec.max_text_len))
+
+        def encode(b):
+            return b.text_condition(ids)
+    else:
+        sketch = np.repeat(task_inputs["sketch_ids"][None], rows, axis=0)
+        sketch[1::2] = 0  # blank sketches between the real ones
+
+        def encode(b):
+            return b.sketch_condition(sketch)
+
+    ours, ref = encode(ort_backend), encode(torch_backend)
+    assert ours.batch == rows
+    for (k, v), (tk, tv) in zip(ours.cross, ref.cross, strict=True):
+        np.testing.assert_allclose(k, tk.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(v, tv.numpy(), atol=1e-4, rtol=0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -106,15 +107,12 @@ class TokenCache:
     def load(cls, path: Path) -> TokenCache:
         return cls(**load_file(str(path)))
 
+    # the fields with one entry per clip (the others are shared by every clip)
+    PER_CLIP: ClassVar[tuple[str, ...]] = ("video", "sketch", "caption", "still_caption")
+
     def head(self, n: int) -> TokenCache:
         """The first ``n`` clips."""
-        return dataclasses.replace(
-            self,
-            video=self.video[:n],
-            sketch=self.sketch[:n],
-            caption=self.caption[:n],
-            still_caption=self.still_caption[:n],
-        )
+        return dataclasses.replace(self, **{f: getattr(self, f)[:n] for f in self.PER_CLIP})
 
     def extended(self, more: TokenCache) -> TokenCache:
         """These clips, then ``more``'s (their blank sketch and empty prompt must agree)."""
@@ -123,13 +121,8 @@ class TokenCache:
             and torch.equal(self.empty_text, more.empty_text)
         ):
             raise ValueError("the token caches were made by different tokenizers")
-        return dataclasses.replace(
-            self,
-            video=torch.cat([self.video, more.video]),
-            sketch=torch.cat([self.sketch, more.sketch]),
-            caption=torch.cat([self.caption, more.caption]),
-            still_caption=torch.cat([self.still_caption, more.still_caption]),
-        )
+        joined = {f: torch.cat([getattr(self, f), getattr(more, f)]) for f in self.PER_CLIP}
+        return dataclasses.replace(self, **joined)
 
 
 @torch.no_grad()

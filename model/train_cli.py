@@ -54,6 +54,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(p, 2000)
     p.add_argument("--vqgan", type=Path, help="vqgan run directory (new runs)")
     p.add_argument("--vqgan-seg", type=Path, help="vqgan-seg run directory (new runs)")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="a model directory to fine-tune (config, VQ-GANs and transformer; new runs)",
+    )
     p.add_argument("--video-batch-size", type=int)
     p.add_argument("--image-batch-size", type=int)
     p.add_argument("--cond-dropout", type=float, help="chance of the empty prompt / blank sketch")
@@ -124,7 +129,13 @@ def _run_transformer(args: argparse.Namespace) -> int:
     }
     opts = TransformerTrainOptions(progress=not args.no_progress, **_overrides(args, names))
     model = train_transformer(
-        _config(args), opts, args.out, args.vqgan, args.vqgan_seg, resume=args.resume
+        _config(args),
+        opts,
+        args.out,
+        args.vqgan,
+        args.vqgan_seg,
+        resume=args.resume,
+        init_from=args.init_from,
     )
     if args.export:
         model.save_pretrained(args.export, dtype=torch.float16 if args.fp16 else None)

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checkpoint import read_config
 from .config import NuwaConfig
 from .nuwa import NuwaModel
 from .synthetic_data import SyntheticVideoDataset
@@ -260,11 +261,14 @@ def train_transformer(
     vqgan_run: str | Path | None = None,
     seg_run: str | Path | None = None,
     resume: bool = False,
+    init_from: str | Path | None = None,
 ) -> NuwaModel:
     """Train (or resume) the transformer in ``run_dir``; returns the whole model (eval mode).
 
-    A fresh run needs the two VQ-GAN run directories; a resumed run reads them from its
-    ``run.json``. After every checkpoint ``run_dir/model`` is a loadable model directory."""
+    A fresh run needs the two VQ-GAN run directories, or ``init_from``: a model directory
+    (``save_pretrained``) whose config, VQ-GANs and transformer weights the run starts from
+    (fine-tuning; a fresh optimizer and learning-rate schedule). A resumed run reads either from
+    its ``run.json``. After every checkpoint ``run_dir/model`` is a loadable model directory."""
     run_dir = Path(run_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -276,22 +280,38 @@ def train_transformer(
         saved = read_run_file(run_dir)
         config = NuwaConfig.from_dict(saved["config"])
         vqgan_run, seg_run = saved["vqgan_run"], saved["seg_run"]
+        init_from = saved.get("init_from")
     elif has_checkpoint(run_dir):
         raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True / --resume")
-    if vqgan_run is None or seg_run is None:
-        raise ValueError("a new transformer run needs the vqgan and vqgan-seg run directories")
+    if init_from is not None:
+        if vqgan_run is not None or seg_run is not None:
+            raise ValueError(
+                "a run initialised from a model directory takes its VQ-GANs from there: "
+                "give either init_from (--init-from) or the vqgan and vqgan-seg run directories"
+            )
+        config = read_config(init_from)
+    elif vqgan_run is None or seg_run is None:
+        raise ValueError(
+            "a new transformer run needs the vqgan and vqgan-seg run directories "
+            "(or a model directory to start from, --init-from)"
+        )
     write_run_file(
         run_dir,
         {
             "trainer": "transformer",
             "config": config.to_dict(),
             "options": dataclasses.asdict(options),
-            "vqgan_run": str(vqgan_run),
-            "seg_run": str(seg_run),
+            "vqgan_run": None if vqgan_run is None else str(vqgan_run),
+            "seg_run": None if seg_run is None else str(seg_run),
+            "init_from": None if init_from is None else str(init_from),
         },
     )
     torch.manual_seed(options.seed)
-    model = assemble_model(config, vqgan_run, seg_run, options.attn_impl).to(device)
+    if init_from is not None:
+        model = NuwaModel.from_pretrained(init_from, attn_impl=options.attn_impl)
+    else:
+        model = assemble_model(config, vqgan_run, seg_run, options.attn_impl)
+    model = model.to(device)
     model.vqgan.eval()
     model.vqgan_seg.eval()
     cache = load_token_cache(model, run_dir / TOKEN_CACHE, options)

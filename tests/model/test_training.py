@@ -117,6 +117,29 @@ def test_transformer_resume_equals_uninterrupted_run(vq_runs, tmp_path: Path) ->
     assert state.step == 6
 
 
+def test_transformer_fine_tunes_from_a_model_directory(vq_runs, tmp_path: Path) -> None:
+    vq, seg = vq_runs
+    source = train_transformer(tiny_config(), tr_options(3), tmp_path / "source", vq, seg)
+    model_dir = tmp_path / "source" / "model"
+    # learning rate 0 (and so no weight decay): the run starts from the source's weights
+    same = train_transformer(
+        tiny_config(), tr_options(1, lr=0.0), tmp_path / "lr0", init_from=model_dir
+    )
+    assert_same_state(source, same)
+    # a fine-tuning run resumes like any other (run.json remembers where it started)
+    full = train_transformer(tiny_config(), tr_options(4), tmp_path / "full", init_from=model_dir)
+    train_transformer(tiny_config(), tr_options(2), tmp_path / "split", init_from=model_dir)
+    resumed = train_transformer(tiny_config(), tr_options(4), tmp_path / "split", resume=True)
+    assert_same_state(full, resumed)
+    assert_same_state(source.vqgan, resumed.vqgan)
+    with pytest.raises(ValueError, match="either init_from"):
+        train_transformer(
+            tiny_config(), tr_options(1), tmp_path / "both", vq, seg, init_from=model_dir
+        )
+    with pytest.raises(ValueError, match="--init-from"):
+        train_transformer(tiny_config(), tr_options(1), tmp_path / "neither")
+
+
 def test_transformer_loss_decreases_on_a_tiny_overfit(vq_runs, tmp_path: Path) -> None:
     vq, seg = vq_runs
     opts = tr_options(60, num_clips=2, lr=3e-3, cond_dropout=0.0)
@@ -213,3 +236,7 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "tr" / "checkpoint" / "state.json").read_text())["step"] == 3
     model = NuwaModel.from_pretrained(export)
     assert model.transformer.head.weight.dtype == torch.float32
+    tune = ["transformer", "--out", str(tmp_path / "tune"), "--init-from", str(export)]
+    assert train_main([*tune, "--num-clips", "2", "--steps", "1", *common]) == 0
+    run = json.loads((tmp_path / "tune" / "run.json").read_text())
+    assert run["init_from"] == str(export)

@@ -50,7 +50,8 @@ FORMAT_VERSION = 1
 # Revision of the graphs the exporter writes for a given checkpoint (not of this schema). Export
 # caches (nuwa.runtime.export_cache) are keyed by it, so a changed exporter re-exports.
 # 2: decode-step graphs without shape arithmetic, scatter ring writes, position-table 3DNA bodies.
-GRAPH_REVISION = 2
+# 3: grid-table 3DNA bodies for whole-grid calls (encoders, prefill).
+GRAPH_REVISION = 3
 TARGETS = ("portable", "tensorrt")
 
 

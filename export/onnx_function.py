@@ -28,7 +28,14 @@ Two bodies compute the same function (tests compare both with the dense oracle):
   additive mask table (:class:`PositionBiasTable`): about ten nodes. A decode step makes one
   3DNA call per layer with one query against a 256-slot ring (demo), where this costs less than
   gathering the ~200 candidates;
-- everything else: the gather body below.
+- whole-grid calls (no ``q_positions``: encoders, prefill; the grid's ``Nq x Nk`` mask small
+  enough): dense attention plus the leading ``Nq`` rows (and, causal, ``Nk`` columns: a prefill
+  of the first frames) of the constant mask of the whole grids (:func:`grid_bias_table`). The
+  gather body materialises every query's candidate keys and values, ``B*nh*Nq*M*hd`` each
+  (~360 MB per batch row for the demo's 8-frame sketch encoder, ``M = 7*7*7``); the dense
+  scores are ``B*nh*Nq*Nk`` (8 MB per row there);
+- everything else (the paper preset's 16x32x32 grids, whose masks would not fit): the gather
+  body below.
 
 The gather body computes the neighbour table in-graph from the query positions (``Range`` for
 whole-grid calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates
@@ -111,15 +118,20 @@ class Attention3DAttrs:
 
 
 def overload_name(
-    attrs: Attention3DAttrs, with_positions: bool, key_count: int | None = None
+    attrs: Attention3DAttrs,
+    with_positions: bool,
+    key_count: int | None = None,
+    grid_table: bool = False,
 ) -> str:
     """A readable, unique overload tag per (attribute set, q_positions given, position-table
-    body for ``key_count`` keys)."""
+    body for ``key_count`` keys, grid-table body)."""
     g = "x".join
     digest = hashlib.sha256(
-        json.dumps([attrs.as_dict(), with_positions, key_count], sort_keys=True).encode()
+        json.dumps(
+            [attrs.as_dict(), with_positions, key_count, grid_table], sort_keys=True
+        ).encode()
     ).hexdigest()[:8]
-    table = f"_n{key_count}" if key_count is not None else ""
+    table = f"_n{key_count}" if key_count is not None else ("_g" if grid_table else "")
     return (
         f"q{g(map(str, attrs.q_grid))}_k{g(map(str, attrs.k_grid))}"
         f"_e{g(str(e).replace('-', 'm') for e in attrs.extents)}"
@@ -166,11 +178,16 @@ def _axis_offsets(
 
 
 def build_function(
-    attrs: Attention3DAttrs, with_positions: bool, opset: int, key_count: int | None = None
+    attrs: Attention3DAttrs,
+    with_positions: bool,
+    opset: int,
+    key_count: int | None = None,
+    table_bodies: bool = True,
 ) -> FunctionProto:
     """The ``nuwa::NearbyAttention3D`` overload for one attribute set (see module docstring).
     ``key_count``: ``k``'s static key/slot count where the graph knows it (enables the
-    position-table body of decode-type calls)."""
+    position-table body of decode-type calls). ``table_bodies=False``: the gather body even
+    where a mask table would fit (tests compare the bodies)."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
     et, eh, ew = attrs.extents
@@ -182,9 +199,12 @@ def build_function(
     if _is_full_attention(attrs):
         _full_attention_body(b, attrs.scale)
         return _make_function(b, attrs, with_positions, inputs, opset)
-    if _uses_table(attrs, with_positions, key_count):
+    if table_bodies and _uses_table(attrs, with_positions, key_count):
         _table_body(b, attrs.scale, position_bias_table(attrs, key_count))  # type: ignore[arg-type]
         return _make_function(b, attrs, with_positions, inputs, opset, key_count)
+    if table_bodies and _uses_grid_table(attrs, with_positions):
+        _grid_table_body(b, attrs, grid_bias_table(attrs))  # type: ignore[arg-type]
+        return _make_function(b, attrs, with_positions, inputs, opset, grid_table=True)
 
     # ---- query positions (B|1, Nq) int64 ---------------------------------------------------
     if with_positions:
@@ -392,11 +412,66 @@ def _table_body(b: _Body, scale: float, table: PositionBiasTable) -> None:
     )
     bias = b.op("Gather", [b.op("CastLike", [b.const(table.bias), "q"]), row], axis=0)
     bias = b.op("Unsqueeze", [bias, b.const([1])])  # (B, 1, Nq, Nk)
+    _dense_masked_attention(b, scale, bias, table.has_empty_row)
+
+
+@dataclass(frozen=True)
+class GridBiasTable:
+    """Additive mask of a whole-grid 3DNA call: ``bias[i, j]`` is ``0`` where query ``i`` of
+    ``q_grid`` attends key ``j`` of ``k_grid`` and ``-inf`` elsewhere."""
+
+    bias: np.ndarray  # (Nq, Nk) float32
+    has_empty_row: bool  # a query with no key: the body must turn NaN into 0
+
+
+@functools.lru_cache(maxsize=64)
+def grid_bias_table(attrs: Attention3DAttrs) -> GridBiasTable | None:
+    """The mask of a whole-grid call (no ``q_positions``), or ``None`` where the gather body is
+    used instead: full attention (no mask), a ring cache (decode only), or more than
+    :data:`MAX_TABLE_ENTRIES` entries. Cached (read-only result), like
+    :func:`position_bias_table`."""
+    if attrs.ring_cache or _is_full_attention(attrs):
+        return None
+    nq, nk = int(np.prod(attrs.q_grid)), int(np.prod(attrs.k_grid))
+    if nq * nk > MAX_TABLE_ENTRIES:
+        return None
+    k_pos = np.broadcast_to(np.arange(nk), (nq, nk))
+    mask = nearby_mask_np(attrs, np.arange(nq), k_pos)
+    bias = np.where(mask, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
+    bias.setflags(write=False)
+    return GridBiasTable(bias, bool((~mask.any(axis=1)).any()))
+
+
+def _uses_grid_table(attrs: Attention3DAttrs, with_positions: bool) -> bool:
+    return not with_positions and grid_bias_table(attrs) is not None
+
+
+def _grid_table_body(b: _Body, attrs: Attention3DAttrs, table: GridBiasTable) -> None:
+    """Whole-grid body: dense attention plus the grid mask's leading ``Nq`` rows — the queries
+    are the grid's first ``Nq`` positions, as in the gather body's ``Range`` — and, for a causal
+    call (a prefill of the first frames), its leading ``Nk`` columns. A non-causal call keeps
+    every column, so a ``k`` that is not the whole key grid fails on the shapes instead of
+    being silently masked."""
+    bias = b.op("CastLike", [b.const(table.bias), "q"])  # (Nq_grid, Nk_grid)
+    nq = b.op("Shape", ["q"], start=2, end=3)
+    if attrs.causal:
+        ends = b.op("Concat", [nq, b.op("Shape", ["k"], start=2, end=3)], axis=0)
+        bias = b.op("Slice", [bias, b.const([0, 0]), ends, b.const([0, 1])])
+    else:
+        bias = b.op("Slice", [bias, b.const([0]), nq, b.const([0])])
+    _dense_masked_attention(b, attrs.scale, bias, table.has_empty_row)
+
+
+def _dense_masked_attention(b: _Body, scale: float, bias: str | None, has_empty_row: bool) -> None:
+    """``softmax(q kᵀ · scale + bias) v`` (no bias: full attention); a row that is all
+    ``-inf`` (no key) gives 0."""
     kt = b.op("Transpose", ["k"], perm=[0, 1, 3, 2])
     scores = b.op("MatMul", ["q", kt])
     scores = b.op("Mul", [scores, b.op("CastLike", [b.const(np.float32(scale)), "q"])])
-    probs = b.op("Softmax", [b.op("Add", [scores, bias])], axis=-1)
-    if table.has_empty_row:
+    if bias is not None:
+        scores = b.op("Add", [scores, bias])
+    probs = b.op("Softmax", [scores], axis=-1)
+    if has_empty_row:
         fzero = b.op("CastLike", [b.const(np.float32(0.0)), "q"])
         probs = b.op("Where", [b.op("IsNaN", [probs]), fzero, probs])
     out = b.op("MatMul", [probs, "v"])
@@ -419,12 +494,7 @@ def _is_full_attention(attrs: Attention3DAttrs) -> bool:
 
 def _full_attention_body(b: _Body, scale: float) -> None:
     """``softmax(q kᵀ · scale) v`` with two MatMuls (q_positions, if given, are not needed)."""
-    kt = b.op("Transpose", ["k"], perm=[0, 1, 3, 2])
-    scores = b.op("MatMul", ["q", kt])
-    scores = b.op("Mul", [scores, b.op("CastLike", [b.const(np.float32(scale)), "q"])])
-    probs = b.op("Softmax", [scores], axis=-1)
-    out = b.op("MatMul", [probs, "v"])
-    b.nodes.append(helper.make_node("Identity", [out], ["out"]))
+    _dense_masked_attention(b, scale, None, False)
 
 
 def _make_function(
@@ -434,6 +504,7 @@ def _make_function(
     inputs: list[str],
     opset: int,
     key_count: int | None = None,
+    grid_table: bool = False,
 ) -> FunctionProto:
     return helper.make_function(
         DOMAIN,
@@ -444,7 +515,7 @@ def _make_function(
         [helper.make_opsetid("", opset)],
         attributes=list(ATTRIBUTE_NAMES),
         doc_string=f"3DNA body for {json.dumps(attrs.as_dict())}",
-        overload=overload_name(attrs, with_positions, key_count),
+        overload=overload_name(attrs, with_positions, key_count, grid_table),
     )
 
 
@@ -452,9 +523,10 @@ def is_attention_node(node: NodeProto) -> bool:
     return node.domain == DOMAIN and node.op_type == OP_TYPE
 
 
-def attach_functions(model: onnx.ModelProto, opset: int) -> int:
+def attach_functions(model: onnx.ModelProto, opset: int, table_bodies: bool = True) -> int:
     """Give every ``NearbyAttention3D`` node of ``model`` its overload and add one function per
-    distinct overload. Returns the number of functions added."""
+    distinct overload. Returns the number of functions added. ``table_bodies=False``: the
+    gather body wherever a call is not full attention (tests compare the bodies)."""
     functions: dict[str, FunctionProto] = {}
     key_counts = _static_key_counts(model)
     for node in model.graph.node:
@@ -463,12 +535,13 @@ def attach_functions(model: onnx.ModelProto, opset: int) -> int:
         attrs = Attention3DAttrs.from_node(node)
         with_positions = len(node.input) > 3 and bool(node.input[3])
         key_count = key_counts.get(node.input[1])
-        if not _uses_table(attrs, with_positions, key_count):
-            key_count = None  # the gather (or full-attention) body
-        name = overload_name(attrs, with_positions, key_count)
+        if not (table_bodies and _uses_table(attrs, with_positions, key_count)):
+            key_count = None  # the grid-table, gather or full-attention body
+        grid_table = table_bodies and _uses_grid_table(attrs, with_positions)
+        name = overload_name(attrs, with_positions, key_count, grid_table)
         node.overload = name
         if name not in functions:
-            functions[name] = build_function(attrs, with_positions, opset, key_count)
+            functions[name] = build_function(attrs, with_positions, opset, key_count, table_bodies)
     del model.functions[:]
     model.functions.extend(functions.values())
     if model.ir_version < 10:

@@ -281,9 +281,11 @@ class OnnxRuntimeBackend(Backend):
             )
         graph = self.manifest.graph(info.encoder)
         x = inputs.astype(self._input_dtype(graph, graph.input_names[0]))
-        # The whole-grid 3DNA body gathers every query's neighbourhood keys and values, about
-        # 360 MB per row for the demo's 8-frame sketch (64 rows of a batched S2V: 23 GB), so
-        # the encoder runs a few rows at a time; its outputs are the same row by row.
+        # A few rows at a time bounds the encoder's peak memory; its outputs are the same row
+        # by row. The demo's whole-grid 3DNA calls take the grid-table body (~8 MB of scores
+        # per row and layer for an 8-frame sketch); grids whose mask is too large for a table
+        # take the gather body, which materialises every query's neighbourhood keys and values
+        # (it would need ~360 MB per row for that sketch).
         chunks = [
             self._run(graph, {graph.input_names[0]: x[i : i + ENCODER_ROWS_PER_RUN]})
             for i in range(0, x.shape[0], ENCODER_ROWS_PER_RUN)

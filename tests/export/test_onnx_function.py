@@ -1,8 +1,9 @@
 """The ``nuwa::NearbyAttention3D`` local function alone against the dense-mask 3DNA oracle of
 ``model/attention3d.py`` (DESIGN §4): unequal grids, extents 0 and -1, causal, per-row query
 positions, and the ring-cache decode variant with positions past the ring's capacity — through
-both bodies: the gather body (key count unknown to the graph) and the position-table body of
-decode-type calls (key count static)."""
+every body: the gather body (key count unknown to the graph, or table bodies turned off), the
+position-table body of decode-type calls (key count static) and the grid-table body of whole-grid
+calls."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from nuwa.export.onnx_function import (
     OP_TYPE,
     Attention3DAttrs,
     attach_functions,
+    grid_bias_table,
     position_bias_table,
 )
 from nuwa.export.verify import session
@@ -45,9 +47,15 @@ SPECS = [  # (q_grid, k_grid, extents, causal)
 
 
 def single_node_model(
-    attrs: Attention3DAttrs, nq: int, nk: int, with_positions: bool, static_keys: bool = True
+    attrs: Attention3DAttrs,
+    nq: int,
+    nk: int,
+    with_positions: bool,
+    static_keys: bool = True,
+    table_bodies: bool = True,
 ):
-    """One 3DNA node; ``static_keys=False`` leaves the key axis symbolic (the gather body)."""
+    """One 3DNA node; ``static_keys=False`` leaves the key axis symbolic (a positioned call then
+    takes the gather body), ``table_bodies=False`` asks for the gather body everywhere."""
     keys: int | str = nk if static_keys else "nk"
     q = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["b", HEADS, nq, HEAD_DIM])
     k = helper.make_tensor_value_info("k", TensorProto.FLOAT, ["b", HEADS, keys, HEAD_DIM])
@@ -67,7 +75,7 @@ def single_node_model(
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)]
     )
-    attach_functions(model, OPSET)
+    attach_functions(model, OPSET, table_bodies=table_bodies)
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -76,21 +84,87 @@ def attrs_of(spec: NearbyAttentionSpec) -> Attention3DAttrs:
     return Attention3DAttrs.from_dict(spec.onnx_attributes(HEAD_DIM, HEADS))
 
 
+@pytest.mark.parametrize("table_bodies", [True, False], ids=["grid-table-body", "gather-body"])
 @pytest.mark.parametrize(("q_grid", "k_grid", "extents", "causal"), SPECS)
-def test_whole_grid_function_matches_dense_oracle(q_grid, k_grid, extents, causal):
+def test_whole_grid_function_matches_dense_oracle(q_grid, k_grid, extents, causal, table_bodies):
     spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal)
     nq, nk = grid_size(q_grid), grid_size(k_grid)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, HEADS, n, HEAD_DIM, generator=g) for n in (nq, nk, nk))
     expected = nearby_attention_dense(q, k, v, spec).numpy()
-    sess = session(single_node_model(attrs_of(spec), nq, nk, False))
-    out = sess.run(None, {"q": q.numpy(), "k": k.numpy(), "v": v.numpy()})[0]
+    model = single_node_model(attrs_of(spec), nq, nk, False, table_bodies=table_bodies)
+    full = all(e < 0 for e in extents) and not causal
+    assert body_kind(model) == ("full" if full else "grid" if table_bodies else "gather")
+    out = session(model).run(None, {"q": q.numpy(), "k": k.numpy(), "v": v.numpy()})[0]
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
 
 
 def body_kind(model: onnx.ModelProto) -> str:
     (function,) = model.functions
-    return "table" if "_n" in function.overload.split("_p")[-1] else "gather"
+    tag = function.overload.split("_p")[-1]
+    if "_n" in tag:
+        return "table"
+    if "_g" in tag:
+        return "grid"
+    return "gather" if any(n.op_type.startswith("Gather") for n in function.node) else "full"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    q_grid=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
+    k_grid=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
+    extents=st.tuples(st.integers(-1, 2), st.integers(-1, 2), st.integers(-1, 2)),
+    causal=st.booleans(),
+    prefix=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_grid_table_and_gather_bodies_agree_with_the_oracle(
+    q_grid, k_grid, extents, causal, prefix, seed
+):
+    """Whole-grid calls on random grids and extents; a causal (self-attention) call also with
+    only the first frames of its grid, as a prefill of the known leading frames runs it."""
+    if causal:
+        k_grid = q_grid
+    spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal)
+    nq = grid_size(q_grid)
+    if causal:
+        nq = min(prefix, q_grid[0]) * q_grid[1] * q_grid[2]
+    nk = nq if causal else grid_size(k_grid)
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, HEADS, n, HEAD_DIM, generator=g) for n in (nq, nk, nk))
+    if causal:  # the oracle on the whole grid, of which a prefill's q/k/v are the leading part
+        full = [torch.randn(2, HEADS, grid_size(q_grid), HEAD_DIM, generator=g) for _ in range(3)]
+        for x, part in zip(full, (q, k, v), strict=True):
+            x[:, :, :nq] = part
+        expected = nearby_attention_dense(*full, spec)[:, :, :nq].numpy()
+    else:
+        expected = nearby_attention_dense(q, k, v, spec).numpy()
+    feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy()}
+    for table_bodies in (True, False):
+        model = single_node_model(attrs_of(spec), nq, nk, False, table_bodies=table_bodies)
+        out = session(model).run(None, feeds)[0]
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+
+
+def test_grid_table_falls_back_to_gather_when_too_large():
+    video = attrs_of(NearbyAttentionSpec((16, 32, 32), (16, 32, 32), (3, 3, 3), True))
+    assert grid_bias_table(video) is None  # the paper preset's 16k-token grid: gather
+    demo = attrs_of(NearbyAttentionSpec((8, 8, 8), (8, 8, 8), (3, 3, 3)))
+    table = grid_bias_table(demo)
+    assert table is not None and table.bias.shape == (512, 512) and not table.has_empty_row
+    text = attrs_of(NearbyAttentionSpec((1, 1, 7), (1, 1, 7), (-1, -1, -1)))
+    assert grid_bias_table(text) is None  # full attention needs no mask
+
+
+def test_grid_table_rejects_keys_that_are_not_the_whole_key_grid():
+    """A non-causal whole-grid call keeps every column of its mask: fewer keys fail loudly."""
+    spec = NearbyAttentionSpec((2, 3, 3), (2, 3, 3), (1, 1, 1))
+    model = single_node_model(attrs_of(spec), 18, 9, False, static_keys=False)
+    assert body_kind(model) == "grid"
+    q = np.zeros((1, HEADS, 18, HEAD_DIM), np.float32)
+    k = np.zeros((1, HEADS, 9, HEAD_DIM), np.float32)
+    with pytest.raises(Exception, match="(?i)broadcast|shape|dimension"):
+        session(model).run(None, {"q": q, "k": k, "v": k})
 
 
 @pytest.mark.parametrize("static_keys", [True, False], ids=["table-body", "gather-body"])
@@ -109,7 +183,8 @@ def test_function_with_query_positions_matches_dense_oracle(
     model = single_node_model(attrs_of(spec), 3, nk, True, static_keys)
     # a causal call without a ring cache takes the gather body, full attention its own
     full = all(e < 0 for e in extents)
-    assert body_kind(model) == ("table" if static_keys and not causal and not full else "gather")
+    kind = "full" if full else "table" if static_keys and not causal else "gather"
+    assert body_kind(model) == kind
     feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": pos.int().numpy()}
     np.testing.assert_allclose(session(model).run(None, feeds)[0], expected, rtol=0, atol=1e-5)
 

@@ -199,9 +199,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
     gates = {}
-    for name in ("int8", "fp16"):
-        raw = json.loads((dirs[name] / "manifest.json").read_text())
+    raws = {
+        name: json.loads((dirs[name] / "manifest.json").read_text()) for name in ("int8", "fp16")
+    }
+    for name, raw in raws.items():
         gates[name] = raw.get("quality_gates")
+    int8 = raws["int8"]
     return {
         "graph": graph,
         "position": position,
@@ -213,7 +216,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "onnxruntime": ort.__version__,
         "dirs": {k: str(v) for k, v in dirs.items()},
-        "calib_count": args.calib_count,
+        # what the INT8 export was made with (it may be a reused --int8-dir)
+        "calib_count": int8["calibration"]["count"],
+        "calib_method": int8["calibration"].get("method", "max"),
+        "weight_max": int(int8["quantization"]["weight_range"][1]),
     }
 
 
@@ -229,6 +235,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
+def weight_bits(weight_max: int) -> str:
+    """How the INT8 weights' range reads: [-63, 63] is 7-bit, [-127, 127] 8-bit."""
+    return {63: "7-bit ([-63, 63])", 127: "8-bit ([-127, 127])"}.get(
+        weight_max, f"[-{weight_max}, {weight_max}]"
+    )
+
+
 def section(result: dict[str, Any]) -> str:
     lines = [
         "## Precision: decoder-step latency FP32 vs INT8 vs FP16 (ONNX Runtime CPU)",
@@ -237,9 +250,9 @@ def section(result: dict[str, Any]) -> str:
         f"{result['onnxruntime']}, {result['threads']} intra-op thread; graph "
         f"`{result['graph']}` (demo-video: 8x8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA "
         f"(3,3,3)) at position {result['position']}; {result['weights']}; median of "
-        f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, 7-bit per-channel "
-        "weights (portable target), calibrated on "
-        f"{result['calib_count']} samples per task.",
+        f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, "
+        f"{weight_bits(result.get('weight_max', 63))} per-channel weights, calibrated "
+        f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task.",
         "",
         "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
         "| speedup vs FP32 (wall / CPU) | weight layers ms "

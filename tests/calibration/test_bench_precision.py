@@ -58,6 +58,8 @@ def test_section_and_marked_replacement() -> None:
         "machine": "test cpu",
         "onnxruntime": "1.x",
         "calib_count": 2,
+        "calib_method": "percentile",
+        "weight_max": 127,
         "rows": [_row("fp32", 8.0, 1.6), _row("int8", 7.0, 0.6), _row("fp16", 9.0, 2.0)],
         "gates": {
             "int8": {
@@ -71,6 +73,7 @@ def test_section_and_marked_replacement() -> None:
     }
     text = bench.section(result)
     assert "**NOT met** (1.14x)" in text
+    assert "8-bit ([-127, 127]) per-channel weights, calibrated (percentile) on 2 samples" in text
     assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 0.60 | 6.40 |" in text
     row = "| T2V | 0.970 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
     row += "**colour 0.900 -> 0.850 (+-0.020)** | no |"

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from nuwa.export.manifest import GraphInfo, load_manifest
 from nuwa.export.onnx_function import attach_functions, is_attention_node
-from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, uses_memory_arena
 
 from .ranges import with_extra_outputs
 
@@ -87,10 +87,10 @@ class ExportRunner(OnnxRuntimeBackend):
         extra = self.observe.get(graph, [])
         if extra:
             model = with_extra_outputs(model, extra)
+        options = session_options(self.threads or 1, self.simulate_qdq)
+        options.enable_cpu_mem_arena = uses_memory_arena(self.manifest.graph(graph))
         return ort.InferenceSession(
-            model.SerializeToString(),
-            session_options(self.threads or 1, self.simulate_qdq),
-            providers=["CPUExecutionProvider"],
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
 
     def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -57,6 +57,15 @@ GPU_HINT = 'pip install "nuwa-edge[gpu]" (onnxruntime-gpu) on a machine with an 
 
 
 ENCODER_ROWS_PER_RUN = 2  # condition-encoder batch rows per run (bounds its peak memory)
+# Graph kinds whose sessions use ONNX Runtime's CPU memory arena. An arena keeps its peak for the
+# session's life, one arena per graph: the graphs run once per request on a whole batch
+# (encoders, prefill, VQ-GAN) would each hold their largest batch's activations (a 32-sample
+# quality gate process held ~10 GB). The decode step, run per token on small tensors, keeps it.
+ARENA_GRAPH_KINDS = frozenset({"decoder_step"})
+
+
+def uses_memory_arena(graph: GraphInfo) -> bool:
+    return graph.kind in ARENA_GRAPH_KINDS
 
 
 def _np_dtype(name: str) -> np.dtype:
@@ -242,6 +251,7 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # warnings of the optimizer are not the user's business
+        opts.enable_cpu_mem_arena = uses_memory_arena(self.manifest.graph(graph))
         # idle worker threads sleep instead of spinning: a decode step is many tiny ops, and
         # spinning threads fight whatever else runs on a small CPU (3x slower when shared)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

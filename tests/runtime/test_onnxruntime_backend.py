@@ -202,3 +202,20 @@ def test_condition_encoder_runs_in_row_chunks_equal_to_torch(
     for (k, v), (tk, tv) in zip(ours.cross, ref.cross, strict=True):
         np.testing.assert_allclose(k, tk.numpy(), atol=1e-4, rtol=0)
         np.testing.assert_allclose(v, tv.numpy(), atol=1e-4, rtol=0)
+
+
+def test_only_decode_step_sessions_keep_a_memory_arena(tiny_export_dir) -> None:
+    """Graphs run once per request on a whole batch release their activations after each run
+    (an arena per session would keep every graph's peak); the per-token decode step keeps
+    ONNX Runtime's arena. The calibration runner follows the same rule."""
+    from nuwa.calibration.onnx_runner import ExportRunner
+
+    for backend in (
+        OnnxRuntimeBackend.from_model_dir(tiny_export_dir, threads=1, io_binding=False),
+        ExportRunner(tiny_export_dir),
+    ):
+        kinds = {name: g.kind for name, g in backend.manifest.graphs.items()}
+        assert {"decoder_step", "vq_decoder", "condition_encoder"} <= set(kinds.values())
+        for name, kind in kinds.items():
+            options = backend.session(name).get_session_options()
+            assert options.enable_cpu_mem_arena == (kind == "decoder_step"), name

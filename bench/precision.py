@@ -294,13 +294,17 @@ def section(result: dict[str, Any]) -> str:
         )
         lines.append("")
         lines.append(
-            "  | task | token agreement (teacher-forced) | sequence agreement | "
-            f"checker scores: FP32 -> {name} (+- s.e. of the paired difference) | ok |"
+            "  | task | token agreement (teacher-forced) | sampling divergence (teacher-forced) "
+            f"| sequence agreement | checker scores: FP32 -> {name} (+- s.e. of the paired "
+            "difference) | ok |"
         )
-        lines.append("  |---|---|---|---|---|")
+        lines.append("  |---|---|---|---|---|---|")
         for task, row in gates["tasks"].items():
+            divergence = row.get("sampling_divergence")  # rows written before it existed
             lines.append(
-                f"  | {task} | {row['token_agreement']:.3f} | {row['sequence_agreement']:.3f} | "
+                f"  | {task} | {row['token_agreement']:.3f} | "
+                f"{'—' if divergence is None else f'{divergence:.4f}'} | "
+                f"{row['sequence_agreement']:.3f} | "
                 f"{gate_scores_cell(row)} | {'yes' if row['passed'] else 'no'} |"
             )
         lines.append("")

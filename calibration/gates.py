@@ -7,6 +7,11 @@ Per task (T2I, T2V, S2I, S2V, V2V; ``count`` held-out samples each):
   guidance); the candidate is fed the same tokens step by step and we count how often its argmax
   is the FP32 token. Teacher forcing measures the graphs, not the butterfly effect of one early
   flip on everything after it;
+- **sampling divergence** (teacher-forced, reported, not gated): FP32 and the candidate are fed
+  the same tokens and, per position, the total-variation distance between their sampling
+  distributions (the evaluation's temperature / top-k after guidance) is averaged: the chance
+  that one sampled token differs under the best coupling. Deterministic, and blind to near-ties
+  of the top logits that argmax agreement counts;
 - **sequence agreement**: share of equal tokens when both generate freely with the same sampling
   seed (reported, not gated: one flip changes the rest of a sampled sequence);
 - **quality checker**: every score the checker reports for the task (``GATED_SCORES``: T2I/T2V
@@ -43,8 +48,11 @@ from .task_samples import (
     generate,
     generation_options,
     make_batch,
+    sampled_reference,
+    sampling_divergence,
     score,
     teacher_forced_agreement,
+    teacher_forced_logits,
 )
 
 EVAL_SEED = 1234  # the held-out stream nuwa evaluate uses
@@ -59,7 +67,7 @@ GATED_SCORES: dict[str, tuple[str, ...]] = {
 Scores = list[dict[str, Any]]
 # FP32 reference runs per (export dir, its manifest's hash, task, count, seed): gating INT8 and
 # FP16 of one export in one process decodes the reference once
-_REFERENCE_RUNS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, Scores]] = {}
+_REFERENCE_RUNS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray, Scores]] = {}
 
 
 @dataclass(frozen=True)
@@ -139,13 +147,19 @@ def task_gate(
         cfg.count,
         cfg.seed,
     )
+    guidance = options.guidance_scale
     if key not in _REFERENCE_RUNS:  # FP32's side is the same for every candidate
         ref_greedy = generate(reference, batch, greedy)
+        ref_logits = teacher_forced_logits(reference, batch, ref_greedy, guidance)
         ref_tokens = generate(reference, batch, options)
         ref_scores = score(batch, reference.codes_to_frames(ref_tokens))
-        _REFERENCE_RUNS[key] = (ref_greedy, ref_tokens, ref_scores)
-    ref_greedy, ref_tokens, ref_scores = _REFERENCE_RUNS[key]
-    agreement = teacher_forced_agreement(candidate, batch, ref_greedy, options.guidance_scale)
+        _REFERENCE_RUNS[key] = (ref_greedy, ref_logits, ref_tokens, ref_scores)
+    ref_greedy, ref_logits, ref_tokens, ref_scores = _REFERENCE_RUNS[key]
+    cand_logits = teacher_forced_logits(candidate, batch, ref_greedy, guidance)
+    agreement = teacher_forced_agreement(
+        cand_logits, sampled_reference(batch, ref_greedy, reference)
+    )
+    divergence = sampling_divergence(ref_logits, cand_logits, options)
     cand_tokens = generate(candidate, batch, options)
     start = batch.given * reference.spec.tokens_per_frame
     seq = (
@@ -159,6 +173,7 @@ def task_gate(
     return {
         "n": batch.size,
         "token_agreement": round(agreement, 4),
+        "sampling_divergence": round(divergence, 5),
         "sequence_agreement": round(float(np.mean(seq)), 4),
         "metric": metric,  # the headline score, repeated from "scores" for one-line reports
         "fp32": scores[metric]["fp32"],
@@ -191,7 +206,10 @@ def run_gates(
         rows[task] = task_gate(reference, candidate, task, ds, cfg)
         if log:
             r = rows[task]
-            log(f"  {task}: token agreement {r['token_agreement']:.3f}, {format_scores(r)}")
+            log(
+                f"  {task}: token agreement {r['token_agreement']:.3f}, sampling divergence "
+                f"{r['sampling_divergence']:.4f}, {format_scores(r)}"
+            )
     return {
         "passed": all(r["passed"] for r in rows.values()),
         "tasks": rows,

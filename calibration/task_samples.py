@@ -27,7 +27,7 @@ from nuwa.model.synthetic_data import (
 from nuwa.model.tokenizer import ByteTokenizer
 from nuwa.runtime.backends.base import Backend, Condition
 from nuwa.runtime.engine import DecodeState, generate_tokens
-from nuwa.runtime.sampler import SamplingOptions
+from nuwa.runtime.sampler import SamplingOptions, sampling_distribution
 from nuwa.runtime.spec import ModelSpec
 
 TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
@@ -136,26 +136,53 @@ def generate(backend: Backend, batch: TaskBatch, options: SamplingOptions) -> np
     )
 
 
-def teacher_forced_agreement(
+def teacher_forced_logits(
     backend: Backend, batch: TaskBatch, reference: np.ndarray, guidance_scale: float
-) -> float:
-    """Feed ``reference`` tokens ``(B, T, h, w)`` (another backend's greedy output) step by step
-    and return the share of sampled positions where this backend's argmax equals them."""
+) -> np.ndarray:
+    """Feed ``reference`` tokens ``(B, T, h, w)`` (another backend's greedy output) step by step;
+    returns this backend's guided logits ``(P, B, V)`` float32 at the ``P`` sampled positions
+    (after V2V's given frames)."""
     guided = guidance_scale != 1.0 and batch.task != "V2V"
     cond, uncond = conditions(backend, batch, guided)
     ref = reference.reshape(batch.size, -1)
     state = DecodeState(backend, cond, uncond, batch.frames)
     prev = np.full((batch.size,), backend.spec.bos_id, dtype=np.int64)
     start = batch.given * backend.spec.tokens_per_frame
-    agree = total = 0
+    out = []
     for pos in range(ref.shape[1]):
         logits = state.step(prev, pos)
         if pos >= start:
-            pred = state.guided_logits(logits, guidance_scale if guided else 1.0).argmax(-1)
-            agree += int((pred == ref[:, pos]).sum())
-            total += ref.shape[0]
+            guided_logits = state.guided_logits(logits, guidance_scale if guided else 1.0)
+            out.append(np.asarray(guided_logits, dtype=np.float32))
         prev = ref[:, pos]
-    return agree / max(total, 1)
+    return np.stack(out)
+
+
+def sampled_reference(batch: TaskBatch, reference: np.ndarray, backend: Backend) -> np.ndarray:
+    """The reference tokens ``(P, B)`` at the positions :func:`teacher_forced_logits` returns."""
+    start = batch.given * backend.spec.tokens_per_frame
+    return reference.reshape(batch.size, -1)[:, start:].T
+
+
+def teacher_forced_agreement(logits: np.ndarray, tokens: np.ndarray) -> float:
+    """Share of positions where the argmax of ``logits (P, B, V)`` is ``tokens (P, B)``."""
+    return float((logits.argmax(-1) == tokens).mean())
+
+
+def sampling_divergence(
+    reference_logits: np.ndarray, candidate_logits: np.ndarray, options: SamplingOptions
+) -> float:
+    """Mean total-variation distance between the two backends' sampling distributions
+    (``options``' temperature / top-k / top-p) over teacher-forced positions ``(P, B, V)``: the
+    chance that one sampled token differs under the best coupling of the two samplers. Unlike
+    argmax agreement it is deterministic and does not count near-ties between top logits,
+    which sampling at temperature 0.5 hardly tells apart."""
+    total = 0.0
+    for ref, cand in zip(reference_logits, candidate_logits, strict=True):
+        p = sampling_distribution(ref, options)
+        q = sampling_distribution(cand, options)
+        total += 0.5 * float(np.abs(p - q).sum(axis=-1).sum())
+    return total / (reference_logits.shape[0] * reference_logits.shape[1])
 
 
 def score(batch: TaskBatch, frames: np.ndarray) -> list[dict[str, Any]]:

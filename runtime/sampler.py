@@ -72,6 +72,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sampling_distribution(logits: np.ndarray, options: SamplingOptions) -> np.ndarray:
+    """The probabilities ``(B, V)`` float64 :class:`Sampler` draws from for ``logits (B, V)``
+    (temperature, top-k, top-p; greedy: one-hot on the argmax)."""
+    if options.greedy:
+        return np.eye(logits.shape[-1])[np.argmax(logits, axis=-1)]
+    x = filter_logits(logits.astype(np.float64) / options.temperature, options.top_k, options.top_p)
+    return softmax(x)
+
+
 class Sampler:
     """Picks one token per row; owns the request's random stream."""
 
@@ -85,8 +94,7 @@ class Sampler:
         opts = self.options
         if opts.greedy:
             return np.argmax(logits, axis=-1).astype(np.int64)
-        x = filter_logits(logits.astype(np.float64) / opts.temperature, opts.top_k, opts.top_p)
-        cdf = np.cumsum(softmax(x), axis=-1)
-        u = self.rng.random(x.shape[0]) * cdf[:, -1]
+        cdf = np.cumsum(sampling_distribution(logits, opts), axis=-1)
+        u = self.rng.random(cdf.shape[0]) * cdf[:, -1]
         tok = (cdf < u[:, None]).sum(axis=-1)  # first index with cdf >= u
-        return np.minimum(tok, x.shape[-1] - 1).astype(np.int64)
+        return np.minimum(tok, cdf.shape[-1] - 1).astype(np.int64)

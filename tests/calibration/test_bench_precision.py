@@ -38,6 +38,7 @@ def test_section_and_marked_replacement() -> None:
     bench = _bench()
     gate_row = {
         "token_agreement": 0.97,
+        "sampling_divergence": 0.0123,
         "sequence_agreement": 0.8,
         "metric": "all",
         "fp32": 0.8,
@@ -48,7 +49,8 @@ def test_section_and_marked_replacement() -> None:
         },
         "passed": False,
     }
-    old_row = {k: v for k, v in gate_row.items() if k != "scores"}  # headline only
+    # a row written before per-score gates and the divergence existed: headline only
+    old_row = {k: v for k, v in gate_row.items() if k not in ("scores", "sampling_divergence")}
     result = {
         "graph": "decoder_step.text",
         "position": 292,
@@ -75,10 +77,10 @@ def test_section_and_marked_replacement() -> None:
     assert "**NOT met** (1.14x)" in text
     assert "8-bit ([-127, 127]) per-channel weights, calibrated (percentile) on 2 samples" in text
     assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 0.60 | 6.40 |" in text
-    row = "| T2V | 0.970 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
+    row = "| T2V | 0.970 | 0.0123 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
     row += "**colour 0.900 -> 0.850 (+-0.020)** | no |"
     assert row in text
-    assert "| T2I | 0.970 | 0.800 | **all 0.800 -> 0.790** | no |" in text
+    assert "| T2I | 0.970 | — | 0.800 | **all 0.800 -> 0.790** | no |" in text
     assert "fp16: not run in this benchmark" in text
     before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"
     after = bench.replace_marked_section(before, text)

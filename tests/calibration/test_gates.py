@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from nuwa.calibration.gates import GateConfig, compare_scores, format_scores
+from nuwa.calibration.task_samples import sampling_divergence, teacher_forced_agreement
+from nuwa.runtime.sampler import SamplingOptions
 
 
 def test_compare_scores_by_hand() -> None:
@@ -42,3 +45,24 @@ def test_position_error_tolerance_is_in_pixels() -> None:
     better = [{"position_error": 1.0}, {"position_error": 4.0}]
     row = compare_scores(ref, better, ("position_error",), cfg)["position_error"]
     assert row["ok"] is True and math.isclose(row["paired_stderr"], 0.5)
+
+
+def test_sampling_divergence_is_the_total_variation_of_the_samplers() -> None:
+    options = SamplingOptions(temperature=1.0, top_k=2)
+    ref = np.log(np.array([[[0.5, 0.3, 0.2]], [[0.6, 0.4, 1e-9]]]))  # (P=2, B=1, V=3)
+    assert sampling_divergence(ref, ref, options) == 0.0
+    cand = ref.copy()
+    cand[0, 0] = np.log([0.3, 0.5, 0.2])  # top-2 renormalised: (5/8, 3/8) vs (3/8, 5/8)
+    expected = (0.5 * (2 / 8 + 2 / 8) + 0.0) / 2
+    assert abs(sampling_divergence(ref, cand, options) - expected) < 1e-12
+    disjoint = np.log(np.array([[[1e-9, 1e-9, 1.0]], [[1e-9, 1e-9, 1.0]]]))
+    greedy = SamplingOptions(temperature=0.0)
+    assert sampling_divergence(ref, disjoint, greedy) == 1.0  # argmax 0 vs 2 everywhere
+
+
+def test_teacher_forced_agreement_counts_argmax_hits() -> None:
+    logits = np.zeros((2, 3, 4))
+    logits[0, :, 1] = 1.0
+    logits[1, :, 2] = 1.0
+    tokens = np.array([[1, 1, 0], [2, 3, 2]])
+    assert teacher_forced_agreement(logits, tokens) == 4 / 6

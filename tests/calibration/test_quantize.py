@@ -97,6 +97,7 @@ def test_int8_quality_gates_pass_on_tiny_model(tiny_int8: Path) -> None:
     for task, row in gates["tasks"].items():
         assert row["n"] == GATE_COUNT
         assert row["token_agreement"] >= 0.9, (task, row)
+        assert 0.0 < row["sampling_divergence"] < 0.2, (task, row)
         assert row["quality_ok"], (task, row)
         assert set(row["scores"]) <= set(GATED_SCORES[task]) and row["metric"] in row["scores"]
 
@@ -122,6 +123,7 @@ def test_fp16_close_to_fp32(tiny_portable: Path, tiny_fp16: Path) -> None:
     assert raw["precision"] == "fp16" and raw["quality_gates"]["passed"] is True
     for row in raw["quality_gates"]["tasks"].values():
         assert row["token_agreement"] >= 0.98
+        assert row["sampling_divergence"] < 0.01, row
     for model in _models(tiny_fp16).values():
         onnx.checker.check_model(model, full_check=True)
     # one decoder step on the same random inputs

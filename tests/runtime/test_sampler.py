@@ -8,7 +8,14 @@ import torch
 
 from nuwa.model.sampling import filter_logits as torch_filter
 from nuwa.runtime.errors import NuwaInputError
-from nuwa.runtime.sampler import Sampler, SamplingOptions, apply_guidance, filter_logits, softmax
+from nuwa.runtime.sampler import (
+    Sampler,
+    SamplingOptions,
+    apply_guidance,
+    filter_logits,
+    sampling_distribution,
+    softmax,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +51,18 @@ def test_samples_follow_the_distribution_and_reproduce() -> None:
     np.testing.assert_array_equal(draws, again)
     topk = Sampler(SamplingOptions(temperature=1.0, top_k=2, seed=3))(logits)
     assert set(np.unique(topk)) == {0, 1}
+
+
+def test_sampling_distribution_is_what_the_sampler_draws_from() -> None:
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    opts = SamplingOptions(temperature=0.5, top_k=3, seed=0)
+    p = sampling_distribution(logits, opts)[0]
+    by_hand = np.array([0.5, 0.3, 0.15, 0.0]) ** 2  # temperature 0.5 squares p; top-3
+    np.testing.assert_allclose(p, by_hand / by_hand.sum(), rtol=1e-12)
+    draws = Sampler(opts)(logits.repeat(20000, axis=0))
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / draws.size, p, atol=0.015)
+    greedy = sampling_distribution(logits, SamplingOptions(temperature=0.0))
+    np.testing.assert_array_equal(greedy, [[1.0, 0.0, 0.0, 0.0]])
 
 
 @pytest.mark.parametrize(

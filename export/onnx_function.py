@@ -21,7 +21,8 @@ names the overload and still carries every attribute, which the function declare
 the values are baked into the body). ``onnx.checker`` (full check) and ONNX Runtime resolve
 ``(domain, name, overload)``; this was verified with onnx 1.23 / onnxruntime 1.32.
 
-Two bodies compute the same function (tests compare both with the dense oracle):
+Three bodies compute the same function (tests compare each with the dense oracle; full attention,
+as for text, is two MatMuls):
 
 - decode-type calls (``q_positions`` given, ``k``'s key/slot count static in the graph, the
   table small enough): dense attention over every key plus the query's row of a constant

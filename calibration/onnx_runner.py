@@ -82,6 +82,9 @@ class ExportRunner(OnnxRuntimeBackend):
         self.on_run = on_run
         super().__init__(manifest, device="cpu", threads=threads, io_binding=False)
 
+    def _uses_int8_kernels(self) -> bool:
+        return not self.simulate_qdq and super()._uses_int8_kernels()
+
     def _create_session(self, graph: str) -> ort.InferenceSession:
         model = portable_copy(onnx.load(str(self.manifest.path(graph))), self.manifest.opset)
         extra = self.observe.get(graph, [])

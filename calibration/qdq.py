@@ -40,12 +40,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from nuwa.runtime.cpu_features import SATURATION_FREE_WEIGHT_MAX
+
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
 INT8_MAX = 127  # symmetric narrow range [-127, 127]
 # x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16 (pmaddubsw): with full-range
 # weights ONNX Runtime's MatMulIntegerToFloat saturates (we measured 20% logit error on AVX2).
-# 7-bit weights ("reduce range", as onnxruntime.quantization's reduce_range) cannot saturate.
-REDUCED_WEIGHT_MAX = 63
+# 7-bit weights ("reduce range", as onnxruntime.quantization's reduce_range) cannot saturate;
+# the runtime refuses full-range exports on such CPUs (nuwa.runtime.cpu_features).
+REDUCED_WEIGHT_MAX = SATURATION_FREE_WEIGHT_MAX
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,8 @@ class Manifest:
     graphs: dict[str, GraphInfo]
     external_data: dict[str, str] = field(default_factory=dict)  # weights file -> SHA-256
     decoder_prefills: dict[str, str] = field(default_factory=dict)  # condition -> graph name
+    # `nuwa quantize`'s scheme (weight range, ...); empty for an FP32 export
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     def path(self, graph: str) -> Path:
         return self.directory / self.graph(graph).file
@@ -318,7 +320,14 @@ class Manifest:
             "decoder_prefills": self.decoder_prefills,
             "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
             "external_data": self.external_data,
+            **({"quantization": self.quantization} if self.quantization else {}),
         }
+
+    @property
+    def int8_weight_max(self) -> int | None:
+        """Largest |int8 weight| of a Q/DQ export (63: 7-bit, 127: full range), else None."""
+        bounds = self.quantization.get("weight_range")
+        return int(bounds[1]) if self.precision == "int8" and bounds else None
 
     @classmethod
     def from_dict(cls, directory: Path, d: dict[str, Any]) -> Manifest:
@@ -355,6 +364,7 @@ class Manifest:
             graphs={name: GraphInfo.from_dict(name, g) for name, g in d["graphs"].items()},
             external_data={str(k): str(v) for k, v in d.get("external_data", {}).items()},
             decoder_prefills={str(k): str(v) for k, v in d.get("decoder_prefills", {}).items()},
+            quantization=dict(d.get("quantization") or {}),
         )
 
 

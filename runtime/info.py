@@ -64,8 +64,27 @@ def probe_plugins() -> Probe:
         return Probe("plugins", False, str(exc))
 
 
+def probe_int8_cpu() -> Probe:
+    from .cpu_features import int8_products_saturate
+
+    if int8_products_saturate():
+        return Probe(
+            "int8 (CPU)",
+            True,
+            "x86 without VNNI: 7-bit weights only (`nuwa quantize` default; full-range "
+            "exports are refused here)",
+        )
+    return Probe("int8 (CPU)", True, "full-range int8 weights run exactly (VNNI or not x86)")
+
+
 def collect() -> list[Probe]:
-    return [probe_onnxruntime(), probe_torch(), probe_tensorrt(), probe_plugins()]
+    return [
+        probe_onnxruntime(),
+        probe_torch(),
+        probe_tensorrt(),
+        probe_plugins(),
+        probe_int8_cpu(),
+    ]
 
 
 def report() -> str:

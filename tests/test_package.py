@@ -21,5 +21,5 @@ def test_nuwa_info_reports_version_and_backends() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "nuwa 0.1.0" in out.stdout
-    for word in ("onnxruntime", "torch", "tensorrt", "plugins"):
+    for word in ("onnxruntime", "torch", "tensorrt", "plugins", "int8 (CPU)"):
         assert word in out.stdout

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cpu_features import SATURATION_FREE_WEIGHT_MAX, int8_products_saturate
 from ..errors import BackendUnavailableError, NuwaInputError
 from ..export_cache import cache_root, ensure_export
 from ..kv_cache import RingCache
@@ -200,6 +201,27 @@ class OnnxRuntimeBackend(Backend):
             raise ManifestError(
                 f"{manifest.directory}: manifest cache_slots {dec.cache_slots} != config's "
                 f"{self.spec.cache_slots}"
+            )
+        self._check_int8_weight_range()
+
+    def _uses_int8_kernels(self) -> bool:
+        """Whether Q/DQ graphs run on ONNX Runtime's fused CPU int8 kernels."""
+        return self.precision == "int8" and self.device_kind == "cpu"
+
+    def _check_int8_weight_range(self) -> None:
+        weight_max = self.manifest.int8_weight_max
+        if (
+            weight_max is not None
+            and weight_max > SATURATION_FREE_WEIGHT_MAX
+            and self._uses_int8_kernels()
+            and int8_products_saturate()
+        ):
+            raise BackendUnavailableError(
+                f"{self.manifest.directory}: INT8 weights in [-{weight_max}, {weight_max}] on "
+                "an x86 CPU without VNNI, where ONNX Runtime's int8 kernels saturate and would "
+                "give wrong outputs; quantize for this CPU with `nuwa quantize --weight-range "
+                "reduced` (the default for portable exports), or skip the quality gates "
+                "(--no-gates) when the export is meant for another machine"
             )
 
     @classmethod

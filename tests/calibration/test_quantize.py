@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,48 @@ def test_graphs_no_task_reaches_need_those_tasks(tmp_path: Path, tiny_portable: 
     with pytest.raises(QuantizeError, match="calib-tasks"):
         quantize_export(tiny_portable, tmp_path, "int8", CalibrationSet(count=1, tasks=("T2I",)))
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_full_range_int8_is_refused_where_the_cpu_kernels_saturate(
+    tiny_int8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full-range weights on an x86 CPU without VNNI would make ONNX Runtime's int8 kernels
+    saturate: a clear error instead of wrong outputs. 7-bit weights, CPUs with VNNI and
+    simulated Q/DQ (no int8 kernels) load."""
+    from nuwa.runtime.backends import onnxruntime_backend as ortb
+    from nuwa.runtime.errors import BackendUnavailableError
+
+    full = tmp_path / "full"
+    shutil.copytree(tiny_int8, full)
+    raw = _raw(full)
+    raw["quantization"]["weight_range"] = [-127, 127]
+    (full / "manifest.json").write_text(json.dumps(raw))
+    assert (
+        load_manifest(full).int8_weight_max == 127
+        and load_manifest(tiny_int8).int8_weight_max == 63
+    )
+
+    monkeypatch.setattr(ortb, "int8_products_saturate", lambda: True)
+    with pytest.raises(BackendUnavailableError, match=r"without VNNI.*--weight-range reduced"):
+        ortb.OnnxRuntimeBackend(load_manifest(full), device="cpu")
+    with pytest.raises(BackendUnavailableError, match="without VNNI"):
+        ExportRunner(full)
+    ExportRunner(full, simulate_qdq=True)  # Q/DQ executed as written: nothing saturates
+    ortb.OnnxRuntimeBackend(load_manifest(tiny_int8), device="cpu")  # 7-bit weights
+    monkeypatch.setattr(ortb, "int8_products_saturate", lambda: False)
+    ortb.OnnxRuntimeBackend(load_manifest(full), device="cpu")
+
+
+def test_cpu_flags_tell_whether_int8_products_saturate(tmp_path: Path, monkeypatch) -> None:
+    from nuwa.runtime import cpu_features
+
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(cpu_features.platform, "machine", lambda: "x86_64")
+    info.write_text("processor : 0\nflags : fpu sse avx2 fma\n")
+    assert cpu_features.int8_products_saturate(info) is True
+    info.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_features.int8_products_saturate(info) is False
+    assert cpu_features.int8_products_saturate(tmp_path / "missing") is False
+    monkeypatch.setattr(cpu_features.platform, "machine", lambda: "aarch64")
+    info.write_text("processor : 0\nFeatures : fp asimd\n")
+    assert cpu_features.int8_products_saturate(info) is False

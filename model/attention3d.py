@@ -343,6 +343,26 @@ def nearby_attention_decode_gather(
     )
 
 
+IMPLEMENTATIONS = ("auto", "dense", "gather")
+# "auto": whole-grid calls whose mask has at most this many (query, key) entries run dense with
+# the cached mask — the gather materialises every query's neighbourhood keys and values
+# (B*nh*Nq*M*hd each; an 8-frame 8x8 sketch: ~0.5 GB per batch row) where the dense scores are
+# B*nh*Nq*Nk — and everything else (positioned calls, decode, larger grids) gathers. The same
+# bound as the export's mask-table bodies (``nuwa.export.onnx_function.MAX_TABLE_ENTRIES``).
+AUTO_DENSE_MAX_ENTRIES = 1 << 20
+
+
+def resolve_impl(impl: str, spec: NearbyAttentionSpec, q_positions: Tensor | None) -> str:
+    """The implementation ``impl`` means for one call: "dense" or "gather"."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown 3DNA implementation {impl!r}; expected one of {IMPLEMENTATIONS}")
+    if impl != "auto":
+        return impl
+    whole_grid = q_positions is None and not spec.ring_cache
+    small = grid_size(spec.q_grid) * grid_size(spec.k_grid) <= AUTO_DENSE_MAX_ENTRIES
+    return "dense" if whole_grid and small else "gather"
+
+
 def nearby_attention(
     q: Tensor,
     k: Tensor,
@@ -351,7 +371,8 @@ def nearby_attention(
     impl: str = "gather",
     q_positions: Tensor | None = None,
 ) -> Tensor:
-    """Dispatch whole-grid 3DNA to ``impl`` in {"dense", "gather"}."""
+    """Dispatch 3DNA to ``impl`` in :data:`IMPLEMENTATIONS` (see :func:`resolve_impl`)."""
+    impl = resolve_impl(impl, spec, q_positions)
     if impl == "dense":
         return nearby_attention_dense(q, k, v, spec, q_positions)
     if impl == "gather":

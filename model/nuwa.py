@@ -27,7 +27,7 @@ from .vqgan import VQGAN
 
 
 class NuwaModel(nn.Module):
-    def __init__(self, config: NuwaConfig, attn_impl: str = "gather") -> None:
+    def __init__(self, config: NuwaConfig, attn_impl: str = "auto") -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -39,7 +39,7 @@ class NuwaModel(nn.Module):
     # ---- persistence ------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, attn_impl: str = "gather") -> NuwaModel:
+    def from_pretrained(cls, model_dir: str | Path, attn_impl: str = "auto") -> NuwaModel:
         model_dir = Path(model_dir)
         model = cls(read_config(model_dir), attn_impl=attn_impl)
         for attr, fname in WEIGHT_FILES.items():

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention3d import (
+    IMPLEMENTATIONS,
     Extents,
     Grid,
     NearbyAttentionSpec,
@@ -127,8 +128,8 @@ class NearbyAttention(nn.Module):
         past_k, past_v = past
         k_cache = past_k.scatter(2, slot_index, self._split_one(k_new))
         v_cache = past_v.scatter(2, slot_index, self._split_one(v_new))
-        attend = (
-            nearby_attention_decode_gather if impl == "gather" else nearby_attention_decode_dense
+        attend = (  # "auto" decodes by gathering (resolve_impl: a ring-cache call)
+            nearby_attention_decode_dense if impl == "dense" else nearby_attention_decode_gather
         )
         out = attend(self._split_one(q), k_cache, v_cache, spec, positions)
         return self.out_proj(self._merge_one(out)), (k_cache, v_cache)
@@ -234,12 +235,17 @@ class Condition:
 
 class NuwaTransformer(nn.Module):
     """Encoder-decoder over VQ tokens. ``attn_impl`` picks the 3DNA implementation used everywhere:
-    ``"gather"`` (fast path) or ``"dense"`` (oracle)."""
+    ``"gather"`` (fast path), ``"dense"`` (oracle) or ``"auto"`` (inference: dense for
+    whole-grid calls with small masks, gather for the rest; ``attention3d.resolve_impl``)."""
 
-    def __init__(self, cfg: TransformerConfig, attn_impl: str = "gather") -> None:
+    def __init__(self, cfg: TransformerConfig, attn_impl: str = "auto") -> None:
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        if attn_impl not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"unknown 3DNA implementation {attn_impl!r}; expected one of {IMPLEMENTATIONS}"
+            )
         self.attn_impl = attn_impl
         d = cfg.d_model
         self.text_embed = nn.Embedding(cfg.text_vocab_size, d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nuwa.model.attention3d import NearbyAttentionSpec, resolve_impl
 from nuwa.model.config import NuwaConfig
 from nuwa.model.transformer import Condition, NuwaTransformer, count_parameters
 
@@ -29,12 +30,15 @@ def _conditions(model: NuwaTransformer, kind: str, batch: int) -> Condition:
     return model.encode_sketch(sketch)
 
 
-@pytest.mark.parametrize("impl", ["gather", "dense"])
+@pytest.mark.parametrize("impl", ["gather", "dense", "auto"])
 @pytest.mark.parametrize("kind", ["text", "sketch"])
 def test_cached_decoding_equals_teacher_forcing(impl: str, kind: str) -> None:
     """Every position of a 3-frame video: decode_step with the ring cache == full forward."""
     gather, dense = _pair()
-    model = gather if impl == "gather" else dense
+    model = {"gather": gather, "dense": dense}.get(impl)
+    if model is None:
+        model = NuwaTransformer(gather.cfg, attn_impl=impl).double().eval()
+        model.load_state_dict(gather.state_dict())
     torch.manual_seed(2)
     cond = _conditions(model, kind, batch=2)
     cfg = model.cfg
@@ -111,3 +115,27 @@ def test_bad_inputs_name_the_problem() -> None:
         model.encode_sketch(torch.zeros(1, 1, 5, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown preset"):
         NuwaConfig.from_name("huge")
+
+
+def test_auto_picks_dense_for_small_whole_grids_and_gathers_the_rest() -> None:
+    small = NearbyAttentionSpec((8, 8, 8), (8, 8, 8), (3, 3, 3))
+    assert resolve_impl("auto", small, None) == "dense"  # the demo's sketch encoder
+    assert resolve_impl("auto", small, torch.zeros(1, 1, dtype=torch.long)) == "gather"
+    ring = NearbyAttentionSpec((8, 8, 8), (8, 8, 8), (3, 3, 3), True, None, True)
+    assert resolve_impl("auto", ring, None) == "gather"
+    paper = NearbyAttentionSpec((16, 32, 32), (16, 32, 32), (3, 3, 3), True)
+    assert resolve_impl("auto", paper, None) == "gather"  # a 16k x 16k mask
+    assert resolve_impl("gather", small, None) == "gather"
+    with pytest.raises(ValueError, match="unknown 3DNA implementation 'fast'"):
+        NuwaTransformer(NuwaConfig.from_name("tiny").transformer, attn_impl="fast")
+    gather, _ = _pair()
+    auto = NuwaTransformer(gather.cfg, attn_impl="auto").double().eval()
+    auto.load_state_dict(gather.state_dict())
+    for kind in ("text", "sketch"):
+        conds = []
+        for model in (gather, auto):
+            torch.manual_seed(4)
+            conds.append(_conditions(model, kind, batch=2))
+        target = torch.randint(0, gather.cfg.image_vocab_size, (2, 2, 4, 4))
+        out_g, out_a = gather(conds[0], target), auto(conds[1], target)
+        torch.testing.assert_close(out_a, out_g, atol=1e-9, rtol=0)

@@ -398,9 +398,20 @@ def position_bias_table(attrs: Attention3DAttrs, key_count: int | None) -> Posit
     if rows * k_pos.shape[1] > MAX_TABLE_ENTRIES:
         return None
     mask = nearby_mask_np(attrs, q_pos, k_pos)
+    return PositionBiasTable(_additive_bias(mask), base, period, _has_empty_row(mask))
+
+
+def _additive_bias(mask: np.ndarray) -> np.ndarray:
+    """``0`` where ``mask`` attends, ``-inf`` elsewhere; read-only (the tables are cached and
+    shared by every caller)."""
     bias = np.where(mask, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
-    bias.setflags(write=False)  # shared by every caller of the cache
-    return PositionBiasTable(bias, base, period, bool((~mask.any(axis=1)).any()))
+    bias.setflags(write=False)
+    return bias
+
+
+def _has_empty_row(mask: np.ndarray) -> bool:
+    """A query with no key (the body must then turn softmax's NaN into 0)."""
+    return bool((~mask.any(axis=1)).any())
 
 
 def _table_body(b: _Body, scale: float, table: PositionBiasTable) -> None:
@@ -438,9 +449,7 @@ def grid_bias_table(attrs: Attention3DAttrs) -> GridBiasTable | None:
         return None
     k_pos = np.broadcast_to(np.arange(nk), (nq, nk))
     mask = nearby_mask_np(attrs, np.arange(nq), k_pos)
-    bias = np.where(mask, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
-    bias.setflags(write=False)
-    return GridBiasTable(bias, bool((~mask.any(axis=1)).any()))
+    return GridBiasTable(_additive_bias(mask), _has_empty_row(mask))
 
 
 def _uses_grid_table(attrs: Attention3DAttrs, with_positions: bool) -> bool:

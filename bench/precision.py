@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnxruntime as ort
 
     from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
+    from nuwa.export.manifest import load_manifest
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
     fp32, int8, fp16, weights = prepare(args, work)
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # what the INT8 export was made with (it may be a reused --int8-dir)
         "calib_count": int8["calibration"]["count"],
         "calib_method": int8["calibration"].get("method", "max"),
-        "weight_max": int(int8["quantization"]["weight_range"][1]),
+        "weight_max": load_manifest(dirs["int8"]).int8_weight_max,
     }
 
 

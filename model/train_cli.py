@@ -62,6 +62,17 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--video-batch-size", type=int)
     p.add_argument("--image-batch-size", type=int)
     p.add_argument("--cond-dropout", type=float, help="chance of the empty prompt / blank sketch")
+    p.add_argument(
+        "--motion-weight",
+        type=float,
+        help="extra loss weight of video tokens that change from the frame before (default 0)",
+    )
+    p.add_argument(
+        "--short-t2v-share",
+        type=float,
+        help="share of T2V batches on the first --short-t2v-frames frames of more clips",
+    )
+    p.add_argument("--short-t2v-frames", type=int, help="frames of a short T2V batch (default 2)")
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
     p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
@@ -122,6 +133,9 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "video_batch_size": "video_batch_size",
         "image_batch_size": "image_batch_size",
         "cond_dropout": "cond_dropout",
+        "motion_weight": "motion_weight",
+        "short_t2v_share": "short_t2v_share",
+        "short_t2v_frames": "short_t2v_frames",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
         "amp": "amp",

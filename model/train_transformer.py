@@ -17,6 +17,12 @@ V2V   empty prompt                         all frames (prefix given at inference
 Condition dropout (``cond_dropout``, per sample) swaps the text for the empty prompt and a sketch
 for the blank (all-background) sketch, so one model also gives the unconditional logits that
 classifier-free guidance needs. Image tasks use ``image_batch_size`` (a frame costs 1/T of a video).
+
+Two options aim the loss at motion, which a caption decides only at frame 1 (later frames follow
+from the frames before): ``short_t2v_share`` trains that share of T2V batches on the first
+``short_t2v_frames`` frames of proportionally more clips, and ``motion_weight`` weights tokens that
+changed since the frame before (:func:`token_loss_weights`). Logged losses are the plain mean
+token cross-entropy either way.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class TransformerTrainOptions:
     warmup: int = 100
     weight_decay: float = 0.01
     cond_dropout: float = 0.1  # per-sample chance of the empty prompt / blank sketch
+    motion_weight: float = 0.0  # extra loss weight of video tokens changed since the frame before
+    short_t2v_share: float = 0.0  # share of T2V batches that train on the first frames only
+    short_t2v_frames: int = 2  # frames of such a batch (with T / short_t2v_frames times the clips)
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
     )
@@ -186,14 +195,23 @@ def pick_task(rng: np.random.Generator, weights: dict[str, float]) -> str:
 
 
 def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -> Batch:
-    """The batch of ``step``: a pure function of (cache, seed, step)."""
+    """The batch of ``step``: a pure function of (cache, seed, step).
+
+    With ``short_t2v_share`` a T2V batch is, that often, the first ``short_t2v_frames`` frames
+    of proportionally more clips (the same number of tokens): the caption's motion decides
+    only frame 1 (later frames follow from the frames before), so short clips give the text ->
+    direction mapping several times the signal per step."""
     rng = step_rng(options.seed, step)
     task = pick_task(rng, options.task_weights)
     video = task in VIDEO_TASKS
     bs = options.video_batch_size if video else options.image_batch_size
+    frames = cache.video.shape[1] if video else 1
+    if task == "T2V" and options.short_t2v_share > 0 and rng.random() < options.short_t2v_share:
+        frames = min(options.short_t2v_frames, frames)
+        bs *= cache.video.shape[1] // frames
     idx = torch.from_numpy(rng.integers(0, len(cache), bs))
     drop = torch.from_numpy(rng.random(bs) < options.cond_dropout)
-    target = cache.video[idx] if video else cache.video[idx, :1]
+    target = cache.video[idx, :frames]
     text = sketch = None
     if task in ("T2I", "T2V"):
         text = (cache.caption if video else cache.still_caption)[idx]
@@ -206,7 +224,25 @@ def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -
     return Batch(task, target, text, sketch)
 
 
-def batch_loss(model: NuwaModel, batch: Batch, device: torch.device) -> Tensor:
+def token_loss_weights(target: Tensor, motion_weight: float) -> Tensor:
+    """Per-token loss weights for ``target`` (B, T, h, w): 1, plus ``motion_weight`` where a
+    token differs from the same place in the frame before ("moving" tokens: an object's leading
+    and trailing edges). Returns (B, T*h*w) in the flattened token order of the logits.
+
+    Most of a clip's tokens are background copied from the frame before; the few that change
+    carry the motion, and at frame 1 the caption's direction is all that decides them."""
+    weights = torch.ones(target.shape, dtype=torch.float32, device=target.device)
+    if motion_weight and target.shape[1] > 1:
+        weights[:, 1:] += motion_weight * (target[:, 1:] != target[:, :-1]).float()
+    return weights.flatten(1)
+
+
+def batch_loss(
+    model: NuwaModel, batch: Batch, device: torch.device, motion_weight: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """(training loss, plain mean token cross-entropy) of ``batch``: the training loss weights
+    each token by :func:`token_loss_weights` (normalised by their sum); with ``motion_weight``
+    0 the two are the same number."""
     tr = model.transformer
     if batch.text is not None:
         cond = tr.encode_text(batch.text.to(device))
@@ -215,7 +251,12 @@ def batch_loss(model: NuwaModel, batch: Batch, device: torch.device) -> Tensor:
         cond = tr.encode_sketch(batch.sketch.to(device))
     target = batch.target.to(device)
     logits = tr(cond, target)  # (B, N, V)
-    return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    nll = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    plain = nll.mean()
+    if not motion_weight:
+        return plain, plain
+    weights = token_loss_weights(target, motion_weight).flatten()
+    return (nll * weights).sum() / weights.sum(), plain
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -275,6 +316,13 @@ def train_transformer(
     device = resolve_device(options.device)
     if options.amp not in ("none", "bf16"):
         raise ValueError(f"amp must be 'none' or 'bf16', got {options.amp!r}")
+    if not 0 <= options.short_t2v_share <= 1 or options.short_t2v_frames < 1:
+        raise ValueError(
+            "short_t2v_share must be in [0, 1] and short_t2v_frames >= 1, got "
+            f"{options.short_t2v_share} and {options.short_t2v_frames}"
+        )
+    if options.motion_weight < 0:
+        raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)
@@ -338,13 +386,13 @@ def train_transformer(
         lr = cosine_lr(step, options.steps, options.lr, options.warmup)
         set_lr(opt, lr)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16"):
-            loss = batch_loss(model, batch, device)
+            loss, plain = batch_loss(model, batch, device, options.motion_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)
         opt.step()
         step += 1
-        value = float(loss.detach())
+        value = float(plain.detach())  # the plain cross-entropy, comparable across runs
         ema[batch.task] = value if batch.task not in ema else 0.9 * ema[batch.task] + 0.1 * value
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in sorted(ema.items())})

@@ -14,11 +14,14 @@ from nuwa.model.nuwa import NuwaModel
 from nuwa.model.train_cli import main as train_main
 from nuwa.model.train_transformer import (
     TASKS,
+    Batch,
     TokenCache,
     TransformerTrainOptions,
+    batch_loss,
     load_token_cache,
     make_batch,
     pretokenize,
+    token_loss_weights,
     train_transformer,
 )
 from nuwa.model.train_vqgan import VQGANTrainOptions, train_vqgan
@@ -175,9 +178,8 @@ def test_token_cache_grows_by_tokenising_only_the_new_clips(tmp_path: Path) -> N
         pretokenize(model, 2, seed=3, progress=False, first=2)
 
 
-def test_batches_cover_tasks_and_drop_conditions() -> None:
-    n, t, h, L = 5, 3, 4, 112
-    cache = TokenCache(
+def random_cache(n: int = 5, t: int = 4, h: int = 4, L: int = 112) -> TokenCache:
+    return TokenCache(
         video=torch.randint(0, 32, (n, t, h, h)),
         sketch=torch.randint(1, 16, (n, t, h, h)),
         caption=torch.randint(0, 256, (n, L)),
@@ -185,6 +187,11 @@ def test_batches_cover_tasks_and_drop_conditions() -> None:
         blank_sketch=torch.zeros(h, h, dtype=torch.long),
         empty_text=torch.full((L,), 256),
     )
+
+
+def test_batches_cover_tasks_and_drop_conditions() -> None:
+    t = 3
+    cache = random_cache(t=t)
     opts = tr_options(1, cond_dropout=0.5, video_batch_size=8, image_batch_size=8)
     seen: set[str] = set()
     dropped = 0
@@ -203,6 +210,68 @@ def test_batches_cover_tasks_and_drop_conditions() -> None:
         assert torch.equal(again.target, b.target)
     assert seen == set(TASKS)
     assert dropped > 0
+
+
+def test_short_t2v_batches_are_the_first_frames_of_more_clips() -> None:
+    cache = random_cache(t=4)
+    opts = tr_options(1, video_batch_size=2, short_t2v_share=0.5, short_t2v_frames=2)
+    shapes: dict[str, set[tuple[int, ...]]] = {}
+    for step in range(80):
+        b = make_batch(cache, opts, step)
+        shapes.setdefault(b.task, set()).add(tuple(b.target.shape[:2]))
+        assert b.text is None or b.text.shape[0] == b.target.shape[0]
+        # every target is the leading frames of clips of the cache
+        frames = b.target.shape[1]
+        assert any(torch.equal(b.target[0], c[:frames]) for c in cache.video)
+    assert shapes["T2V"] == {(2, 4), (4, 2)}  # full clips and, half the time, 2-frame ones
+    assert shapes["S2V"] == shapes["V2V"] == {(2, 4)}
+    plain = tr_options(1, video_batch_size=2)
+    for step in range(20):  # with the default share the batches are those of before
+        assert make_batch(cache, plain, step).target.shape[1] in (1, 4)
+
+
+def test_token_loss_weights_mark_tokens_that_change() -> None:
+    target = torch.tensor([[[[1, 2]], [[1, 3]], [[4, 3]]]])  # (B 1, T 3, h 1, w 2)
+    assert token_loss_weights(target, 0.0).tolist() == [[1, 1, 1, 1, 1, 1]]
+    # frame 0 has no frame before; frame 1 changed its second token, frame 2 its first
+    assert token_loss_weights(target, 2.5).tolist() == [[1, 1, 1, 3.5, 3.5, 1]]
+
+
+def test_motion_weighted_loss_is_the_weighted_mean_token_cross_entropy() -> None:
+    torch.manual_seed(0)
+    model = NuwaModel(tiny_config()).eval()
+    cfg = model.config.transformer
+    cache = random_cache(t=cfg.frames, h=cfg.grid_h)
+    cache.video %= cfg.image_vocab_size
+    target = cache.video[:2]
+    batch = Batch("T2V", target, cache.caption[:2], None)
+    plain_loss, plain = batch_loss(model, batch, torch.device("cpu"))
+    assert torch.equal(plain_loss, plain)
+    loss, same_plain = batch_loss(model, batch, torch.device("cpu"), motion_weight=3.0)
+    assert torch.allclose(same_plain, plain)
+    # the slow, obvious version: every token's cross-entropy, weighted one by one
+    tr = model.transformer
+    logits = tr(tr.encode_text(batch.text), target)
+    flat = target.flatten(1)
+    w_sum = nll_sum = 0.0
+    for b in range(target.shape[0]):
+        for i in range(flat.shape[1]):
+            nll = -torch.log_softmax(logits[b, i], -1)[flat[b, i]].item()
+            t, rest = divmod(i, flat.shape[1] // target.shape[1])
+            moved = t > 0 and flat[b, i] != flat[b, i - flat.shape[1] // target.shape[1]]
+            w = 1.0 + 3.0 * float(moved)
+            w_sum += w
+            nll_sum += w * nll
+    assert loss.item() == pytest.approx(nll_sum / w_sum, rel=1e-5)
+    assert loss.item() != pytest.approx(plain.item(), rel=1e-3)
+
+
+def test_bad_loss_options_are_refused(vq_runs, tmp_path: Path) -> None:
+    vq, seg = vq_runs
+    with pytest.raises(ValueError, match="short_t2v_share"):
+        train_transformer(tiny_config(), tr_options(1, short_t2v_share=1.5), tmp_path, vq, seg)
+    with pytest.raises(ValueError, match="motion_weight"):
+        train_transformer(tiny_config(), tr_options(1, motion_weight=-1), tmp_path / "b", vq, seg)
 
 
 def test_cli_trains_and_resumes(tmp_path: Path) -> None:
@@ -237,6 +306,9 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
     model = NuwaModel.from_pretrained(export)
     assert model.transformer.head.weight.dtype == torch.float32
     tune = ["transformer", "--out", str(tmp_path / "tune"), "--init-from", str(export)]
-    assert train_main([*tune, "--num-clips", "2", "--steps", "1", *common]) == 0
+    loss_flags = ["--motion-weight", "1.5", "--short-t2v-share", "0.5", "--short-t2v-frames", "1"]
+    assert train_main([*tune, "--num-clips", "2", "--steps", "1", *loss_flags, *common]) == 0
     run = json.loads((tmp_path / "tune" / "run.json").read_text())
     assert run["init_from"] == str(export)
+    assert run["options"]["motion_weight"] == 1.5
+    assert (run["options"]["short_t2v_share"], run["options"]["short_t2v_frames"]) == (0.5, 1)

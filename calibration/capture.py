@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nuwa.model.generation_config import GenerationConfig
+
 from .onnx_runner import ExportRunner
 from .ranges import CALIBRATION_METHODS, RangeObserver
 from .task_samples import TASKS, dataset_for, generate, generation_options, make_batch
@@ -99,8 +101,9 @@ def calibrate(
     spec = runner.spec
     ds = dataset_for(spec, calib.count, calib.seed, "train")
     indices = list(range(calib.count))
-    options = generation_options(calib.seed)
+    generation = GenerationConfig.load(fp32_dir)
     for task in calib.tasks:
+        options = generation_options(calib.seed, task, generation)
         if task in ("T2I", "S2I"):
             frame_counts = [1]
         elif task == "V2V":

@@ -36,6 +36,7 @@ import numpy as np
 
 from nuwa.export.manifest import MANIFEST_FILE, sha256_file
 from nuwa.model import quality_checker as qc
+from nuwa.model.generation_config import GenerationConfig
 from nuwa.model.synthetic_data import SyntheticVideoDataset
 from nuwa.runtime.sampler import SamplingOptions
 
@@ -137,7 +138,9 @@ def task_gate(
     """Both gates for one task (see module docstring)."""
     frames = reference.spec.frames
     batch = make_batch(task, dataset, list(range(cfg.count)), frames)
-    options = generation_options(cfg.seed)
+    options = generation_options(
+        cfg.seed, task, GenerationConfig.load(reference.manifest.directory)
+    )
     greedy = SamplingOptions(temperature=0.0, guidance_scale=options.guidance_scale)
     metric = HEADLINE[task]
     key = (

@@ -41,6 +41,7 @@ from typing import Any
 import onnx
 
 from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
+from nuwa.model.generation_config import copy_generation_config
 
 from .capture import CalibrationSet, calibrate
 from .fp16 import FP32_OPS, convert_to_fp16
@@ -239,6 +240,7 @@ def quantize_export(
     raw["calibration"] = calibration
     raw["quantization"] = scheme
     raw["quality_gates"] = {"skipped": "not run (--no-gates)"} if gates is None else None
+    copy_generation_config(onnx_dir, out_dir)  # the model's sampling defaults
     _write_manifest(out_dir, raw)
     if gates is not None:
         result = run_gates(onnx_dir, out_dir, gates, log)

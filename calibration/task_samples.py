@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from nuwa.model import quality_checker as qc
+from nuwa.model.generation_config import GenerationConfig
 from nuwa.model.synthetic_data import (
     Clip,
     ImageSample,
@@ -36,10 +37,20 @@ LOWER_IS_BETTER = {"position_error"}
 V2V_GIVEN = 2  # frames given to video prediction (fewer when the model has fewer frames)
 
 
-def generation_options(seed: int) -> SamplingOptions:
-    """The sampling ``nuwa evaluate`` reports scores with (``nuwa.model.evaluation``):
-    temperature 0.5, top-k 16, guidance 2."""
-    return SamplingOptions(temperature=0.5, top_k=16, guidance_scale=2.0, seed=seed)
+def generation_options(
+    seed: int, task: str, generation: GenerationConfig | None = None
+) -> SamplingOptions:
+    """The sampling users of the model get for ``task`` (and ``nuwa evaluate`` reports scores
+    with): the model's ``generation_config.json`` (``generation``), else the built-in defaults
+    (temperature 0.5, top-k 16, guidance 2)."""
+    default = (generation or GenerationConfig()).for_task(task)
+    return SamplingOptions(
+        temperature=default["temperature"],
+        top_k=default["top_k"],
+        top_p=default["top_p"],
+        guidance_scale=default["guidance_scale"],
+        seed=seed,
+    )
 
 
 def dataset_for(spec: ModelSpec, count: int, seed: int, split: str) -> SyntheticVideoDataset:

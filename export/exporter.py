@@ -31,6 +31,7 @@ import torch
 
 import nuwa
 from nuwa.model.checkpoint import CheckpointError, checkpoint_hash
+from nuwa.model.generation_config import GenerationConfigError, copy_generation_config
 from nuwa.model.nuwa import NuwaModel
 
 from .errors import ExportError
@@ -291,6 +292,10 @@ def export_model(
         if s.kind == "decoder_step"
         for f in s.meta["frames"]
     )
+    try:  # the model's sampling defaults travel with its export
+        copy_generation_config(model_dir, out_dir)
+    except (GenerationConfigError, OSError) as exc:
+        raise ExportError(f"cannot carry the generation config into {out_dir}: {exc}") from exc
     manifest = Manifest(
         directory=out_dir,
         target=target,

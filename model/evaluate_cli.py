@@ -28,10 +28,14 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="torch", help="torch (reference) or onnxruntime")
     p.add_argument("--precision", default="fp32", help="onnxruntime: fp32 (or an fp16/int8 dir)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--temperature", type=float, default=0.5)
-    p.add_argument("--top-k", type=int, default=16)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    p.add_argument(
+        "--temperature", type=float, help="for every task (default: the model's, per task)"
+    )
+    p.add_argument("--top-k", type=int, help="0 = off (default: the model's)")
+    p.add_argument("--top-p", type=float, help="1 = off (default: the model's)")
+    p.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (default: the model's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--data-seed", type=int, default=EVAL_SEED, help="held-out dataset seed")
     p.add_argument("--batch-size", type=int, default=16)
@@ -54,9 +58,9 @@ def parse_tasks(text: str) -> list[str]:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .evaluation import evaluate, format_table
+    from .evaluation import default_options, evaluate, format_table
+    from .generation_config import GenerationConfig
     from .nuwa import NuwaModel
-    from .sampling import SamplingOptions
 
     tasks = parse_tasks(args.tasks)
     if args.n < 1:
@@ -66,13 +70,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not (args.model / "config.json").is_file():
         raise FileNotFoundError(f"{args.model} is not a model directory (no config.json)")
     model = NuwaModel.from_pretrained(args.model).to(args.device)
-    options = SamplingOptions(
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        guidance_scale=args.guidance,
-        seed=args.seed,
-    )
+    generation = GenerationConfig.load(args.model)
+    options = {}
+    for task in tasks:  # the model's sampling for each task, with what the command line sets
+        o = default_options(task, generation)
+        if args.temperature is not None:
+            o.temperature = args.temperature
+        if args.top_k is not None:
+            o.top_k = args.top_k or None
+        if args.top_p is not None:
+            o.top_p = args.top_p
+        if args.guidance is not None:
+            o.guidance_scale = args.guidance
+        o.seed = args.seed
+        o.validate()
+        options[task] = o
     table = evaluate(
         model,
         tasks,

@@ -62,6 +62,10 @@ class RuntimeEvaluator(Evaluator):
         self.tokenizer = ByteTokenizer(self.backend.spec.max_text_len)
         self.runtime_options = runtime_options(options)
 
+    def set_options(self, options: ReferenceOptions) -> None:
+        super().set_options(options)
+        self.runtime_options = runtime_options(options)
+
     def _text(self, prompts: list[str]) -> tuple[Condition, Condition | None]:  # type: ignore[override]
         ids = self.tokenizer.encode_batch(prompts, allow_empty=True)
         cond = self.backend.text_condition(ids)

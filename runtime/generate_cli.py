@@ -12,6 +12,9 @@ Without ``--task`` the task follows from the inputs and the output's suffix: ``-
 for a ``.png`` output, else ``t2v``. A video task saved as ``.png`` writes a contact sheet; GIF and
 MP4 outputs get a contact sheet beside them (``<stem>.sheet.png``) unless ``--no-sheet``.
 
+Sampling options not given (``--temperature``, ``--top-k``, ``--top-p``, ``--guidance-scale``) take
+the model's defaults for the task (its ``generation_config.json``; the log line shows them).
+
 Errors a user can cause print one line and exit with code 2 (``nuwa.runtime.cli``).
 """
 
@@ -21,15 +24,14 @@ import argparse
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import NuwaInputError
 from .media import DEFAULT_FPS, check_output_path
 
-# sampling defaults of the CLI: those the demo model is evaluated with (nuwa.model.evaluation)
-DEFAULT_TEMPERATURE = 0.5
-DEFAULT_TOP_K = 16
-DEFAULT_GUIDANCE = 2.0
+if TYPE_CHECKING:
+    from .sampler import SamplingOptions
 
 
 def infer_task(args: argparse.Namespace) -> str:
@@ -46,16 +48,22 @@ def infer_task(args: argparse.Namespace) -> str:
     return "t2i" if image_out else "t2v"
 
 
-def check_request(model: Path, args: argparse.Namespace, seed: int) -> None:
-    """The input errors that need no network: sampling options, frame count, the prompt."""
+def check_request(model: Path, args: argparse.Namespace, task: str, seed: int) -> None:
+    """The input errors that need no network: sampling options (given, or the model's
+    defaults for ``task``), frame count, the prompt."""
+    from nuwa.model.generation_config import GenerationConfig, GenerationConfigError
     from nuwa.model.tokenizer import ByteTokenizer, PromptError
 
-    from .sampler import SamplingOptions
+    from .pipeline import resolve_sampling
     from .spec import ModelSpec
 
-    SamplingOptions(
-        args.temperature, args.top_k or None, args.top_p, args.guidance_scale, seed
-    ).validate()
+    try:
+        generation = GenerationConfig.load(model)
+    except GenerationConfigError as exc:
+        raise NuwaInputError(str(exc)) from None
+    resolve_sampling(
+        generation, task, args.temperature, args.top_k, args.top_p, args.guidance_scale, seed
+    )
     if args.num_frames is not None and args.num_frames <= 0:
         raise NuwaInputError(f"num-frames must be >= 1, got {args.num_frames}")
     if args.batch < 1:
@@ -65,6 +73,17 @@ def check_request(model: Path, args: argparse.Namespace, seed: int) -> None:
             ByteTokenizer(ModelSpec.from_model_dir(model).max_text_len).encode(args.prompt)
         except PromptError as exc:
             raise NuwaInputError(str(exc)) from None
+
+
+def describe_sampling(o: SamplingOptions) -> str:
+    """``temperature 0.5, top-k 16, guidance 2`` for the log line."""
+    parts = ["greedy" if o.temperature == 0 else f"temperature {o.temperature:g}"]
+    if o.top_k:
+        parts.append(f"top-k {o.top_k}")
+    if o.top_p is not None and o.top_p < 1:
+        parts.append(f"top-p {o.top_p:g}")
+    parts.append(f"guidance {o.guidance_scale:g}" if o.guidance_scale != 1 else "no guidance")
+    return ", ".join(parts)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -83,7 +102,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "pass --model DIR"
         )
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    check_request(model, args, seed)  # cheap checks before a model loads (or exports)
+    check_request(model, args, task.name, seed)  # cheap checks before a model loads (or exports)
 
     def log(msg: str) -> None:
         print(f"nuwa generate: {msg}", file=sys.stderr)
@@ -91,8 +110,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_pretrained(
         model, backend=args.backend, precision=args.precision, device=args.device, log=log
     )
+    options = pipe.sampling_options(
+        task.name, args.temperature, args.top_k, args.top_p, args.guidance_scale, seed
+    )
     if not args.no_progress:
-        log(f"{task.title} with {pipe.describe()}, seed {seed}")
+        log(f"{task.title} with {pipe.describe()}, seed {seed}, {describe_sampling(options)}")
     result = pipe(
         task.name,
         args.prompt,
@@ -103,10 +125,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         batch=args.batch,
         seed=seed,
-        temperature=args.temperature,
-        top_k=args.top_k if args.top_k and args.top_k > 0 else None,
-        top_p=args.top_p,
-        guidance_scale=args.guidance_scale,
+        temperature=options.temperature,
+        top_k=options.top_k or 0,
+        top_p=options.top_p,
+        guidance_scale=options.guidance_scale,
         progress=not args.no_progress,
     )
     for path in result.save_all(out, fps=args.fps, sheet=False if args.no_sheet else None):
@@ -135,10 +157,16 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", help="region to generate: x0,y0,x1,y1 in pixels, or a mask PNG")
     p.add_argument("--num-frames", type=int, help="frames to make (video; default: trained)")
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="0 = off")
-    p.add_argument("--top-p", type=float, help="nucleus sampling mass (default: off)")
-    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="1 = no guidance")
+    p.add_argument(
+        "--temperature", type=float, help="0 = greedy (default: the model's, for the task)"
+    )
+    p.add_argument("--top-k", type=int, help="0 = off (default: the model's)")
+    p.add_argument(
+        "--top-p", type=float, help="nucleus sampling mass, 1 = off (default: the model's)"
+    )
+    p.add_argument(
+        "--guidance-scale", type=float, help="1 = no guidance (default: the model's, for the task)"
+    )
     p.add_argument("--batch", type=int, default=1, help="samples per prompt")
     p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of {', '.join(BACKENDS)}")
     p.add_argument("--precision", help="fp32 fp16 int8 (default: what the model holds)")

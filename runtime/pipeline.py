@@ -23,6 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from nuwa.model.generation_config import (
+    UNGUIDED_TASKS,
+    GenerationConfig,
+    GenerationConfigError,
+)
+
 from .backends import DEFAULT_BACKEND, Backend, load_backend
 from .engine import generate_tokens
 from .errors import NuwaInputError
@@ -136,10 +142,17 @@ def _as_mask(mask: MaskInput | None) -> np.ndarray | Rect | None:
 class Pipeline:
     """All eight tasks over one backend. Build with :meth:`from_pretrained`."""
 
-    def __init__(self, backend: Backend, progress: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        progress: bool = True,
+        generation_config: GenerationConfig | None = None,
+    ) -> None:
         self.backend = backend
         self.spec = backend.spec
         self.progress = progress
+        # per-task sampling defaults (the model directory's generation_config.json)
+        self.generation_config = generation_config or GenerationConfig()
 
     @classmethod
     def from_pretrained(
@@ -153,9 +166,16 @@ class Pipeline:
     ) -> Pipeline:
         """Load a model directory (a checkpoint, or an export from ``nuwa export`` /
         ``nuwa quantize``) on ``backend``. ``model_dir=None`` is the shipped demo checkpoint.
-        ``precision=None`` runs what the directory holds (fp32 for a checkpoint)."""
+        ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
+        defaults come from the directory's ``generation_config.json``."""
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        return cls(load_backend(backend, model_dir, precision, device, log=log), progress)
+        try:
+            generation = GenerationConfig.load(model_dir)
+        except GenerationConfigError as exc:
+            raise NuwaInputError(str(exc)) from None
+        return cls(
+            load_backend(backend, model_dir, precision, device, log=log), progress, generation
+        )
 
     def describe(self) -> str:
         return f"{self.spec.name} on {self.backend.describe()}"
@@ -174,10 +194,10 @@ class Pipeline:
         num_frames: int | None = None,
         batch: int = 1,
         seed: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         callback: StepCallback | None = None,
         stream_frames: bool = False,
         progress: bool | None = None,
@@ -187,17 +207,14 @@ class Pipeline:
         ``sketch``: palette-coloured RGB or class ids, one frame or a clip (array or PNG/GIF);
         ``image`` / ``video``: RGB arrays or PNG/GIF/MP4 files; ``mask``: the region to
         generate, as a bool array, a rectangle ``(x0, y0, x1, y1)``, ``"x0,y0,x1,y1"`` or a mask
-        PNG (white = generate). ``batch``: samples per prompt. ``temperature=0`` is greedy.
+        PNG (white = generate). ``batch``: samples per prompt.
+
+        Sampling: ``temperature`` (0 is greedy), ``top_k`` (0 turns it off), ``top_p`` (1.0
+        turns it off) and ``guidance_scale`` (1.0 turns classifier-free guidance off); each one
+        left ``None`` takes the model's default for ``task`` (:meth:`sampling_defaults`).
         """
         info = task_info(task)
-        options = SamplingOptions(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            guidance_scale=guidance_scale,
-            seed=seed,
-        )
-        options.validate()
+        options = self.sampling_options(info.name, temperature, top_k, top_p, guidance_scale, seed)
         plan = plan_task(
             self.backend,
             info.name,
@@ -226,6 +243,25 @@ class Pipeline:
         )
         frames = self.backend.codes_to_frames(tokens)
         return GenerationResult(info.name, frames, tokens, plan.prompts, options)
+
+    def sampling_defaults(self, task: str) -> dict[str, Any]:
+        """The sampling options ``task`` runs with when the caller passes none: the model's
+        ``generation_config.json``, then the built-in defaults."""
+        return self.generation_config.for_task(task_info(task).name)
+
+    def sampling_options(
+        self,
+        task: str,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance_scale: float | None = None,
+        seed: int | None = None,
+    ) -> SamplingOptions:
+        """Checked sampling options of a request (:func:`resolve_sampling`)."""
+        return resolve_sampling(
+            self.generation_config, task, temperature, top_k, top_p, guidance_scale, seed
+        )
 
     def _step_callback(
         self, callback: StepCallback, num_frames: int, stream_frames: bool
@@ -277,6 +313,36 @@ class Pipeline:
         self, prompt: str, video: ImageInput, mask: MaskInput, **kw: Any
     ) -> GenerationResult:
         return self("tv2v", prompt, video=video, mask=mask, **kw)
+
+
+def resolve_sampling(
+    generation: GenerationConfig,
+    task: str,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    guidance_scale: float | None = None,
+    seed: int | None = None,
+) -> SamplingOptions:
+    """The checked sampling options of a ``task`` request: the values given, the model's
+    defaults (``generation``) for those left ``None``. ``top_k=0`` turns top-k off; guidance
+    other than 1 for a task that takes none is an error."""
+    info = task_info(task)
+    default = generation.for_task(info.name)
+    if info.name in UNGUIDED_TASKS and guidance_scale not in (None, 1.0):
+        raise NuwaInputError(
+            f"{info.name} ({info.title}) takes no classifier-free guidance (its condition is "
+            f"the empty prompt); got guidance_scale {guidance_scale}"
+        )
+    options = SamplingOptions(
+        temperature=default["temperature"] if temperature is None else temperature,
+        top_k=default["top_k"] if top_k is None else (top_k or None),
+        top_p=default["top_p"] if top_p is None else top_p,
+        guidance_scale=default["guidance_scale"] if guidance_scale is None else guidance_scale,
+        seed=seed,
+    )
+    options.validate()
+    return options
 
 
 def default_model_dir() -> Path:

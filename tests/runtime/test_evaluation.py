@@ -48,3 +48,37 @@ def test_onnxruntime_backend_generates_the_reference_pixels(tiny_model, tiny_exp
         assert a.shape == b.shape == (2, 3, 16, 16, 3)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert len(ours.run("V2V", [0, 1])) == 2
+
+
+def test_evaluate_samples_each_task_with_the_models_defaults_and_the_flags(tmp_path):
+    import json
+
+    import torch
+
+    from nuwa.model.config import NuwaConfig
+    from nuwa.model.evaluate_cli import main as evaluate_main
+    from nuwa.model.generation_config import GenerationConfig
+    from nuwa.model.nuwa import NuwaModel
+
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 128  # the dataset's captions
+    torch.manual_seed(0)
+    NuwaModel(cfg).eval().save_pretrained(tmp_path / "model")
+    GenerationConfig({"top_k": 4}, {"t2i": {"temperature": 0.25}}).save(tmp_path / "model")
+    common = ["--model", str(tmp_path / "model"), "--tasks", "T2I,V2V", "--n", "1"]
+    out = tmp_path / "scores.json"
+    assert evaluate_main([*common, "--no-progress", "--threads", "1", "--out", str(out)]) == 0
+    options = json.loads(out.read_text())["options"]
+    assert options["T2I"] == {
+        "temperature": 0.25,
+        "top_k": 4,
+        "top_p": None,
+        "guidance_scale": 2.0,
+        "seed": 0,
+    }
+    assert options["V2V"]["temperature"] == 0.5 and options["V2V"]["guidance_scale"] == 1.0
+    flags = ["--temperature", "1.0", "--top-k", "0", "--seed", "3"]
+    assert evaluate_main([*common, *flags, "--no-progress", "--out", str(out)]) == 0
+    options = json.loads(out.read_text())["options"]
+    assert options["T2I"]["temperature"] == options["V2V"]["temperature"] == 1.0
+    assert options["T2I"]["top_k"] is None and options["V2V"]["seed"] == 3

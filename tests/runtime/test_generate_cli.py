@@ -3,6 +3,7 @@ stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nuwa.model.generation_config import GENERATION_CONFIG_FILE, GenerationConfig
 from nuwa.runtime import backends
 from nuwa.runtime.cli import build_parser, main
 from nuwa.runtime.generate_cli import infer_task
@@ -128,6 +130,11 @@ ERROR_TABLE = [
     ("prompt not taken", ["p", "--task", "v2v", "--video", "{d}/image.png"], "takes no prompt"),
     ("video too long", ["--video", "{d}/image.png", "--num-frames", "1"], "must be larger"),
     ("bad temperature", ["p", "--temperature", "-1"], "temperature must be >= 0"),
+    (
+        "guidance on v2v",
+        ["--video", "{d}/image.png", "--guidance-scale", "3"],
+        "v2v (video prediction) takes no classifier-free guidance",
+    ),
 ]
 
 
@@ -143,6 +150,29 @@ def test_error_table(case, argv, message, bad_files, tiny_export_dir, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("nuwa generate: error:"), err
     assert message in lines[0], lines[0]
     assert not list(tmp_path.glob("out*")), "no output on error"
+
+
+def test_sampling_defaults_come_from_the_models_generation_config(
+    tiny_model_dir, tmp_path: Path, capsys
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    GenerationConfig({"temperature": 0.9}, {"t2v": {"top_k": 4, "guidance_scale": 3}}).save(model)
+    out = tmp_path / "a.gif"
+    args = ["a red square moves left", "-o", str(out), "--model", str(model), "--seed", "0"]
+    rc, _, err = run_cli([*args, "--backend", "torch"], capsys)
+    assert rc == 0, err
+    assert "seed 0, temperature 0.9, top-k 4, guidance 3" in err  # the log line says what ran
+    rc, _, err = run_cli(
+        [*args, "--backend", "torch", "--top-k", "0", "--temperature", "0"], capsys
+    )
+    assert rc == 0 and "seed 0, greedy, guidance 3" in err  # flags override; top-k 0 is off
+
+    (model / GENERATION_CONFIG_FILE).write_text('{"defaults": {"temperature": -2}}')
+    rc, _, err = run_cli([*args, "--backend", "torch", "--no-progress"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "generation_config.json: defaults.temperature must be >= 0" in err
 
 
 def test_onnxruntime_missing_is_reported(monkeypatch, tiny_model_dir, tmp_path, capsys) -> None:

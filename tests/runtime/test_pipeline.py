@@ -3,12 +3,18 @@ files, and results saved as PNG / GIF / MP4 / contact sheet."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from nuwa.model.generation_config import (
+    BUILTIN_SAMPLING,
+    GENERATION_CONFIG_FILE,
+    GenerationConfig,
+)
 from nuwa.runtime import Pipeline, StepEvent
 from nuwa.runtime.errors import NuwaInputError
 from nuwa.runtime.media import read_frames, write_image, write_video
@@ -30,6 +36,57 @@ def test_from_pretrained_loads_an_export_on_onnxruntime(tiny_export_dir) -> None
     p = Pipeline.from_pretrained(tiny_export_dir, backend="onnxruntime", progress=False)
     assert "onnxruntime" in p.describe() and p.backend.precision == "fp32"
     assert p.text_to_video("a red square moves left", seed=0).frames.shape == (1, 3, 16, 16, 3)
+
+
+def test_sampling_defaults_come_from_the_generation_config_per_task(
+    tiny_model_dir, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    GenerationConfig({"top_k": 8}, {"t2i": {"temperature": 0.0}, "v2v": {"top_p": 0.9}}).save(model)
+    p = Pipeline.from_pretrained(model, backend="torch", progress=False)
+    assert p.sampling_defaults("T2I") == {
+        "temperature": 0.0,
+        "top_k": 8,
+        "top_p": None,
+        "guidance_scale": BUILTIN_SAMPLING["guidance_scale"],
+    }
+    assert p.sampling_defaults("v2v")["guidance_scale"] == 1.0  # takes no guidance
+    # a request without options runs the model's ones (greedy here); given ones override them
+    implicit = p.text_to_image("a red square", seed=3, batch=2)
+    explicit = p.text_to_image(
+        "a red square", seed=4, batch=2, temperature=0.0, top_k=8, guidance_scale=2.0
+    )
+    assert np.array_equal(implicit.tokens, explicit.tokens)
+    assert implicit.options.temperature == 0.0 and implicit.options.top_k == 8
+    hot = p.text_to_image("a red square", seed=3, batch=2, temperature=1.0, top_k=0)
+    assert hot.options.top_k is None and hot.options.temperature == 1.0
+    with pytest.raises(NuwaInputError, match="takes no classifier-free guidance"):
+        p("i2i", image=np.zeros((16, 16, 3), np.uint8), mask=(0, 0, 8, 8), guidance_scale=2.0)
+
+
+def test_a_broken_generation_config_is_a_clear_error(tiny_model_dir, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / GENERATION_CONFIG_FILE).write_text('{"tasks": {"t2v": {"top_k": -1}}}')
+    with pytest.raises(NuwaInputError, match=r"tasks\.t2v\.top_k must be an integer >= 1"):
+        Pipeline.from_pretrained(model, backend="torch")
+
+
+def test_export_and_quantize_carry_the_generation_config(tiny_model_dir, tmp_path: Path) -> None:
+    from nuwa.calibration.quantize import quantize_export
+    from nuwa.export.exporter import export_model
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = GenerationConfig({"temperature": 0.7}, {"s2v": {"top_k": 2}})
+    config.save(model)
+    export_model(model, tmp_path / "onnx", frames=[1], verify=False)
+    assert GenerationConfig.load(tmp_path / "onnx") == config
+    quantize_export(tmp_path / "onnx", tmp_path / "fp16", "fp16", gates=None)
+    assert GenerationConfig.load(tmp_path / "fp16") == config
+    p = Pipeline.from_pretrained(tmp_path / "fp16", backend="onnxruntime", progress=False)
+    assert p.sampling_defaults("s2v")["top_k"] == 2
 
 
 def test_callback_sees_every_position_and_streams_finished_frames(pipe) -> None:

@@ -21,7 +21,9 @@ TV2V   as TI2I over all frames                      ``score_edit`` on the edited
 Also reported: the VQ-GAN's reconstruction PSNR over the held-out clips' frames, and with T2I
 the caption-choice accuracy (:func:`caption_choice_accuracy`: which of the captions differing only
 in colour / start position explains a held-out still best; chance 1/6 and 1/5).
-Only the ``torch`` backend lives here; the runtime adds the others.
+Each task samples with the model's own defaults for it (``generation_config.json``,
+:func:`default_options`) unless the caller gives options. Only the ``torch`` backend lives here;
+the runtime adds the others.
 """
 
 from __future__ import annotations

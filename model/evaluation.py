@@ -20,7 +20,8 @@ TV2V   as TI2I over all frames                      ``score_edit`` on the edited
 
 Also reported: the VQ-GAN's reconstruction PSNR over the held-out clips' frames, and with T2I
 the caption-choice accuracy (:func:`caption_choice_accuracy`: which of the captions differing only
-in colour / start position explains a held-out still best; chance 1/6 and 1/5).
+in colour / start position explains a held-out still best, chance 1/6 and 1/5), and with T2V the
+same for the motion direction over whole clips (chance about 0.46).
 Each task samples with the model's own defaults for it (``generation_config.json``,
 :func:`default_options`) unless the caller gives options. Only the ``torch`` backend lives here;
 the runtime adds the others.
@@ -45,7 +46,13 @@ from .generate import generate_tokens
 from .generation_config import GenerationConfig
 from .nuwa import NuwaModel
 from .sampling import SamplingOptions
-from .synthetic_data import ALLOWED_DIRECTIONS, COLOURS, POSITIONS, SyntheticVideoDataset
+from .synthetic_data import (
+    ALLOWED_DIRECTIONS,
+    COLOURS,
+    POSITIONS,
+    ClipSpec,
+    SyntheticVideoDataset,
+)
 from .transformer import Condition
 
 ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
@@ -231,44 +238,69 @@ def reconstruction_psnr(model: NuwaModel, dataset: SyntheticVideoDataset, n: int
     return qc.psnr(rec, frames)
 
 
+CAPTION_CHOICE_ATTRIBUTES = ("colour", "position", "direction")
+
+
+def rival_values(spec: ClipSpec, attribute: str) -> list[str]:
+    """The values of the first object's ``attribute`` that a caption could name for ``spec``:
+    every colour / start position another object does not have, every direction allowed from
+    the first object's start."""
+    first, rest = spec.objects[0], spec.objects[1:]
+    if attribute == "direction":
+        return list(ALLOWED_DIRECTIONS[first.position])
+    values = list(COLOURS if attribute == "colour" else POSITIONS)
+    return [v for v in values if all(getattr(o, attribute) != v for o in rest)]
+
+
+def _with_first(spec: ClipSpec, attribute: str, value: str) -> ClipSpec:
+    first, rest = spec.objects[0], tuple(spec.objects[1:])
+    if attribute == "position":  # a direction allowed from the new start
+        changed = replace(first, position=value, direction=ALLOWED_DIRECTIONS[value][0])
+    else:
+        changed = replace(first, **{attribute: value})
+    return replace(spec, objects=(changed, *rest))
+
+
+def caption_choice_chance(dataset: SyntheticVideoDataset, n: int, attribute: str) -> float:
+    """The score of a model that ignores the caption: the mean of 1 / the number of rivals."""
+    spec = (lambda i: dataset.image_sample(i).spec) if attribute != "direction" else dataset.spec
+    return float(np.mean([1 / len(rival_values(spec(i), attribute)) for i in range(n)]))
+
+
 @torch.no_grad()
 def caption_choice_accuracy(
     model: NuwaModel, dataset: SyntheticVideoDataset, n: int, attribute: str = "colour"
 ) -> float:
-    """Does the model read the caption? For each of ``n`` held-out first frames, the captions
-    that differ from the true one only in the first object's ``attribute`` ("colour" or
-    "position") compete: the one under which the transformer gives the frame's tokens the
-    lowest teacher-forced cross-entropy is the model's choice. Returns the share of right
-    choices (chance: 1 / the number of values, 1/6 for colour, 1/5 for position).
+    """Does the model read the caption? For each of ``n`` held-out samples, the captions that
+    differ from the true one only in the first object's ``attribute`` compete: the one under
+    which the transformer gives the sample's tokens the lowest teacher-forced cross-entropy is
+    the model's choice. "colour" and "position" score first frames under motion-free captions
+    (chance 1/6 and 1/5), "direction" whole clips under captions with motion (chance
+    :func:`caption_choice_chance`, about 0.46: corners allow two directions, the centre four).
+    Returns the share of right choices.
 
     Deterministic (no sampling), so a test can rely on it; generation-based scores are in
     :func:`evaluate`."""
-    if attribute not in ("colour", "position"):
-        raise ValueError(f"attribute must be 'colour' or 'position', got {attribute!r}")
+    if attribute not in CAPTION_CHOICE_ATTRIBUTES:
+        raise ValueError(f"attribute must be one of {CAPTION_CHOICE_ATTRIBUTES}, got {attribute!r}")
     tr = model.transformer
+    motion = attribute == "direction"
     right = 0
     for i in range(n):
-        sample = dataset.image_sample(i)
-        spec = sample.spec
-        first, rest = spec.objects[0], tuple(spec.objects[1:])
-        values = list(COLOURS if attribute == "colour" else POSITIONS)
-        values = [v for v in values if all(getattr(o, attribute) != v for o in rest)]
-        captions = []
-        for v in values:
-            changed = (
-                replace(first, colour=v)
-                if attribute == "colour"
-                else replace(first, position=v, direction=ALLOWED_DIRECTIONS[v][0])
-            )
-            captions.append(replace(spec, objects=(changed, *rest)).caption(motion=False))
-        target = model.frames_to_codes(sample.image[None, None]).expand(len(values), -1, -1, -1)
+        if motion:
+            spec, frames = dataset.spec(i), dataset[i].frames[None]
+        else:
+            sample = dataset.image_sample(i)
+            spec, frames = sample.spec, sample.image[None, None]
+        values = rival_values(spec, attribute)
+        captions = [_with_first(spec, attribute, v).caption(motion=motion) for v in values]
+        target = model.frames_to_codes(frames).expand(len(values), -1, -1, -1)
         logits = tr(tr.encode_text(model.text_ids(captions)), target)
         nll = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), target.flatten(), reduction="none"
         )
-        right += int(
-            values[int(nll.view(len(values), -1).mean(1).argmin())] == getattr(first, attribute)
-        )
+        choice = values[int(nll.view(len(values), -1).mean(1).argmin())]
+        right += int(choice == getattr(spec.objects[0], attribute))
     return right / n
 
 
@@ -336,10 +368,17 @@ def evaluate(
             scores += evaluator.run(task, b)
         rows[task] = {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
     table["tasks"] = rows
-    if "T2I" in tasks:  # does the transformer read the caption at all (no sampling)
+    # does the transformer read the caption at all (no sampling): still attributes with T2I,
+    # the motion with T2V
+    chosen = [a for a in ("colour", "position") if "T2I" in tasks]
+    chosen += ["direction"] if "T2V" in tasks and model.config.transformer.frames > 1 else []
+    if chosen:
         start = time.perf_counter()
         table["caption_choice"] = {
-            a: caption_choice_accuracy(model, ds, n_prompts, a) for a in ("colour", "position")
+            a: caption_choice_accuracy(model, ds, n_prompts, a) for a in chosen
+        }
+        table["caption_choice"]["chance"] = {
+            a: round(caption_choice_chance(ds, n_prompts, a), 4) for a in chosen
         }
         table["caption_choice"]["seconds"] = round(time.perf_counter() - start, 2)
     table.update(
@@ -385,8 +424,7 @@ def format_table(table: dict[str, Any]) -> str:
         lines.append(f"{task:5s} {key} {row[key]:.3f}  (n={int(row['n'])}; {extra})")
     if "caption_choice" in table:
         c = table["caption_choice"]
-        lines.append(
-            f"caption choice: colour {c['colour']:.3f} (chance 0.167), position "
-            f"{c['position']:.3f} (chance 0.200)"
-        )
+        chance = c.get("chance", {"colour": 1 / 6, "position": 0.2})
+        parts = [f"{a} {c[a]:.3f} (chance {chance[a]:.3f})" for a in chance if a in c]
+        lines.append("caption choice: " + ", ".join(parts))
     return "\n".join(lines)

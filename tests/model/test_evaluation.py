@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from nuwa.model.config import NuwaConfig
-from nuwa.model.evaluation import caption_choice_accuracy
+from nuwa.model.evaluation import caption_choice_accuracy, caption_choice_chance, rival_values
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.synthetic_data import SyntheticVideoDataset
+from nuwa.model.synthetic_data import ALLOWED_DIRECTIONS, COLOURS, SyntheticVideoDataset
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,10 @@ def model() -> NuwaModel:
 
 
 def test_caption_choice_is_deterministic_and_bounded(model: NuwaModel) -> None:
-    ds = SyntheticVideoDataset(3, seed=7, frames=1, size=16, split="heldout")
-    for attribute in ("colour", "position"):
+    ds = SyntheticVideoDataset(
+        3, seed=7, frames=model.config.transformer.frames, size=16, split="heldout"
+    )
+    for attribute in ("colour", "position", "direction"):
         first = caption_choice_accuracy(model, ds, 3, attribute)
         assert first == caption_choice_accuracy(model, ds, 3, attribute)
         assert first in (0.0, 1 / 3, 2 / 3, 1.0)
@@ -31,5 +33,15 @@ def test_caption_choice_is_deterministic_and_bounded(model: NuwaModel) -> None:
 
 def test_unknown_attribute_is_a_clear_error(model: NuwaModel) -> None:
     ds = SyntheticVideoDataset(1, seed=7, frames=1, size=16, split="heldout")
-    with pytest.raises(ValueError, match="attribute must be"):
+    with pytest.raises(ValueError, match="attribute must be one of"):
         caption_choice_accuracy(model, ds, 1, "shape")
+
+
+def test_chance_is_the_mean_share_of_one_rival() -> None:
+    ds = SyntheticVideoDataset(6, seed=3, frames=8, split="heldout")
+    by_hand = [1 / len(ALLOWED_DIRECTIONS[ds.spec(i).objects[0].position]) for i in range(6)]
+    assert caption_choice_chance(ds, 6, "direction") == pytest.approx(sum(by_hand) / 6)
+    for i in range(6):  # colours: every colour but another object's
+        spec = ds.image_sample(i).spec
+        assert len(rival_values(spec, "colour")) == len(COLOURS) - (len(spec.objects) - 1)
+        assert spec.objects[0].colour in rival_values(spec, "colour")

@@ -27,6 +27,7 @@ two"); position error no more than ``tolerance_px`` pixels above FP32.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,11 @@ class GateConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown gate tasks {unknown}; choose from {TASKS}")
+
+    @property
+    def sample_points(self) -> float:
+        """Percentage points one sample moves an accuracy / IoU-like score by."""
+        return 100.0 / self.count
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -200,6 +206,9 @@ def run_gates(
     candidate = ExportRunner(candidate_dir)
     spec = reference.spec
     ds = dataset_for(spec, cfg.count, cfg.seed, "heldout")
+    note = resolution_note(cfg)
+    if log and note:
+        log(note)
     rows = {}
     for task in cfg.tasks:
         if task == "V2V" and spec.frames < 2:
@@ -217,9 +226,22 @@ def run_gates(
         "passed": all(r["passed"] for r in rows.values()),
         "tasks": rows,
         "config": cfg.to_dict(),
+        "points_per_sample": round(cfg.sample_points, 3),
         "reference": str(fp32_dir),
         "executed_on": _execution(candidate),
     }
+
+
+def resolution_note(cfg: GateConfig) -> str | None:
+    """A warning when one gate sample moves an accuracy by more than the tolerance (then a
+    single changed sample fails the score); ``None`` otherwise."""
+    if cfg.sample_points <= cfg.tolerance_points + 1e-9:
+        return None
+    return (
+        f"note: with {cfg.count} gate samples one sample is {cfg.sample_points:.1f} points of an "
+        f"accuracy, more than the {cfg.tolerance_points:g}-point tolerance, so one changed sample "
+        f"fails it (--gate-count {math.ceil(100 / cfg.tolerance_points)} or more tolerates one)"
+    )
 
 
 def format_scores(row: dict[str, Any]) -> str:

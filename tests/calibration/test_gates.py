@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nuwa.calibration.gates import GateConfig, compare_scores, format_scores
+from nuwa.calibration.gates import GateConfig, compare_scores, format_scores, resolution_note
 from nuwa.calibration.task_samples import sampling_divergence, teacher_forced_agreement
 from nuwa.runtime.sampler import SamplingOptions
 
@@ -66,3 +66,12 @@ def test_teacher_forced_agreement_counts_argmax_hits() -> None:
     logits[1, :, 2] = 1.0
     tokens = np.array([[1, 1, 0], [2, 3, 2]])
     assert teacher_forced_agreement(logits, tokens) == 4 / 6
+
+
+def test_a_gate_too_small_to_tolerate_one_sample_says_so() -> None:
+    assert GateConfig(count=32).sample_points == 3.125
+    note = resolution_note(GateConfig(count=32))
+    assert note is not None and "one sample is 3.1 points" in note and "--gate-count 50" in note
+    assert resolution_note(GateConfig(count=50)) is None
+    assert resolution_note(GateConfig(count=64)) is None
+    assert resolution_note(GateConfig(count=10, tolerance_points=10.0)) is None

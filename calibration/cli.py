@@ -64,6 +64,7 @@ def _run_quantize(args: argparse.Namespace) -> int:
         weight_range=args.weight_range,
         int8_vq_decoder=args.int8_vq_decoder,
         log=_log(args),
+        keep_fp32=tuple(p.strip() for p in (args.keep_fp32 or "").split(",") if p.strip()),
     )
     gate = manifest.get("quality_gates") or {}
     status = "gates skipped" if "skipped" in gate else "quality gates passed"
@@ -127,6 +128,12 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--int8-vq-decoder", action="store_true", help="also quantize the VQ-GAN decoder convs"
+    )
+    p.add_argument(
+        "--keep-fp32",
+        metavar="PREFIXES",
+        help="comma-separated graph-name prefixes left FP32, e.g. sketch_condition_encoder "
+        "(to find which graphs cost quality)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=_run_quantize)

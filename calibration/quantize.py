@@ -21,6 +21,9 @@ vq_decoder             fp32 (``--int8-vq-decoder``)  fp16
 vq_encoder, sketch_*   fp32 (codebook lookups)       fp32 (codebook lookups)
 =====================  ============================  =========================
 
+``--keep-fp32 PREFIXES`` leaves the graphs whose names start with one of the prefixes in FP32
+(e.g. ``sketch_condition_encoder``), to find out which graphs cost a gate its score.
+
 Converted graphs are saved self-contained (their int8 / fp16 weights inline); graphs copied
 unchanged keep pointing at the export's shared weights file (``external_data`` in the
 manifest), which is copied along. Everything is written into a temporary folder and moved in
@@ -119,9 +122,11 @@ def quantize_export(
     weight_range: str = "auto",
     int8_vq_decoder: bool = False,
     log: Callable[[str], None] | None = None,
+    keep_fp32: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write the ``precision`` version of the FP32 export ``onnx_dir`` into ``out_dir`` and
-    return its manifest (as a dict). ``gates=None`` skips the quality gates. Raises
+    return its manifest (as a dict). ``gates=None`` skips the quality gates. Graphs whose
+    names start with one of ``keep_fp32`` stay FP32 (to find which graphs cost quality). Raises
     :class:`QuantizeError` on bad input and :class:`QualityGateError` (after writing) when a
     gate fails."""
     if precision not in PRECISIONS:
@@ -148,7 +153,18 @@ def quantize_export(
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     strict_check = manifest.target == "portable"
 
-    kinds = {name: g.kind for name, g in manifest.graphs.items()}
+    unmatched = [p for p in keep_fp32 if not any(n.startswith(p) for n in manifest.graphs)]
+    if unmatched:
+        raise QuantizeError(
+            f"--keep-fp32 {', '.join(unmatched)} matches no graph of {onnx_dir}; its graphs: "
+            + ", ".join(sorted(manifest.graphs))
+        )
+    kinds = {
+        name: g.kind
+        for name, g in manifest.graphs.items()
+        if not any(name.startswith(p) for p in keep_fp32)
+    }
+    kinds.update({name: "kept_fp32" for name in manifest.graphs if name not in kinds})
     int8_kinds = INT8_KINDS + (("vq_decoder",) if int8_vq_decoder else ())
     changed_kinds = int8_kinds if precision == "int8" else FP16_KINDS
     models = {name: onnx.load(str(manifest.path(name))) for name in manifest.graphs}
@@ -191,6 +207,7 @@ def quantize_export(
             "quantized_ops": ["MatMul", "Gemm", "Conv"],
             "float_ops": "everything else, including nuwa::NearbyAttention3D and LayerNorm",
             "layers": {n: len(ts) for n, ts in targets.items()},
+            "kept_fp32": list(keep_fp32),
         }
     else:
         for name in models:
@@ -201,6 +218,7 @@ def quantize_export(
         scheme = {
             "format": "float16 with float32 I/O",
             "fp32_ops": list(FP32_OPS),
+            "kept_fp32": list(keep_fp32),
         }
 
     graph_precision = {n: (precision if n in converted else "fp32") for n in models}

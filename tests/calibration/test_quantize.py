@@ -206,6 +206,20 @@ def test_gate_failure_is_reported_and_recorded(tmp_path: Path, tiny_portable: Pa
     assert gates["passed"] is False and gates["tasks"]["T2I"]["token_agreement_ok"] is False
 
 
+def test_keep_fp32_leaves_the_named_graphs_unquantized(tmp_path: Path, tiny_portable: Path) -> None:
+    raw = quantize_export(
+        tiny_portable, tmp_path, "int8", CalibrationSet(count=1), keep_fp32=("sketch_condition",)
+    )
+    graphs = raw["quantization"]["graphs"]
+    assert raw["quantization"]["kept_fp32"] == ["sketch_condition"]
+    kept = [n for n in graphs if n.startswith("sketch_condition")]
+    assert kept and all(graphs[n] == "fp32" for n in kept)
+    assert graphs["text_encoder"] == "int8"  # the other condition encoder is quantized
+    assert all(p == "int8" for n, p in graphs.items() if n.startswith("decoder_step"))
+    with pytest.raises(QuantizeError, match="--keep-fp32 decoder_stp matches no graph"):
+        quantize_export(tiny_portable, tmp_path / "x", "int8", keep_fp32=("decoder_stp",))
+
+
 def test_bad_input_errors(tmp_path: Path, tiny_portable: Path, tiny_fp16: Path) -> None:
     with pytest.raises(QuantizeError, match="unknown precision"):
         quantize_export(tiny_portable, tmp_path / "a", "int4")

@@ -140,13 +140,13 @@ def task_gate(
     task: str,
     dataset: SyntheticVideoDataset,
     cfg: GateConfig,
+    generation: GenerationConfig | None = None,
 ) -> dict[str, Any]:
-    """Both gates for one task (see module docstring)."""
+    """Both gates for one task (see module docstring), sampling with the model's defaults for
+    it (``generation``: its ``generation_config.json``)."""
     frames = reference.spec.frames
     batch = make_batch(task, dataset, list(range(cfg.count)), frames)
-    options = generation_options(
-        cfg.seed, task, GenerationConfig.load(reference.manifest.directory)
-    )
+    options = generation_options(cfg.seed, task, generation)
     greedy = SamplingOptions(temperature=0.0, guidance_scale=options.guidance_scale)
     metric = HEADLINE[task]
     key = (
@@ -206,6 +206,7 @@ def run_gates(
     candidate = ExportRunner(candidate_dir)
     spec = reference.spec
     ds = dataset_for(spec, cfg.count, cfg.seed, "heldout")
+    generation = GenerationConfig.load(reference.manifest.directory)
     note = resolution_note(cfg)
     if log and note:
         log(note)
@@ -215,7 +216,7 @@ def run_gates(
             continue
         if log:
             log(f"quality gate {task} on {cfg.count} held-out samples")
-        rows[task] = task_gate(reference, candidate, task, ds, cfg)
+        rows[task] = task_gate(reference, candidate, task, ds, cfg, generation)
         if log:
             r = rows[task]
             log(

@@ -43,14 +43,7 @@ def generation_options(
     """The sampling users of the model get for ``task`` (and ``nuwa evaluate`` reports scores
     with): the model's ``generation_config.json`` (``generation``), else the built-in defaults
     (temperature 0.5, top-k 16, guidance 2)."""
-    default = (generation or GenerationConfig()).for_task(task)
-    return SamplingOptions(
-        temperature=default["temperature"],
-        top_k=default["top_k"],
-        top_p=default["top_p"],
-        guidance_scale=default["guidance_scale"],
-        seed=seed,
-    )
+    return SamplingOptions(**(generation or GenerationConfig()).for_task(task), seed=seed)
 
 
 def dataset_for(spec: ModelSpec, count: int, seed: int, split: str) -> SyntheticVideoDataset:

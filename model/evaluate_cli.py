@@ -58,9 +58,10 @@ def parse_tasks(text: str) -> list[str]:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .evaluation import default_options, evaluate, format_table
+    from .evaluation import evaluate, format_table
     from .generation_config import GenerationConfig
     from .nuwa import NuwaModel
+    from .sampling import SamplingOptions
 
     tasks = parse_tasks(args.tasks)
     if args.n < 1:
@@ -73,18 +74,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     generation = GenerationConfig.load(args.model)
     options = {}
     for task in tasks:  # the model's sampling for each task, with what the command line sets
-        o = default_options(task, generation)
-        if args.temperature is not None:
-            o.temperature = args.temperature
-        if args.top_k is not None:
-            o.top_k = args.top_k or None
-        if args.top_p is not None:
-            o.top_p = args.top_p
-        if args.guidance is not None:
-            o.guidance_scale = args.guidance
-        o.seed = args.seed
-        o.validate()
-        options[task] = o
+        given = (args.temperature, args.top_k, args.top_p, args.guidance)
+        options[task] = SamplingOptions(**generation.resolve(task, *given), seed=args.seed)
+        options[task].validate()
     table = evaluate(
         model,
         tasks,

@@ -66,14 +66,7 @@ def default_options(
     """The sampling scores are reported with: the model's sampling defaults for ``task`` (its
     ``generation_config.json``, ``generation``), else the built-in ones (temperature 0.5,
     top-k 16, guidance 2); seed 0."""
-    default = (generation or GenerationConfig()).for_task(task)
-    return SamplingOptions(
-        temperature=default["temperature"],
-        top_k=default["top_k"],
-        top_p=default["top_p"],
-        guidance_scale=default["guidance_scale"],
-        seed=0,
-    )
+    return SamplingOptions(**(generation or GenerationConfig()).for_task(task), seed=0)
 
 
 class Evaluator:

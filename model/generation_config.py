@@ -105,6 +105,28 @@ class GenerationConfig:
             values["guidance_scale"] = 1.0
         return values
 
+    def resolve(
+        self,
+        task: str,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance_scale: float | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`for_task` with the values a caller gives (not ``None``) on top; a given
+        ``top_k`` of 0 turns top-k off. Keys are the sampling options' field names."""
+        values = self.for_task(task)
+        given = {
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "guidance_scale": guidance_scale,
+        }
+        values.update({k: v for k, v in given.items() if v is not None})
+        if values["top_k"] == 0:
+            values["top_k"] = None
+        return values
+
     def to_dict(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "tasks": self.tasks, "note": self.note}
 

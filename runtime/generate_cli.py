@@ -87,7 +87,7 @@ def describe_sampling(o: SamplingOptions) -> str:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline, default_model_dir
+    from .pipeline import Pipeline, default_model_dir, resolve_sampling
     from .tasks import task_info
 
     task = task_info(infer_task(args))
@@ -110,8 +110,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_pretrained(
         model, backend=args.backend, precision=args.precision, device=args.device, log=log
     )
-    options = pipe.sampling_options(
-        task.name, args.temperature, args.top_k, args.top_p, args.guidance_scale, seed
+    options = resolve_sampling(
+        pipe.generation_config,
+        task.name,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.guidance_scale,
+        seed,
     )
     if not args.no_progress:
         log(f"{task.title} with {pipe.describe()}, seed {seed}, {describe_sampling(options)}")

@@ -214,7 +214,9 @@ class Pipeline:
         left ``None`` takes the model's default for ``task`` (:meth:`sampling_defaults`).
         """
         info = task_info(task)
-        options = self.sampling_options(info.name, temperature, top_k, top_p, guidance_scale, seed)
+        options = resolve_sampling(
+            self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
+        )
         plan = plan_task(
             self.backend,
             info.name,
@@ -248,20 +250,6 @@ class Pipeline:
         """The sampling options ``task`` runs with when the caller passes none: the model's
         ``generation_config.json``, then the built-in defaults."""
         return self.generation_config.for_task(task_info(task).name)
-
-    def sampling_options(
-        self,
-        task: str,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-    ) -> SamplingOptions:
-        """Checked sampling options of a request (:func:`resolve_sampling`)."""
-        return resolve_sampling(
-            self.generation_config, task, temperature, top_k, top_p, guidance_scale, seed
-        )
 
     def _step_callback(
         self, callback: StepCallback, num_frames: int, stream_frames: bool
@@ -328,19 +316,13 @@ def resolve_sampling(
     defaults (``generation``) for those left ``None``. ``top_k=0`` turns top-k off; guidance
     other than 1 for a task that takes none is an error."""
     info = task_info(task)
-    default = generation.for_task(info.name)
     if info.name in UNGUIDED_TASKS and guidance_scale not in (None, 1.0):
         raise NuwaInputError(
             f"{info.name} ({info.title}) takes no classifier-free guidance (its condition is "
             f"the empty prompt); got guidance_scale {guidance_scale}"
         )
-    options = SamplingOptions(
-        temperature=default["temperature"] if temperature is None else temperature,
-        top_k=default["top_k"] if top_k is None else (top_k or None),
-        top_p=default["top_p"] if top_p is None else top_p,
-        guidance_scale=default["guidance_scale"] if guidance_scale is None else guidance_scale,
-        seed=seed,
-    )
+    values = generation.resolve(info.name, temperature, top_k, top_p, guidance_scale)
+    options = SamplingOptions(**values, seed=seed)
     options.validate()
     return options
 

@@ -107,3 +107,16 @@ def test_copy_carries_the_file_and_removes_a_stale_one(tmp_path: Path) -> None:
     (src / GENERATION_CONFIG_FILE).write_text("{broken")
     with pytest.raises(GenerationConfigError):  # a broken file is not carried along
         copy_generation_config(src, dst)
+
+
+def test_resolve_puts_given_values_over_the_task_defaults() -> None:
+    cfg = GenerationConfig({"temperature": 0.7}, {"t2v": {"top_k": 4}})
+    assert cfg.resolve("t2v") == cfg.for_task("t2v")
+    assert cfg.resolve("t2v", temperature=0.0, guidance_scale=3.0) == {
+        "temperature": 0.0,  # 0 is a value (greedy), not "not given"
+        "top_k": 4,
+        "top_p": None,
+        "guidance_scale": 3.0,
+    }
+    assert cfg.resolve("t2v", top_k=0)["top_k"] is None  # 0 turns top-k off
+    assert cfg.resolve("t2v", top_k=9, top_p=0.5)["top_k"] == 9

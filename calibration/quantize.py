@@ -160,11 +160,9 @@ def quantize_export(
             + ", ".join(sorted(manifest.graphs))
         )
     kinds = {
-        name: g.kind
+        name: "kept_fp32" if name.startswith(keep_fp32) else g.kind
         for name, g in manifest.graphs.items()
-        if not any(name.startswith(p) for p in keep_fp32)
     }
-    kinds.update({name: "kept_fp32" for name in manifest.graphs if name not in kinds})
     int8_kinds = INT8_KINDS + (("vq_decoder",) if int8_vq_decoder else ())
     changed_kinds = int8_kinds if precision == "int8" else FP16_KINDS
     models = {name: onnx.load(str(manifest.path(name))) for name in manifest.graphs}

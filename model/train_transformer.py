@@ -229,8 +229,9 @@ def token_loss_weights(target: Tensor, motion_weight: float) -> Tensor:
     token differs from the same place in the frame before ("moving" tokens: an object's leading
     and trailing edges). Returns (B, T*h*w) in the flattened token order of the logits.
 
-    Most of a clip's tokens are background copied from the frame before; the few that change
-    carry the motion, and at frame 1 the caption's direction is all that decides them."""
+    The tokens that change carry the motion (with this VQ-GAN also some background flicker:
+    its GroupNorm spans the frame), and at frame 1 the caption's direction is what decides
+    them."""
     weights = torch.ones(target.shape, dtype=torch.float32, device=target.device)
     if motion_weight and target.shape[1] > 1:
         weights[:, 1:] += motion_weight * (target[:, 1:] != target[:, :-1]).float()

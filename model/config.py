@@ -16,6 +16,8 @@ from typing import Any
 
 from .attention3d import Extents
 
+VQ_NORMS = ("group", "channel")
+
 
 @dataclass
 class VQGANConfig:
@@ -31,6 +33,15 @@ class VQGANConfig:
     embed_dim: int = 64  # code vector size
     ema_decay: float = 0.99  # EMA rate of codebook updates
     commitment_weight: float = 0.25  # beta in the commitment loss
+    # feature normalisation in the encoder and decoder: "group" (GroupNorm over the whole frame,
+    # >= 16 channels per group) or "channel" (each position's features over the channels only: a
+    # code then depends on nothing outside its conv receptive field, so an object moving across
+    # the frame changes only the codes near it)
+    norm: str = "group"
+
+    def validate(self, name: str = "vqgan") -> None:
+        if self.norm not in VQ_NORMS:
+            raise ValueError(f"{name}.norm must be one of {list(VQ_NORMS)}, got {self.norm!r}")
 
     @property
     def downsample(self) -> int:
@@ -112,6 +123,8 @@ class NuwaConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
     def validate(self) -> None:
+        self.vqgan.validate("vqgan")
+        self.vqgan_seg.validate("vqgan_seg")
         self.transformer.validate()
         t = self.transformer
         if t.image_vocab_size != self.vqgan.codebook_size:

@@ -20,18 +20,45 @@ from torch import Tensor, nn
 from .config import VQGANConfig
 
 
-def _norm(ch: int) -> nn.GroupNorm:
+def _group_norm(ch: int) -> nn.GroupNorm:
     # >= 16 channels per group: one-channel groups (instance norm) rescale every feature map on
     # its own and so erase the colour of a solid object on a plain background.
     return nn.GroupNorm(math.gcd(32, max(1, ch // 16)), ch, eps=1e-6)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int) -> None:
+class ChannelNorm(nn.Module):
+    """Normalises each position's feature vector over the channels (layer norm of a ``(B, C, H,
+    W)`` map along ``C``) with a per-channel scale and shift. Unlike GroupNorm it pools nothing
+    across positions, so an output depends only on the input inside its receptive field."""
+
+    def __init__(self, ch: int, eps: float = 1e-6) -> None:
         super().__init__()
-        self.norm1 = _norm(cin)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(ch))
+        self.bias = nn.Parameter(torch.zeros(ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def _norm(ch: int, kind: str) -> nn.Module:
+    """The encoder/decoder normalisation ``VQGANConfig.norm`` names."""
+    if kind == "group":
+        return _group_norm(ch)
+    if kind == "channel":
+        return ChannelNorm(ch)
+    raise ValueError(f"unknown VQ-GAN norm {kind!r}; expected 'group' or 'channel'")
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, norm: str = "group") -> None:
+        super().__init__()
+        self.norm1 = _norm(cin, norm)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm2 = _norm(cout)
+        self.norm2 = _norm(cout, norm)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -52,12 +79,12 @@ class Encoder(nn.Module):
         cin = chs[0]
         for i, ch in enumerate(chs):
             for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(cin, ch))
+                blocks.append(ResBlock(cin, ch, cfg.norm))
                 cin = ch
             if i < len(chs) - 1:
                 blocks.append(nn.Conv2d(ch, ch, 4, stride=2, padding=1))
         self.blocks = nn.Sequential(*blocks)
-        self.norm_out = _norm(cin)
+        self.norm_out = _norm(cin, cfg.norm)
         self.conv_out = nn.Conv2d(cin, cfg.embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,13 +102,13 @@ class Decoder(nn.Module):
         cin = chs[0]
         for i, ch in enumerate(chs):
             for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(cin, ch))
+                blocks.append(ResBlock(cin, ch, cfg.norm))
                 cin = ch
             if i < len(chs) - 1:
                 blocks.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
                 blocks.append(nn.Conv2d(ch, ch, 3, padding=1))
         self.blocks = nn.Sequential(*blocks)
-        self.norm_out = _norm(cin)
+        self.norm_out = _norm(cin, cfg.norm)
         self.conv_out = nn.Conv2d(cin, cfg.out_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -168,6 +195,7 @@ class VQGAN(nn.Module):
         super().__init__()
         if kind not in ("rgb", "seg"):
             raise ValueError(f"unknown VQ-GAN kind {kind!r}; expected 'rgb' or 'seg'")
+        cfg.validate()
         self.cfg, self.kind = cfg, kind
         self.encoder = Encoder(cfg)
         self.quantizer = EMAQuantizer(cfg.codebook_size, cfg.embed_dim, cfg.ema_decay)
@@ -212,7 +240,7 @@ class PatchDiscriminator(nn.Module):
         mods: list[nn.Module] = [nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = ch
         for _ in range(layers - 1):
-            mods += [nn.Conv2d(c, c * 2, 4, 2, 1), _norm(c * 2), nn.LeakyReLU(0.2)]
+            mods += [nn.Conv2d(c, c * 2, 4, 2, 1), _group_norm(c * 2), nn.LeakyReLU(0.2)]
             c *= 2
         mods.append(nn.Conv2d(c, 1, 3, 1, 1))
         self.net = nn.Sequential(*mods)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from nuwa.model.config import NuwaConfig
 from nuwa.model.synthetic_data import SyntheticVideoDataset
-from nuwa.model.vqgan import VQGAN
+from nuwa.model.vqgan import VQGAN, ChannelNorm
 
 
 def test_shapes_and_codes_are_consistent() -> None:
@@ -49,3 +53,44 @@ def test_seg_variant_takes_class_maps() -> None:
     losses, out = vq.losses(classes)
     assert out.reconstruction.shape == (2, cfg.out_channels, cfg.image_size, cfg.image_size)
     assert torch.isfinite(losses["loss"])
+
+
+def _encoder_features(cfg, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return VQGAN(cfg).eval().encoder(x)
+
+
+def test_channel_norm_matches_layer_norm_over_the_channels() -> None:
+    torch.manual_seed(0)
+    norm = ChannelNorm(12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    for shape in [(1, 12, 4, 4), (3, 12, 5, 7)]:
+        x = torch.randn(shape) * 3 + 1
+        reference = F.layer_norm(x.movedim(1, -1), (12,), norm.weight, norm.bias, eps=1e-6)
+        torch.testing.assert_close(norm(x), reference.movedim(-1, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_channel_norm_codes_ignore_what_lies_outside_their_receptive_field() -> None:
+    """Changing one corner of the frame: with norm="channel" the features of the opposite
+    corner stay bit for bit the same; with GroupNorm (frame-wide statistics) they move."""
+    base = dataclasses.replace(NuwaConfig.from_name("demo").vqgan, base_channels=16)
+    x = torch.full((1, 3, 64, 64), -1.0)
+    x[..., 20:28, 20:28] = 0.8  # an object
+    moved = x.clone()
+    moved[..., 2:10, 2:10] = 0.5  # a second object appears in the top-left corner
+    # the 8x8 features' receptive field is 84 px wide around the token's centre, so the
+    # bottom-right token (pixels 56..63, centre 59.5) sees rows/cols >= 18: not the corner
+    for norm, unchanged in (("channel", True), ("group", False)):
+        cfg = dataclasses.replace(base, norm=norm)
+        before = _encoder_features(cfg, x)[..., -1, -1]
+        after = _encoder_features(cfg, moved)[..., -1, -1]
+        assert torch.equal(before, after) is unchanged, norm
+
+
+def test_unknown_norm_is_a_config_error() -> None:
+    data = NuwaConfig.from_name("tiny").to_dict()
+    data["vqgan"]["norm"] = "batch"
+    with pytest.raises(ValueError, match=r"vqgan\.norm must be one of \['group', 'channel'\]"):
+        NuwaConfig.from_dict(data)

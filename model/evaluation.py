@@ -53,6 +53,7 @@ from .synthetic_data import (
     ClipSpec,
     SyntheticVideoDataset,
 )
+from .token_locality import token_locality
 from .transformer import Condition
 
 ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
@@ -349,6 +350,10 @@ def evaluate(
         "vqgan_psnr": reconstruction_psnr(model, ds, n_prompts),
         "vqgan_psnr_seconds": round(time.perf_counter() - start, 2),
     }
+    if model.config.transformer.frames > 1:  # how many tokens change away from moving objects
+        clips = [ds[i] for i in range(n_prompts)]
+        locality = token_locality(clips, lambda f: model.frames_to_codes(f[None])[0].cpu().numpy())
+        table["vqgan_token_locality"] = locality.to_dict()
     rows: dict[str, dict[str, float]] = {}
     batches = [
         list(range(i, min(n_prompts, i + batch_size))) for i in range(0, n_prompts, batch_size)
@@ -411,6 +416,12 @@ def format_table(table: dict[str, Any]) -> str:
         "TV2V": "all",
     }
     lines = [f"VQ-GAN reconstruction PSNR: {table['vqgan_psnr']:.2f} dB"]
+    if "vqgan_token_locality" in table:
+        loc = table["vqgan_token_locality"]
+        lines.append(
+            f"VQ-GAN tokens changed between frames: {loc['near_changed']:.3f} near objects, "
+            f"{loc['far_changed']:.3f} far from them"
+        )
     for task, row in table["tasks"].items():
         key = headline[task]
         extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in (key, "n"))

@@ -68,7 +68,11 @@ def test_evaluate_samples_each_task_with_the_models_defaults_and_the_flags(tmp_p
     common = ["--model", str(tmp_path / "model"), "--tasks", "T2I,V2V", "--n", "1"]
     out = tmp_path / "scores.json"
     assert evaluate_main([*common, "--no-progress", "--threads", "1", "--out", str(out)]) == 0
-    options = json.loads(out.read_text())["options"]
+    scores = json.loads(out.read_text())
+    locality = scores["vqgan_token_locality"]  # 1 clip, 3 frames of 4x4 tokens: 2 frame pairs
+    assert locality["near_tokens"] + locality["far_tokens"] == 2 * 16
+    assert 0 <= locality["near_changed"] <= 1 and 0 <= locality["far_changed"] <= 1
+    options = scores["options"]
     assert options["T2I"] == {
         "temperature": 0.25,
         "top_k": 4,

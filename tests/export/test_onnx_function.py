@@ -271,3 +271,11 @@ def test_table_and_gather_bodies_agree_with_the_oracle(q_grid, k_grid, extents, 
         model = single_node_model(attrs_of(spec), nq, nk, True, static_keys)
         out = session(model).run(None, feeds)[0]
         np.testing.assert_allclose(out, expected.numpy(), rtol=0, atol=1e-5)
+
+
+def test_mask_table_bound_is_the_torch_dense_bound():
+    """The exported bodies switch from a mask table to the gather at the same size as PyTorch's
+    "auto" switches from dense to gather (defined twice: the export module imports no torch)."""
+    from nuwa.model.attention3d import AUTO_DENSE_MAX_ENTRIES
+
+    assert MAX_TABLE_ENTRIES == AUTO_DENSE_MAX_ENTRIES

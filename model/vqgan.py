@@ -33,15 +33,15 @@ class ChannelNorm(nn.Module):
 
     def __init__(self, ch: int, eps: float = 1e-6) -> None:
         super().__init__()
-        self.eps = eps
+        self.channels, self.eps = ch, eps
         self.weight = nn.Parameter(torch.ones(ch))
         self.bias = nn.Parameter(torch.zeros(ch))
 
-    def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
+        # channels last for layer_norm: exports as one LayerNormalization node, which FP16
+        # conversion keeps in FP32 and TensorRT runs as a normalization layer
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
 
 
 def _norm(ch: int, kind: str) -> nn.Module:

@@ -283,3 +283,39 @@ def test_cpu_flags_tell_whether_int8_products_saturate(tmp_path: Path, monkeypat
     monkeypatch.setattr(cpu_features.platform, "machine", lambda: "aarch64")
     info.write_text("processor : 0\nFeatures : fp asimd\n")
     assert cpu_features.int8_products_saturate(info) is False
+
+
+def test_channel_norm_vqgan_keeps_its_layer_norm_in_fp32(tmp_path: Path) -> None:
+    """A VQ-GAN with ``norm="channel"`` normalises with LayerNormalization: INT8 leaves it
+    unquantized (no DequantizeLinear feeds it), FP16 computes it in FP32, and the VQ decoder
+    stays close to FP32 at both precisions."""
+    import torch
+
+    from nuwa.export.exporter import export_model
+    from nuwa.model.config import NuwaConfig
+    from nuwa.model.nuwa import NuwaModel
+
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.vqgan.norm = cfg.vqgan_seg.norm = "channel"
+    cfg.transformer.max_text_len = 128  # the dataset's captions
+    torch.manual_seed(0)
+    NuwaModel(cfg).eval().save_pretrained(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "fp32", verify=False)
+    calib = CalibrationSet(count=1)
+    quantize_export(tmp_path / "fp32", tmp_path / "int8", "int8", calib, int8_vq_decoder=True)
+    quantize_export(tmp_path / "fp32", tmp_path / "fp16", "fp16", calib)
+    for precision in ("int8", "fp16"):
+        model = _models(tmp_path / precision)["vq_decoder"]
+        producer = {out: n for n in model.graph.node for out in n.output}
+        norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+        assert norms
+        feeders = {producer[n.input[0]].op_type for n in norms}
+        assert "DequantizeLinear" not in feeders
+        if precision == "fp16":
+            assert feeders == {"Cast"}  # the converter's FP32 island
+    codes = np.random.default_rng(0).integers(0, cfg.vqgan.codebook_size, (2, 4, 4))
+    ref = ExportRunner(tmp_path / "fp32").run("vq_decoder", {"codes": codes})
+    for precision, tolerance in (("int8", 0.15), ("fp16", 1e-2)):
+        got = ExportRunner(tmp_path / precision).run("vq_decoder", {"codes": codes})
+        for key in ref:
+            assert float(np.abs(ref[key] - got[key]).max()) <= tolerance, (precision, key)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import VQGANConfig
+from .config import VQ_NORMS, VQGANConfig
 
 
 def _group_norm(ch: int) -> nn.GroupNorm:
@@ -50,7 +50,7 @@ def _norm(ch: int, kind: str) -> nn.Module:
         return _group_norm(ch)
     if kind == "channel":
         return ChannelNorm(ch)
-    raise ValueError(f"unknown VQ-GAN norm {kind!r}; expected 'group' or 'channel'")
+    raise ValueError(f"unknown VQ-GAN norm {kind!r}; expected one of {list(VQ_NORMS)}")
 
 
 class ResBlock(nn.Module):

@@ -14,7 +14,7 @@ pixels in either of the two frames; *far* otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -31,12 +31,7 @@ class TokenLocality:
     far_tokens: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {
-            "near_changed": self.near_changed,
-            "far_changed": self.far_changed,
-            "near_tokens": self.near_tokens,
-            "far_tokens": self.far_tokens,
-        }
+        return asdict(self)
 
 
 def object_tokens(instances: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

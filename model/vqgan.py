@@ -195,7 +195,7 @@ class VQGAN(nn.Module):
         super().__init__()
         if kind not in ("rgb", "seg"):
             raise ValueError(f"unknown VQ-GAN kind {kind!r}; expected 'rgb' or 'seg'")
-        cfg.validate()
+        cfg.validate("vqgan" if kind == "rgb" else "vqgan_seg")
         self.cfg, self.kind = cfg, kind
         self.encoder = Encoder(cfg)
         self.quantizer = EMAQuantizer(cfg.codebook_size, cfg.embed_dim, cfg.ema_decay)

@@ -221,9 +221,16 @@ def _demo() -> NuwaConfig:
     """DESIGN §11 "demo-video": 8 frames × 8×8 tokens, d 256, 4 decoder layers, 8 heads, (3,3,3)."""
     return NuwaConfig(
         name="demo",
-        vqgan=VQGANConfig(),
+        # per-position (channel) normalisation: local tokens, which the shipped demo is trained
+        # on (its MODEL_CARD.md: V2V 1.6 px vs 5.4 px beside GroupNorm tokenizers)
+        vqgan=VQGANConfig(norm="channel"),
         vqgan_seg=VQGANConfig(
-            in_channels=5, out_channels=5, base_channels=16, codebook_size=64, embed_dim=32
+            in_channels=5,
+            out_channels=5,
+            base_channels=16,
+            codebook_size=64,
+            embed_dim=32,
+            norm="channel",
         ),
         # 112 text slots: the dataset's longest two-object caption is 111 bytes (+ <eos>)
         transformer=TransformerConfig(sketch_vocab_size=64, max_text_len=112),

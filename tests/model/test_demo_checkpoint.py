@@ -2,7 +2,8 @@
 size budget, reconstructs held-out frames, follows sketches far above chance, reads the colour
 in a caption well above chance (deterministic caption choice), draws the captioned colour and
 start position in sampled images, moves the object the captioned way in sampled videos, and
-predicts where an object moves in a video far better than a frozen last frame would. Figures in the comments are the MODEL_CARD.md scores (n=64)."""
+predicts where an object moves in a video far better than a frozen last frame would. Figures
+in the comments are the MODEL_CARD.md scores (n=64)."""
 
 from __future__ import annotations
 

@@ -246,7 +246,9 @@ def rival_values(spec: ClipSpec, attribute: str) -> list[str]:
     return [v for v in values if all(getattr(o, attribute) != v for o in rest)]
 
 
-def _with_first(spec: ClipSpec, attribute: str, value: str) -> ClipSpec:
+def with_first(spec: ClipSpec, attribute: str, value: str) -> ClipSpec:
+    """``spec`` with its first object's ``attribute`` set to ``value`` (a rival caption's clip;
+    a new start position also takes a direction allowed from there)."""
     first, rest = spec.objects[0], tuple(spec.objects[1:])
     if attribute == "position":  # a direction allowed from the new start
         changed = replace(first, position=value, direction=ALLOWED_DIRECTIONS[value][0])
@@ -287,7 +289,7 @@ def caption_choice_accuracy(
             sample = dataset.image_sample(i)
             spec, frames = sample.spec, sample.image[None, None]
         values = rival_values(spec, attribute)
-        captions = [_with_first(spec, attribute, v).caption(motion=motion) for v in values]
+        captions = [with_first(spec, attribute, v).caption(motion=motion) for v in values]
         target = model.frames_to_codes(frames).expand(len(values), -1, -1, -1)
         logits = tr(tr.encode_text(model.text_ids(captions)), target)
         nll = torch.nn.functional.cross_entropy(

@@ -26,7 +26,17 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"from {','.join(ALL_TASKS)}")
     p.add_argument("--n", type=int, default=64, help="held-out prompts per task")
     p.add_argument("--backend", default="torch", help="torch (reference) or onnxruntime")
-    p.add_argument("--precision", default="fp32", help="onnxruntime: fp32 (or an fp16/int8 dir)")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        help="onnxruntime: an export of --model to run (nuwa export, or nuwa quantize for "
+        "fp16/int8); default: --model's FP32 export, made and cached on first use",
+    )
+    p.add_argument(
+        "--precision",
+        help="onnxruntime: the precision --onnx must hold (default: what it holds; fp32 "
+        "without --onnx)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--temperature", type=float, help="for every task (default: the model's, per task)"
@@ -55,6 +65,15 @@ def parse_tasks(text: str) -> list[str]:
     return tasks
 
 
+def _export_precision(export_dir: Path) -> str:
+    from nuwa.export.manifest import ManifestError, load_manifest
+
+    try:
+        return load_manifest(export_dir, verify_hashes=False).precision
+    except ManifestError as exc:
+        raise ValueError(f"--onnx {export_dir}: {exc}") from None
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -70,6 +89,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not (args.model / "config.json").is_file():
         raise FileNotFoundError(f"{args.model} is not a model directory (no config.json)")
+    if args.onnx is not None and args.backend != "onnxruntime":
+        raise ValueError(f"--onnx is for --backend onnxruntime, not {args.backend}")
+    precision = args.precision or (_export_precision(args.onnx) if args.onnx else "fp32")
     model = NuwaModel.from_pretrained(args.model).to(args.device)
     generation = GenerationConfig.load(args.model)
     options = {}
@@ -88,8 +110,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         v2v_given=args.v2v_given,
         out_json=args.out,
         progress=not args.no_progress,
-        model_dir=args.model,
-        precision=args.precision,
+        model_dir=args.onnx or args.model,
+        precision=precision,
     )
     print(format_table(table))
     if args.out:

@@ -86,3 +86,36 @@ def test_evaluate_samples_each_task_with_the_models_defaults_and_the_flags(tmp_p
     options = json.loads(out.read_text())["options"]
     assert options["T2I"]["temperature"] == options["V2V"]["temperature"] == 1.0
     assert options["T2I"]["top_k"] is None and options["V2V"]["seed"] == 3
+
+
+def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):
+    import json
+
+    import torch
+
+    from nuwa.calibration.capture import CalibrationSet
+    from nuwa.calibration.quantize import quantize_export
+    from nuwa.export.exporter import export_model
+    from nuwa.model.config import NuwaConfig
+    from nuwa.model.evaluate_cli import main as evaluate_main
+    from nuwa.model.nuwa import NuwaModel
+
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 128  # the dataset's captions
+    torch.manual_seed(0)
+    NuwaModel(cfg).eval().save_pretrained(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "fp32", verify=False)
+    quantize_export(tmp_path / "fp32", tmp_path / "fp16", "fp16", CalibrationSet(count=1))
+    common = ["--model", str(tmp_path / "model"), "--tasks", "T2I", "--n", "1", "--no-progress"]
+    out = tmp_path / "scores.json"
+    onnx = ["--backend", "onnxruntime", "--onnx", str(tmp_path / "fp16")]
+    assert evaluate_main([*common, *onnx, "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["backend"] == "onnxruntime" and scores["precision"] == "fp16"
+    assert scores["tasks"]["T2I"]["n"] == 1
+    with pytest.raises(Exception, match="holds fp16 graphs, not int8"):
+        evaluate_main([*common, *onnx, "--precision", "int8"])
+    with pytest.raises(ValueError, match="--onnx is for --backend onnxruntime"):
+        evaluate_main([*common, "--onnx", str(tmp_path / "fp16")])
+    with pytest.raises(ValueError, match="--onnx"):
+        evaluate_main([*common, "--backend", "onnxruntime", "--onnx", str(tmp_path / "model")])

@@ -65,13 +65,22 @@ def parse_tasks(text: str) -> list[str]:
     return tasks
 
 
-def _export_precision(export_dir: Path) -> str:
+def export_precision(model_dir: Path, export_dir: Path) -> str:
+    """The precision of ``export_dir``, checked to be an export of the checkpoint ``model_dir``
+    (the evaluation scores its pixels with that checkpoint's tokenizers and prompts)."""
     from nuwa.export.manifest import ManifestError, load_manifest
 
+    from .checkpoint import checkpoint_hash
+
     try:
-        return load_manifest(export_dir, verify_hashes=False).precision
+        manifest = load_manifest(export_dir, verify_hashes=False)
     except ManifestError as exc:
         raise ValueError(f"--onnx {export_dir}: {exc}") from None
+    if manifest.model.get("checkpoint_sha256") != checkpoint_hash(model_dir):
+        raise ValueError(
+            f"--onnx {export_dir} was exported from another checkpoint than --model {model_dir}"
+        )
+    return manifest.precision
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -91,7 +100,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.model} is not a model directory (no config.json)")
     if args.onnx is not None and args.backend != "onnxruntime":
         raise ValueError(f"--onnx is for --backend onnxruntime, not {args.backend}")
-    precision = args.precision or (_export_precision(args.onnx) if args.onnx else "fp32")
+    precision = args.precision or (export_precision(args.model, args.onnx) if args.onnx else "fp32")
     model = NuwaModel.from_pretrained(args.model).to(args.device)
     generation = GenerationConfig.load(args.model)
     options = {}

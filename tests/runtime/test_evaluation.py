@@ -119,3 +119,8 @@ def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):
         evaluate_main([*common, "--onnx", str(tmp_path / "fp16")])
     with pytest.raises(ValueError, match="--onnx"):
         evaluate_main([*common, "--backend", "onnxruntime", "--onnx", str(tmp_path / "model")])
+    torch.manual_seed(1)
+    NuwaModel(cfg).eval().save_pretrained(tmp_path / "other")
+    other = ["--model", str(tmp_path / "other"), *common[2:], *onnx]
+    with pytest.raises(ValueError, match="exported from another checkpoint"):
+        evaluate_main(other)

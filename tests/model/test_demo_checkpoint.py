@@ -127,8 +127,9 @@ def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=8)
     videos = evaluator._generate(evaluator._text(captions), evaluator.frames)
     largest = [next(iter(qc.track_objects(v)), None) for v in videos]
-    assert sum(t is not None for t in largest) >= 7, largest
-    assert sum(t is not None and t.colour == "red" for t in largest[:4]) >= 3, largest[:4]
+    colours = [t.colour if t is not None else None for t in largest]  # of the largest object
+    assert sum(c is not None for c in colours) >= 7, colours
+    assert colours[:4].count("red") >= 3, colours
 
 
 def test_video_prediction_follows_the_motion(demo: NuwaModel) -> None:

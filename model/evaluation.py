@@ -138,6 +138,10 @@ class Evaluator:
         patches = keep.reshape(b, t, s // f, f, s // f, f).all(axis=(3, 5))
         return torch.from_numpy(patches.reshape(b, -1)).to(self.model.device)
 
+    def text_to_video(self, prompts: list[str]) -> np.ndarray:
+        """``uint8 (B, frames, S, S, 3)`` videos sampled for ``prompts`` with the options."""
+        return self._generate(self._text(prompts), self.frames)
+
     # ---- tasks -----------------------------------------------------------------------------
 
     def run(self, task: str, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -152,7 +156,7 @@ class Evaluator:
 
     def _task_T2V(self, idx: Sequence[int]) -> list[dict[str, Any]]:
         clips = [self.ds[i] for i in idx]
-        videos = self._generate(self._text([c.caption for c in clips]), self.frames)
+        videos = self.text_to_video([c.caption for c in clips])
         return [qc.score_text_to_video(v, c.spec) for v, c in zip(videos, clips, strict=True)]
 
     def _task_S2I(self, idx: Sequence[int]) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """The shipped demo checkpoint (model/checkpoints/demo): loads on the CPU in float32, fits the
 size budget, reconstructs held-out frames, follows sketches far above chance, reads the colour
 in a caption well above chance (deterministic caption choice), draws the captioned colour and
-start position in sampled images, moves the object the captioned way in sampled videos, and
-predicts where an object moves in a video far better than a frozen last frame would. Figures
-in the comments are the MODEL_CARD.md scores (n=64)."""
+start position in sampled images, moves the object the captioned way in sampled videos, draws
+an object for captions that leave attributes out, and predicts where an object moves in a video
+far better than a frozen last frame would. Figures in the comments are the MODEL_CARD.md scores
+(n=64)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def test_text_to_video_moves_the_way_the_caption_says(demo: NuwaModel) -> None:
     ds = SyntheticVideoDataset(16, seed=EVAL_SEED, split="heldout")
     evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=16)
     clips = [ds[i] for i in range(16)]
-    videos = evaluator._generate(evaluator._text([c.caption for c in clips]), evaluator.frames)
+    videos = evaluator.text_to_video([c.caption for c in clips])
     own, rival = [], []
     for video, clip in zip(videos, clips, strict=True):
         true = clip.spec.objects[0].direction
@@ -125,7 +126,7 @@ def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     captions = ["a red square moves left"] * 4 + ["a green circle"] * 4
     ds = SyntheticVideoDataset(1, seed=EVAL_SEED, split="heldout")
     evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=8)
-    videos = evaluator._generate(evaluator._text(captions), evaluator.frames)
+    videos = evaluator.text_to_video(captions)
     largest = [next(iter(qc.track_objects(v)), None) for v in videos]
     colours = [t.colour if t is not None else None for t in largest]  # of the largest object
     assert sum(c is not None for c in colours) >= 7, colours

@@ -100,7 +100,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.model} is not a model directory (no config.json)")
     if args.onnx is not None and args.backend != "onnxruntime":
         raise ValueError(f"--onnx is for --backend onnxruntime, not {args.backend}")
-    precision = args.precision or (export_precision(args.model, args.onnx) if args.onnx else "fp32")
+    held = export_precision(args.model, args.onnx) if args.onnx else "fp32"  # checks it, too
+    precision = args.precision or held
     model = NuwaModel.from_pretrained(args.model).to(args.device)
     generation = GenerationConfig.load(args.model)
     options = {}

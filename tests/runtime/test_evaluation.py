@@ -125,3 +125,5 @@ def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):
     other = ["--model", str(tmp_path / "other"), *common[2:], *onnx]
     with pytest.raises(ValueError, match="exported from another checkpoint"):
         evaluate_main(other)
+    with pytest.raises(ValueError, match="exported from another checkpoint"):
+        evaluate_main([*other, "--precision", "fp16"])

@@ -8,6 +8,9 @@ in a straight line. Every attribute of an object is named by the caption:
     "a red square at the top left moves right"
     "the digit 3 in blue at the centre moves down and a green circle at the bottom left moves up"
 
+(``ClipSpec.caption`` can leave the position and the motion out, for training on captions that
+do not pin every attribute down, as a user's often do not: "a red square moves left".)
+
 Vocabularies (module constants): ``COLOURS`` (6 hues 60° apart), ``SHAPES`` (square, circle,
 triangle) and ``DIGITS`` (0–9, one real handwritten sample per digit from scikit-learn's
 ``load_digits``, upscaled and thresholded), ``POSITIONS`` (5 start regions) and ``DIRECTIONS``
@@ -130,13 +133,16 @@ class ObjectSpec:
         """Shape identity as one string: "square", "circle", "triangle" or "digit 3"."""
         return self.kind if self.digit is None else f"digit {self.digit}"
 
-    def caption_phrase(self, motion: bool = True) -> str:
-        noun = (
+    def caption_phrase(self, motion: bool = True, position: bool = True) -> str:
+        """The object's words; ``motion``/``position`` False leave "moves ..."/"at the ..." out
+        (a caption that does not pin that attribute down)."""
+        text = (
             f"a {self.colour} {self.kind}"
             if self.digit is None
             else (f"the digit {self.digit} in {self.colour}")
         )
-        text = f"{noun} at the {self.position}"
+        if position:
+            text = f"{text} at the {self.position}"
         return f"{text} moves {self.direction}" if motion else text
 
 
@@ -153,9 +159,10 @@ class ClipSpec:
         if len(set(colours)) != len(colours):
             raise ValueError(f"objects in a clip must have different colours, got {colours}")
 
-    def caption(self, motion: bool = True) -> str:
-        """The clip's caption; ``motion=False`` drops "moves ..." (the caption of a still)."""
-        return " and ".join(o.caption_phrase(motion) for o in self.objects)
+    def caption(self, motion: bool = True, position: bool = True) -> str:
+        """The clip's caption; ``motion=False`` drops "moves ..." (the caption of a still),
+        ``position=False`` drops "at the ..." (training captions that leave attributes out)."""
+        return " and ".join(o.caption_phrase(motion, position) for o in self.objects)
 
 
 def max_caption_bytes(max_objects: int = 2, motion: bool = True) -> int:

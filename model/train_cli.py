@@ -73,6 +73,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="share of T2V batches on the first --short-t2v-frames frames of more clips",
     )
     p.add_argument("--short-t2v-frames", type=int, help="frames of a short T2V batch (default 2)")
+    p.add_argument(
+        "--attribute-dropout",
+        type=float,
+        help="per-sample chance each of the position / motion is left out of a caption (default 0)",
+    )
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
     p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
@@ -136,6 +141,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "motion_weight": "motion_weight",
         "short_t2v_share": "short_t2v_share",
         "short_t2v_frames": "short_t2v_frames",
+        "attribute_dropout": "attribute_dropout",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
         "amp": "amp",

@@ -23,6 +23,11 @@ from the frames before): ``short_t2v_share`` trains that share of T2V batches on
 ``short_t2v_frames`` frames of proportionally more clips, and ``motion_weight`` weights tokens that
 changed since the frame before (:func:`token_loss_weights`). Logged losses are the plain mean
 token cross-entropy either way.
+
+The dataset's captions name every attribute; users' captions often do not ("a red square moves
+left"). ``attribute_dropout`` trains text tasks, per sample, on the caption without the position
+and (T2V) without the motion, each left out with that chance, so the model learns to draw an
+object wherever and however the caption leaves open (the token cache holds all four variants).
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class TransformerTrainOptions:
     motion_weight: float = 0.0  # extra loss weight of video tokens changed since the frame before
     short_t2v_share: float = 0.0  # share of T2V batches that train on the first frames only
     short_t2v_frames: int = 2  # frames of such a batch (with T / short_t2v_frames times the clips)
+    attribute_dropout: float = 0.0  # per-sample chance each of the position / motion goes unnamed
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
     )
@@ -104,6 +110,8 @@ class TokenCache:
     sketch: Tensor  # (N, T, hs, ws) int64 VQ-GAN-Seg codes
     caption: Tensor  # (N, L) int64 caption ids (with motion)
     still_caption: Tensor  # (N, L) int64 caption ids without motion (the first frame's text)
+    caption_no_position: Tensor  # (N, L) the caption without the start positions
+    still_caption_no_position: Tensor  # (N, L) without motion and positions ("a red square")
     blank_sketch: Tensor  # (hs, ws) int64 codes of an all-background sketch frame
     empty_text: Tensor  # (L,) int64 ids of the empty prompt
 
@@ -115,10 +123,30 @@ class TokenCache:
 
     @classmethod
     def load(cls, path: Path) -> TokenCache:
-        return cls(**load_file(str(path)))
+        stored = load_file(str(path))
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in stored]
+        if missing:
+            raise ValueError(f"token cache {path} lacks {missing} (made by an older nuwa?)")
+        return cls(**stored)
 
     # the fields with one entry per clip (the others are shared by every clip)
-    PER_CLIP: ClassVar[tuple[str, ...]] = ("video", "sketch", "caption", "still_caption")
+    PER_CLIP: ClassVar[tuple[str, ...]] = (
+        "video",
+        "sketch",
+        "caption",
+        "still_caption",
+        "caption_no_position",
+        "still_caption_no_position",
+    )
+
+    def text(self, idx: Tensor, motion: Tensor | bool, position: Tensor | bool) -> Tensor:
+        """(B, L) caption ids of clips ``idx``, per sample with or without motion / position."""
+        b = idx.shape[0]
+        motion = torch.as_tensor(motion).expand(b)[:, None]
+        position = torch.as_tensor(position).expand(b)[:, None]
+        moving = torch.where(position, self.caption[idx], self.caption_no_position[idx])
+        still = torch.where(position, self.still_caption[idx], self.still_caption_no_position[idx])
+        return torch.where(motion, moving, still)
 
     def head(self, n: int) -> TokenCache:
         """The first ``n`` clips."""
@@ -154,24 +182,41 @@ def pretokenize(
     ds = SyntheticVideoDataset(
         num_clips, seed=seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
     )
-    video, sketch, caption, still = [], [], [], []
+    video, sketch = [], []
     starts = range(first, num_clips, batch)
     for start in tqdm(starts, disable=not progress, desc="tokenising"):
         clips = [ds[i] for i in range(start, min(num_clips, start + batch))]
         video.append(model.frames_to_codes(np.stack([c.frames for c in clips])).cpu())
         sketch.append(model.sketch_to_codes(np.stack([c.sketch for c in clips])).cpu())
-        caption.append(model.text_ids([c.caption for c in clips]).cpu())
-        still.append(model.text_ids([c.spec.caption(motion=False) for c in clips]).cpu())
     s = cfg.vqgan_seg.image_size
     blank = model.sketch_to_codes(np.zeros((1, 1, s, s), dtype=np.uint8))[0, 0].cpu()
     return TokenCache(
         video=torch.cat(video),
         sketch=torch.cat(sketch),
-        caption=torch.cat(caption),
-        still_caption=torch.cat(still),
+        **tokenize_captions(model, ds, range(first, num_clips)),
         blank_sketch=blank,
         empty_text=torch.from_numpy(model.tokenizer.empty()),
     )
+
+
+# the caption fields of a TokenCache and the (motion, position) each names
+CAPTION_VARIANTS: dict[str, tuple[bool, bool]] = {
+    "caption": (True, True),
+    "still_caption": (False, True),
+    "caption_no_position": (True, False),
+    "still_caption_no_position": (False, False),
+}
+
+
+def tokenize_captions(
+    model: NuwaModel, ds: SyntheticVideoDataset, indices: range
+) -> dict[str, Tensor]:
+    """The caption fields of a TokenCache for clips ``indices`` of ``ds`` (specs only: cheap)."""
+    specs = [ds.spec(i) for i in indices]
+    return {
+        name: model.text_ids([sp.caption(motion, position) for sp in specs]).cpu()
+        for name, (motion, position) in CAPTION_VARIANTS.items()
+    }
 
 
 # ---- batches -----------------------------------------------------------------------------------
@@ -214,7 +259,13 @@ def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -
     target = cache.video[idx, :frames]
     text = sketch = None
     if task in ("T2I", "T2V"):
-        text = (cache.caption if video else cache.still_caption)[idx]
+        position: Tensor | bool = True
+        motion: Tensor | bool = video
+        if options.attribute_dropout > 0:  # drawn only then: older runs' batches stay the same
+            position = torch.from_numpy(rng.random(bs) >= options.attribute_dropout)
+            if video:
+                motion = torch.from_numpy(rng.random(bs) >= options.attribute_dropout)
+        text = cache.text(idx, motion=motion, position=position)
         text = torch.where(drop[:, None], cache.empty_text[None], text)
     elif task == "V2V":
         text = cache.empty_text[None].expand(bs, -1)
@@ -279,12 +330,35 @@ def assemble_model(
     return model
 
 
+def add_caption_variants(model: NuwaModel, path: Path, seed: int) -> None:
+    """Give a token cache from before attribute dropout (captions with every attribute only)
+    the caption variants it lacks, in place; a no-op for a current cache. The clips' specs are
+    recomputed from ``seed``: the stored captions must match them."""
+    stored = load_file(str(path))
+    if "caption_no_position" in stored:
+        return
+    ds = SyntheticVideoDataset(
+        len(stored["video"]),
+        seed=seed,
+        frames=model.config.transformer.frames,
+        size=model.config.vqgan.image_size,
+    )
+    fresh = tokenize_captions(model, ds, range(len(ds)))
+    if not torch.equal(fresh["caption"], stored["caption"]):
+        raise ValueError(f"token cache {path} holds other captions than seed {seed}'s clips")
+    stored.update(fresh)
+    save_file({k: v.contiguous() for k, v in stored.items()}, str(path))
+
+
 def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOptions) -> TokenCache:
     """The run's first ``options.num_clips`` tokenised clips, tokenising only what ``path`` lacks.
 
     A resumed run may raise ``--num-clips``: the new clips are tokenised and the file extended.
     Lowering it trains on the first clips and leaves the file as it is."""
-    cache = TokenCache.load(path) if path.is_file() else None
+    cache = None
+    if path.is_file():
+        add_caption_variants(model, path, options.seed)
+        cache = TokenCache.load(path)
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)
@@ -324,6 +398,8 @@ def train_transformer(
         )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
+    if not 0 <= options.attribute_dropout <= 1:
+        raise ValueError(f"attribute_dropout must be in [0, 1], got {options.attribute_dropout}")
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)

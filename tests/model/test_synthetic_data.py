@@ -85,6 +85,11 @@ def test_captions_name_every_attribute() -> None:
         "the digit 3 in blue at the centre moves down and a red square at the top left moves right"
     )
     assert ClipSpec((red,)).caption(motion=False) == "a red square at the top left"
+    # captions that leave attributes out (attribute dropout in training)
+    assert ClipSpec((red,)).caption(position=False) == "a red square moves right"
+    assert ClipSpec((three, red)).caption(motion=False, position=False) == (
+        "the digit 3 in blue and a red square"
+    )
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from nuwa.model.config import NuwaConfig
 from nuwa.model.nuwa import NuwaModel
+from nuwa.model.synthetic_data import SyntheticVideoDataset
 from nuwa.model.train_cli import main as train_main
 from nuwa.model.train_transformer import (
+    CAPTION_VARIANTS,
     TASKS,
     Batch,
     TokenCache,
     TransformerTrainOptions,
+    add_caption_variants,
     batch_loss,
     load_token_cache,
     make_batch,
@@ -184,6 +188,8 @@ def random_cache(n: int = 5, t: int = 4, h: int = 4, L: int = 112) -> TokenCache
         sketch=torch.randint(1, 16, (n, t, h, h)),
         caption=torch.randint(0, 256, (n, L)),
         still_caption=torch.randint(0, 256, (n, L)),
+        caption_no_position=torch.randint(0, 256, (n, L)),
+        still_caption_no_position=torch.randint(0, 256, (n, L)),
         blank_sketch=torch.zeros(h, h, dtype=torch.long),
         empty_text=torch.full((L,), 256),
     )
@@ -228,6 +234,63 @@ def test_short_t2v_batches_are_the_first_frames_of_more_clips() -> None:
     plain = tr_options(1, video_batch_size=2)
     for step in range(20):  # with the default share the batches are those of before
         assert make_batch(cache, plain, step).target.shape[1] in (1, 4)
+
+
+def cache_index(cache: TokenCache, target: torch.Tensor) -> int:
+    """The clip whose leading frames ``target`` (T, h, w) is."""
+    return next(i for i, v in enumerate(cache.video) if torch.equal(v[: len(target)], target))
+
+
+def caption_variant(cache: TokenCache, clip: int, text: torch.Tensor) -> str:
+    """Which caption field of clip ``clip`` ``text`` is (or "empty")."""
+    if torch.equal(text, cache.empty_text):
+        return "empty"
+    names = [n for n in CAPTION_VARIANTS if torch.equal(text, getattr(cache, n)[clip])]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_attribute_dropout_leaves_position_and_motion_out_of_some_captions(tmp_path: Path) -> None:
+    cache = random_cache(n=64, t=4)
+    opts = tr_options(1, attribute_dropout=0.5, cond_dropout=0.0, video_batch_size=64)
+    opts.task_weights = {"T2I": 0.5, "T2V": 0.5}
+    seen: dict[str, set[str]] = {"T2I": set(), "T2V": set()}
+    for step in range(20):
+        b = make_batch(cache, opts, step)
+        assert b.text is not None
+        for row, target in zip(b.text, b.target, strict=True):
+            seen[b.task].add(caption_variant(cache, cache_index(cache, target), row))
+    assert seen["T2V"] == set(CAPTION_VARIANTS)  # all four: with/without position and motion
+    assert seen["T2I"] == {"still_caption", "still_caption_no_position"}  # stills never move
+    plain = tr_options(1, cond_dropout=0.0, video_batch_size=8)
+    plain.task_weights = {"T2V": 1.0}
+    for step in range(5):  # without the option every caption names every attribute
+        b = make_batch(cache, plain, step)
+        assert b.text is not None
+        for row, target in zip(b.text, b.target, strict=True):
+            assert caption_variant(cache, cache_index(cache, target), row) == "caption"
+    with pytest.raises(ValueError, match="attribute_dropout"):
+        train_transformer(tiny_config(), tr_options(1, attribute_dropout=2.0), tmp_path)
+
+
+def test_a_token_cache_from_before_attribute_dropout_gets_its_caption_variants(
+    tmp_path: Path,
+) -> None:
+    model = NuwaModel(tiny_config())
+    whole = pretokenize(model, 3, seed=4, progress=False)
+    ds = SyntheticVideoDataset(3, seed=4, frames=model.config.transformer.frames, size=64)
+    assert model.tokenizer.decode(whole.still_caption_no_position[1].numpy()) == ds.spec(1).caption(
+        motion=False, position=False
+    )
+    old = {k: v for k, v in whole.__dict__.items() if "no_position" not in k}
+    path = tmp_path / "tokens.safetensors"
+    save_file(old, str(path))
+    with pytest.raises(ValueError, match="caption_no_position"):
+        TokenCache.load(path)
+    with pytest.raises(ValueError, match="other captions"):
+        add_caption_variants(model, path, seed=5)
+    assert_same_cache(load_token_cache(model, path, tr_options(1, num_clips=3, seed=4)), whole)
+    assert_same_cache(TokenCache.load(path), whole)  # the file was upgraded in place
 
 
 def test_token_loss_weights_mark_tokens_that_change() -> None:

@@ -21,7 +21,10 @@ TV2V   as TI2I over all frames                      ``score_edit`` on the edited
 Also reported: the VQ-GAN's reconstruction PSNR over the held-out clips' frames, and with T2I
 the caption-choice accuracy (:func:`caption_choice_accuracy`: which of the captions differing only
 in colour / start position explains a held-out still best, chance 1/6 and 1/5), and with T2V the
-same for the motion direction over whole clips (chance about 0.46).
+same for the motion direction over whole clips (chance about 0.46). With T2V also
+``t2v_open_captions`` (:meth:`Evaluator.open_captions`): the same clips captioned without their
+start positions, every other one without the motion too ("a red square moves left", "a green
+circle"), as users write; scored on the attributes named, plus "drawn" (an object at all).
 Each task samples with the model's own defaults for it (``generation_config.json``,
 :func:`default_options`) unless the caller gives options. Only the ``torch`` backend lives here;
 the runtime adds the others.
@@ -158,6 +161,23 @@ class Evaluator:
         clips = [self.ds[i] for i in idx]
         videos = self.text_to_video([c.caption for c in clips])
         return [qc.score_text_to_video(v, c.spec) for v, c in zip(videos, clips, strict=True)]
+
+    def open_captions(self, idx: Sequence[int]) -> list[dict[str, Any]]:
+        """T2V on clips ``idx`` captioned without start positions, and for the even indices
+        without the motion too; scores the attributes named, and "drawn" (an object at all:
+        a model trained on full captions only can draw nothing for these)."""
+        named_motion = [i % 2 == 1 for i in idx]
+        specs = [self.ds.spec(i) for i in idx]
+        captions = [
+            sp.caption(motion=m, position=False) for sp, m in zip(specs, named_motion, strict=True)
+        ]
+        videos = self.text_to_video(captions)
+        scores = []
+        for video, spec, motion in zip(videos, specs, named_motion, strict=True):
+            named = ("shape", "colour", "direction") if motion else ("shape", "colour")
+            drawn = len(qc.track_objects(video)) > 0
+            scores.append({**qc.score_text_to_video(video, spec, named), "drawn": drawn})
+        return scores
 
     def _task_S2I(self, idx: Sequence[int]) -> list[dict[str, Any]]:
         sketches = np.stack([self.ds.image_sample(i).sketch for i in idx])[:, None]
@@ -372,6 +392,16 @@ def evaluate(
             scores += evaluator.run(task, b)
         rows[task] = {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
     table["tasks"] = rows
+    if "T2V" in tasks and model.config.transformer.frames > 1:
+        evaluator.set_options(task_options["T2V"])
+        start = time.perf_counter()
+        scores = []
+        for b in tqdm(batches, desc="T2V, open captions", disable=not progress):
+            scores += evaluator.open_captions(b)
+        table["t2v_open_captions"] = {
+            **qc.summarise(scores),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
     # does the transformer read the caption at all (no sampling): still attributes with T2I,
     # the motion with T2V
     chosen = [a for a in ("colour", "position") if "T2I" in tasks]
@@ -432,6 +462,13 @@ def format_table(table: dict[str, Any]) -> str:
         key = headline[task]
         extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in (key, "n"))
         lines.append(f"{task:5s} {key} {row[key]:.3f}  (n={int(row['n'])}; {extra})")
+    if "t2v_open_captions" in table:
+        row = table["t2v_open_captions"]
+        extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("drawn", "n"))
+        lines.append(
+            f"T2V captions without position (half without motion too): drawn "
+            f"{row['drawn']:.3f}  (n={int(row['n'])}; {extra})"
+        )
     if "caption_choice" in table:
         c = table["caption_choice"]
         chance = c.get("chance", {"colour": 1 / 6, "position": 0.2})

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,7 +238,9 @@ def track_objects(frames: np.ndarray) -> list[Track]:
 # --------------------------------------------------------------------------- T2I / T2V
 
 
-def _object_attributes(track: Track | None, obj: ObjectSpec, video: bool) -> dict[str, bool]:
+def _object_attributes(
+    track: Track | None, obj: ObjectSpec, video: bool, named: Collection[str] = TEXT_ATTRIBUTES
+) -> dict[str, bool]:
     if track is None:
         out = dict.fromkeys(TEXT_ATTRIBUTES, False)
     else:
@@ -248,24 +250,33 @@ def _object_attributes(track: Track | None, obj: ObjectSpec, video: bool) -> dic
             "position": track.position == obj.position,
             "direction": track.direction == obj.direction,
         }
-    if not video:
-        del out["direction"]
+    out = {k: v for k, v in out.items() if k in named and (video or k != "direction")}
     out["all"] = all(out.values())
     return out
 
 
+def check_named(named: Collection[str]) -> None:
+    """A caption always names each object's shape and colour; it may leave the rest open."""
+    unknown = set(named) - set(TEXT_ATTRIBUTES)
+    if unknown or not {"shape", "colour"} <= set(named):
+        raise ValueError(
+            f"named attributes must include shape and colour, from {TEXT_ATTRIBUTES}; "
+            f"got {sorted(named)}"
+        )
+
+
 def match_objects(
-    tracks: Sequence[Track], spec: ClipSpec, video: bool
+    tracks: Sequence[Track], spec: ClipSpec, video: bool, named: Collection[str] = TEXT_ATTRIBUTES
 ) -> list[tuple[Track | None, dict[str, bool]]]:
-    """Pair each spec object with a distinct track so that the most attributes agree (ties go
-    to larger tracks); returns (track or None, attribute booleans) per spec object."""
+    """Pair each spec object with a distinct track so that the most ``named`` attributes agree
+    (ties go to larger tracks); returns (track or None, attribute booleans) per spec object."""
     n = len(spec.objects)
     pool: list[Track | None] = [*tracks, *([None] * n)]
     best: list[tuple[Track | None, dict[str, bool]]] = []
     best_key = (-1, -1)
     for perm in itertools.permutations(range(len(pool)), n):
         pairs = [
-            (pool[i], _object_attributes(pool[i], o, video))
+            (pool[i], _object_attributes(pool[i], o, video, named))
             for i, o in zip(perm, spec.objects, strict=True)
         ]
         agree = sum(sum(v for k, v in a.items() if k != "all") for _, a in pairs)
@@ -284,12 +295,19 @@ def _aggregate(
     return out
 
 
-def score_text_to_video(frames: np.ndarray, spec: ClipSpec) -> dict[str, bool]:
+def score_text_to_video(
+    frames: np.ndarray, spec: ClipSpec, named: Collection[str] = TEXT_ATTRIBUTES
+) -> dict[str, bool]:
     """T2V: booleans "shape", "colour", "position", "direction" (each right for every object),
     "all" (all four for every object) and "count" (as many objects as the caption; not part
-    of "all")."""
+    of "all").
+
+    ``named``: the attributes the caption names, for a caption that leaves the position or
+    the motion open ("a red square moves left"): only those are scored and make up "all"."""
+    check_named(named)
     tracks = track_objects(frames)
-    return _aggregate(match_objects(tracks, spec, video=True), len(tracks), len(spec.objects))
+    pairs = match_objects(tracks, spec, video=True, named=named)
+    return _aggregate(pairs, len(tracks), len(spec.objects))
 
 
 def score_text_to_image(image: np.ndarray, spec: ClipSpec) -> dict[str, bool]:

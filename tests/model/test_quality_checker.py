@@ -135,6 +135,33 @@ def test_still_frames_fail_direction(clips: list[Clip]) -> None:
     assert s["direction"] == 0.0 and s["position"] >= 0.95
 
 
+def test_only_the_named_attributes_are_scored(clips: list[Clip]) -> None:
+    # a caption without position and motion ("a red square") is met by the object anywhere,
+    # moving any way; its shape and colour still count
+    some = clips[:25]
+    reversed_ = [c.frames[::-1].copy() for c in some]
+    open_ = summarise(
+        [
+            score_text_to_video(v, c.spec, ("shape", "colour"))
+            for v, c in zip(reversed_, some, strict=True)
+        ]
+    )
+    assert "position" not in open_ and "direction" not in open_
+    assert open_["all"] >= 0.95 and open_["shape"] >= 0.95, open_
+    motion = ("shape", "colour", "direction")
+    named = summarise(
+        [score_text_to_video(v, c.spec, motion) for v, c in zip(reversed_, some, strict=True)]
+    )
+    assert named["direction"] <= 0.05 and named["all"] <= 0.05  # named, so it counts
+    wrong = summarise(
+        [score_text_to_video(rerender(c, other_colour), c.spec, ("shape", "colour")) for c in clips]
+    )
+    assert wrong["colour"] == 0.0 and wrong["all"] == 0.0
+    for bad in (("shape",), ("shape", "colour", "size")):
+        with pytest.raises(ValueError, match="shape and colour"):
+            score_text_to_video(clips[0].frames, clips[0].spec, bad)
+
+
 def test_noise_fails(clips: list[Clip]) -> None:
     rng = np.random.default_rng(2)
     pure = t2v_summary(clips[:15], lambda c: rng.integers(0, 256, c.frames.shape, dtype=np.uint8))

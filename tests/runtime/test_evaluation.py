@@ -34,6 +34,7 @@ def test_torch_backend_scores_exactly_like_the_reference(dataset, tmp_path):
     ours = RuntimeEvaluator(model, dataset, GREEDY_CFG, 2, 1, tmp_path, "torch")
     for task in ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V"):
         assert ours.run(task, [0, 1]) == pytest.approx(ref.run(task, [0, 1]), abs=1e-9), task
+    assert ours.open_captions([0, 1]) == pytest.approx(ref.open_captions([0, 1]), abs=1e-9)
 
 
 def test_onnxruntime_backend_generates_the_reference_pixels(tiny_model, tiny_export_dir, dataset):
@@ -86,6 +87,13 @@ def test_evaluate_samples_each_task_with_the_models_defaults_and_the_flags(tmp_p
     options = json.loads(out.read_text())["options"]
     assert options["T2I"]["temperature"] == options["V2V"]["temperature"] == 1.0
     assert options["T2I"]["top_k"] is None and options["V2V"]["seed"] == 3
+    assert "t2v_open_captions" not in scores  # only with T2V
+    t2v = ["--model", str(tmp_path / "model"), "--tasks", "T2V", "--n", "2", "--no-progress"]
+    assert evaluate_main([*t2v, "--threads", "1", "--out", str(out)]) == 0
+    open_captions = json.loads(out.read_text())["t2v_open_captions"]
+    assert open_captions["n"] == 2 and 0 <= open_captions["drawn"] <= 1
+    assert "position" not in open_captions  # no caption named it
+    assert "direction" in open_captions  # the second caption named the motion
 
 
 def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):

@@ -1,7 +1,7 @@
 """``nuwa quantize`` and ``nuwa build-engine``.
 
 - ``nuwa quantize ONNX_DIR --precision int8|fp16 -o OUT_DIR [--calib-count N --calib-seed S
-  --calib-method max|percentile] [--gate-count N | --no-gates]``: calibrate on real task
+  --calib-method max|percentile] [--gate-count N --gate-streams K | --no-gates]``: calibrate on real task
   samples, write Q/DQ INT8 or FP16 graphs with the manifest, run the quality gates against FP32;
 - ``nuwa build-engine ONNX_DIR --plugin-lib libnuwa_plugins.so -o ENGINE_DIR``: TensorRT engines
   from a ``--target tensorrt`` export (any precision), with metadata.
@@ -54,6 +54,7 @@ def _run_quantize(args: argparse.Namespace) -> int:
             seed=args.gate_seed,
             tasks=args.gate_tasks,
             min_token_agreement=args.min_token_agreement,
+            streams=args.gate_streams,
         )
     manifest = quantize_export(
         args.onnx_dir,
@@ -111,6 +112,12 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
         "--gate-count", type=int, default=8, help="held-out samples per task for the gates"
     )
     p.add_argument("--gate-seed", type=int, default=1234, help="gate seed (default 1234)")
+    p.add_argument(
+        "--gate-streams",
+        type=int,
+        default=1,
+        help="sampled generations per gate sample and side, scores averaged (default 1)",
+    )
     p.add_argument("--gate-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
     p.add_argument(
         "--min-token-agreement",

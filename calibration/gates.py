@@ -20,6 +20,12 @@ Per task (T2I, T2V, S2I, S2V, V2V; ``count`` held-out samples each):
   error of the paired per-sample difference, so a reader can tell a real loss from sampling
   noise (one flipped sample moves an accuracy on 8 samples by 12.5 points).
 
+  With ``streams`` > 1 both sides generate every sample that many times, sampling seeds
+  ``seed .. seed+streams-1``, and a sample's score is its mean over the streams
+  (:func:`pool_streams`). One sampled stream per side is noisy in a way the paired error cannot
+  see: every video diverges somewhere, so FP32's own streams differ by several points of T2V
+  accuracy at 64 samples (bench/RESULTS.md), and a high or low FP32 stream moves the verdict.
+
 Gates: teacher-forced agreement >= ``min_token_agreement``; every accuracy/IoU no more than
 ``tolerance_points`` percentage points below FP32 (2 points: DESIGN §10 "within a point or
 two"); position error no more than ``tolerance_px`` pixels above FP32.
@@ -80,10 +86,13 @@ class GateConfig:
     min_token_agreement: float = 0.9
     tolerance_points: float = 2.0  # accuracy / IoU, percentage points
     tolerance_px: float = 1.0  # V2V position error, pixels
+    streams: int = 1  # sampled generations per sample and side (seeds seed, seed+1, ...)
 
     def validate(self) -> None:
         if self.count < 1:
             raise ValueError(f"--gate-count must be >= 1, got {self.count}")
+        if self.streams < 1:
+            raise ValueError(f"--gate-streams must be >= 1, got {self.streams}")
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown gate tasks {unknown}; choose from {TASKS}")
@@ -103,6 +112,23 @@ def _quality_ok(metric: str, ref: float, cand: float, cfg: GateConfig) -> bool:
     if metric in LOWER_IS_BETTER:
         return bool(cand <= ref + cfg.tolerance_px)
     return bool(100.0 * (ref - cand) <= cfg.tolerance_points + 1e-9)
+
+
+def pool_streams(streams: list[Scores]) -> Scores:
+    """Per sample, each score's mean over the streams that have it (booleans as 0/1): the
+    scores of ``len(streams)`` generations of the same samples, as one list of samples."""
+    if not streams or len({len(s) for s in streams}) != 1:
+        raise ValueError("pool_streams needs one or more streams over the same samples")
+    pooled: Scores = []
+    for per_stream in zip(*streams, strict=True):
+        keys = dict.fromkeys(k for sample in per_stream for k in sample)
+        pooled.append(
+            {
+                k: float(np.mean([float(sample[k]) for sample in per_stream if k in sample]))
+                for k in keys
+            }
+        )
+    return pooled
 
 
 def compare_scores(
@@ -146,7 +172,10 @@ def task_gate(
     it (``generation``: its ``generation_config.json``)."""
     frames = reference.spec.frames
     batch = make_batch(task, dataset, list(range(cfg.count)), frames)
-    options = generation_options(cfg.seed, task, generation)
+    stream_options = [
+        generation_options(cfg.seed + k, task, generation) for k in range(cfg.streams)
+    ]
+    options = stream_options[0]
     greedy = SamplingOptions(temperature=0.0, guidance_scale=options.guidance_scale)
     metric = HEADLINE[task]
     key = (
@@ -155,32 +184,35 @@ def task_gate(
         task,
         cfg.count,
         cfg.seed,
+        cfg.streams,
     )
     guidance = options.guidance_scale
     if key not in _REFERENCE_RUNS:  # FP32's side is the same for every candidate
         ref_greedy = generate(reference, batch, greedy)
         ref_logits = teacher_forced_logits(reference, batch, ref_greedy, guidance)
-        ref_tokens = generate(reference, batch, options)
-        ref_scores = score(batch, reference.codes_to_frames(ref_tokens))
-        _REFERENCE_RUNS[key] = (ref_greedy, ref_logits, ref_tokens, ref_scores)
+        ref_streams = [generate(reference, batch, o) for o in stream_options]
+        ref_scores = pool_streams([score(batch, reference.codes_to_frames(t)) for t in ref_streams])
+        _REFERENCE_RUNS[key] = (ref_greedy, ref_logits, ref_streams[0], ref_scores)
     ref_greedy, ref_logits, ref_tokens, ref_scores = _REFERENCE_RUNS[key]
     cand_logits = teacher_forced_logits(candidate, batch, ref_greedy, guidance)
     agreement = teacher_forced_agreement(
         cand_logits, sampled_reference(batch, ref_greedy, reference)
     )
     divergence = sampling_divergence(ref_logits, cand_logits, options)
-    cand_tokens = generate(candidate, batch, options)
+    cand_streams = [generate(candidate, batch, o) for o in stream_options]
+    cand_tokens = cand_streams[0]  # sequence agreement: the first stream
     start = batch.given * reference.spec.tokens_per_frame
     seq = (
         ref_tokens.reshape(batch.size, -1)[:, start:]
         == cand_tokens.reshape(batch.size, -1)[:, start:]
     )
-    cand_scores = score(batch, candidate.codes_to_frames(cand_tokens))
+    cand_scores = pool_streams([score(batch, candidate.codes_to_frames(t)) for t in cand_streams])
     scores = compare_scores(ref_scores, cand_scores, GATED_SCORES[task], cfg)
     quality_ok = all(v["ok"] for v in scores.values())
     agreement_ok = agreement >= cfg.min_token_agreement
     return {
         "n": batch.size,
+        "streams": cfg.streams,
         "token_agreement": round(agreement, 4),
         "sampling_divergence": round(divergence, 5),
         "sequence_agreement": round(float(np.mean(seq)), 4),

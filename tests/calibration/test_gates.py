@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from nuwa.calibration.gates import GateConfig, compare_scores, format_scores, resolution_note
+from nuwa.calibration.gates import (
+    GateConfig,
+    compare_scores,
+    format_scores,
+    pool_streams,
+    resolution_note,
+)
 from nuwa.calibration.task_samples import sampling_divergence, teacher_forced_agreement
 from nuwa.runtime.sampler import SamplingOptions
 
@@ -25,6 +31,20 @@ def test_compare_scores_by_hand() -> None:
     text = format_scores({"scores": out})
     assert "all 0.667 -> 0.667 (+-0.000) ok" in text and "colour 1.000 -> 0.500" in text
     assert text.endswith("FAILED")
+
+
+def test_pool_streams_averages_each_sample_over_the_streams() -> None:
+    first = [{"all": True, "position_error": 2.0}, {"all": False}]
+    second = [{"all": False, "position_error": 4.0}, {"all": False, "iou": 0.5}]
+    assert pool_streams([first, second]) == [
+        {"all": 0.5, "position_error": 3.0},
+        {"all": 0.0, "iou": 0.5},  # a score only one stream has is that stream's
+    ]
+    assert pool_streams([first]) == [{"all": 1.0, "position_error": 2.0}, {"all": 0.0}]
+    with pytest.raises(ValueError, match="same samples"):
+        pool_streams([first, second[:1]])
+    with pytest.raises(ValueError, match="gate-streams"):
+        GateConfig(streams=0).validate()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 
 from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.engine_build import check_tensorrt_graph
-from nuwa.calibration.gates import GATED_SCORES, GateConfig
+from nuwa.calibration.gates import GATED_SCORES, GateConfig, run_gates
 from nuwa.calibration.onnx_runner import ExportRunner
 from nuwa.calibration.qdq import REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
 from nuwa.calibration.quantize import (
@@ -22,9 +22,17 @@ from nuwa.calibration.quantize import (
     graph_family,
     quantize_export,
 )
-from nuwa.calibration.task_samples import TASKS
+from nuwa.calibration.task_samples import (
+    TASKS,
+    dataset_for,
+    generate,
+    generation_options,
+    make_batch,
+    score,
+)
 from nuwa.export.manifest import load_manifest
 from nuwa.export.onnx_function import is_attention_node
+from nuwa.model.generation_config import GenerationConfig
 
 from .conftest import CALIB_COUNT, GATE_COUNT
 
@@ -101,6 +109,29 @@ def test_int8_quality_gates_pass_on_tiny_model(tiny_int8: Path) -> None:
         assert 0.0 < row["sampling_divergence"] < 0.2, (task, row)
         assert row["quality_ok"], (task, row)
         assert set(row["scores"]) <= set(GATED_SCORES[task]) and row["metric"] in row["scores"]
+
+
+def test_gate_streams_score_each_side_as_the_mean_of_its_sampled_streams(
+    tiny_portable: Path, tiny_int8: Path
+) -> None:
+    cfg = GateConfig(count=GATE_COUNT, tasks=("T2V", "S2V"), streams=2)
+    rows = run_gates(tiny_portable, tiny_int8, cfg)["tasks"]
+    # the slow, obvious version: generate each stream by hand and average the checker's scores
+    spec = ExportRunner(tiny_portable).spec
+    ds = dataset_for(spec, GATE_COUNT, cfg.seed, "heldout")
+    generation = GenerationConfig.load(tiny_portable)
+    for task, row in rows.items():
+        assert row["streams"] == 2
+        batch = make_batch(task, ds, list(range(GATE_COUNT)), spec.frames)
+        for side, directory in (("fp32", tiny_portable), ("candidate", tiny_int8)):
+            runner = ExportRunner(directory)
+            per_stream = []
+            for seed in (cfg.seed, cfg.seed + 1):
+                tokens = generate(runner, batch, generation_options(seed, task, generation))
+                per_stream.append(score(batch, runner.codes_to_frames(tokens)))
+            for metric, value in row["scores"].items():
+                expected = np.mean([float(x[metric]) for stream in per_stream for x in stream])
+                assert value[side] == pytest.approx(expected, abs=1e-4), (task, side, metric)
 
 
 def test_int8_runs_in_the_onnxruntime_backend(tiny_portable: Path, tiny_int8: Path) -> None:

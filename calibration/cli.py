@@ -1,8 +1,9 @@
 """``nuwa quantize`` and ``nuwa build-engine``.
 
 - ``nuwa quantize ONNX_DIR --precision int8|fp16 -o OUT_DIR [--calib-count N --calib-seed S
-  --calib-method max|percentile] [--gate-count N --gate-streams K | --no-gates]``: calibrate on real task
-  samples, write Q/DQ INT8 or FP16 graphs with the manifest, run the quality gates against FP32;
+  --calib-method max|percentile] [--gate-count N --gate-streams K | --no-gates]``: calibrate on
+  real task samples, write Q/DQ INT8 or FP16 graphs with the manifest, run the quality gates
+  against FP32;
 - ``nuwa build-engine ONNX_DIR --plugin-lib libnuwa_plugins.so -o ENGINE_DIR``: TensorRT engines
   from a ``--target tensorrt`` export (any precision), with metadata.
 

@@ -145,6 +145,10 @@ class Evaluator:
         """``uint8 (B, frames, S, S, 3)`` videos sampled for ``prompts`` with the options."""
         return self._generate(self._text(prompts), self.frames)
 
+    def sketch_to_images(self, sketches: np.ndarray) -> np.ndarray:
+        """``uint8 (B, S, S, 3)`` images sampled for class-map sketches ``(B, S, S)``."""
+        return self._generate(self._sketch(sketches[:, None]), 1)[:, 0]
+
     # ---- tasks -----------------------------------------------------------------------------
 
     def run(self, task: str, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -180,9 +184,9 @@ class Evaluator:
         return scores
 
     def _task_S2I(self, idx: Sequence[int]) -> list[dict[str, Any]]:
-        sketches = np.stack([self.ds.image_sample(i).sketch for i in idx])[:, None]
-        images = self._generate(self._sketch(sketches), 1)
-        return [qc.score_sketch(im[0], sk[0]) for im, sk in zip(images, sketches, strict=True)]
+        sketches = np.stack([self.ds.image_sample(i).sketch for i in idx])
+        images = self.sketch_to_images(sketches)
+        return [qc.score_sketch(im, sk) for im, sk in zip(images, sketches, strict=True)]
 
     def _task_S2V(self, idx: Sequence[int]) -> list[dict[str, Any]]:
         sketches = np.stack([self.ds[i].sketch for i in idx])

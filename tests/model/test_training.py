@@ -278,7 +278,8 @@ def test_a_token_cache_from_before_attribute_dropout_gets_its_caption_variants(
 ) -> None:
     model = NuwaModel(tiny_config())
     whole = pretokenize(model, 3, seed=4, progress=False)
-    ds = SyntheticVideoDataset(3, seed=4, frames=model.config.transformer.frames, size=64)
+    cfg = model.config
+    ds = SyntheticVideoDataset(3, seed=4, frames=cfg.transformer.frames, size=cfg.vqgan.image_size)
     assert model.tokenizer.decode(whole.still_caption_no_position[1].numpy()) == ds.spec(1).caption(
         motion=False, position=False
     )

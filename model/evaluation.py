@@ -388,24 +388,24 @@ def evaluate(
     batches = [
         list(range(i, min(n_prompts, i + batch_size))) for i in range(0, n_prompts, batch_size)
     ]
-    for task in tasks:
-        evaluator.set_options(task_options[task])
+
+    def summary(
+        run: Callable[[Sequence[int]], list[dict[str, Any]]], desc: str
+    ) -> dict[str, float]:
+        """``run`` over every batch, summarised, with its wall time."""
         start = time.perf_counter()
         scores: list[dict[str, Any]] = []
-        for b in tqdm(batches, desc=task, disable=not progress):
-            scores += evaluator.run(task, b)
-        rows[task] = {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
+        for b in tqdm(batches, desc=desc, disable=not progress):
+            scores += run(b)
+        return {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
+
+    for task in tasks:
+        evaluator.set_options(task_options[task])
+        rows[task] = summary(lambda b, task=task: evaluator.run(task, b), task)
     table["tasks"] = rows
     if "T2V" in tasks and model.config.transformer.frames > 1:
         evaluator.set_options(task_options["T2V"])
-        start = time.perf_counter()
-        scores = []
-        for b in tqdm(batches, desc="T2V, open captions", disable=not progress):
-            scores += evaluator.open_captions(b)
-        table["t2v_open_captions"] = {
-            **qc.summarise(scores),
-            "seconds": round(time.perf_counter() - start, 2),
-        }
+        table["t2v_open_captions"] = summary(evaluator.open_captions, "T2V, open captions")
     # does the transformer read the caption at all (no sampling): still attributes with T2I,
     # the motion with T2V
     chosen = [a for a in ("colour", "position") if "T2I" in tasks]

@@ -330,13 +330,13 @@ def assemble_model(
     return model
 
 
-def add_caption_variants(model: NuwaModel, path: Path, seed: int) -> None:
-    """Give a token cache from before attribute dropout (captions with every attribute only)
-    the caption variants it lacks, in place; a no-op for a current cache. The clips' specs are
-    recomputed from ``seed``: the stored captions must match them."""
+def add_caption_variants(model: NuwaModel, path: Path, seed: int) -> dict[str, Tensor]:
+    """The token cache file's fields, read once; a cache from before attribute dropout
+    (captions with every attribute only) gets the caption variants it lacks, in the file too.
+    The clips' specs are recomputed from ``seed``: the stored captions must match them."""
     stored = load_file(str(path))
     if "caption_no_position" in stored:
-        return
+        return stored
     ds = SyntheticVideoDataset(
         len(stored["video"]),
         seed=seed,
@@ -348,6 +348,7 @@ def add_caption_variants(model: NuwaModel, path: Path, seed: int) -> None:
         raise ValueError(f"token cache {path} holds other captions than seed {seed}'s clips")
     stored.update(fresh)
     save_file({k: v.contiguous() for k, v in stored.items()}, str(path))
+    return stored
 
 
 def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOptions) -> TokenCache:
@@ -357,8 +358,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     Lowering it trains on the first clips and leaves the file as it is."""
     cache = None
     if path.is_file():
-        add_caption_variants(model, path, options.seed)
-        cache = TokenCache.load(path)
+        cache = TokenCache(**add_caption_variants(model, path, options.seed))
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)

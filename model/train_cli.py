@@ -78,6 +78,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         help="per-sample chance each of the position / motion is left out of a caption (default 0)",
     )
+    p.add_argument(
+        "--motion-dropout",
+        type=float,
+        help="the motion's own chance of being left out (default: --attribute-dropout)",
+    )
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
     p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
@@ -142,6 +147,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "short_t2v_share": "short_t2v_share",
         "short_t2v_frames": "short_t2v_frames",
         "attribute_dropout": "attribute_dropout",
+        "motion_dropout": "motion_dropout",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
         "amp": "amp",

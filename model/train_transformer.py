@@ -26,8 +26,9 @@ token cross-entropy either way.
 
 The dataset's captions name every attribute; users' captions often do not ("a red square moves
 left"). ``attribute_dropout`` trains text tasks, per sample, on the caption without the position
-and (T2V) without the motion, each left out with that chance, so the model learns to draw an
-object wherever and however the caption leaves open (the token cache holds all four variants).
+and (T2V) without the motion, each left out with that chance (``motion_dropout`` gives the motion
+a rate of its own), so the model learns to draw an object wherever and however the caption leaves
+open (the token cache holds all four variants).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class TransformerTrainOptions:
     short_t2v_share: float = 0.0  # share of T2V batches that train on the first frames only
     short_t2v_frames: int = 2  # frames of such a batch (with T / short_t2v_frames times the clips)
     attribute_dropout: float = 0.0  # per-sample chance each of the position / motion goes unnamed
+    motion_dropout: float | None = None  # the motion's own chance; None -> attribute_dropout
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
     )
@@ -97,6 +99,11 @@ class TransformerTrainOptions:
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much wall time
     threads: int | None = None
     progress: bool = True
+
+    @property
+    def effective_motion_dropout(self) -> float:
+        """The motion's chance of going unnamed: ``motion_dropout``, else ``attribute_dropout``."""
+        return self.attribute_dropout if self.motion_dropout is None else self.motion_dropout
 
 
 # ---- the token cache ---------------------------------------------------------------------------
@@ -261,10 +268,12 @@ def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -
     if task in ("T2I", "T2V"):
         position: Tensor | bool = True
         motion: Tensor | bool = video
-        if options.attribute_dropout > 0:  # drawn only then: older runs' batches stay the same
+        motion_dropout = options.effective_motion_dropout
+        if options.attribute_dropout > 0 or motion_dropout > 0:
+            # drawn only then: older runs' batches stay the same
             position = torch.from_numpy(rng.random(bs) >= options.attribute_dropout)
             if video:
-                motion = torch.from_numpy(rng.random(bs) >= options.attribute_dropout)
+                motion = torch.from_numpy(rng.random(bs) >= motion_dropout)
         text = cache.text(idx, motion=motion, position=position)
         text = torch.where(drop[:, None], cache.empty_text[None], text)
     elif task == "V2V":
@@ -398,8 +407,10 @@ def train_transformer(
         )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
-    if not 0 <= options.attribute_dropout <= 1:
-        raise ValueError(f"attribute_dropout must be in [0, 1], got {options.attribute_dropout}")
+    for name in ("attribute_dropout", "motion_dropout"):
+        rate = getattr(options, name)
+        if rate is not None and not 0 <= rate <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}")
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)

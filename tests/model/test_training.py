@@ -273,6 +273,36 @@ def test_attribute_dropout_leaves_position_and_motion_out_of_some_captions(tmp_p
         train_transformer(tiny_config(), tr_options(1, attribute_dropout=2.0), tmp_path)
 
 
+def test_motion_dropout_gives_the_motion_a_rate_of_its_own(tmp_path: Path) -> None:
+    cache = random_cache(n=64, t=4)
+    keep_motion = tr_options(1, attribute_dropout=0.5, motion_dropout=0.0, cond_dropout=0.0)
+    keep_motion.video_batch_size = 64
+    keep_motion.task_weights = {"T2V": 1.0}
+    seen: set[str] = set()
+    for step in range(10):
+        b = make_batch(cache, keep_motion, step)
+        assert b.text is not None
+        for row, target in zip(b.text, b.target, strict=True):
+            seen.add(caption_variant(cache, cache_index(cache, target), row))
+    assert seen == {"caption", "caption_no_position"}  # the motion is always named
+    only_motion = tr_options(1, motion_dropout=1.0, cond_dropout=0.0, video_batch_size=16)
+    only_motion.task_weights = {"T2V": 1.0}
+    b = make_batch(cache, only_motion, 0)
+    assert b.text is not None
+    rows = zip(b.text, b.target, strict=True)
+    variants = {caption_variant(cache, cache_index(cache, t), r) for r, t in rows}
+    assert variants == {"still_caption"}  # the position named, the motion never
+    # None follows attribute_dropout: the same batches as before the option existed
+    same = tr_options(1, attribute_dropout=0.3, motion_dropout=0.3, cond_dropout=0.0)
+    default = tr_options(1, attribute_dropout=0.3, cond_dropout=0.0)
+    same.task_weights = default.task_weights = {"T2I": 0.5, "T2V": 0.5}
+    for step in range(5):
+        a, b = make_batch(cache, same, step).text, make_batch(cache, default, step).text
+        assert a is not None and b is not None and torch.equal(a, b)
+    with pytest.raises(ValueError, match="motion_dropout"):
+        train_transformer(tiny_config(), tr_options(1, motion_dropout=-0.1), tmp_path)
+
+
 def test_a_token_cache_from_before_attribute_dropout_gets_its_caption_variants(
     tmp_path: Path,
 ) -> None:

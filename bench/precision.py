@@ -10,9 +10,12 @@ What it does: export the model (portable target), ``nuwa quantize`` it to INT8 a
 same code as the CLI), then time the ``decoder_step`` graph of a text-conditioned video (the
 demo-video configuration: 8 frames x 8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA
 (3,3,3)) at one position in the middle of a video (the ring cache has wrapped), batch 1 and 2
-(guidance), one intra-op thread, all precisions in the same process, interleaved. An ONNX
-Runtime profile splits each step into the weight layers (MatMul / MatMulIntegerToFloat / Q/DQ
-— what INT8 speeds up) and the rest (mostly the 3DNA function body, which stays FP32).
+(guidance), one intra-op thread, all precisions in the same process, interleaved, each step
+through an IO binding as the runtime makes it on the CPU (ring cache written in place). INT8 runs
+with the runtime's CPU kernels (``int8``) and, beside it, as the Q/DQ graph is written
+(``int8-qdq``) where those differ. An ONNX Runtime profile splits each step into the weight
+layers (nodes multiplying by a constant weight, and their Q/DQ — what INT8 speeds up) and the
+rest (the 3DNA attention over the cache, which stays FP32, norms, adds, cache writes, ...).
 
 Writes its section of ``bench/RESULTS.md`` (between ``<!-- BEGIN precision -->`` and
 ``<!-- END precision -->``) unless ``--no-write``.
@@ -27,7 +30,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- BEGIN precision -->", "<!-- END precision -->"
 DEMO_CHECKPOINT = ROOT / "model" / "checkpoints" / "demo"
+# op types of weight layers (MatMul / FusedMatMul only with a constant weight: see profile_split)
 WEIGHT_OPS = {"MatMul", "Gemm", "MatMulIntegerToFloat", "QuantizeLinear", "DequantizeLinear"}
 WEIGHT_OPS |= {"DynamicQuantizeMatMul", "QLinearMatMul", "MatMulInteger", "FusedMatMul"}
+WEIGHT_OPS |= {"QGemm", "MatMulNBits"}
 TARGET_SPEEDUP = 1.8
 
 
@@ -109,48 +113,93 @@ def step_feeds(runner: Any, graph: str, batch: int, position: int) -> dict[str, 
     return feeds
 
 
+def bind_step(sess: Any, feeds: dict[str, np.ndarray], cache: dict[str, str]) -> Any:
+    """An IO binding of one decoder step the way the runtime binds it on the CPU: inputs as
+    preallocated OrtValues, each ``present`` output bound to its ``past`` input's buffer (the
+    ring cache written in place: ``OnnxRuntimeBackend.cache_in_place``), logits preallocated.
+    ``cache`` maps present output names to past input names."""
+    import onnxruntime as ort
+
+    values = {k: ort.OrtValue.ortvalue_from_numpy(np.array(v)) for k, v in feeds.items()}
+    binding = sess.io_binding()
+    for name, value in values.items():
+        binding.bind_ortvalue_input(name, value)
+    for out in sess.get_outputs():
+        if out.name in cache:
+            binding.bind_ortvalue_output(out.name, values[cache[out.name]])
+        else:
+            shape = [feeds[sess.get_inputs()[0].name].shape[0], *out.shape[1:]]
+            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
+            binding.bind_ortvalue_output(out.name, value)
+    return binding
+
+
 def time_steps(
-    sessions: dict[str, Any], feeds: dict[str, np.ndarray], steps: int
+    sessions: dict[str, Any], feeds: dict[str, np.ndarray], steps: int, cache: dict[str, str]
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Interleaved timing (one step of each precision in turn), after a warm-up: (wall times,
-    process CPU times). With one intra-op thread the CPU time is what the step costs even
-    when the machine is shared; the wall time is what a user waits."""
-    for sess in sessions.values():
+    """Interleaved timing (one step of each precision in turn) through IO bindings as the
+    runtime makes them (:func:`bind_step`), after a warm-up: (wall times, process CPU times).
+    With one intra-op thread the CPU time is what the step costs even when the machine is
+    shared; the wall time is what a user waits."""
+    bindings = {name: bind_step(sess, feeds, cache) for name, sess in sessions.items()}
+    for name, sess in sessions.items():
         for _ in range(10):
-            sess.run(None, feeds)
+            sess.run_with_iobinding(bindings[name])
     wall: dict[str, list[float]] = {k: [] for k in sessions}
     cpu: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(steps):
         for name, sess in sessions.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            sess.run(None, feeds)
+            sess.run_with_iobinding(bindings[name])
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     return wall, cpu
 
 
 def profile_split(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int) -> dict:
-    """ms per step in weight layers vs everything else (ONNX Runtime node profile)."""
+    """ms per step in weight layers vs everything else (ONNX Runtime node profile). A weight
+    layer is a node of the optimized graph that multiplies by a constant weight (Gemm, QGemm,
+    MatMulNBits, MatMulIntegerToFloat, ..., or a MatMul / FusedMatMul whose second input is an
+    initializer), or a Q/DQ node feeding one; the attention's MatMuls over the cache are not."""
+    import onnx
     import onnxruntime as ort
 
     from nuwa.calibration.onnx_runner import session_options
 
+    tmp = Path(tempfile.mkdtemp(prefix="nuwa_precision_profile"))
     so = session_options(threads)
     so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "nuwa_precision_profile")
+    so.profile_file_prefix = str(tmp / "profile")
+    so.optimized_model_filepath = str(tmp / "optimized.onnx")
     sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp / "optimized.onnx"), load_external_data=False)
+    weight_nodes = weight_layer_nodes(optimized.graph)
     runs = 30
     for _ in range(runs):
         sess.run(None, feeds)
     path = sess.end_profiling()
-    per_op: Counter[str] = Counter()
+    weight = total = 0.0
     for event in json.loads(Path(path).read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            per_op[event["args"]["op_name"]] += event["dur"]
-    os.unlink(path)
-    weight = sum(v for k, v in per_op.items() if k in WEIGHT_OPS) / runs / 1e3
-    total = sum(per_op.values()) / runs / 1e3
+            total += event["dur"]
+            if event["name"].removesuffix("_kernel_time") in weight_nodes:
+                weight += event["dur"]
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
+    weight, total = weight / runs / 1e3, total / runs / 1e3
     return {"weight_ms": weight, "other_ms": total - weight, "total_ms": total}
+
+
+def weight_layer_nodes(graph: Any) -> set[str]:
+    """Names of the nodes of an (ONNX Runtime optimized) graph that make up its weight layers."""
+    consts = {t.name for t in graph.initializer}
+    names = set()
+    for node in graph.node:
+        matmul = node.op_type in ("MatMul", "FusedMatMul")
+        if (matmul and node.input[1] in consts) or (not matmul and node.op_type in WEIGHT_OPS):
+            names.add(node.name)
+    return names
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +208,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
     from nuwa.export.manifest import load_manifest
+    from nuwa.runtime.backends.int8_cpu_kernels import (
+        resolve_int8_kernels,
+        rewrite_to_matmul_nbits,
+    )
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
     fp32, int8, fp16, weights = prepare(args, work)
@@ -168,9 +221,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     graph = runner.manifest.decoder_step("text", frames).name
     position = (frames // 2) * runner.spec.tokens_per_frame + runner.spec.tokens_per_frame // 2
     models = {}
+    kernels = resolve_int8_kernels("auto")
     for name, d in dirs.items():
         r = ExportRunner(d)
         m = portable_copy(onnx.load(str(r.manifest.path(graph))), r.manifest.opset)
+        if name == "int8" and kernels != "qdq":  # the runtime's kernels, and the graph as written
+            models["int8-qdq"] = m.SerializeToString()
+            rewrite_to_matmul_nbits(m)
         models[name] = m.SerializeToString()
     rows = []
     for batch in args.batches:
@@ -180,7 +237,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for k, v in models.items()
         }
         _log(f"timing {graph}, batch {batch}, {args.steps} steps per precision")
-        times, cpu = time_steps(sessions, feeds, args.steps)
+        dec = runner.manifest.decoder
+        cache = dict(zip(dec.present_names(), dec.past_names(), strict=True))
+        times, cpu = time_steps(sessions, feeds, args.steps, cache)
         split = {k: profile_split(v, feeds, args.threads) for k, v in models.items()}
         base = float(np.median(times["fp32"]))
         base_cpu = float(np.median(cpu["fp32"]))
@@ -220,6 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # what the INT8 export was made with (it may be a reused --int8-dir)
         "calib_count": int8["calibration"]["count"],
         "calib_method": int8["calibration"].get("method", "max"),
+        "int8_kernels": kernels,
         "weight_max": load_manifest(dirs["int8"]).int8_weight_max,
     }
 
@@ -243,6 +303,16 @@ def weight_bits(weight_max: int) -> str:
     )
 
 
+KERNEL_NOTES = {
+    "qdq": "`int8` runs the Q/DQ graph as written (ONNX Runtime's QGemm, static activation "
+    "scales).",
+    "matmulnbits": "`int8` is what the runtime runs on this CPU: every weight layer as ONNX "
+    "Runtime's 8-bit `MatMulNBits` (the same int8 weights, activations quantized per block at "
+    "run time; `nuwa.runtime.backends.int8_cpu_kernels`), `int8-qdq` the Q/DQ graph as written "
+    "(QGemm with the calibrated static activation scales).",
+}
+
+
 def section(result: dict[str, Any]) -> str:
     lines = [
         "## Precision: decoder-step latency FP32 vs INT8 vs FP16 (ONNX Runtime CPU)",
@@ -253,7 +323,8 @@ def section(result: dict[str, Any]) -> str:
         f"(3,3,3)) at position {result['position']}; {result['weights']}; median of "
         f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, "
         f"{weight_bits(result.get('weight_max', 63))} per-channel weights, calibrated "
-        f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task.",
+        f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task; "
+        f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}",
         "",
         "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
         "| speedup vs FP32 (wall / CPU) | weight layers ms "
@@ -280,8 +351,8 @@ def section(result: dict[str, Any]) -> str:
             "zero cost would make the step at most "
             f"{fp32['total_ms'] / max(fp32['total_ms'] - fp32['weight_ms'], 1e-9):.2f}x faster "
             "(Amdahl); the rest — the ring-cache writes, the 3DNA attention (FP32 by design), "
-            "layer norms, residual adds, and in INT8 the activation QuantizeLinear nodes — "
-            "does not get cheaper.",
+            "layer norms, residual adds, and with Q/DQ kernels the activation QuantizeLinear "
+            "nodes — does not get cheaper.",
         ]
     lines += ["", "Quality gates (from the quantized manifests):", ""]
     for name, gates in result["gates"].items():

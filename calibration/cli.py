@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nuwa.runtime.cpu_features import INT8_KERNELS
+
 from .task_samples import TASKS
 
 
@@ -56,6 +58,7 @@ def _run_quantize(args: argparse.Namespace) -> int:
             tasks=args.gate_tasks,
             min_token_agreement=args.min_token_agreement,
             streams=args.gate_streams,
+            int8_kernels=args.int8_kernels,
         )
     manifest = quantize_export(
         args.onnx_dir,
@@ -120,6 +123,14 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
         help="sampled generations per gate sample and side, scores averaged (default 1)",
     )
     p.add_argument("--gate-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--int8-kernels",
+        default="auto",
+        choices=INT8_KERNELS,
+        help="how the gates run the INT8 weight layers on the CPU: MatMulNBits (activations "
+        "quantized per block at run time) or the Q/DQ graph as written; auto = matmulnbits where "
+        "ONNX Runtime and the CPU have it (default auto)",
+    )
     p.add_argument(
         "--min-token-agreement",
         type=float,

@@ -45,6 +45,7 @@ from nuwa.export.manifest import MANIFEST_FILE, sha256_file
 from nuwa.model import quality_checker as qc
 from nuwa.model.generation_config import GenerationConfig
 from nuwa.model.synthetic_data import SyntheticVideoDataset
+from nuwa.runtime.backends.int8_cpu_kernels import INT8_KERNELS
 from nuwa.runtime.sampler import SamplingOptions
 
 from .onnx_runner import ExportRunner
@@ -87,12 +88,17 @@ class GateConfig:
     tolerance_points: float = 2.0  # accuracy / IoU, percentage points
     tolerance_px: float = 1.0  # V2V position error, pixels
     streams: int = 1  # sampled generations per sample and side (seeds seed, seed+1, ...)
+    int8_kernels: str = "auto"  # how the candidate's INT8 layers run (runtime int8_cpu_kernels)
 
     def validate(self) -> None:
         if self.count < 1:
             raise ValueError(f"--gate-count must be >= 1, got {self.count}")
         if self.streams < 1:
             raise ValueError(f"--gate-streams must be >= 1, got {self.streams}")
+        if self.int8_kernels not in INT8_KERNELS:
+            raise ValueError(
+                f"--int8-kernels must be one of {', '.join(INT8_KERNELS)}, got {self.int8_kernels}"
+            )
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown gate tasks {unknown}; choose from {TASKS}")
@@ -235,7 +241,7 @@ def run_gates(
     """Every task's gate; ``{"passed": bool, "tasks": {task: row}, "config": ...}``."""
     cfg.validate()
     reference = ExportRunner(fp32_dir)
-    candidate = ExportRunner(candidate_dir)
+    candidate = ExportRunner(candidate_dir, int8_kernels=cfg.int8_kernels)
     spec = reference.spec
     ds = dataset_for(spec, cfg.count, cfg.seed, "heldout")
     generation = GenerationConfig.load(reference.manifest.directory)
@@ -292,5 +298,8 @@ def format_scores(row: dict[str, Any]) -> str:
 def _execution(runner: ExportRunner) -> str:
     if runner.precision != "int8":
         return f"onnxruntime CPU ({runner.precision})"
-    kind = "simulated Q/DQ, basic optimizations" if runner.simulate_qdq else "int8 kernels"
+    if runner.simulate_qdq:
+        kind = "simulated Q/DQ, basic optimizations"
+    else:
+        kind = f"{runner.int8_kernels} int8 kernels"
     return f"onnxruntime CPU ({kind})"

@@ -63,7 +63,8 @@ def session_options(threads: int = 1, simulate_qdq: bool = False) -> ort.Session
 
 class ExportRunner(OnnxRuntimeBackend):
     """An export directory on ONNX Runtime CPU: the runtime's backend (plain ``session.run``,
-    no IO binding) with the two calibration hooks of the module docstring."""
+    no IO binding, the same INT8 kernels) with the two calibration hooks of the module
+    docstring."""
 
     name = "onnxruntime-calibration"
 
@@ -74,19 +75,23 @@ class ExportRunner(OnnxRuntimeBackend):
         observe: dict[str, list[str]] | None = None,
         on_run: RunHook | None = None,
         simulate_qdq: bool | None = None,
+        int8_kernels: str = "auto",
     ) -> None:
         manifest = load_manifest(export_dir)
         # default: simulate Q/DQ for TensorRT-target exports (see session_options)
         self.simulate_qdq = manifest.target == "tensorrt" if simulate_qdq is None else simulate_qdq
         self.observe = observe or {}
         self.on_run = on_run
-        super().__init__(manifest, device="cpu", threads=threads, io_binding=False)
+        super().__init__(
+            manifest, device="cpu", threads=threads, io_binding=False, int8_kernels=int8_kernels
+        )
 
     def _uses_int8_kernels(self) -> bool:
         return not self.simulate_qdq and super()._uses_int8_kernels()
 
     def _create_session(self, graph: str) -> ort.InferenceSession:
         model = portable_copy(onnx.load(str(self.manifest.path(graph))), self.manifest.opset)
+        model = self._for_int8_kernels(model)
         extra = self.observe.get(graph, [])
         if extra:
             model = with_extra_outputs(model, extra)

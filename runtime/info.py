@@ -72,9 +72,20 @@ def probe_int8_cpu() -> Probe:
             "int8 (CPU)",
             True,
             "x86 without VNNI: 7-bit weights only (`nuwa quantize` default; full-range "
-            "exports are refused here)",
+            "exports are refused here); weight layers run as the Q/DQ graph is written",
         )
-    return Probe("int8 (CPU)", True, "full-range int8 weights run exactly (VNNI or not x86)")
+    try:
+        from .backends.int8_cpu_kernels import resolve_int8_kernels
+
+        kernels = resolve_int8_kernels("auto")
+    except ImportError:  # no ONNX Runtime: the onnxruntime probe says what to install
+        kernels = "qdq"
+    how = {
+        "matmulnbits": "weight layers run as ONNX Runtime's 8-bit MatMulNBits",
+        "qdq": "weight layers run as the Q/DQ graph is written (ONNX Runtime < 1.22)",
+    }[kernels]
+    exact = "full-range int8 weights run exactly (VNNI or not x86)"
+    return Probe("int8 (CPU)", True, f"{exact}; {how}")
 
 
 def collect() -> list[Probe]:

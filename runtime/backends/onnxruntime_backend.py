@@ -18,13 +18,15 @@ Two ways to run the decoder step, side by side:
 
 - ``io_binding=False`` — the obvious path: ``session.run`` with NumPy feeds; the ``present``
   outputs come back as new arrays and become the next step's ``past``;
-- ``io_binding=True`` (default) — :class:`BoundRingCache`: two preallocated sets of cache
-  buffers on the session's device, bound as ``past`` and ``present`` and swapped after every
-  step (ping-pong), cross-attention K/V uploaded once per request, both bindings made once per
+- ``io_binding=True`` (default) — :class:`BoundRingCache`: preallocated cache buffers on the
+  session's device, cross-attention K/V uploaded once per request, the bindings made once per
   request (:class:`StepBindings`); a step refreshes token ids and positions in place and reads
-  the logits, the only values that cross to the host. On a GPU the KV cache never leaves the
-  device; on the CPU it saves allocating and copying the cache each step. Tests check both
-  give the same logits.
+  the logits, the only values that cross to the host. On the CPU one buffer set is bound as
+  both ``past`` and ``present`` and the step's ``ScatterElements`` writes its one new slot in
+  place (:attr:`OnnxRuntimeBackend.cache_in_place`); elsewhere two sets are bound as ``past``
+  and ``present`` and swapped after every step (ping-pong). On a GPU the KV cache never leaves
+  the device; on the CPU it saves allocating and copying the cache each step. Tests check every
+  way gives the same logits.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ..cpu_features import SATURATION_FREE_WEIGHT_MAX, int8_products_saturate
 from ..errors import BackendUnavailableError, NuwaInputError
@@ -42,6 +45,7 @@ from ..export_cache import cache_root, ensure_export
 from ..kv_cache import RingCache
 from ..spec import ModelSpec
 from .base import Backend, Condition
+from .int8_cpu_kernels import resolve_int8_kernels, rewrite_to_matmul_nbits
 
 try:
     import onnxruntime as ort
@@ -134,10 +138,28 @@ def _to_host(x: Any) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.numpy()
 
 
+def _scatters_cache_once(model: onnx.ModelProto, past: list[str], present: list[str]) -> bool:
+    """Whether each ``past`` input is read by exactly one node, a ``ScatterElements`` taking it
+    as its data and writing the matching ``present`` output: then that output may share the
+    input's buffer (nothing else sees the cache before or after the write)."""
+    readers: dict[str, list[onnx.NodeProto]] = {name: [] for name in past}
+    for node in model.graph.node:
+        for name in set(node.input) & readers.keys():
+            readers[name].append(node)
+    return all(
+        len(nodes) == 1
+        and nodes[0].op_type == "ScatterElements"
+        and nodes[0].input[0] == name
+        and list(nodes[0].output) == [out]
+        for (name, nodes), out in zip(readers.items(), present, strict=True)
+    )
+
+
 @dataclass
 class StepBindings:
-    """A decoder step's two IO bindings (cache set 0 as past, set 1 as past), made once per
-    (graph, condition): every step only refreshes the token ids and positions in place."""
+    """A decoder step's two IO bindings (cache set 0 as past, set 1 as past; the same set twice
+    when the cache is written in place), made once per (graph, condition): every step only
+    refreshes the token ids and positions in place."""
 
     graph: str
     cond: Condition  # the condition whose cross K/V are bound
@@ -149,9 +171,10 @@ class StepBindings:
 
 @dataclass
 class BoundRingCache:
-    """Ring caches kept on the session's device, double-buffered for IO binding."""
+    """Ring caches kept on the session's device for IO binding: double-buffered, or one set
+    bound as both past and present where the step writes its cache in place."""
 
-    buffers: list[list[Any]]  # two sets of OrtValues, in past_names order
+    buffers: list[list[Any]]  # two sets of OrtValues in past_names order (the same list twice)
     current: int = 0  # which set holds the cache now (bound as past)
     cross: list[Any] = field(default_factory=list)  # device cross K/V of ``cross_owner``
     cross_owner: Condition | None = None  # the condition they were uploaded from
@@ -164,6 +187,10 @@ class BoundRingCache:
     @property
     def present(self) -> list[Any]:
         return self.buffers[1 - self.current]
+
+    @property
+    def in_place(self) -> bool:
+        return self.buffers[0] is self.buffers[1]
 
     def swap(self) -> None:
         self.current = 1 - self.current
@@ -183,6 +210,7 @@ class OnnxRuntimeBackend(Backend):
         device: str | None = None,
         threads: int | None = None,
         io_binding: bool = True,
+        int8_kernels: str = "auto",
     ) -> None:
         self.manifest = manifest
         self.precision = manifest.precision
@@ -193,6 +221,7 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
         self.io_binding = io_binding
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._cache_in_place: bool | None = None
         dec = manifest.decoder
         self.past_names = dec.past_names()
         self.present_names = dec.present_names()
@@ -203,6 +232,10 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.spec.cache_slots}"
             )
         self._check_int8_weight_range()
+        # how the INT8 weight layers run on the CPU (int8_cpu_kernels); None: no int8 kernels
+        self.int8_kernels = (
+            resolve_int8_kernels(int8_kernels) if self._uses_int8_kernels() else None
+        )
 
     def _uses_int8_kernels(self) -> bool:
         """Whether Q/DQ graphs run on ONNX Runtime's fused CPU int8 kernels."""
@@ -233,9 +266,12 @@ class OnnxRuntimeBackend(Backend):
         log: Callable[[str], None] | None = None,
         threads: int | None = None,
         io_binding: bool = True,
+        int8_kernels: str = "auto",
     ) -> OnnxRuntimeBackend:
         """An export directory (``manifest.json``), or a checkpoint directory exported to the
-        cache on first use (keyed by its hash; exporting needs PyTorch once)."""
+        cache on first use (keyed by its hash; exporting needs PyTorch once). ``int8_kernels``:
+        how an INT8 export's weight layers run on the CPU (``auto``, ``matmulnbits``, ``qdq``;
+        :mod:`.int8_cpu_kernels`)."""
         export_dir = ensure_export(model_dir, precision or "fp32", log)
         try:
             manifest = load_manifest(export_dir)
@@ -251,11 +287,18 @@ class OnnxRuntimeBackend(Backend):
                 f"{export_dir} holds {manifest.precision} graphs, not {precision}: pass the "
                 f"directory written by `nuwa quantize --precision {precision}`"
             )
-        return cls(manifest, device=device, threads=threads, io_binding=io_binding)
+        return cls(
+            manifest,
+            device=device,
+            threads=threads,
+            io_binding=io_binding,
+            int8_kernels=int8_kernels,
+        )
 
     def describe(self) -> str:
         providers = [p if isinstance(p, str) else p[0] for p in self.providers]
-        return f"onnxruntime {ort.__version__} ({self.precision}, {providers[0]})"
+        kernels = f", {self.int8_kernels} int8 kernels" if self.int8_kernels else ""
+        return f"onnxruntime {ort.__version__} ({self.precision}, {providers[0]}{kernels})"
 
     # ---- sessions --------------------------------------------------------------------------
 
@@ -278,12 +321,22 @@ class OnnxRuntimeBackend(Backend):
         # spinning threads fight whatever else runs on a small CPU (3x slower when shared)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.manifest.path(graph)
+        source: str | bytes = str(path)
+        if self.int8_kernels == "matmulnbits":
+            source = self._for_int8_kernels(onnx.load(str(path))).SerializeToString()
         try:
-            return ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+            return ort.InferenceSession(source, sess_options=opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own exception types
             raise BackendUnavailableError(
                 f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}"
             ) from exc
+
+    def _for_int8_kernels(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """``model`` with its Q/DQ weight layers as ``MatMulNBits`` when those kernels were
+        chosen (rewritten in place; the file on disk is never changed)."""
+        if self.int8_kernels == "matmulnbits":
+            rewrite_to_matmul_nbits(model)
+        return model
 
     def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         outs = self.session(graph.name).run(graph.output_names, feeds)
@@ -368,9 +421,27 @@ class OnnxRuntimeBackend(Backend):
         flat = [x for pair in host.layers for x in pair]
         sets = [
             [ort.OrtValue.ortvalue_from_numpy(x, self.ort_device, self.device_id) for x in flat]
-            for _ in range(2)
+            for _ in range(1 if self.cache_in_place else 2)
         ]
-        return BoundRingCache(sets)
+        return BoundRingCache([sets[0], sets[-1]])
+
+    @property
+    def cache_in_place(self) -> bool:
+        """Whether IO-bound decoder steps write the ring cache in place (one buffer set bound as
+        both past and present) instead of ping-ponging between two sets: on the CPU, where every
+        exported step graph reads each past input only as the data of one ``ScatterElements``
+        whose output is the matching present (ONNX Runtime's CPU ScatterElements skips its
+        copy of the data when the output is the input's buffer: 8 cache copies a step saved)."""
+        if self._cache_in_place is None:
+            self._cache_in_place = self.device_kind == "cpu" and all(
+                _scatters_cache_once(
+                    onnx.load(str(self.manifest.path(g.graph)), load_external_data=False),
+                    self.past_names,
+                    self.present_names,
+                )
+                for g in self.manifest.decoder_steps
+            )
+        return self._cache_in_place
 
     def decoder_step(
         self,

@@ -11,10 +11,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from nuwa.runtime.backends import load_backend
-from nuwa.runtime.backends.onnxruntime_backend import BoundRingCache, OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime_backend import (
+    BoundRingCache,
+    OnnxRuntimeBackend,
+    _scatters_cache_once,
+)
 from nuwa.runtime.engine import DecodeState
 from nuwa.runtime.errors import BackendUnavailableError
 from nuwa.runtime.kv_cache import RingCache
@@ -34,17 +39,23 @@ def step_logits(backend, task: str, steps: int, **kw) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.parametrize("in_place", [True, False], ids=["cache-in-place", "ping-pong"])
 @pytest.mark.parametrize(
     ("task", "kw"), [("t2v", {"prompt": ["a red square", "a blue circle"]}), ("s2v", {})]
 )
 def test_io_binding_matches_plain_run_and_torch(
-    task, kw, tiny_export_dir, torch_backend, ort_backend, task_inputs
+    task, kw, in_place, tiny_export_dir, torch_backend, ort_backend, task_inputs
 ) -> None:
     if task == "s2v":
         kw = {"sketch": task_inputs["sketch_ids"], "batch": 2}
     plain = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, threads=1, io_binding=False)
     steps = 3 * 16 + 20  # past the 32-slot ring: it has wrapped
-    bound = step_logits(ort_backend, task, steps, **kw)
+    backend = ort_backend
+    assert ort_backend.cache_in_place  # the CPU default for the exported step graphs
+    if not in_place:
+        backend = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, threads=1)
+        backend._cache_in_place = False  # the double-buffered binding
+    bound = step_logits(backend, task, steps, **kw)
     ref = step_logits(plain, task, steps, **kw)
     torch_logits = step_logits(torch_backend, task, steps, **kw)
     for a, b, t in zip(bound, ref, torch_logits, strict=True):
@@ -88,7 +99,7 @@ def test_ring_cache_buffers_are_fixed_and_swap(ort_backend) -> None:
     plan = plan_task(ort_backend, "t2i", prompt="a red square")
     state = DecodeState(ort_backend, plan.cond, None, 9)
     cache = state.cache
-    assert isinstance(cache, BoundRingCache)
+    assert isinstance(cache, BoundRingCache) and cache.in_place  # one set: past is present
     buffers = [id(v) for v in cache.buffers[0] + cache.buffers[1]]
     prev = np.array([ort_backend.spec.bos_id])
     for pos in range(40):
@@ -99,6 +110,23 @@ def test_ring_cache_buffers_are_fixed_and_swap(ort_backend) -> None:
     assert k0.shape == (1, 4, 32, 8) and np.abs(k0).sum() > 0
     plain = OnnxRuntimeBackend(ort_backend.manifest, io_binding=False).new_cache(1)
     assert isinstance(plain, RingCache) and plain.nbytes == 2 * 2 * 4 * 32 * 8 * 4
+
+
+def test_the_cache_is_written_in_place_only_where_the_scatter_is_its_one_reader(
+    ort_backend,
+) -> None:
+    graph = ort_backend.manifest.decoder_steps[0].graph
+    model = onnx.load(str(ort_backend.manifest.path(graph)), load_external_data=False)
+    past, present = ort_backend.past_names, ort_backend.present_names
+    assert _scatters_cache_once(model, past, present)
+    extra = onnx.helper.make_node("Identity", [past[3]], ["peek"])  # a second reader of a past
+    model.graph.node.insert(0, extra)
+    assert not _scatters_cache_once(model, past, present)
+    del model.graph.node[0]
+    assert not _scatters_cache_once(model, past, present[::-1])  # writes another output
+    gpu = OnnxRuntimeBackend(ort_backend.manifest)
+    gpu.device_kind = "cuda"  # not run on a GPU yet: ping-pong there
+    assert not gpu.cache_in_place
 
 
 def test_onnxruntime_path_does_not_import_torch(tiny_export_dir, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from nuwa.export.manifest import MANIFEST_FILE, sha256_file
 from nuwa.model import quality_checker as qc
 from nuwa.model.generation_config import GenerationConfig
 from nuwa.model.synthetic_data import SyntheticVideoDataset
-from nuwa.runtime.backends.int8_cpu_kernels import INT8_KERNELS
+from nuwa.runtime.backends.int8_cpu_kernels import check_int8_kernels
 from nuwa.runtime.sampler import SamplingOptions
 
 from .onnx_runner import ExportRunner
@@ -95,10 +95,7 @@ class GateConfig:
             raise ValueError(f"--gate-count must be >= 1, got {self.count}")
         if self.streams < 1:
             raise ValueError(f"--gate-streams must be >= 1, got {self.streams}")
-        if self.int8_kernels not in INT8_KERNELS:
-            raise ValueError(
-                f"--int8-kernels must be one of {', '.join(INT8_KERNELS)}, got {self.int8_kernels}"
-            )
+        check_int8_kernels(self.int8_kernels)
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown gate tasks {unknown}; choose from {TASKS}")

@@ -41,6 +41,7 @@ from ..cpu_features import INT8_KERNELS, int8_products_saturate
 
 __all__ = [
     "INT8_KERNELS",
+    "check_int8_kernels",
     "matmul_nbits_reference",
     "resolve_int8_kernels",
     "rewrite_to_matmul_nbits",
@@ -318,11 +319,16 @@ def matmul_nbits_available() -> bool:
     return bool(np.allclose(y, x, atol=0.1))
 
 
+def check_int8_kernels(choice: str) -> None:
+    """A clear error for a kernel choice that is not one of :data:`INT8_KERNELS`."""
+    if choice not in INT8_KERNELS:
+        raise ValueError(f"int8 kernels must be one of {', '.join(INT8_KERNELS)}, got {choice!r}")
+
+
 def resolve_int8_kernels(choice: str) -> str:
     """``auto`` -> ``matmulnbits`` where it is available and int8 products do not saturate on
     this CPU, else ``qdq``; an explicit choice is checked and returned."""
-    if choice not in INT8_KERNELS:
-        raise ValueError(f"int8_kernels must be one of {', '.join(INT8_KERNELS)}, got {choice!r}")
+    check_int8_kernels(choice)
     if choice == "qdq":
         return choice
     usable = not int8_products_saturate() and matmul_nbits_available()

@@ -45,7 +45,7 @@ from ..export_cache import cache_root, ensure_export
 from ..kv_cache import RingCache
 from ..spec import ModelSpec
 from .base import Backend, Condition
-from .int8_cpu_kernels import resolve_int8_kernels, rewrite_to_matmul_nbits
+from .int8_cpu_kernels import check_int8_kernels, resolve_int8_kernels, rewrite_to_matmul_nbits
 
 try:
     import onnxruntime as ort
@@ -233,6 +233,7 @@ class OnnxRuntimeBackend(Backend):
             )
         self._check_int8_weight_range()
         # how the INT8 weight layers run on the CPU (int8_cpu_kernels); None: no int8 kernels
+        check_int8_kernels(int8_kernels)
         self.int8_kernels = (
             resolve_int8_kernels(int8_kernels) if self._uses_int8_kernels() else None
         )

@@ -45,6 +45,8 @@ def test_pool_streams_averages_each_sample_over_the_streams() -> None:
         pool_streams([first, second[:1]])
     with pytest.raises(ValueError, match="gate-streams"):
         GateConfig(streams=0).validate()
+    with pytest.raises(ValueError, match="int8 kernels must be one of auto, matmulnbits, qdq"):
+        GateConfig(int8_kernels="fast").validate()
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,7 @@ def test_a_graph_without_qdq_weight_layers_is_left_alone() -> None:
 
 def test_auto_takes_matmulnbits_only_where_int8_products_do_not_saturate(monkeypatch) -> None:
     assert resolve_int8_kernels("qdq") == "qdq"
-    with pytest.raises(ValueError, match="int8_kernels must be one of"):
+    with pytest.raises(ValueError, match="int8 kernels must be one of"):
         resolve_int8_kernels("fast")
     monkeypatch.setattr(kernels, "int8_products_saturate", lambda: True)
     assert resolve_int8_kernels("auto") == "qdq"

@@ -129,6 +129,11 @@ def test_the_cache_is_written_in_place_only_where_the_scatter_is_its_one_reader(
     assert not gpu.cache_in_place
 
 
+def test_an_unknown_int8_kernel_choice_is_a_clear_error(ort_backend) -> None:
+    with pytest.raises(ValueError, match="int8 kernels must be one of"):  # even for fp32 graphs
+        OnnxRuntimeBackend(ort_backend.manifest, int8_kernels="fast")
+
+
 def test_onnxruntime_path_does_not_import_torch(tiny_export_dir, tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -10,7 +10,7 @@ latency does not depend on the weights; the table says which was used.
 Each (backend, threads) runs in its own process so thread settings and peak memory (``ru_maxrss``)
 are its own:
 
-- ``onnxruntime``: the runtime's default path (IO binding, double-buffered ring cache);
+- ``onnxruntime``: the runtime's default path (IO binding, ring cache written in place);
 - ``onnxruntime (session.run)``: the plain path, NumPy in/out each step, for comparison;
 - ``torch eager``: ``nuwa.model.generate.DecodeState.step`` — PyTorch tensors end to end, no
   NumPy conversions (the reference KV-cache loop at its best).

@@ -135,7 +135,6 @@ def _zero(inits: dict[str, onnx.TensorProto], name: str | None) -> bool:
 class _Layer:
     node: onnx.NodeProto  # the MatMul / Gemm
     quantize: onnx.NodeProto  # QuantizeLinear of the activation
-    dequantize: tuple[onnx.NodeProto, ...]  # activation, weight (and bias) DequantizeLinear
     weights: NBitsWeights
 
 
@@ -167,7 +166,6 @@ def _find_layer(
     attrs = _attrs(node)
     axis = int(_attrs(w_dq).get("axis", 1))  # DequantizeLinear's default axis is 1
     bias: np.ndarray | None = None
-    dequantize = [a_dq, w_dq]
     if node.op_type == "Gemm":
         if (
             attrs.get("transA", 0)
@@ -177,11 +175,9 @@ def _find_layer(
             return None
         trans_b = bool(attrs.get("transB", 0))
         if len(node.input) > 2 and node.input[2]:
-            bias, bias_dq = _bias(node.input[2], producer, inits)
+            bias = _bias(node.input[2], producer, inits)
             if bias is None:
                 return None
-            if bias_dq is not None:
-                dequantize.append(bias_dq)
     else:
         trans_b = False
     w_nk = w if trans_b else w.T
@@ -194,7 +190,7 @@ def _find_layer(
     block = block_size_for(k)
     if block is None:
         return None
-    return _Layer(node, q, tuple(dequantize), nbits_weights(w_nk, scale, bias, block))
+    return _Layer(node, q, nbits_weights(w_nk, scale, bias, block))
 
 
 def _opt(node: onnx.NodeProto, i: int) -> str | None:
@@ -203,18 +199,19 @@ def _opt(node: onnx.NodeProto, i: int) -> str | None:
 
 def _bias(
     name: str, producer: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]
-) -> tuple[np.ndarray | None, onnx.NodeProto | None]:
-    """A Gemm bias as float: a float initializer, or an int32 one behind a DequantizeLinear."""
+) -> np.ndarray | None:
+    """A Gemm bias as float: a float initializer, or an int32 one behind a DequantizeLinear
+    (``None``: anything else)."""
     if name in inits:
-        return numpy_helper.to_array(inits[name]).astype(np.float32), None
+        return numpy_helper.to_array(inits[name]).astype(np.float32)
     dq = producer.get(name)
     if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
-        return None, None
+        return None
     if dq.input[1] not in inits or not _zero(inits, _opt(dq, 2)):
-        return None, None
+        return None
     q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
     s = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-    return (q * s).astype(np.float32), dq
+    return (q * s).astype(np.float32)
 
 
 # ---- the rewrite ---------------------------------------------------------------------------

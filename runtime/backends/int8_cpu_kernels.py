@@ -282,38 +282,63 @@ def _drop_dead(graph: onnx.GraphProto) -> None:
 # ---- choosing ------------------------------------------------------------------------------
 
 
-@functools.cache
-def matmul_nbits_available() -> bool:
-    """Whether this ONNX Runtime runs an 8-bit ``MatMulNBits`` on the CPU (ONNX Runtime >= 1.22;
-    tried once on a 16x16 layer)."""
-    import onnxruntime as ort
-
-    layer = nbits_weights(np.eye(16, dtype=np.int8), np.ones(16, np.float32), None, 16)
+def matmul_nbits_model(layer: NBitsWeights) -> onnx.ModelProto:
+    """A one-node model ``y = MatMulNBits(x)`` of ``layer`` (bits 8, accuracy level 4) with
+    ``x`` of shape (rows, K)."""
+    inputs = ["x", "codes", "scales"]
+    inits = [
+        numpy_helper.from_array(layer.codes, "codes"),
+        numpy_helper.from_array(layer.scales, "scales"),
+    ]
+    if layer.bias is not None:
+        inputs += ["", "", "bias"]  # zero_points, g_idx absent
+        inits.append(numpy_helper.from_array(layer.bias, "bias"))
     node = helper.make_node(
-        "MatMulNBits", ["x", "codes", "scales"], ["y"], domain=MS_DOMAIN,
-        K=16, N=16, bits=8, block_size=16, accuracy_level=4,
+        "MatMulNBits", inputs, ["y"], domain=MS_DOMAIN,
+        K=layer.k, N=layer.n, bits=8, block_size=layer.block, accuracy_level=4,
     )  # fmt: skip
     graph = helper.make_graph(
         [node],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
-        [
-            numpy_helper.from_array(layer.codes, "codes"),
-            numpy_helper.from_array(layer.scales, "scales"),
-        ],
+        "matmul_nbits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", layer.k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", layer.n])],
+        inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)]
-    )
+    ops = [helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=ops)
     model.ir_version = 9
+    return model
+
+
+PROBE_TOLERANCE = 1e-5  # of an output's term scale; ONNX Runtime and the reference: ~1e-7
+
+
+@functools.cache
+def matmul_nbits_available() -> bool:
+    """Whether this ONNX Runtime runs an 8-bit ``MatMulNBits`` on this CPU **and computes what
+    :func:`matmul_nbits_reference` says**: tried once on a full-range random layer (K 256, one
+    and three rows; MLAS picks its kernels per CPU, and some have had bugs). ONNX Runtime
+    >= 1.22 has the kernel."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (32, 256)).astype(np.int8)
+    layer = nbits_weights(w, np.full(32, 0.01, np.float32), rng.standard_normal(32), 256)
     try:
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        x = np.arange(16, dtype=np.float32)[None] - 8
-        y = sess.run(None, {"x": x})[0]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(
+            matmul_nbits_model(layer).SerializeToString(), so, ["CPUExecutionProvider"]
+        )
+        for rows in (1, 3):
+            x = rng.standard_normal((rows, 256)).astype(np.float32)
+            y = sess.run(None, {"x": x})[0]
+            scale = float(np.abs(x).max() * np.abs(layer.dequantized()).max() * layer.k)
+            if not np.abs(y - matmul_nbits_reference(x, layer)).max() <= PROBE_TOLERANCE * scale:
+                return False
     except Exception:  # an ONNX Runtime without the kernel, whatever it raises
         return False
-    return bool(np.allclose(y, x, atol=0.1))
+    return True
 
 
 def check_int8_kernels(choice: str) -> None:

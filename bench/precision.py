@@ -11,9 +11,12 @@ same code as the CLI), then time the ``decoder_step`` graph of a text-conditione
 demo-video configuration: 8 frames x 8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA
 (3,3,3)) at one position in the middle of a video (the ring cache has wrapped), batch 1 and 2
 (guidance), one intra-op thread, all precisions in the same process, interleaved, each step
-through an IO binding as the runtime makes it on the CPU (ring cache written in place). INT8 runs
-with the runtime's CPU kernels (``int8``) and, beside it, as the Q/DQ graph is written
-(``int8-qdq``) where those differ. An ONNX Runtime profile splits each step into the weight
+through an IO binding as the runtime makes it on the CPU (ring cache written in place), each
+graph as the runtime's CPU backend runs it (``OnnxRuntimeBackend.prepare_graph``: ring-cache
+writes as ``ScatterND``, INT8 weight layers on the runtime's kernels). Beside them, for
+comparison: ``fp32-exported``, the FP32 file as written (``ScatterElements`` ring writes), and
+``int8-qdq``, the Q/DQ weight layers as written, where the runtime's INT8 kernels differ. An
+ONNX Runtime profile splits each step into the weight
 layers (nodes multiplying by a constant weight, and their Q/DQ — what INT8 speeds up) and the
 rest (the 3DNA attention over the cache, which stays FP32, norms, adds, cache writes, ...).
 
@@ -208,27 +211,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
     from nuwa.export.manifest import load_manifest
-    from nuwa.runtime.backends.int8_cpu_kernels import (
-        resolve_int8_kernels,
-        rewrite_to_matmul_nbits,
-    )
+    from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
     fp32, int8, fp16, weights = prepare(args, work)
     dirs = {"fp32": fp32, "int8": int8, "fp16": fp16}
     runner = ExportRunner(fp32)
+    opset = runner.manifest.opset
     frames = runner.spec.frames
     graph = runner.manifest.decoder_step("text", frames).name
     position = (frames // 2) * runner.spec.tokens_per_frame + runner.spec.tokens_per_frame // 2
     models = {}
     kernels = resolve_int8_kernels("auto")
     for name, d in dirs.items():
-        r = ExportRunner(d)
-        m = portable_copy(onnx.load(str(r.manifest.path(graph))), r.manifest.opset)
-        if name == "int8" and kernels != "qdq":  # the runtime's kernels, and the graph as written
-            models["int8-qdq"] = m.SerializeToString()
-            rewrite_to_matmul_nbits(m)
-        models[name] = m.SerializeToString()
+        # each graph as the runtime's CPU backend runs it (OnnxRuntimeBackend.prepare_graph:
+        # int8 kernels, ring-cache writes as ScatterND), plus two graphs for comparison
+        m = portable_copy(onnx.load(str(ExportRunner(d).manifest.path(graph))), opset)
+        if name == "fp32":  # the file as exported (ScatterElements ring writes)
+            models["fp32-exported"] = m.SerializeToString()
+        if name == "int8" and kernels != "qdq":  # the Q/DQ weight layers as written
+            qdq = ExportRunner(d, int8_kernels="qdq")
+            models["int8-qdq"] = qdq.prepare_graph(graph, copy_model(m)).SerializeToString()
+        models[name] = ExportRunner(d).prepare_graph(graph, m).SerializeToString()
     rows = []
     for batch in args.batches:
         feeds = step_feeds(runner, graph, batch, position)
@@ -284,6 +288,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def copy_model(model: Any) -> Any:
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -324,7 +336,14 @@ def section(result: dict[str, Any]) -> str:
         f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, "
         f"{weight_bits(result.get('weight_max', 63))} per-channel weights, calibrated "
         f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task; "
-        f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}",
+        f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}"
+        + (
+            " Every graph runs as the runtime's CPU backend runs it (ring-cache writes as "
+            "`ScatterND`, `nuwa.runtime.backends.ring_cache_writes`); `fp32-exported` is the "
+            "FP32 file as written (`ScatterElements` ring writes), for comparison."
+            if any(r["precision"] == "fp32-exported" for r in result["rows"])
+            else ""
+        ),
         "",
         "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
         "| speedup vs FP32 (wall / CPU) | weight layers ms "

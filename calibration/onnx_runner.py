@@ -91,7 +91,7 @@ class ExportRunner(OnnxRuntimeBackend):
 
     def _create_session(self, graph: str) -> ort.InferenceSession:
         model = portable_copy(onnx.load(str(self.manifest.path(graph))), self.manifest.opset)
-        model = self._for_int8_kernels(model)
+        model = self.prepare_graph(graph, model)
         extra = self.observe.get(graph, [])
         if extra:
             model = with_extra_outputs(model, extra)

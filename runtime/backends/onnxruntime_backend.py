@@ -22,7 +22,7 @@ Two ways to run the decoder step, side by side:
   session's device, cross-attention K/V uploaded once per request, the bindings made once per
   request (:class:`StepBindings`); a step refreshes token ids and positions in place and reads
   the logits, the only values that cross to the host. On the CPU one buffer set is bound as
-  both ``past`` and ``present`` and the step's ``ScatterElements`` writes its one new slot in
+  both ``past`` and ``present`` and the step's scatter writes its one new slot in
   place (:attr:`OnnxRuntimeBackend.cache_in_place`); elsewhere two sets are bound as ``past``
   and ``present`` and swapped after every step (ping-pong). On a GPU the KV cache never leaves
   the device; on the CPU it saves allocating and copying the cache each step. Tests check every
@@ -46,6 +46,7 @@ from ..kv_cache import RingCache
 from ..spec import ModelSpec
 from .base import Backend, Condition
 from .int8_cpu_kernels import check_int8_kernels, resolve_int8_kernels, rewrite_to_matmul_nbits
+from .ring_cache_writes import rewrite_ring_writes_to_scatter_nd
 
 try:
     import onnxruntime as ort
@@ -139,7 +140,8 @@ def _to_host(x: Any) -> np.ndarray:
 
 
 def _scatters_cache_once(model: onnx.ModelProto, past: list[str], present: list[str]) -> bool:
-    """Whether each ``past`` input is read by exactly one node, a ``ScatterElements`` taking it
+    """Whether each ``past`` input is read by exactly one node, a ``ScatterElements`` (as
+    exported) or ``ScatterND`` (as rewritten for the CPU, :mod:`.ring_cache_writes`) taking it
     as its data and writing the matching ``present`` output: then that output may share the
     input's buffer (nothing else sees the cache before or after the write)."""
     readers: dict[str, list[onnx.NodeProto]] = {name: [] for name in past}
@@ -148,7 +150,7 @@ def _scatters_cache_once(model: onnx.ModelProto, past: list[str], present: list[
             readers[name].append(node)
     return all(
         len(nodes) == 1
-        and nodes[0].op_type == "ScatterElements"
+        and nodes[0].op_type in ("ScatterElements", "ScatterND")
         and nodes[0].input[0] == name
         and list(nodes[0].output) == [out]
         for (name, nodes), out in zip(readers.items(), present, strict=True)
@@ -323,8 +325,8 @@ class OnnxRuntimeBackend(Backend):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.manifest.path(graph)
         source: str | bytes = str(path)
-        if self.int8_kernels == "matmulnbits":
-            source = self._for_int8_kernels(onnx.load(str(path))).SerializeToString()
+        if self._rewrites(graph):
+            source = self.prepare_graph(graph, onnx.load(str(path))).SerializeToString()
         try:
             return ort.InferenceSession(source, sess_options=opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own exception types
@@ -332,11 +334,21 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}"
             ) from exc
 
-    def _for_int8_kernels(self, model: onnx.ModelProto) -> onnx.ModelProto:
-        """``model`` with its Q/DQ weight layers as ``MatMulNBits`` when those kernels were
-        chosen (rewritten in place; the file on disk is never changed)."""
+    def _rewrites(self, graph: str) -> bool:
+        """Whether :meth:`prepare_graph` changes this graph."""
+        return self.int8_kernels == "matmulnbits" or (
+            self.device_kind == "cpu" and self.manifest.graph(graph).kind == "decoder_step"
+        )
+
+    def prepare_graph(self, graph: str, model: onnx.ModelProto) -> onnx.ModelProto:
+        """``model`` (the file of ``graph``) as this backend runs it, rewritten in place (the
+        file on disk is never changed): Q/DQ weight layers as ``MatMulNBits`` when those kernels
+        were chosen (:mod:`.int8_cpu_kernels`), and on the CPU the decoder step's ring-cache
+        writes as ``ScatterND`` (:mod:`.ring_cache_writes`). Same outputs as the file."""
         if self.int8_kernels == "matmulnbits":
             rewrite_to_matmul_nbits(model)
+        if self.device_kind == "cpu" and self.manifest.graph(graph).kind == "decoder_step":
+            rewrite_ring_writes_to_scatter_nd(model, self.past_names, self.present_names)
         return model
 
     def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -431,8 +443,9 @@ class OnnxRuntimeBackend(Backend):
         """Whether IO-bound decoder steps write the ring cache in place (one buffer set bound as
         both past and present) instead of ping-ponging between two sets: on the CPU, where every
         exported step graph reads each past input only as the data of one ``ScatterElements``
-        whose output is the matching present (ONNX Runtime's CPU ScatterElements skips its
-        copy of the data when the output is the input's buffer: 8 cache copies a step saved)."""
+        whose output is the matching present (on the CPU it runs as ``ScatterND``,
+        :mod:`.ring_cache_writes`; ONNX Runtime's CPU scatters skip their copy of the data
+        when the output is the input's buffer: 8 cache copies a step saved)."""
         if self._cache_in_place is None:
             self._cache_in_place = self.device_kind == "cpu" and all(
                 _scatters_cache_once(

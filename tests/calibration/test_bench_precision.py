@@ -88,3 +88,35 @@ def test_section_and_marked_replacement() -> None:
     assert "old" not in after and text.strip() in after
     appended = bench.replace_marked_section("only\n", text)
     assert appended.startswith("only\n\n" + bench.BEGIN)
+
+
+def test_a_short_run_times_every_graph_as_the_runtime_runs_it(
+    tiny_portable: Path, tiny_int8: Path, tiny_fp16: Path
+) -> None:
+    """The benchmark end to end on the tiny exports (a few steps): a row per graph and batch,
+    FP32 also as exported, every step timed and profiled."""
+    import argparse
+
+    bench = _bench()
+    args = argparse.Namespace(
+        onnx_dir=str(tiny_portable),
+        int8_dir=str(tiny_int8),
+        fp16_dir=str(tiny_fp16),
+        model_dir=None,
+        work_dir=None,
+        gates=False,
+        gate_count=2,
+        gate_tasks=["T2I"],
+        calib_count=2,
+        batches=[1, 2],
+        steps=3,
+        threads=1,
+    )
+    result = bench.run(args)
+    names = {r["precision"] for r in result["rows"]}
+    assert {"fp32", "fp32-exported", "int8", "fp16"} <= names
+    assert len(result["rows"]) == 2 * len(names)
+    for row in result["rows"]:
+        assert row["median_ms"] > 0 and row["total_ms"] > 0 and row["weight_ms"] > 0, row
+    text = bench.section(result)
+    assert "`fp32-exported` is the FP32 file as written" in text

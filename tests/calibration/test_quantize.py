@@ -203,7 +203,7 @@ def test_int8_cpu_kernels_run_the_same_int8_weights_either_way(
     if resolve_int8_kernels("auto") == "matmulnbits":  # ORT >= 1.22, no int8 saturation
         nbits = ExportRunner(tiny_int8, int8_kernels="matmulnbits")
         assert "matmulnbits int8 kernels" in nbits.describe()
-        model = nbits._for_int8_kernels(onnx.load(str(nbits.manifest.path(graph.name))))
+        model = nbits.prepare_graph(graph.name, onnx.load(str(nbits.manifest.path(graph.name))))
         ops = [n.op_type for n in model.graph.node]
         written = _models(tiny_int8)[graph.name]
         layers = sum(

@@ -234,16 +234,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             models["int8-qdq"] = qdq.prepare_graph(graph, copy_model(m)).SerializeToString()
         models[name] = ExportRunner(d).prepare_graph(graph, m).SerializeToString()
     rows = []
+    dec = runner.manifest.decoder
+    cache = dict(zip(dec.present_names(), dec.past_names(), strict=True))
     for batch in args.batches:
         feeds = step_feeds(runner, graph, batch, position)
-        sessions = {
-            k: ort.InferenceSession(v, session_options(args.threads), ["CPUExecutionProvider"])
-            for k, v in models.items()
-        }
-        _log(f"timing {graph}, batch {batch}, {args.steps} steps per precision")
-        dec = runner.manifest.decoder
-        cache = dict(zip(dec.present_names(), dec.past_names(), strict=True))
-        times, cpu = time_steps(sessions, feeds, args.steps, cache)
+        times: dict[str, list[float]] = {k: [] for k in models}
+        cpu: dict[str, list[float]] = {k: [] for k in models}
+        round_speedups: dict[str, list[float]] = {k: [] for k in models}
+        for r in range(args.rounds):  # fresh sessions each round: their own memory placement
+            sessions = {
+                k: ort.InferenceSession(v, session_options(args.threads), ["CPUExecutionProvider"])
+                for k, v in models.items()
+            }
+            _log(
+                f"timing {graph}, batch {batch}, round {r + 1}/{args.rounds}: "
+                f"{args.steps} steps per precision"
+            )
+            wall_r, cpu_r = time_steps(sessions, feeds, args.steps, cache)
+            for k in models:
+                times[k] += wall_r[k]
+                cpu[k] += cpu_r[k]
+                round_speedups[k].append(float(np.median(cpu_r["fp32"]) / np.median(cpu_r[k])))
+            del sessions
         split = {k: profile_split(v, feeds, args.threads) for k, v in models.items()}
         base = float(np.median(times["fp32"]))
         base_cpu = float(np.median(cpu["fp32"]))
@@ -259,6 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "speedup": base / med,
                     "cpu_ms": med_cpu * 1e3,
                     "cpu_speedup": base_cpu / med_cpu,
+                    "round_cpu_speedups": [round(x, 3) for x in round_speedups[name]],
                     **{k: round(v, 3) for k, v in split[name].items()},
                 }
             )
@@ -274,6 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "position": position,
         "threads": args.threads,
         "steps": args.steps,
+        "rounds": args.rounds,
         "weights": weights,
         "rows": rows,
         "gates": gates,
@@ -333,7 +347,8 @@ def section(result: dict[str, Any]) -> str:
         f"{result['onnxruntime']}, {result['threads']} intra-op thread; graph "
         f"`{result['graph']}` (demo-video: 8x8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA "
         f"(3,3,3)) at position {result['position']}; {result['weights']}; median of "
-        f"{result['steps']} interleaved steps per precision. INT8: Q/DQ, "
+        f"{result.get('rounds', 1)} x {result['steps']} interleaved steps per precision "
+        f"({result.get('rounds', 1)} rounds, fresh sessions each). INT8: Q/DQ, "
         f"{weight_bits(result.get('weight_max', 63))} per-channel weights, calibrated "
         f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task; "
         f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}"
@@ -346,14 +361,16 @@ def section(result: dict[str, Any]) -> str:
         ),
         "",
         "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
-        "| speedup vs FP32 (wall / CPU) | weight layers ms "
+        "| speedup vs FP32 (wall / CPU) | CPU speedup per round (min-max) | weight layers ms "
         "| rest (cache writes, 3DNA, norms, ...) ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        per_round = r.get("round_cpu_speedups") or [r["cpu_speedup"]]
         lines.append(
             f"| {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
             f"{r['cpu_ms']:.2f} | {r['speedup']:.2f}x / {r['cpu_speedup']:.2f}x | "
+            f"{min(per_round):.2f}-{max(per_round):.2f}x | "
             f"{r['weight_ms']:.2f} | {r['other_ms']:.2f} |"
         )
     int8 = [r for r in result["rows"] if r["precision"] == "int8" and r["batch"] == 1]
@@ -432,7 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8-dir", help="an existing INT8 export (skips quantizing)")
     p.add_argument("--fp16-dir", help="an existing FP16 export (skips converting)")
     p.add_argument("--work-dir", help="where exports go (default: a temporary directory)")
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=200, help="interleaved steps per round")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of fresh sessions (placement in memory moves a step's time by a few %%)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     p.add_argument("--calib-count", type=int, default=2)

@@ -76,7 +76,7 @@ def test_section_and_marked_replacement() -> None:
     text = bench.section(result)
     assert "**NOT met** (1.14x)" in text
     assert "8-bit ([-127, 127]) per-channel weights, calibrated (percentile) on 2 samples" in text
-    assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 0.60 | 6.40 |" in text
+    assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 1.14-1.14x | 0.60 | 6.40 |" in text
     row = "| T2V | 0.970 | 0.0123 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
     row += "**colour 0.900 -> 0.850 (+-0.020)** | no |"
     assert row in text
@@ -110,12 +110,14 @@ def test_a_short_run_times_every_graph_as_the_runtime_runs_it(
         calib_count=2,
         batches=[1, 2],
         steps=3,
+        rounds=2,
         threads=1,
     )
     result = bench.run(args)
     names = {r["precision"] for r in result["rows"]}
     assert {"fp32", "fp32-exported", "int8", "fp16"} <= names
     assert len(result["rows"]) == 2 * len(names)
+    assert all(len(r["round_cpu_speedups"]) == 2 for r in result["rows"])
     for row in result["rows"]:
         assert row["median_ms"] > 0 and row["total_ms"] > 0 and row["weight_ms"] > 0, row
     text = bench.section(result)

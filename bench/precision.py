@@ -397,8 +397,13 @@ def section(result: dict[str, Any]) -> str:
             continue
         lines.append(
             f"- {name}: {'passed' if gates['passed'] else 'FAILED'} "
-            f"({gates['config']['count']} held-out samples per task, seed "
-            f"{gates['config']['seed']}, {gates.get('executed_on', '')})"
+            f"({gates['config']['count']} held-out samples per task"
+            + (
+                f" x {gates['config']['streams']} sampling streams per side"
+                if gates["config"].get("streams", 1) > 1
+                else ""
+            )
+            + f", seed {gates['config']['seed']}, {gates.get('executed_on', '')})"
         )
         lines.append("")
         lines.append(

@@ -66,7 +66,7 @@ def test_section_and_marked_replacement() -> None:
         "gates": {
             "int8": {
                 "passed": True,
-                "config": {"count": 4, "seed": 1234},
+                "config": {"count": 4, "seed": 1234, "streams": 2},
                 "executed_on": "onnxruntime CPU (int8 kernels)",
                 "tasks": {"T2V": gate_row, "T2I": old_row},
             },
@@ -82,6 +82,7 @@ def test_section_and_marked_replacement() -> None:
     assert row in text
     assert "| T2I | 0.970 | — | 0.800 | **all 0.800 -> 0.790** | no |" in text
     assert "fp16: not run in this benchmark" in text
+    assert "int8: passed (4 held-out samples per task x 2 sampling streams per side, seed" in text
     before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"
     after = bench.replace_marked_section(before, text)
     assert after.startswith("head\n\n") and after.endswith("\n\ntail {other}\n")

@@ -142,8 +142,10 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
         "--weight-range",
         default="auto",
         choices=("auto", "full", "reduced"),
-        help="int8 weights in [-127,127] (full) or [-63,63] (reduced: x86 CPUs without VNNI); "
-        "auto = reduced for portable exports, full for tensorrt exports",
+        help="int8 weights in [-127,127] (full) or [-63,63] (reduced: x86 CPUs without VNNI, "
+        "whose int8 kernels saturate on full-range weights); auto = full for tensorrt "
+        "exports, and for portable exports where this machine's CPU does not saturate "
+        "(VNNI, ARM), else reduced",
     )
     p.add_argument(
         "--int8-vq-decoder", action="store_true", help="also quantize the VQ-GAN decoder convs"

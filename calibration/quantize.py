@@ -45,6 +45,7 @@ import onnx
 
 from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
 from nuwa.model.generation_config import copy_generation_config
+from nuwa.runtime.cpu_features import int8_products_saturate
 
 from .capture import CalibrationSet, calibrate
 from .fp16 import FP32_OPS, convert_to_fp16
@@ -66,14 +67,39 @@ class QualityGateError(RuntimeError):
     """The quantized graphs were written but failed their quality gate."""
 
 
-def weight_qmax(weight_range: str, target: str) -> int:
-    """``auto``: 7-bit weights for the portable (ONNX Runtime CPU) target, where x86 CPUs
-    without VNNI saturate full-range int8 products; full 8-bit for TensorRT."""
+def weight_qmax(weight_range: str, target: str, saturates: bool | None = None) -> int:
+    """The int8 weights' largest magnitude. ``auto``: full 8-bit for TensorRT, and for the
+    portable (ONNX Runtime CPU) target on a CPU whose int8 kernels do not saturate (VNNI,
+    ARM dot products: ``saturates`` False, by default
+    :func:`~nuwa.runtime.cpu_features.int8_products_saturate` of this machine); 7-bit where
+    they do (x86 without VNNI), which a full-range export would make compute wrong results.
+    8-bit weights halve the weight rounding: on the demo checkpoint they pass every gate that
+    7-bit weights fail (bench/RESULTS.md). A full-range portable export loaded on a saturating
+    CPU is refused there with a clear error naming ``--weight-range reduced``."""
     if weight_range not in WEIGHT_RANGES:
         raise QuantizeError(f"unknown weight range {weight_range!r}; choose {WEIGHT_RANGES}")
     if weight_range == "auto":
-        weight_range = "reduced" if target == "portable" else "full"
+        if target != "portable":
+            weight_range = "full"
+        else:
+            if saturates is None:
+                saturates = int8_products_saturate()
+            weight_range = "reduced" if saturates else "full"
     return REDUCED_WEIGHT_MAX if weight_range == "reduced" else INT8_MAX
+
+
+def weight_range_reason(weight_range: str, target: str, qmax: int) -> str:
+    """Why ``auto`` chose the weight range it did (empty for an explicit choice)."""
+    if weight_range != "auto":
+        return ""
+    if target != "portable":
+        return " (auto: TensorRT target)"
+    if qmax == REDUCED_WEIGHT_MAX:
+        return " (auto: this CPU's int8 kernels saturate on full-range weights: no VNNI)"
+    return (
+        " (auto: this CPU's int8 kernels do not saturate; x86 CPUs without VNNI will refuse "
+        "this export: --weight-range reduced for those)"
+    )
 
 
 def _check_dirs(onnx_dir: Path, out_dir: Path) -> None:
@@ -170,6 +196,9 @@ def quantize_export(
     calibration: dict[str, Any] | None = None
 
     if precision == "int8":
+        if log is not None:
+            reason = weight_range_reason(weight_range, manifest.target, qmax)
+            log(f"int8 weights in [-{qmax}, {qmax}]{reason}")
         targets = {n: find_targets(models[n]) for n in models if kinds[n] in changed_kinds}
         observe = {n: sorted({t.activation for t in ts}) for n, ts in targets.items() if ts}
         observers, runs = calibrate(onnx_dir, observe, calib, log)

@@ -76,17 +76,18 @@ def test_section_and_marked_replacement() -> None:
     text = bench.section(result)
     assert "**NOT met** (1.14x)" in text
     assert "8-bit ([-127, 127]) per-channel weights, calibrated (percentile) on 2 samples" in text
-    assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 1.14-1.14x | 0.60 | 6.40 |" in text
+    assert "| int8 | 1 | 7.00 | 7.70 | 6.30 | 1.14x / 1.14x | 1.14-1.14x | — | 0.60 | 6.40 |" in text
+    assert "median of 1 x 10 interleaved steps" in text  # a result from before the blocks
     row = "| T2V | 0.970 | 0.0123 | 0.800 | all 0.800 -> 0.790 (+-0.010); "
     row += "**colour 0.900 -> 0.850 (+-0.020)** | no |"
     assert row in text
     assert "| T2I | 0.970 | — | 0.800 | **all 0.800 -> 0.790** | no |" in text
     assert "fp16: not run in this benchmark" in text
     assert "int8: passed (4 held-out samples per task x 2 sampling streams per side, seed" in text
-    before = f"head\n\n{bench.BEGIN}\nold\n{bench.END}\n\ntail {{other}}\n"
+    before = f"head\n\n{bench.BEGIN}\nOLD-SECTION\n{bench.END}\n\ntail {{other}}\n"
     after = bench.replace_marked_section(before, text)
     assert after.startswith("head\n\n") and after.endswith("\n\ntail {other}\n")
-    assert "old" not in after and text.strip() in after
+    assert "OLD-SECTION" not in after and text.strip() in after
     appended = bench.replace_marked_section("only\n", text)
     assert appended.startswith("only\n\n" + bench.BEGIN)
 
@@ -112,6 +113,7 @@ def test_a_short_run_times_every_graph_as_the_runtime_runs_it(
         batches=[1, 2],
         steps=3,
         rounds=2,
+        cold_steps=2,
         threads=1,
     )
     result = bench.run(args)
@@ -119,7 +121,9 @@ def test_a_short_run_times_every_graph_as_the_runtime_runs_it(
     assert {"fp32", "fp32-exported", "int8", "fp16"} <= names
     assert len(result["rows"]) == 2 * len(names)
     assert all(len(r["round_cpu_speedups"]) == 2 for r in result["rows"])
+    assert all(r["cold_cpu_ms"] > 0 and r["cold_cpu_speedup"] > 0 for r in result["rows"])
     for row in result["rows"]:
         assert row["median_ms"] > 0 and row["total_ms"] > 0 and row["weight_ms"] > 0, row
     text = bench.section(result)
     assert "`fp32-exported` is the FP32 file as written" in text
+    assert "one block of consecutive steps per precision" in text and "cold caches" in text

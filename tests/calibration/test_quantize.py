@@ -15,12 +15,14 @@ from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.engine_build import check_tensorrt_graph
 from nuwa.calibration.gates import GATED_SCORES, GateConfig, run_gates
 from nuwa.calibration.onnx_runner import ExportRunner
-from nuwa.calibration.qdq import REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
+from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
 from nuwa.calibration.quantize import (
     QualityGateError,
     QuantizeError,
     graph_family,
     quantize_export,
+    weight_qmax,
+    weight_range_reason,
 )
 from nuwa.calibration.task_samples import (
     TASKS,
@@ -96,7 +98,7 @@ def test_int8_is_symmetric_and_leaves_3dna_in_float(tiny_portable: Path, tiny_in
             assert not find_targets(model)  # every weight layer now reads int8 weights
             ints = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
             w_max = max(int(np.abs(onnx.numpy_helper.to_array(i)).max()) for i in ints)
-            assert w_max == REDUCED_WEIGHT_MAX  # portable target: 7-bit weights (see qdq.py)
+            assert w_max == REDUCED_WEIGHT_MAX  # the fixture's 7-bit weights (see conftest.py)
 
 
 def test_int8_quality_gates_pass_on_tiny_model(tiny_int8: Path) -> None:
@@ -421,3 +423,18 @@ def test_channel_norm_vqgan_keeps_its_layer_norm_in_fp32(tmp_path: Path) -> None
         got = ExportRunner(tmp_path / precision).run("vq_decoder", {"codes": codes})
         for key in ref:
             assert float(np.abs(ref[key] - got[key]).max()) <= tolerance, (precision, key)
+
+
+def test_auto_weight_range_is_8_bit_where_the_cpu_int8_kernels_do_not_saturate() -> None:
+    """``auto``: TensorRT always 8-bit; portable 8-bit unless this CPU saturates (x86 without
+    VNNI), 7-bit there; explicit choices win; the log line says why."""
+    assert weight_qmax("auto", "tensorrt", saturates=True) == INT8_MAX
+    assert weight_qmax("auto", "portable", saturates=False) == INT8_MAX
+    assert weight_qmax("auto", "portable", saturates=True) == REDUCED_WEIGHT_MAX
+    assert weight_qmax("full", "portable", saturates=True) == INT8_MAX
+    assert weight_qmax("reduced", "tensorrt", saturates=False) == REDUCED_WEIGHT_MAX
+    assert "saturate" in weight_range_reason("auto", "portable", REDUCED_WEIGHT_MAX)
+    assert "--weight-range reduced" in weight_range_reason("auto", "portable", INT8_MAX)
+    assert weight_range_reason("full", "portable", INT8_MAX) == ""
+    with pytest.raises(QuantizeError, match="unknown weight range"):
+        weight_qmax("8bit", "portable")

@@ -374,6 +374,7 @@ def profile_ops(onnx: Path, frames: int) -> str:
     """Share of ORT kernel time by op type over a video's steps (1 thread)."""
     import collections
 
+    import onnx as onnx_lib
     import onnxruntime as ort
 
     from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -387,7 +388,8 @@ def profile_ops(onnx: Path, frames: int) -> str:
     opts.intra_op_num_threads = 1
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(tempfile.gettempdir()) / "nuwa_decode_profile")
-    session = ort.InferenceSession(str(backend.manifest.path(graph.name)), opts)
+    model = backend.prepare_graph(graph.name, onnx_lib.load(str(backend.manifest.path(graph.name))))
+    session = ort.InferenceSession(model.SerializeToString(), opts)  # as the backend runs it
     backend._sessions[graph.name] = session
     state = DecodeState(backend, plan.cond, None, frames)
     prev = np.full((1,), backend.spec.bos_id, dtype=np.int64)

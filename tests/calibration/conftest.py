@@ -45,12 +45,14 @@ def tiny_tensorrt(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 # -> 0/3 fails MatMulNBits' gate although its token agreement is as high or higher on every task
 # and its sampling divergence lower on average: test_quantize checks that noise-free part).
 FIXTURE_INT8_KERNELS = "qdq"
-# 7-bit weights whatever the CPU (``auto`` picks 8-bit where the int8 kernels do not saturate):
-# runs on every x86 CPU, and the tests' expectations do not depend on the machine.
+# Portable int8 fixtures: 7-bit weights whatever the CPU (``auto`` picks 8-bit where the int8
+# kernels do not saturate), so they run on every x86 CPU and the tests do not depend on the machine.
 FIXTURE_WEIGHT_RANGE = "reduced"
 
 
-def _quantize(src: Path, out: Path, precision: str, gates: bool) -> dict[str, Any]:
+def _quantize(
+    src: Path, out: Path, precision: str, gates: bool, weight_range: str = FIXTURE_WEIGHT_RANGE
+) -> dict[str, Any]:
     from nuwa.calibration.capture import CalibrationSet
     from nuwa.calibration.gates import GateConfig
     from nuwa.calibration.quantize import quantize_export
@@ -60,8 +62,10 @@ def _quantize(src: Path, out: Path, precision: str, gates: bool) -> dict[str, An
         out,
         precision,
         CalibrationSet(count=CALIB_COUNT, seed=0),
-        GateConfig(count=GATE_COUNT, int8_kernels=FIXTURE_INT8_KERNELS) if gates else None,
-        weight_range=FIXTURE_WEIGHT_RANGE,
+        GateConfig(count=GATE_COUNT, streams=1, int8_kernels=FIXTURE_INT8_KERNELS)
+        if gates
+        else None,
+        weight_range=weight_range,
     )
 
 
@@ -82,5 +86,5 @@ def tiny_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_portable: Path) -> 
 @pytest.fixture(scope="session")
 def tiny_trt_int8(tmp_path_factory: pytest.TempPathFactory, tiny_tensorrt: Path) -> Path:
     out = tmp_path_factory.mktemp("tiny_trt_int8")
-    _quantize(tiny_tensorrt, out, "int8", gates=False)
+    _quantize(tiny_tensorrt, out, "int8", gates=False, weight_range="auto")  # 8-bit for TensorRT
     return out

@@ -36,6 +36,7 @@ def test_quantize_int8_with_options(
     out = tmp_path / "int8"
     args = ["quantize", str(tiny_portable), "--precision", "int8", "-o", str(out), "-q"]
     args += ["--calib-count", "1", "--calib-seed", "7", "--gate-count", "1", "--gate-tasks", "T2I"]
+    args += ["--gate-streams", "1"]
     args += ["--calib-method", "percentile", "--calib-percentile", "99.5"]
     assert main(args) == 0
     assert "quality gates passed" in capsys.readouterr().out

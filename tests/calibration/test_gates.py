@@ -91,9 +91,12 @@ def test_teacher_forced_agreement_counts_argmax_hits() -> None:
 
 
 def test_a_gate_too_small_to_tolerate_one_sample_says_so() -> None:
-    assert GateConfig(count=32).sample_points == 3.125
-    note = resolution_note(GateConfig(count=32))
-    assert note is not None and "one sample is 3.1 points" in note and "--gate-count 50" in note
-    assert resolution_note(GateConfig(count=50)) is None
-    assert resolution_note(GateConfig(count=64)) is None
-    assert resolution_note(GateConfig(count=10, tolerance_points=10.0)) is None
+    assert GateConfig(count=32, streams=1).sample_points == 3.125
+    assert GateConfig(count=8, streams=4).sample_points == 3.125  # a stream's generation
+    note = resolution_note(GateConfig(count=32, streams=1))
+    assert note is not None and "one changed generation is 3.1 points" in note
+    assert "--gate-streams of 50 or more" in note
+    assert resolution_note(GateConfig(count=50, streams=1)) is None
+    assert resolution_note(GateConfig(count=13, streams=4)) is None
+    assert resolution_note(GateConfig()) is None  # the defaults tolerate one changed generation
+    assert resolution_note(GateConfig(count=10, streams=1, tolerance_points=10.0)) is None

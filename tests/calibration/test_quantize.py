@@ -146,7 +146,7 @@ def test_matmul_nbits_kernels_stay_at_least_as_close_to_fp32_as_qdq(
     0.0078 vs 0.0075)."""
     from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
 
-    cfg = GateConfig(count=GATE_COUNT, int8_kernels="matmulnbits")
+    cfg = GateConfig(count=GATE_COUNT, streams=1, int8_kernels="matmulnbits")
     if resolve_int8_kernels("auto") != "matmulnbits":  # ORT < 1.22, or x86 without VNNI
         with pytest.raises(ValueError, match="VNNI"):
             run_gates(tiny_portable, tiny_int8, cfg)

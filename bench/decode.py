@@ -1,6 +1,7 @@
 """Decoder-step latency on the CPU: ONNX Runtime FP32 vs our PyTorch eager KV-cache path.
 
-    python bench/decode.py [--model DIR] [--threads 1,2] [--frames 16] [--no-write]
+    python bench/decode.py [--model DIR] [--onnx DIR] [--int8-onnx DIR] [--threads 1,2]
+                           [--frames 16] [--no-write]
 
 Configuration "demo-video" (DESIGN §11): 8 frames x 8x8 tokens, d_model 256, 4 decoder layers,
 8 heads, 3DNA video extents (3,3,3), batch 1, a text condition, no guidance. The model is the
@@ -12,6 +13,8 @@ are its own:
 
 - ``onnxruntime``: the runtime's default path (IO binding, ring cache written in place);
 - ``onnxruntime (session.run)``: the plain path, NumPy in/out each step, for comparison;
+- ``onnxruntime-int8``: the default path on an INT8 export (``--int8-onnx``, else quantized here
+  without gates);
 - ``torch eager``: ``nuwa.model.generate.DecodeState.step`` — PyTorch tensors end to end, no
   NumPy conversions (the reference KV-cache loop at its best).
 
@@ -47,10 +50,11 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- BEGIN decode -->", "<!-- END decode -->"
 PROMPT = "a red square moves left"
 WARMUP = 16
-BACKENDS = ("onnxruntime", "onnxruntime-run", "torch")
+BACKENDS = ("onnxruntime", "onnxruntime-run", "onnxruntime-int8", "torch")
 LABELS = {
     "onnxruntime": "ORT FP32 (IO binding)",
     "onnxruntime-run": "ORT FP32 (session.run)",
+    "onnxruntime-int8": "ORT INT8 (IO binding)",
     "torch": "torch eager",
 }
 TARGET_MS = 2.0  # DESIGN §11: ORT FP32 <= 2 ms/token at 1 thread
@@ -165,7 +169,7 @@ def worker(backend: str, threads: int, model_dir: str, export_dir: str, frames: 
         from nuwa.runtime.tasks import plan_task
 
         runtime_backend = OnnxRuntimeBackend.from_model_dir(
-            export_dir, threads=threads, io_binding=backend == "onnxruntime"
+            export_dir, threads=threads, io_binding=backend != "onnxruntime-run"
         )
         spec = runtime_backend.spec
         per_frame, trained = spec.tokens_per_frame, spec.frames
@@ -261,7 +265,7 @@ def run_worker(backend: str, threads: int, args: argparse.Namespace, model: Path
         backend,
         str(threads),
         str(model),
-        str(onnx),
+        str(args.int8_onnx if backend == "onnxruntime-int8" else onnx),
         str(args.frames),
         str(args.videos),
     ]
@@ -340,8 +344,14 @@ def format_section(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{ort1['cpu_slope_ms_per_1000']:+.3f} ms per 1000 positions, and trained part "
         f"{ort1['cpu_trained_ms']:.3f} vs sliding part {f(ort1['cpu_sliding_ms'], 3)} ms also "
         "carry the machine's drift over the run).",
-        "",
     ]
+    int8 = next((r for r in rows if r["backend"] == "onnxruntime-int8" and r["threads"] == 1), None)
+    if int8 is not None:
+        lines.append(
+            f"- INT8 ≥ 1.8× FP32 (`bench/precision.py` is the benchmark of record): here "
+            f"{ms / int8['cpu_ms']:.2f}× ({int8['cpu_ms']:.3f} ms; one run of each)."
+        )
+    lines.append("")
     if meta["shared"]:
         lines.append(
             "**A training job (`nuwa train`, at a higher priority) shared the 2-core CPU during "
@@ -411,6 +421,10 @@ def main() -> int:
     p.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="thread counts")
     p.add_argument("--frames", type=int, default=16, help="frames of positions to time")
     p.add_argument("--videos", type=int, default=3, help="whole videos per configuration")
+    p.add_argument(
+        "--int8-onnx",
+        help="an INT8 export of --model (`nuwa quantize`; default: quantize it now, no gates)",
+    )
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args()
@@ -423,6 +437,12 @@ def main() -> int:
         onnx = Path(args.onnx) if args.onnx else Path(tmp) / "onnx"
         if not args.onnx:
             export_model(model, onnx)
+        if "onnxruntime-int8" in args.backends.split(",") and not args.int8_onnx:
+            from nuwa.calibration.capture import CalibrationSet
+            from nuwa.calibration.quantize import quantize_export
+
+            args.int8_onnx = str(Path(tmp) / "int8")
+            quantize_export(onnx, args.int8_onnx, "int8", CalibrationSet(count=2), None)
         profile = profile_ops(onnx, 8)
         rows: list[dict[str, Any]] = []
         for backend in args.backends.split(","):

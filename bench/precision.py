@@ -184,6 +184,20 @@ def time_alone(
     :func:`time_steps` does, cycle all their weights through the caches: FP32, INT8 and FP16
     together are ~45 MB against a 32 MB L3 on the development VM, every step starts cold.)
     Returns (wall seconds, CPU seconds) per step."""
+    result = _run_worker(model_path, feeds_path, cache, threads, steps, warmup)
+    return result["wall"], result["cpu"]
+
+
+def _run_worker(
+    model_path: Path,
+    feeds_path: Path,
+    cache: dict[str, str],
+    threads: int,
+    steps: int,
+    warmup: int,
+    profile: bool = False,
+) -> dict[str, Any]:
+    """Run :func:`worker` in a fresh process; its one line of JSON."""
     spec = {
         "model": str(model_path),
         "feeds": str(feeds_path),
@@ -191,12 +205,8 @@ def time_alone(
         "threads": threads,
         "steps": steps,
         "warmup": warmup,
+        "profile": profile,
     }
-    result = _run_worker(spec)
-    return result["wall"], result["cpu"]
-
-
-def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
         capture_output=True,
@@ -218,19 +228,18 @@ def worker(spec_json: str) -> None:
     with np.load(spec["feeds"]) as data:
         feeds = {k: data[k] for k in data.files}
     options = session_options(spec["threads"])
-    tmp = Path(tempfile.mkdtemp(prefix="nuwa-precision-worker-"))
-    if spec.get("profile"):
+    if spec["profile"]:
+        tmp = Path(tempfile.mkdtemp(prefix="nuwa-precision-profile-"))
         options.enable_profiling = True
         options.profile_file_prefix = str(tmp / "profile")
         options.optimized_model_filepath = str(tmp / "optimized.onnx")
     sess = ort.InferenceSession(spec["model"], options, ["CPUExecutionProvider"])
     binding = bind_step(sess, feeds, spec["cache"])
-    if spec.get("profile"):
+    if spec["profile"]:
         split = _profile(sess, binding, tmp / "optimized.onnx", spec["warmup"], spec["steps"])
         shutil.rmtree(tmp)
         print(json.dumps(split))
         return
-    shutil.rmtree(tmp)
     for _ in range(spec["warmup"]):
         sess.run_with_iobinding(binding)
     wall, cpu = [], []
@@ -254,16 +263,7 @@ def profile_split(
     weight (Gemm, QGemm, MatMulNBits, MatMulIntegerToFloat, ..., or a MatMul / FusedMatMul
     whose second input is an initializer), or a Q/DQ node feeding one; the attention's
     MatMuls over the cache are not."""
-    spec = {
-        "model": str(model_path),
-        "feeds": str(feeds_path),
-        "cache": cache,
-        "threads": threads,
-        "steps": 30,
-        "warmup": 20,
-        "profile": True,
-    }
-    return _run_worker(spec)
+    return _run_worker(model_path, feeds_path, cache, threads, 30, 20, profile=True)
 
 
 def _profile(sess: Any, binding: Any, optimized: Path, warmup: int, runs: int) -> dict:

@@ -79,12 +79,10 @@ def weight_qmax(weight_range: str, target: str, saturates: bool | None = None) -
     if weight_range not in WEIGHT_RANGES:
         raise QuantizeError(f"unknown weight range {weight_range!r}; choose {WEIGHT_RANGES}")
     if weight_range == "auto":
-        if target != "portable":
-            weight_range = "full"
-        else:
-            if saturates is None:
-                saturates = int8_products_saturate()
-            weight_range = "reduced" if saturates else "full"
+        portable_and_saturates = target == "portable" and (
+            int8_products_saturate() if saturates is None else saturates
+        )
+        weight_range = "reduced" if portable_and_saturates else "full"
     return REDUCED_WEIGHT_MAX if weight_range == "reduced" else INT8_MAX
 
 

@@ -336,9 +336,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _rewrites(self, graph: str) -> bool:
         """Whether :meth:`prepare_graph` changes this graph."""
-        return self.int8_kernels == "matmulnbits" or (
-            self.device_kind == "cpu" and self.manifest.graph(graph).kind == "decoder_step"
-        )
+        return self.int8_kernels == "matmulnbits" or self._ring_writes_as_scatter_nd(graph)
+
+    def _ring_writes_as_scatter_nd(self, graph: str) -> bool:
+        """Whether this graph's ring-cache writes run as ``ScatterND``: decoder steps on the CPU."""
+        return self.device_kind == "cpu" and self.manifest.graph(graph).kind == "decoder_step"
 
     def prepare_graph(self, graph: str, model: onnx.ModelProto) -> onnx.ModelProto:
         """``model`` (the file of ``graph``) as this backend runs it, rewritten in place (the
@@ -347,7 +349,7 @@ class OnnxRuntimeBackend(Backend):
         writes as ``ScatterND`` (:mod:`.ring_cache_writes`). Same outputs as the file."""
         if self.int8_kernels == "matmulnbits":
             rewrite_to_matmul_nbits(model)
-        if self.device_kind == "cpu" and self.manifest.graph(graph).kind == "decoder_step":
+        if self._ring_writes_as_scatter_nd(graph):
             rewrite_ring_writes_to_scatter_nd(model, self.past_names, self.present_names)
         return model
 

@@ -426,9 +426,17 @@ def objects_touch(masks: np.ndarray, margin: int) -> bool:
     return False
 
 
-def random_object(rng: np.random.Generator, exclude_colours: tuple[str, ...] = ()) -> ObjectSpec:
-    """One object with uniformly drawn attributes (kind: shapes and "digit" equally likely)."""
-    kind = KINDS[rng.integers(len(KINDS))]
+def random_object(
+    rng: np.random.Generator,
+    exclude_colours: tuple[str, ...] = (),
+    digit_share: float | None = None,
+) -> ObjectSpec:
+    """One object with uniformly drawn attributes (kind: shapes and "digit" equally likely, or
+    a digit with chance ``digit_share`` and otherwise one of the shapes)."""
+    if digit_share is None:
+        kind = KINDS[rng.integers(len(KINDS))]
+    else:
+        kind = "digit" if rng.random() < digit_share else SHAPES[rng.integers(len(SHAPES))]
     digit = int(rng.integers(10)) if kind == "digit" else None
     colours = [c for c in COLOURS if c not in exclude_colours]
     colour = colours[rng.integers(len(colours))]
@@ -440,14 +448,19 @@ def random_object(rng: np.random.Generator, exclude_colours: tuple[str, ...] = (
 
 
 def random_clip_spec(
-    rng: np.random.Generator, max_objects: int = 2, frames: int = 8, size: int = REFERENCE_SIZE
+    rng: np.random.Generator,
+    max_objects: int = 2,
+    frames: int = 8,
+    size: int = REFERENCE_SIZE,
+    digit_share: float | None = None,
 ) -> ClipSpec:
-    """1..max_objects objects with distinct colours whose boxes stay >= 2 px apart in all frames."""
+    """1..max_objects objects with distinct colours whose boxes stay >= 2 px apart in all frames
+    (``digit_share``: see :func:`random_object`)."""
     n = int(rng.integers(1, max_objects + 1))
     while True:
         objects: list[ObjectSpec] = []
         for _ in range(n):
-            objects.append(random_object(rng, tuple(o.colour for o in objects)))
+            objects.append(random_object(rng, tuple(o.colour for o in objects), digit_share))
         spec = ClipSpec(tuple(objects))
         if n == 1:
             return spec
@@ -462,7 +475,11 @@ class SyntheticVideoDataset:
 
     Clip ``i`` is drawn from its own random stream ``SeedSequence([seed, split_id, i])``, redrawn
     until its caption hashes into ``split`` (see ``caption_split``): so the train and held-out
-    splits never share a caption, whatever their seeds and sizes."""
+    splits never share a caption, whatever their seeds and sizes.
+
+    ``digit_share``: each object's chance of being a digit (default ``None``: the four kinds —
+    three shapes and "digit" — equally likely, so a digit a quarter of the time, each of the ten
+    a fortieth); a training set can raise it to show the digits' glyphs more often."""
 
     def __init__(
         self,
@@ -472,9 +489,12 @@ class SyntheticVideoDataset:
         size: int = REFERENCE_SIZE,
         max_objects: int = 2,
         split: Split = "train",
+        digit_share: float | None = None,
     ) -> None:
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        if digit_share is not None and not 0 <= digit_share <= 1:
+            raise ValueError(f"digit_share must be in [0, 1], got {digit_share}")
         if not 1 <= max_objects <= 2:
             raise ValueError(f"max_objects must be 1 or 2, got {max_objects}")
         if size < 16:
@@ -485,6 +505,7 @@ class SyntheticVideoDataset:
         self.size = size
         self.max_objects = max_objects
         self.split: Split = split
+        self.digit_share = digit_share
 
     def __len__(self) -> int:
         return self.num_clips
@@ -498,7 +519,9 @@ class SyntheticVideoDataset:
             raise IndexError(f"index {i} out of range for {self.num_clips} clips")
         rng = self.rng(i)
         while True:
-            spec = random_clip_spec(rng, self.max_objects, self.frames, self.size)
+            spec = random_clip_spec(
+                rng, self.max_objects, self.frames, self.size, self.digit_share
+            )
             if caption_split(spec.caption()) == self.split:
                 return spec
 

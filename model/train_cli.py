@@ -83,6 +83,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         help="the motion's own chance of being left out (default: --attribute-dropout)",
     )
+    p.add_argument(
+        "--digit-share",
+        type=float,
+        help="each training object's chance of being a digit (default: 1 in 4, as the kinds)",
+    )
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
     p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
@@ -148,6 +153,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "short_t2v_frames": "short_t2v_frames",
         "attribute_dropout": "attribute_dropout",
         "motion_dropout": "motion_dropout",
+        "digit_share": "digit_share",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
         "amp": "amp",

@@ -86,6 +86,7 @@ class TransformerTrainOptions:
     short_t2v_frames: int = 2  # frames of such a batch (with T / short_t2v_frames times the clips)
     attribute_dropout: float = 0.0  # per-sample chance each of the position / motion goes unnamed
     motion_dropout: float | None = None  # the motion's own chance; None -> attribute_dropout
+    digit_share: float | None = None  # each object's chance of being a digit; None -> 1 in 4
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
     )
@@ -178,16 +179,22 @@ def pretokenize(
     batch: int = 32,
     progress: bool = True,
     first: int = 0,
+    digit_share: float | None = None,
 ) -> TokenCache:
     """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
 
     Clip ``i`` is the same whatever ``first`` is, so a cache of the first N clips extended by
-    ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``."""
+    ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``.
+    ``digit_share``: the dataset's (:class:`SyntheticVideoDataset`)."""
     if not 0 <= first < num_clips:
         raise ValueError(f"need 0 <= first < num_clips, got first={first}, num_clips={num_clips}")
     cfg = model.config
     ds = SyntheticVideoDataset(
-        num_clips, seed=seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
+        num_clips,
+        seed=seed,
+        frames=cfg.transformer.frames,
+        size=cfg.vqgan.image_size,
+        digit_share=digit_share,
     )
     video, sketch = [], []
     starts = range(first, num_clips, batch)
@@ -339,22 +346,31 @@ def assemble_model(
     return model
 
 
-def add_caption_variants(model: NuwaModel, path: Path, seed: int) -> dict[str, Tensor]:
+def add_caption_variants(
+    model: NuwaModel, path: Path, seed: int, digit_share: float | None = None
+) -> dict[str, Tensor]:
     """The token cache file's fields, read once; a cache from before attribute dropout
     (captions with every attribute only) gets the caption variants it lacks, in the file too.
-    The clips' specs are recomputed from ``seed``: the stored captions must match them."""
+    The clips' specs are recomputed from ``seed`` and ``digit_share``: the stored captions must
+    match them (the first few are compared when nothing is missing)."""
     stored = load_file(str(path))
-    if "caption_no_position" in stored:
-        return stored
     ds = SyntheticVideoDataset(
         len(stored["video"]),
         seed=seed,
         frames=model.config.transformer.frames,
         size=model.config.vqgan.image_size,
+        digit_share=digit_share,
     )
-    fresh = tokenize_captions(model, ds, range(len(ds)))
-    if not torch.equal(fresh["caption"], stored["caption"]):
-        raise ValueError(f"token cache {path} holds other captions than seed {seed}'s clips")
+    complete = "caption_no_position" in stored
+    fresh = tokenize_captions(model, ds, range(min(8, len(ds)) if complete else len(ds)))
+    if not torch.equal(fresh["caption"], stored["caption"][: len(fresh["caption"])]):
+        raise ValueError(
+            f"token cache {path} holds other captions than the clips of seed {seed}"
+            f" (digit share {'default' if digit_share is None else digit_share}): a run's "
+            "--seed and --digit-share must stay as they were"
+        )
+    if complete:
+        return stored
     stored.update(fresh)
     save_file({k: v.contiguous() for k, v in stored.items()}, str(path))
     return stored
@@ -367,12 +383,19 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     Lowering it trains on the first clips and leaves the file as it is."""
     cache = None
     if path.is_file():
-        cache = TokenCache(**add_caption_variants(model, path, options.seed))
+        cache = TokenCache(
+            **add_caption_variants(model, path, options.seed, options.digit_share)
+        )
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)
     more = pretokenize(
-        model, options.num_clips, options.seed, progress=options.progress, first=have
+        model,
+        options.num_clips,
+        options.seed,
+        progress=options.progress,
+        first=have,
+        digit_share=options.digit_share,
     )
     cache = more if cache is None else cache.extended(more)
     cache.save(path)
@@ -407,7 +430,7 @@ def train_transformer(
         )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
-    for name in ("attribute_dropout", "motion_dropout"):
+    for name in ("attribute_dropout", "motion_dropout", "digit_share"):
         rate = getattr(options, name)
         if rate is not None and not 0 <= rate <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")

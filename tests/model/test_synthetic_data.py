@@ -198,6 +198,24 @@ def test_unknown_sketch_colour_is_named() -> None:
         rgb_to_sketch(rgb)
 
 
+def test_digit_share_sets_how_often_objects_are_digits() -> None:
+    def digits(ds: SyntheticVideoDataset) -> float:
+        kinds = [o.kind for i in range(len(ds)) for o in ds.spec(i).objects]
+        return float(np.mean([k == "digit" for k in kinds]))
+
+    default = SyntheticVideoDataset(150, seed=9)
+    assert digits(SyntheticVideoDataset(150, seed=9, digit_share=0.0)) == 0.0
+    assert digits(SyntheticVideoDataset(150, seed=9, digit_share=1.0)) == 1.0
+    raised = SyntheticVideoDataset(150, seed=9, digit_share=0.6)
+    assert digits(default) + 0.15 < digits(raised) < 1.0
+    shapes = [o.kind for i in range(len(raised)) for o in raised.spec(i).objects]
+    assert {k for k in shapes if k != "digit"} == {"square", "circle", "triangle"}
+    held = SyntheticVideoDataset(60, seed=9, split="heldout", digit_share=0.6)
+    assert all(caption_split(held.spec(i).caption()) == "heldout" for i in range(len(held)))
+    with pytest.raises(ValueError, match="digit_share"):
+        SyntheticVideoDataset(4, digit_share=1.5)
+
+
 def test_invalid_specs_are_refused() -> None:
     with pytest.raises(ValueError, match="not allowed"):
         ObjectSpec("square", "red", "top left", "left")  # would leave the frame

@@ -519,9 +519,7 @@ class SyntheticVideoDataset:
             raise IndexError(f"index {i} out of range for {self.num_clips} clips")
         rng = self.rng(i)
         while True:
-            spec = random_clip_spec(
-                rng, self.max_objects, self.frames, self.size, self.digit_share
-            )
+            spec = random_clip_spec(rng, self.max_objects, self.frames, self.size, self.digit_share)
             if caption_split(spec.caption()) == self.split:
                 return spec
 

@@ -383,9 +383,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     Lowering it trains on the first clips and leaves the file as it is."""
     cache = None
     if path.is_file():
-        cache = TokenCache(
-            **add_caption_variants(model, path, options.seed, options.digit_share)
-        )
+        cache = TokenCache(**add_caption_variants(model, path, options.seed, options.digit_share))
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)

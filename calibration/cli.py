@@ -115,8 +115,8 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gate-count",
         type=int,
-        default=16,
-        help="held-out samples per task for the gates (default 16)",
+        default=32,
+        help="held-out samples per task for the gates (default 32)",
     )
     p.add_argument("--gate-seed", type=int, default=1234, help="gate seed (default 1234)")
     p.add_argument(
@@ -124,7 +124,7 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=4,
         help="sampled generations per gate sample and side, scores averaged (default 4: with "
-        "16 samples one generation that samples differently moves a score 1.6 points, inside "
+        "32 samples one generation that samples differently moves a score 0.8 points, inside "
         "the 2-point tolerance)",
     )
     p.add_argument("--gate-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")

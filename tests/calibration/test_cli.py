@@ -128,3 +128,21 @@ def test_build_engine_errors(
         == 2
     )
     _one_line_error(capsys, "--opt-batch")
+
+
+def test_quantize_gate_defaults_are_the_gate_configs() -> None:
+    # the parser keeps its own copy of the defaults (importing the gates at parser build time
+    # would cost `nuwa --help` most of a second), so this keeps the two in step
+    from nuwa.calibration.gates import GateConfig
+    from nuwa.runtime.cli import build_parser
+
+    args = build_parser("quantize").parse_args(
+        ["quantize", "onnx", "--precision", "int8", "-o", "out"]
+    )
+    defaults = GateConfig()
+    assert args.gate_count == defaults.count
+    assert args.gate_seed == defaults.seed
+    assert args.gate_streams == defaults.streams
+    assert tuple(args.gate_tasks) == defaults.tasks
+    assert args.min_token_agreement == defaults.min_token_agreement
+    assert args.int8_kernels == defaults.int8_kernels

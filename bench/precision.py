@@ -67,7 +67,7 @@ def _log(msg: str) -> None:
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str]:
     """(fp32, int8, fp16) export dirs and a description of the weights."""
     from nuwa.calibration.capture import CalibrationSet
-    from nuwa.calibration.gates import GateConfig
+    from nuwa.calibration.gate_config import GateConfig
     from nuwa.calibration.quantize import quantize_export
 
     if args.onnx_dir:

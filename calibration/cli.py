@@ -18,7 +18,10 @@ import sys
 
 from nuwa.runtime.cpu_features import INT8_KERNELS
 
+from .gate_config import GateConfig
 from .task_samples import TASKS
+
+GATE_DEFAULTS = GateConfig()
 
 
 def _tasks(text: str) -> tuple[str, ...]:
@@ -39,7 +42,6 @@ def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _run_quantize(args: argparse.Namespace) -> int:
     from .capture import CalibrationSet
-    from .gates import GateConfig
     from .quantize import quantize_export
 
     calib = CalibrationSet(
@@ -115,22 +117,33 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gate-count",
         type=int,
-        default=32,
-        help="held-out samples per task for the gates (default 32)",
+        default=GATE_DEFAULTS.count,
+        help=f"held-out samples per task for the gates (default {GATE_DEFAULTS.count})",
     )
-    p.add_argument("--gate-seed", type=int, default=1234, help="gate seed (default 1234)")
+    p.add_argument(
+        "--gate-seed",
+        type=int,
+        default=GATE_DEFAULTS.seed,
+        help=f"gate seed (default {GATE_DEFAULTS.seed})",
+    )
     p.add_argument(
         "--gate-streams",
         type=int,
-        default=4,
-        help="sampled generations per gate sample and side, scores averaged (default 4: with "
-        "32 samples one generation that samples differently moves a score 0.8 points, inside "
-        "the 2-point tolerance)",
+        default=GATE_DEFAULTS.streams,
+        help=f"sampled generations per gate sample and side, scores averaged (default "
+        f"{GATE_DEFAULTS.streams}: with {GATE_DEFAULTS.count} samples one generation that samples "
+        f"differently moves a score {GATE_DEFAULTS.sample_points:.1f} points, inside the "
+        f"{GATE_DEFAULTS.tolerance_points:g}-point tolerance)",
     )
-    p.add_argument("--gate-tasks", type=_tasks, default=TASKS, help=f"default {','.join(TASKS)}")
+    p.add_argument(
+        "--gate-tasks",
+        type=_tasks,
+        default=GATE_DEFAULTS.tasks,
+        help=f"default {','.join(GATE_DEFAULTS.tasks)}",
+    )
     p.add_argument(
         "--int8-kernels",
-        default="auto",
+        default=GATE_DEFAULTS.int8_kernels,
         choices=INT8_KERNELS,
         help="how the gates run the INT8 weight layers on the CPU: MatMulNBits (activations "
         "quantized per block at run time) or the Q/DQ graph as written; auto = matmulnbits where "
@@ -139,8 +152,9 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--min-token-agreement",
         type=float,
-        default=0.9,
-        help="teacher-forced top-1 agreement with FP32 the gate requires (default 0.9)",
+        default=GATE_DEFAULTS.min_token_agreement,
+        help="teacher-forced top-1 agreement with FP32 the gate requires (default "
+        f"{GATE_DEFAULTS.min_token_agreement:g})",
     )
     p.add_argument("--no-gates", action="store_true", help="skip the quality gates")
     p.add_argument(

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +54,13 @@ from nuwa.export.manifest import MANIFEST_FILE, sha256_file
 from nuwa.model import quality_checker as qc
 from nuwa.model.generation_config import GenerationConfig
 from nuwa.model.synthetic_data import SyntheticVideoDataset
-from nuwa.runtime.backends.int8_cpu_kernels import check_int8_kernels
 from nuwa.runtime.sampler import SamplingOptions
 
+from .gate_config import GateConfig
 from .onnx_runner import ExportRunner
 from .task_samples import (
     HEADLINE,
     LOWER_IS_BETTER,
-    TASKS,
     dataset_for,
     generate,
     generation_options,
@@ -74,7 +72,6 @@ from .task_samples import (
     teacher_forced_logits,
 )
 
-EVAL_SEED = 1234  # the held-out stream nuwa evaluate uses
 # the quality-checker scores each task's gate compares (the first is the task's headline)
 GATED_SCORES: dict[str, tuple[str, ...]] = {
     "T2I": ("all", "shape", "colour", "position"),
@@ -87,41 +84,6 @@ Scores = list[dict[str, Any]]
 # FP32 reference runs per (export dir, its manifest's hash, task, count, seed): gating INT8 and
 # FP16 of one export in one process decodes the reference once
 _REFERENCE_RUNS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray, Scores]] = {}
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    count: int = 32  # held-out samples per task
-    seed: int = EVAL_SEED  # dataset seed and sampling seed
-    tasks: tuple[str, ...] = TASKS
-    min_token_agreement: float = 0.9
-    tolerance_points: float = 2.0  # accuracy / IoU, percentage points
-    tolerance_px: float = 1.0  # V2V position error, pixels
-    # sampled generations per sample and side (seeds seed, seed+1, ...): 32 x 4 generations
-    # make one changed generation 0.8 points, inside the 2-point tolerance (see module doc)
-    streams: int = 4
-    int8_kernels: str = "auto"  # how the candidate's INT8 layers run (runtime int8_cpu_kernels)
-
-    def validate(self) -> None:
-        if self.count < 1:
-            raise ValueError(f"--gate-count must be >= 1, got {self.count}")
-        if self.streams < 1:
-            raise ValueError(f"--gate-streams must be >= 1, got {self.streams}")
-        check_int8_kernels(self.int8_kernels)
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown gate tasks {unknown}; choose from {TASKS}")
-
-    @property
-    def sample_points(self) -> float:
-        """Percentage points one changed generation (one sample of one stream) moves an
-        accuracy / IoU-like score by."""
-        return 100.0 / (self.count * self.streams)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
 
 
 def _quality_ok(metric: str, ref: float, cand: float, cfg: GateConfig) -> bool:

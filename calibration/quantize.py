@@ -49,7 +49,8 @@ from nuwa.runtime.cpu_features import int8_products_saturate
 
 from .capture import CalibrationSet, calibrate
 from .fp16 import FP32_OPS, convert_to_fp16
-from .gates import GateConfig, run_gates
+from .gate_config import GateConfig
+from .gates import run_gates
 from .qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
 from .task_samples import TASKS
 

@@ -54,7 +54,7 @@ def _quantize(
     src: Path, out: Path, precision: str, gates: bool, weight_range: str = FIXTURE_WEIGHT_RANGE
 ) -> dict[str, Any]:
     from nuwa.calibration.capture import CalibrationSet
-    from nuwa.calibration.gates import GateConfig
+    from nuwa.calibration.gate_config import GateConfig
     from nuwa.calibration.quantize import quantize_export
 
     return quantize_export(

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from nuwa.calibration.gate_config import GateConfig
 from nuwa.calibration.gates import (
-    GateConfig,
     compare_scores,
     format_scores,
     pool_streams,

@@ -13,7 +13,8 @@ import pytest
 
 from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.engine_build import check_tensorrt_graph
-from nuwa.calibration.gates import GATED_SCORES, GateConfig, run_gates
+from nuwa.calibration.gate_config import GateConfig
+from nuwa.calibration.gates import GATED_SCORES, run_gates
 from nuwa.calibration.onnx_runner import ExportRunner
 from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
 from nuwa.calibration.quantize import (

@@ -12,9 +12,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .attention3d import Extents
+if TYPE_CHECKING:  # a type alias only: importing attention3d at run time pulls in PyTorch
+    from .attention3d import Extents
 
 VQ_NORMS = ("group", "channel")
 

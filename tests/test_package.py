@@ -15,6 +15,20 @@ def test_import_does_not_pull_torch() -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_full_cli_parser_does_not_pull_torch() -> None:
+    # `nuwa --help` builds every subcommand's parser (train's presets included): no PyTorch,
+    # no ONNX Runtime until a command runs
+    code = (
+        "import sys\n"
+        "from nuwa.runtime.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('torch', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 def test_nuwa_info_reports_version_and_backends() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "nuwa.runtime.cli", "info"], capture_output=True, text=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,10 @@ SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
     ("nuwa.calibration.cli", "add_quantize_parser"),
     ("nuwa.calibration.cli", "add_build_engine_parser"),
 ]
+# libraries a provider's commands cannot run without, though building its parser does not
+# import them (so `nuwa --help` stays fast): where one is missing the command is listed and says
+# what to install instead of failing deep inside the run
+SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {"nuwa.model.train_cli": ("torch",)}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -37,6 +42,14 @@ def command_name(func_name: str) -> str:
     """The subcommand a provider adds, by convention: ``add_build_engine_parser`` ->
     ``build-engine``."""
     return func_name.removeprefix("add_").removesuffix("_parser").replace("_", "-")
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _missing_dependency_parser(sub: argparse._SubParsersAction, command: str, missing: str) -> None:
@@ -67,6 +80,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for module_name, func_name in SUBCOMMAND_PROVIDERS:
         command = command_name(func_name)
         if only is not None and command != only:
+            continue
+        missing = [m for m in SUBCOMMAND_NEEDS.get(module_name, ()) if not _importable(m)]
+        if missing:
+            _missing_dependency_parser(sub, command, missing[0])
             continue
         try:
             module = importlib.import_module(module_name)

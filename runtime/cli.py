@@ -28,7 +28,10 @@ SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
 # libraries a provider's commands cannot run without, though building its parser does not
 # import them (so `nuwa --help` stays fast): where one is missing the command is listed and says
 # what to install instead of failing deep inside the run
-SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {"nuwa.model.train_cli": ("torch",)}
+SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {
+    "nuwa.export.cli": ("torch",),  # exports a PyTorch model
+    "nuwa.model.train_cli": ("torch",),
+}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .task_samples import TASKS
+from nuwa.model.evaluation_tasks import EVAL_SEED
 
-EVAL_SEED = 1234  # the held-out stream nuwa evaluate uses
+from .task_samples import TASKS
 
 
 @dataclass(frozen=True)

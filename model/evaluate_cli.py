@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
-DEFAULT_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
-EVAL_SEED = 1234  # nuwa.model.evaluation.EVAL_SEED
+from .evaluation_tasks import ALL_TASKS, DEFAULT_TASKS, EVAL_SEED
 
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -45,6 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import quality_checker as qc
+from .evaluation_tasks import ALL_TASKS, DEFAULT_TASKS, EVAL_SEED
 from .generate import generate_tokens
 from .generation_config import GenerationConfig
 from .nuwa import NuwaModel
@@ -58,10 +59,6 @@ from .synthetic_data import (
 )
 from .token_locality import token_locality
 from .transformer import Condition
-
-ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
-DEFAULT_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
-EVAL_SEED = 1234  # held-out stream of the evaluation (any seed gives held-out captions)
 
 
 def default_options(

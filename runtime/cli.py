@@ -31,6 +31,7 @@ SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
 SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {
     "nuwa.export.cli": ("torch",),  # exports a PyTorch model
     "nuwa.model.train_cli": ("torch",),
+    "nuwa.model.evaluate_cli": ("torch",),  # loads the checkpoint to score any backend's pixels
 }
 
 
@@ -65,7 +66,7 @@ def _missing_dependency_parser(sub: argparse._SubParsersAction, command: str, mi
 
     p = sub.add_parser(command, help=f"(needs {missing})", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=fail)
+    p.set_defaults(func=fail, takes_any_arguments=True)  # options included: `--model x`
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -113,7 +114,9 @@ def _requested_command(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=_requested_command(argv))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")  # what parse_args says
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

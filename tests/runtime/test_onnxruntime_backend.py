@@ -191,7 +191,7 @@ def test_a_corrupt_export_is_a_clear_error(tiny_export_dir, tmp_path) -> None:
 
 def test_nuwa_generate_runs_where_torch_is_missing(tiny_export_dir, tmp_path: Path) -> None:
     """An edge device without PyTorch: ``nuwa generate`` on ONNX Runtime works, the torch
-    backend and the training and export commands say what to install."""
+    backend and the training, export and evaluation commands say what to install."""
     code = (
         "import sys\n"
         "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
@@ -202,14 +202,16 @@ def test_nuwa_generate_runs_where_torch_is_missing(tiny_export_dir, tmp_path: Pa
         "assert main([*args, '--backend', 'torch']) == 2\n"
         "assert main(['train', 'vqgan']) == 2\n"
         "assert main(['export', 'model', '-o', 'out']) == 2\n"
+        "assert main(['evaluate', '--model', 'model']) == 2\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a.gif").is_file()
     lines = proc.stderr.strip().splitlines()
-    assert lines[-3].startswith("nuwa generate: error: torch is not installed: pip install")
-    assert lines[-2].startswith("nuwa train: error: nuwa train needs torch, which is not installed")
-    assert lines[-1].startswith("nuwa export: error: nuwa export needs torch, which is not")
+    assert lines[-4].startswith("nuwa generate: error: torch is not installed: pip install")
+    for line, command in zip(lines[-3:], ("train", "export", "evaluate"), strict=True):
+        assert line.startswith(f"nuwa {command}: error: nuwa {command} needs torch"), line
+        assert 'pip install "nuwa-edge[torch]"' in line, line
 
 
 @pytest.mark.parametrize("kind", ["text", "sketch"])

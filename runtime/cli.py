@@ -65,8 +65,7 @@ def _missing_dependency_parser(sub: argparse._SubParsersAction, command: str, mi
         raise RuntimeError(f"nuwa {command} needs {missing}, which is not installed: {hint}")
 
     p = sub.add_parser(command, help=f"(needs {missing})", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=fail, takes_any_arguments=True)  # options included: `--model x`
+    p.set_defaults(func=fail, takes_any_arguments=True)  # `main` lets every argument through
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -6,27 +6,29 @@ import subprocess
 import sys
 
 
+def _python_ok(code: str) -> None:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 def test_import_does_not_pull_torch() -> None:
-    code = (
+    _python_ok(
         "import sys, nuwa, nuwa.model.tokenizer, nuwa.runtime, nuwa.plugins, nuwa.export;"
         "assert 'torch' not in sys.modules, 'torch imported'; print(nuwa.__version__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
 
 
-def test_full_cli_parser_does_not_pull_torch() -> None:
-    # `nuwa --help` builds every subcommand's parser (train's presets included): no PyTorch,
-    # no ONNX Runtime until a command runs
-    code = (
+def test_full_cli_parser_stays_light() -> None:
+    # `nuwa --help` builds every subcommand's parser (train's presets, quantize's gate
+    # defaults included): no PyTorch, ONNX, ONNX Runtime or quality gates until a command runs
+    _python_ok(
         "import sys\n"
         "from nuwa.runtime.cli import build_parser\n"
         "build_parser()\n"
-        "heavy = [m for m in ('torch', 'onnxruntime') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        "heavy = ('torch', 'onnx', 'onnxruntime', 'nuwa.calibration.gates')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
 
 
 def test_nuwa_info_reports_version_and_backends() -> None:

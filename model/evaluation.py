@@ -25,6 +25,8 @@ same for the motion direction over whole clips (chance about 0.46). With T2V als
 ``t2v_open_captions`` (:meth:`Evaluator.open_captions`): the same clips captioned without their
 start positions, every other one without the motion too ("a red square moves left", "a green
 circle"), as users write; scored on the attributes named, plus "drawn" (an object at all).
+And ``t2v_by_caption``: the T2V samples summarised by :func:`caption_group` (one object or two,
+with a digit or not).
 Each task samples with the model's own defaults for it (``generation_config.json``,
 :func:`default_options`) unless the caller gives options. Only the ``torch`` backend lives here;
 the runtime adds the others.
@@ -257,6 +259,29 @@ def reconstruction_psnr(model: NuwaModel, dataset: SyntheticVideoDataset, n: int
     return qc.psnr(rec, frames)
 
 
+CAPTION_GROUPS = ("one shape", "one digit", "two shapes", "two with a digit")
+
+
+def caption_group(spec: ClipSpec) -> str:
+    """Which of :data:`CAPTION_GROUPS` a clip's caption falls in: one object or two, and whether
+    a digit is among them (the ten glyphs are T2V's hard part, MODEL_CARD "Where T2V fails")."""
+    digit = any(o.kind == "digit" for o in spec.objects)
+    if len(spec.objects) == 1:
+        return CAPTION_GROUPS[1] if digit else CAPTION_GROUPS[0]
+    return CAPTION_GROUPS[3] if digit else CAPTION_GROUPS[2]
+
+
+def by_caption_group(
+    scores: Sequence[Mapping[str, float | bool]], specs: Sequence[ClipSpec]
+) -> dict[str, dict[str, float]]:
+    """Per-sample T2V ``scores`` of the clips ``specs`` summarised per :func:`caption_group`
+    (groups with no sample left out)."""
+    groups: dict[str, list[Mapping[str, float | bool]]] = {}
+    for score, spec in zip(scores, specs, strict=True):
+        groups.setdefault(caption_group(spec), []).append(score)
+    return {g: qc.summarise(groups[g]) for g in CAPTION_GROUPS if g in groups}
+
+
 CAPTION_CHOICE_ATTRIBUTES = ("colour", "position", "direction")
 
 
@@ -386,20 +411,28 @@ def evaluate(
         list(range(i, min(n_prompts, i + batch_size))) for i in range(0, n_prompts, batch_size)
     ]
 
+    samples: dict[str, list[dict[str, Any]]] = {}
+
     def summary(
         run: Callable[[Sequence[int]], list[dict[str, Any]]], desc: str
     ) -> dict[str, float]:
-        """``run`` over every batch, summarised, with its wall time."""
+        """``run`` over every batch, summarised, with its wall time; the per-sample scores
+        are kept in ``samples[desc]``."""
         start = time.perf_counter()
         scores: list[dict[str, Any]] = []
         for b in tqdm(batches, desc=desc, disable=not progress):
             scores += run(b)
+        samples[desc] = scores
         return {**qc.summarise(scores), "seconds": round(time.perf_counter() - start, 2)}
 
     for task in tasks:
         evaluator.set_options(task_options[task])
         rows[task] = summary(lambda b, task=task: evaluator.run(task, b), task)
     table["tasks"] = rows
+    if "T2V" in tasks:
+        table["t2v_by_caption"] = by_caption_group(
+            samples["T2V"], [ds.spec(i) for i in range(n_prompts)]
+        )
     if "T2V" in tasks and model.config.transformer.frames > 1:
         evaluator.set_options(task_options["T2V"])
         table["t2v_open_captions"] = summary(evaluator.open_captions, "T2V, open captions")
@@ -463,6 +496,13 @@ def format_table(table: dict[str, Any]) -> str:
         key = headline[task]
         extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in (key, "n"))
         lines.append(f"{task:5s} {key} {row[key]:.3f}  (n={int(row['n'])}; {extra})")
+    if "t2v_by_caption" in table:
+        parts = [
+            f"{g} {row['all']:.3f} (n={int(row['n'])}; shape {row['shape']:.3f}, first frame "
+            f"{row['first_frame_shape']:.3f})"
+            for g, row in table["t2v_by_caption"].items()
+        ]
+        lines.append("T2V all by caption: " + ", ".join(parts))
     if "t2v_open_captions" in table:
         row = table["t2v_open_captions"]
         extra = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("drawn", "n"))

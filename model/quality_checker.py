@@ -299,15 +299,30 @@ def score_text_to_video(
     frames: np.ndarray, spec: ClipSpec, named: Collection[str] = TEXT_ATTRIBUTES
 ) -> dict[str, bool]:
     """T2V: booleans "shape", "colour", "position", "direction" (each right for every object),
-    "all" (all four for every object) and "count" (as many objects as the caption; not part
-    of "all").
+    "all" (all four for every object), "count" (as many objects as the caption) and
+    "first_frame_shape" (every object's shape read from the first frame alone, where "shape"
+    reads the whole clip: right here and wrong there means a glyph drawn right and lost as it
+    moved); the last two are not part of "all".
 
     ``named``: the attributes the caption names, for a caption that leaves the position or
     the motion open ("a red square moves left"): only those are scored and make up "all"."""
     check_named(named)
     tracks = track_objects(frames)
     pairs = match_objects(tracks, spec, video=True, named=named)
-    return _aggregate(pairs, len(tracks), len(spec.objects))
+    out = _aggregate(pairs, len(tracks), len(spec.objects))
+    out["first_frame_shape"] = all(
+        first_frame_label(tr) == obj.label for (tr, _), obj in zip(pairs, spec.objects, strict=True)
+    )
+    return out
+
+
+def first_frame_label(track: Track | None) -> str | None:
+    """The template a track's first-frame mask matches best (``Track.label`` sums every frame);
+    None for no track or one absent from the first frame."""
+    if track is None or not track.masks[0].any():
+        return None
+    size = track.masks.shape[1]
+    return _placed_templates(size)[0][int(np.argmax(template_scores(track.masks[0], size)))]
 
 
 def score_text_to_image(image: np.ndarray, spec: ClipSpec) -> dict[str, bool]:

@@ -37,7 +37,7 @@ from nuwa.model.synthetic_data import (
 )
 
 N_CLIPS = 50
-ATTRIBUTES = ("shape", "colour", "position", "direction", "all", "count")
+ATTRIBUTES = ("shape", "colour", "position", "direction", "all", "count", "first_frame_shape")
 
 
 def blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -123,6 +123,21 @@ def test_wrong_shape_fails_shape(clips: list[Clip]) -> None:
     s = t2v_summary(clips[:25], lambda c: rerender(c, other_shape))
     assert s["shape"] <= 0.05 and s["all"] <= 0.05
     assert s["colour"] >= 0.95
+
+
+def test_a_glyph_lost_after_the_first_frame_fails_shape_but_not_first_frame_shape(
+    clips: list[Clip],
+) -> None:
+    def lost(c: Clip) -> np.ndarray:
+        frames = rerender(c, other_shape)
+        frames[0] = c.frames[0]
+        return frames
+
+    s = t2v_summary(clips[:25], lost)
+    assert s["shape"] <= 0.05 and s["all"] <= 0.05
+    assert s["first_frame_shape"] >= 0.95 and s["colour"] >= 0.95
+    wrong_from_the_start = t2v_summary(clips[:25], lambda c: rerender(c, other_shape))
+    assert wrong_from_the_start["first_frame_shape"] <= 0.05
 
 
 def test_reversed_frames_fail_direction(clips: list[Clip]) -> None:

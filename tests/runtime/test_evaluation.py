@@ -94,6 +94,9 @@ def test_evaluate_samples_each_task_with_the_models_defaults_and_the_flags(tmp_p
     assert open_captions["n"] == 2 and 0 <= open_captions["drawn"] <= 1
     assert "position" not in open_captions  # no caption named it
     assert "direction" in open_captions  # the second caption named the motion
+    by_caption = json.loads(out.read_text())["t2v_by_caption"]
+    assert sum(row["n"] for row in by_caption.values()) == 2
+    assert all(0 <= row["first_frame_shape"] <= 1 for row in by_caption.values())
 
 
 def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):

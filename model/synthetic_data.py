@@ -453,10 +453,15 @@ def random_clip_spec(
     frames: int = 8,
     size: int = REFERENCE_SIZE,
     digit_share: float | None = None,
+    two_object_share: float | None = None,
 ) -> ClipSpec:
     """1..max_objects objects with distinct colours whose boxes stay >= 2 px apart in all frames
-    (``digit_share``: see :func:`random_object`)."""
-    n = int(rng.integers(1, max_objects + 1))
+    (``digit_share``: see :func:`random_object`; ``two_object_share``: the chance of two objects
+    when ``max_objects`` is 2, default ``None``: one or two equally likely)."""
+    if two_object_share is None or max_objects < 2:
+        n = int(rng.integers(1, max_objects + 1))
+    else:
+        n = 2 if rng.random() < two_object_share else 1
     while True:
         objects: list[ObjectSpec] = []
         for _ in range(n):
@@ -479,7 +484,9 @@ class SyntheticVideoDataset:
 
     ``digit_share``: each object's chance of being a digit (default ``None``: the four kinds —
     three shapes and "digit" — equally likely, so a digit a quarter of the time, each of the ten
-    a fortieth); a training set can raise it to show the digits' glyphs more often."""
+    a fortieth); a training set can raise it to show the digits' glyphs more often.
+    ``two_object_share``: each clip's chance of two objects (default ``None``: one or two
+    equally likely); a training set can raise it to show more two-object clips."""
 
     def __init__(
         self,
@@ -490,11 +497,13 @@ class SyntheticVideoDataset:
         max_objects: int = 2,
         split: Split = "train",
         digit_share: float | None = None,
+        two_object_share: float | None = None,
     ) -> None:
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-        if digit_share is not None and not 0 <= digit_share <= 1:
-            raise ValueError(f"digit_share must be in [0, 1], got {digit_share}")
+        for name, share in (("digit_share", digit_share), ("two_object_share", two_object_share)):
+            if share is not None and not 0 <= share <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
         if not 1 <= max_objects <= 2:
             raise ValueError(f"max_objects must be 1 or 2, got {max_objects}")
         if size < 16:
@@ -506,6 +515,7 @@ class SyntheticVideoDataset:
         self.max_objects = max_objects
         self.split: Split = split
         self.digit_share = digit_share
+        self.two_object_share = two_object_share
 
     def __len__(self) -> int:
         return self.num_clips
@@ -519,7 +529,14 @@ class SyntheticVideoDataset:
             raise IndexError(f"index {i} out of range for {self.num_clips} clips")
         rng = self.rng(i)
         while True:
-            spec = random_clip_spec(rng, self.max_objects, self.frames, self.size, self.digit_share)
+            spec = random_clip_spec(
+                rng,
+                self.max_objects,
+                self.frames,
+                self.size,
+                self.digit_share,
+                self.two_object_share,
+            )
             if caption_split(spec.caption()) == self.split:
                 return spec
 

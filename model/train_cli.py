@@ -88,6 +88,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         help="each training object's chance of being a digit (default: 1 in 4, as the kinds)",
     )
+    p.add_argument(
+        "--two-object-share",
+        type=float,
+        help="each training clip's chance of two objects (default: 1 in 2)",
+    )
     p.add_argument("--task-weights", type=json.loads, help='JSON, e.g. {"T2V": 0.5, "S2I": 0.5}')
     p.add_argument("--attn-impl", choices=("dense", "gather"), help="3DNA used in training")
     p.add_argument("--amp", choices=("none", "bf16"), help="bfloat16 autocast")
@@ -154,6 +159,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "attribute_dropout": "attribute_dropout",
         "motion_dropout": "motion_dropout",
         "digit_share": "digit_share",
+        "two_object_share": "two_object_share",
         "task_weights": "task_weights",
         "attn_impl": "attn_impl",
         "amp": "amp",

@@ -87,6 +87,7 @@ class TransformerTrainOptions:
     attribute_dropout: float = 0.0  # per-sample chance each of the position / motion goes unnamed
     motion_dropout: float | None = None  # the motion's own chance; None -> attribute_dropout
     digit_share: float | None = None  # each object's chance of being a digit; None -> 1 in 4
+    two_object_share: float | None = None  # each clip's chance of two objects; None -> 1 in 2
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"T2I": 0.2, "T2V": 0.3, "S2I": 0.15, "S2V": 0.2, "V2V": 0.15}
     )
@@ -180,12 +181,13 @@ def pretokenize(
     progress: bool = True,
     first: int = 0,
     digit_share: float | None = None,
+    two_object_share: float | None = None,
 ) -> TokenCache:
     """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
 
     Clip ``i`` is the same whatever ``first`` is, so a cache of the first N clips extended by
     ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``.
-    ``digit_share``: the dataset's (:class:`SyntheticVideoDataset`)."""
+    ``digit_share``, ``two_object_share``: the dataset's (:class:`SyntheticVideoDataset`)."""
     if not 0 <= first < num_clips:
         raise ValueError(f"need 0 <= first < num_clips, got first={first}, num_clips={num_clips}")
     cfg = model.config
@@ -195,6 +197,7 @@ def pretokenize(
         frames=cfg.transformer.frames,
         size=cfg.vqgan.image_size,
         digit_share=digit_share,
+        two_object_share=two_object_share,
     )
     video, sketch = [], []
     starts = range(first, num_clips, batch)
@@ -347,12 +350,16 @@ def assemble_model(
 
 
 def add_caption_variants(
-    model: NuwaModel, path: Path, seed: int, digit_share: float | None = None
+    model: NuwaModel,
+    path: Path,
+    seed: int,
+    digit_share: float | None = None,
+    two_object_share: float | None = None,
 ) -> dict[str, Tensor]:
     """The token cache file's fields, read once; a cache from before attribute dropout
     (captions with every attribute only) gets the caption variants it lacks, in the file too.
-    The clips' specs are recomputed from ``seed`` and ``digit_share``: the stored captions must
-    match them (the first few are compared when nothing is missing)."""
+    The clips' specs are recomputed from ``seed``, ``digit_share`` and ``two_object_share``: the
+    stored captions must match them (the first few are compared when nothing is missing)."""
     stored = load_file(str(path))
     ds = SyntheticVideoDataset(
         len(stored["video"]),
@@ -360,14 +367,16 @@ def add_caption_variants(
         frames=model.config.transformer.frames,
         size=model.config.vqgan.image_size,
         digit_share=digit_share,
+        two_object_share=two_object_share,
     )
     complete = "caption_no_position" in stored
     fresh = tokenize_captions(model, ds, range(min(8, len(ds)) if complete else len(ds)))
     if not torch.equal(fresh["caption"], stored["caption"][: len(fresh["caption"])]):
         raise ValueError(
             f"token cache {path} holds other captions than the clips of seed {seed}"
-            f" (digit share {'default' if digit_share is None else digit_share}): a run's "
-            "--seed and --digit-share must stay as they were"
+            f" (digit share {'default' if digit_share is None else digit_share}, two-object"
+            f" share {'default' if two_object_share is None else two_object_share}): a run's "
+            "--seed, --digit-share and --two-object-share must stay as they were"
         )
     if complete:
         return stored
@@ -383,7 +392,10 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     Lowering it trains on the first clips and leaves the file as it is."""
     cache = None
     if path.is_file():
-        cache = TokenCache(**add_caption_variants(model, path, options.seed, options.digit_share))
+        fields = add_caption_variants(
+            model, path, options.seed, options.digit_share, options.two_object_share
+        )
+        cache = TokenCache(**fields)
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)
@@ -394,6 +406,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
         progress=options.progress,
         first=have,
         digit_share=options.digit_share,
+        two_object_share=options.two_object_share,
     )
     cache = more if cache is None else cache.extended(more)
     cache.save(path)
@@ -428,7 +441,7 @@ def train_transformer(
         )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
-    for name in ("attribute_dropout", "motion_dropout", "digit_share"):
+    for name in ("attribute_dropout", "motion_dropout", "digit_share", "two_object_share"):
         rate = getattr(options, name)
         if rate is not None and not 0 <= rate <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")

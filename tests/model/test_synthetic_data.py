@@ -216,6 +216,25 @@ def test_digit_share_sets_how_often_objects_are_digits() -> None:
         SyntheticVideoDataset(4, digit_share=1.5)
 
 
+def test_two_object_share_sets_how_often_clips_have_two_objects() -> None:
+    def two(ds: SyntheticVideoDataset) -> float:
+        return float(np.mean([len(ds.spec(i).objects) == 2 for i in range(len(ds))]))
+
+    default = SyntheticVideoDataset(150, seed=9)
+    unset = SyntheticVideoDataset(150, seed=9, two_object_share=None)
+    assert all(default.spec(i) == unset.spec(i) for i in range(len(default)))  # seeds keep clips
+    assert two(SyntheticVideoDataset(60, seed=9, two_object_share=0.0)) == 0.0
+    assert two(SyntheticVideoDataset(60, seed=9, two_object_share=1.0)) == 1.0
+    raised = SyntheticVideoDataset(150, seed=9, two_object_share=0.85)
+    assert two(default) + 0.15 < two(raised) < 1.0
+    one_only = SyntheticVideoDataset(20, seed=9, max_objects=1, two_object_share=1.0)
+    assert two(one_only) == 0.0  # max_objects caps it
+    held = SyntheticVideoDataset(60, seed=9, split="heldout", two_object_share=0.85)
+    assert all(caption_split(held.spec(i).caption()) == "heldout" for i in range(len(held)))
+    with pytest.raises(ValueError, match="two_object_share"):
+        SyntheticVideoDataset(4, two_object_share=-0.1)
+
+
 def test_invalid_specs_are_refused() -> None:
     with pytest.raises(ValueError, match="not allowed"):
         ObjectSpec("square", "red", "top left", "left")  # would leave the frame

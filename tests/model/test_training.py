@@ -338,6 +338,20 @@ def test_a_token_cache_is_tied_to_its_digit_share(tmp_path: Path) -> None:
         train_transformer(tiny_config(), tr_options(1, digit_share=2.0), tmp_path / "r")
 
 
+def test_a_token_cache_is_tied_to_its_two_object_share(tmp_path: Path) -> None:
+    model = NuwaModel(tiny_config())
+    path = tmp_path / "tokens.safetensors"
+    pairs = tr_options(1, num_clips=4, seed=2, two_object_share=1.0)
+    cache = load_token_cache(model, path, pairs)
+    captions = [model.tokenizer.decode(c.numpy()) for c in cache.caption]
+    assert all(" and " in c for c in captions), captions
+    assert_same_cache(load_token_cache(model, path, pairs), cache)  # read back, not redone
+    with pytest.raises(ValueError, match="two-object-share"):
+        load_token_cache(model, path, tr_options(1, num_clips=4, seed=2, two_object_share=0.0))
+    with pytest.raises(ValueError, match="two_object_share"):
+        train_transformer(tiny_config(), tr_options(1, two_object_share=1.5), tmp_path / "r")
+
+
 def test_token_loss_weights_mark_tokens_that_change() -> None:
     target = torch.tensor([[[[1, 2]], [[1, 3]], [[4, 3]]]])  # (B 1, T 3, h 1, w 2)
     assert token_loss_weights(target, 0.0).tolist() == [[1, 1, 1, 1, 1, 1]]

@@ -475,6 +475,42 @@ def random_clip_spec(
             return spec
 
 
+@dataclass(frozen=True)
+class ClipMix:
+    """Which clips a training set draws: each object's chance of being a digit and each clip's
+    chance of two objects (``None``: the dataset's defaults; see :class:`SyntheticVideoDataset`).
+
+    Training options hold one, and everything made from the clips (a token cache) is tied to it."""
+
+    digit_share: float | None = None
+    two_object_share: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("digit_share", "two_object_share"):
+            share = getattr(self, name)
+            if share is not None and not 0 <= share <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
+
+    def describe(self) -> str:
+        def show(share: float | None) -> str:
+            return "default" if share is None else f"{share:g}"
+
+        return (
+            f"digit share {show(self.digit_share)}, two-object share {show(self.two_object_share)}"
+        )
+
+    def dataset(self, num_clips: int, seed: int, frames: int, size: int) -> SyntheticVideoDataset:
+        """The training split's ``num_clips`` clips of ``seed`` drawn with this mix."""
+        return SyntheticVideoDataset(
+            num_clips,
+            seed=seed,
+            frames=frames,
+            size=size,
+            digit_share=self.digit_share,
+            two_object_share=self.two_object_share,
+        )
+
+
 class SyntheticVideoDataset:
     """``num_clips`` captioned clips, a pure function of (seed, split, index).
 
@@ -501,9 +537,7 @@ class SyntheticVideoDataset:
     ) -> None:
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-        for name, share in (("digit_share", digit_share), ("two_object_share", two_object_share)):
-            if share is not None and not 0 <= share <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {share}")
+        ClipMix(digit_share, two_object_share)  # checks the shares
         if not 1 <= max_objects <= 2:
             raise ValueError(f"max_objects must be 1 or 2, got {max_objects}")
         if size < 16:

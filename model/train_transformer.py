@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from .checkpoint import read_config
 from .config import NuwaConfig
 from .nuwa import NuwaModel
-from .synthetic_data import SyntheticVideoDataset
+from .synthetic_data import ClipMix, SyntheticVideoDataset
 from .train_vqgan import load_trained_vqgan
 from .training import (
     LossLog,
@@ -106,6 +106,11 @@ class TransformerTrainOptions:
     def effective_motion_dropout(self) -> float:
         """The motion's chance of going unnamed: ``motion_dropout``, else ``attribute_dropout``."""
         return self.attribute_dropout if self.motion_dropout is None else self.motion_dropout
+
+    @property
+    def clip_mix(self) -> ClipMix:
+        """Which training clips are drawn (checks ``digit_share`` and ``two_object_share``)."""
+        return ClipMix(self.digit_share, self.two_object_share)
 
 
 # ---- the token cache ---------------------------------------------------------------------------
@@ -172,6 +177,16 @@ class TokenCache:
         return dataclasses.replace(self, **joined)
 
 
+def training_clips(
+    model: NuwaModel, num_clips: int, seed: int, mix: ClipMix | None = None
+) -> SyntheticVideoDataset:
+    """The training clips of ``seed`` at the model's frame count and image size."""
+    cfg = model.config
+    return (mix or ClipMix()).dataset(
+        num_clips, seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
+    )
+
+
 @torch.no_grad()
 def pretokenize(
     model: NuwaModel,
@@ -180,25 +195,17 @@ def pretokenize(
     batch: int = 32,
     progress: bool = True,
     first: int = 0,
-    digit_share: float | None = None,
-    two_object_share: float | None = None,
+    mix: ClipMix | None = None,
 ) -> TokenCache:
     """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
 
     Clip ``i`` is the same whatever ``first`` is, so a cache of the first N clips extended by
     ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``.
-    ``digit_share``, ``two_object_share``: the dataset's (:class:`SyntheticVideoDataset`)."""
+    ``mix``: which clips are drawn (default: the dataset's mix)."""
     if not 0 <= first < num_clips:
         raise ValueError(f"need 0 <= first < num_clips, got first={first}, num_clips={num_clips}")
     cfg = model.config
-    ds = SyntheticVideoDataset(
-        num_clips,
-        seed=seed,
-        frames=cfg.transformer.frames,
-        size=cfg.vqgan.image_size,
-        digit_share=digit_share,
-        two_object_share=two_object_share,
-    )
+    ds = training_clips(model, num_clips, seed, mix)
     video, sketch = [], []
     starts = range(first, num_clips, batch)
     for start in tqdm(starts, disable=not progress, desc="tokenising"):
@@ -353,30 +360,22 @@ def add_caption_variants(
     model: NuwaModel,
     path: Path,
     seed: int,
-    digit_share: float | None = None,
-    two_object_share: float | None = None,
+    mix: ClipMix | None = None,
 ) -> dict[str, Tensor]:
     """The token cache file's fields, read once; a cache from before attribute dropout
     (captions with every attribute only) gets the caption variants it lacks, in the file too.
-    The clips' specs are recomputed from ``seed``, ``digit_share`` and ``two_object_share``: the
-    stored captions must match them (the first few are compared when nothing is missing)."""
+    The clips' specs are recomputed from ``seed`` and ``mix``: the stored captions must match
+    them (the first few are compared when nothing is missing)."""
     stored = load_file(str(path))
-    ds = SyntheticVideoDataset(
-        len(stored["video"]),
-        seed=seed,
-        frames=model.config.transformer.frames,
-        size=model.config.vqgan.image_size,
-        digit_share=digit_share,
-        two_object_share=two_object_share,
-    )
+    mix = mix or ClipMix()
+    ds = training_clips(model, len(stored["video"]), seed, mix)
     complete = "caption_no_position" in stored
     fresh = tokenize_captions(model, ds, range(min(8, len(ds)) if complete else len(ds)))
     if not torch.equal(fresh["caption"], stored["caption"][: len(fresh["caption"])]):
         raise ValueError(
             f"token cache {path} holds other captions than the clips of seed {seed}"
-            f" (digit share {'default' if digit_share is None else digit_share}, two-object"
-            f" share {'default' if two_object_share is None else two_object_share}): a run's "
-            "--seed, --digit-share and --two-object-share must stay as they were"
+            f" ({mix.describe()}): a run's --seed, --digit-share and --two-object-share must"
+            " stay as they were"
         )
     if complete:
         return stored
@@ -392,9 +391,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     Lowering it trains on the first clips and leaves the file as it is."""
     cache = None
     if path.is_file():
-        fields = add_caption_variants(
-            model, path, options.seed, options.digit_share, options.two_object_share
-        )
+        fields = add_caption_variants(model, path, options.seed, options.clip_mix)
         cache = TokenCache(**fields)
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
@@ -405,8 +402,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
         options.seed,
         progress=options.progress,
         first=have,
-        digit_share=options.digit_share,
-        two_object_share=options.two_object_share,
+        mix=options.clip_mix,
     )
     cache = more if cache is None else cache.extended(more)
     cache.save(path)
@@ -441,10 +437,11 @@ def train_transformer(
         )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
-    for name in ("attribute_dropout", "motion_dropout", "digit_share", "two_object_share"):
+    for name in ("attribute_dropout", "motion_dropout"):
         rate = getattr(options, name)
         if rate is not None and not 0 <= rate <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    _ = options.clip_mix  # checks the shares before anything is tokenised
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)

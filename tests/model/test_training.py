@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from nuwa.model.config import NuwaConfig
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.synthetic_data import SyntheticVideoDataset
+from nuwa.model.synthetic_data import ClipMix, SyntheticVideoDataset
 from nuwa.model.train_cli import main as train_main
 from nuwa.model.train_transformer import (
     CAPTION_VARIANTS,
@@ -324,32 +324,38 @@ def test_a_token_cache_from_before_attribute_dropout_gets_its_caption_variants(
     assert_same_cache(TokenCache.load(path), whole)  # the file was upgraded in place
 
 
-def test_a_token_cache_is_tied_to_its_digit_share(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("share", "flag", "mark"),
+    [
+        ("digit_share", "digit-share", "the digit"),
+        ("two_object_share", "two-object-share", " and "),
+    ],
+)
+def test_a_token_cache_is_tied_to_its_clip_mix(
+    tmp_path: Path, share: str, flag: str, mark: str
+) -> None:
+    """A share of 1 draws only such clips; the cache reads back under the same mix and is
+    refused under another one, and a share outside [0, 1] is refused before any work."""
     model = NuwaModel(tiny_config())
     path = tmp_path / "tokens.safetensors"
-    digits = tr_options(1, num_clips=4, seed=2, digit_share=1.0)
-    cache = load_token_cache(model, path, digits)
+    only = tr_options(1, num_clips=4, seed=2, **{share: 1.0})
+    cache = load_token_cache(model, path, only)
     captions = [model.tokenizer.decode(c.numpy()) for c in cache.caption]
-    assert all(c.startswith("the digit") for c in captions), captions
-    assert_same_cache(load_token_cache(model, path, digits), cache)  # read back, not redone
-    with pytest.raises(ValueError, match="digit-share"):
-        load_token_cache(model, path, tr_options(1, num_clips=4, seed=2))
+    assert all(mark in c for c in captions), captions
+    assert_same_cache(load_token_cache(model, path, only), cache)  # read back, not redone
+    with pytest.raises(ValueError, match=flag):
+        load_token_cache(model, path, tr_options(1, num_clips=4, seed=2, **{share: 0.0}))
+    with pytest.raises(ValueError, match=share):
+        train_transformer(tiny_config(), tr_options(1, **{share: 1.5}), tmp_path / "r")
+
+
+def test_a_clip_mix_checks_and_describes_its_shares() -> None:
+    assert ClipMix().describe() == "digit share default, two-object share default"
+    assert ClipMix(0.35, 0.85).describe() == "digit share 0.35, two-object share 0.85"
+    mixed = ClipMix(two_object_share=1.0).dataset(3, seed=1, frames=2, size=32)
+    assert all(len(mixed.spec(i).objects) == 2 for i in range(3))
     with pytest.raises(ValueError, match="digit_share"):
-        train_transformer(tiny_config(), tr_options(1, digit_share=2.0), tmp_path / "r")
-
-
-def test_a_token_cache_is_tied_to_its_two_object_share(tmp_path: Path) -> None:
-    model = NuwaModel(tiny_config())
-    path = tmp_path / "tokens.safetensors"
-    pairs = tr_options(1, num_clips=4, seed=2, two_object_share=1.0)
-    cache = load_token_cache(model, path, pairs)
-    captions = [model.tokenizer.decode(c.numpy()) for c in cache.caption]
-    assert all(" and " in c for c in captions), captions
-    assert_same_cache(load_token_cache(model, path, pairs), cache)  # read back, not redone
-    with pytest.raises(ValueError, match="two-object-share"):
-        load_token_cache(model, path, tr_options(1, num_clips=4, seed=2, two_object_share=0.0))
-    with pytest.raises(ValueError, match="two_object_share"):
-        train_transformer(tiny_config(), tr_options(1, two_object_share=1.5), tmp_path / "r")
+        ClipMix(digit_share=-0.1)
 
 
 def test_token_loss_weights_mark_tokens_that_change() -> None:

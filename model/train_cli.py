@@ -59,6 +59,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         help="a model directory to fine-tune (config, VQ-GANs and transformer; new runs)",
     )
+    p.add_argument(
+        "--decoder-layers",
+        type=int,
+        help="with --init-from: deepen its decoder to this many layers first (new layers on top "
+        "start as pass-throughs, so training starts from the model as it was)",
+    )
     p.add_argument("--video-batch-size", type=int)
     p.add_argument("--image-batch-size", type=int)
     p.add_argument("--cond-dropout", type=float, help="chance of the empty prompt / blank sketch")
@@ -174,6 +180,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         args.vqgan_seg,
         resume=args.resume,
         init_from=args.init_from,
+        decoder_layers=args.decoder_layers,
     )
     if args.export:
         model.save_pretrained(args.export, dtype=torch.float16 if args.fp16 else None)

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import read_config
 from .config import NuwaConfig
+from .growth import deepen_decoder, deepened_config
 from .nuwa import NuwaModel
 from .synthetic_data import ClipMix, SyntheticVideoDataset
 from .train_vqgan import load_trained_vqgan
@@ -417,13 +418,16 @@ def train_transformer(
     seg_run: str | Path | None = None,
     resume: bool = False,
     init_from: str | Path | None = None,
+    decoder_layers: int | None = None,
 ) -> NuwaModel:
     """Train (or resume) the transformer in ``run_dir``; returns the whole model (eval mode).
 
     A fresh run needs the two VQ-GAN run directories, or ``init_from``: a model directory
     (``save_pretrained``) whose config, VQ-GANs and transformer weights the run starts from
     (fine-tuning; a fresh optimizer and learning-rate schedule). A resumed run reads either from
-    its ``run.json``. After every checkpoint ``run_dir/model`` is a loadable model directory."""
+    its ``run.json``. ``decoder_layers`` deepens the ``init_from`` model to that many decoder layers
+    before training (``growth.deepen_decoder``: new pass-through layers on top). After every
+    checkpoint ``run_dir/model`` is a loadable model directory."""
     run_dir = Path(run_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -448,6 +452,7 @@ def train_transformer(
         config = NuwaConfig.from_dict(saved["config"])
         vqgan_run, seg_run = saved["vqgan_run"], saved["seg_run"]
         init_from = saved.get("init_from")
+        decoder_layers = saved.get("decoder_layers")
     elif has_checkpoint(run_dir):
         raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True / --resume")
     if init_from is not None:
@@ -457,6 +462,13 @@ def train_transformer(
                 "give either init_from (--init-from) or the vqgan and vqgan-seg run directories"
             )
         config = read_config(init_from)
+        if decoder_layers is not None:
+            config = deepened_config(config, decoder_layers)  # checks it only adds layers
+    elif decoder_layers is not None:
+        raise ValueError(
+            "decoder_layers (--decoder-layers) deepens a trained model given by init_from "
+            "(--init-from); a new model takes its depth from the config"
+        )
     elif vqgan_run is None or seg_run is None:
         raise ValueError(
             "a new transformer run needs the vqgan and vqgan-seg run directories "
@@ -471,11 +483,14 @@ def train_transformer(
             "vqgan_run": None if vqgan_run is None else str(vqgan_run),
             "seg_run": None if seg_run is None else str(seg_run),
             "init_from": None if init_from is None else str(init_from),
+            "decoder_layers": decoder_layers,
         },
     )
     torch.manual_seed(options.seed)
     if init_from is not None:
         model = NuwaModel.from_pretrained(init_from, attn_impl=options.attn_impl)
+        if decoder_layers is not None:
+            model = deepen_decoder(model, decoder_layers)
     else:
         model = assemble_model(config, vqgan_run, seg_run, options.attn_impl)
     model = model.to(device)

@@ -148,6 +148,46 @@ def test_transformer_fine_tunes_from_a_model_directory(vq_runs, tmp_path: Path) 
         train_transformer(tiny_config(), tr_options(1), tmp_path / "neither")
 
 
+def test_transformer_fine_tunes_a_deepened_model(vq_runs, tmp_path: Path) -> None:
+    vq, seg = vq_runs
+    source = train_transformer(tiny_config(), tr_options(3), tmp_path / "source", vq, seg)
+    model_dir = tmp_path / "source" / "model"
+    have = source.config.transformer.n_decoder_layers
+    # learning rate 0: the source's layers as they were, then the new pass-through layers
+    same = train_transformer(
+        tiny_config(),
+        tr_options(1, lr=0.0),
+        tmp_path / "lr0",
+        init_from=model_dir,
+        decoder_layers=have + 2,
+    )
+    for name, value in source.state_dict().items():
+        assert torch.equal(same.state_dict()[name], value), name
+    for new in same.transformer.decoder_layers[have:]:
+        assert torch.count_nonzero(new.ffn.fc2.weight) == 0  # pass-through (test_growth.py)
+    saved = NuwaModel.from_pretrained(tmp_path / "lr0" / "model")
+    assert saved.config.transformer.n_decoder_layers == have + 2
+    # the depth is remembered, so the run resumes like any other
+    deep = dict(init_from=model_dir, decoder_layers=have + 1)
+    full = train_transformer(tiny_config(), tr_options(4), tmp_path / "full", **deep)
+    train_transformer(tiny_config(), tr_options(2), tmp_path / "split", **deep)
+    resumed = train_transformer(tiny_config(), tr_options(4), tmp_path / "split", resume=True)
+    assert_same_state(full, resumed)
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["decoder_layers"] == have + 1
+    new = resumed.transformer.decoder_layers[have]
+    assert torch.count_nonzero(new.ffn.fc2.weight) > 0  # training reached the new layer
+    with pytest.raises(ValueError, match="deepening can only add"):
+        train_transformer(
+            tiny_config(),
+            tr_options(1),
+            tmp_path / "shallower",
+            init_from=model_dir,
+            decoder_layers=have - 1,
+        )
+    with pytest.raises(ValueError, match="deepens a trained model given by init_from"):
+        train_transformer(tiny_config(), tr_options(1), tmp_path / "new", vq, seg, decoder_layers=4)
+
+
 def test_transformer_loss_decreases_on_a_tiny_overfit(vq_runs, tmp_path: Path) -> None:
     vq, seg = vq_runs
     opts = tr_options(60, num_clips=2, lr=3e-3, cond_dropout=0.0)
@@ -434,10 +474,15 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "tr" / "checkpoint" / "state.json").read_text())["step"] == 3
     model = NuwaModel.from_pretrained(export)
     assert model.transformer.head.weight.dtype == torch.float32
+    layers = model.config.transformer.n_decoder_layers + 1
     tune = ["transformer", "--out", str(tmp_path / "tune"), "--init-from", str(export)]
+    tune += ["--decoder-layers", str(layers)]
     loss_flags = ["--motion-weight", "1.5", "--short-t2v-share", "0.5", "--short-t2v-frames", "1"]
     assert train_main([*tune, "--num-clips", "2", "--steps", "1", *loss_flags, *common]) == 0
     run = json.loads((tmp_path / "tune" / "run.json").read_text())
     assert run["init_from"] == str(export)
+    assert run["decoder_layers"] == layers
+    tuned = NuwaModel.from_pretrained(tmp_path / "tune" / "model")
+    assert tuned.config.transformer.n_decoder_layers == layers
     assert run["options"]["motion_weight"] == 1.5
     assert (run["options"]["short_t2v_share"], run["options"]["short_t2v_frames"]) == (0.5, 1)

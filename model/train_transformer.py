@@ -178,12 +178,15 @@ class TokenCache:
         return dataclasses.replace(self, **joined)
 
 
+DEFAULT_MIX = ClipMix()  # the dataset's own shares (a frozen value, safe as a default)
+
+
 def training_clips(
-    model: NuwaModel, num_clips: int, seed: int, mix: ClipMix | None = None
+    model: NuwaModel, num_clips: int, seed: int, mix: ClipMix = DEFAULT_MIX
 ) -> SyntheticVideoDataset:
     """The training clips of ``seed`` at the model's frame count and image size."""
     cfg = model.config
-    return (mix or ClipMix()).dataset(
+    return mix.dataset(
         num_clips, seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
     )
 
@@ -196,7 +199,7 @@ def pretokenize(
     batch: int = 32,
     progress: bool = True,
     first: int = 0,
-    mix: ClipMix | None = None,
+    mix: ClipMix = DEFAULT_MIX,
 ) -> TokenCache:
     """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
 
@@ -361,14 +364,13 @@ def add_caption_variants(
     model: NuwaModel,
     path: Path,
     seed: int,
-    mix: ClipMix | None = None,
+    mix: ClipMix = DEFAULT_MIX,
 ) -> dict[str, Tensor]:
     """The token cache file's fields, read once; a cache from before attribute dropout
     (captions with every attribute only) gets the caption variants it lacks, in the file too.
     The clips' specs are recomputed from ``seed`` and ``mix``: the stored captions must match
     them (the first few are compared when nothing is missing)."""
     stored = load_file(str(path))
-    mix = mix or ClipMix()
     ds = training_clips(model, len(stored["video"]), seed, mix)
     complete = "caption_no_position" in stored
     fresh = tokenize_captions(model, ds, range(min(8, len(ds)) if complete else len(ds)))

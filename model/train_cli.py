@@ -65,6 +65,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with --init-from: deepen its decoder to this many layers first (new layers on top "
         "start as pass-throughs, so training starts from the model as it was)",
     )
+    p.add_argument(
+        "--new-layer-lr-scale",
+        type=float,
+        help="with --decoder-layers: the new layers' learning rate over the others' (default 1)",
+    )
     p.add_argument("--video-batch-size", type=int)
     p.add_argument("--image-batch-size", type=int)
     p.add_argument("--cond-dropout", type=float, help="chance of the empty prompt / blank sketch")
@@ -170,6 +175,7 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "attn_impl": "attn_impl",
         "amp": "amp",
         "time_limit": "time_limit_s",
+        "new_layer_lr_scale": "new_layer_lr_scale",
     }
     opts = TransformerTrainOptions(progress=not args.no_progress, **_overrides(args, names))
     model = train_transformer(

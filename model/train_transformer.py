@@ -66,6 +66,7 @@ from .training import (
     step_rng,
     write_run_file,
 )
+from .transformer import NuwaTransformer
 
 TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
 VIDEO_TASKS = ("T2V", "S2V", "V2V")
@@ -100,6 +101,7 @@ class TransformerTrainOptions:
     log_every: int = 10
     checkpoint_every: int = 100
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much wall time
+    new_layer_lr_scale: float = 1.0  # a deepened run's new decoder layers: lr x this
     threads: int | None = None
     progress: bool = True
 
@@ -186,9 +188,7 @@ def training_clips(
 ) -> SyntheticVideoDataset:
     """The training clips of ``seed`` at the model's frame count and image size."""
     cfg = model.config
-    return mix.dataset(
-        num_clips, seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size
-    )
+    return mix.dataset(num_clips, seed, frames=cfg.transformer.frames, size=cfg.vqgan.image_size)
 
 
 @torch.no_grad()
@@ -412,6 +412,24 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
     return cache
 
 
+def optimizer_groups(
+    tr: NuwaTransformer, first_new_layer: int | None, new_layer_lr_scale: float
+) -> list[dict]:
+    """AdamW parameter groups, each with the ``lr_scale`` that ``set_lr`` multiplies the
+    schedule's rate by: everything at 1, except that the decoder layers from ``first_new_layer``
+    on (those a deepened run added, starting as pass-throughs) get ``new_layer_lr_scale``."""
+    if first_new_layer is None:
+        return [{"params": list(tr.parameters()), "lr_scale": 1.0}]
+    new = {id(p) for p in tr.decoder_layers[first_new_layer:].parameters()}
+    return [
+        {"params": [p for p in tr.parameters() if id(p) not in new], "lr_scale": 1.0},
+        {
+            "params": list(tr.decoder_layers[first_new_layer:].parameters()),
+            "lr_scale": new_layer_lr_scale,
+        },
+    ]
+
+
 def train_transformer(
     config: NuwaConfig,
     options: TransformerTrainOptions,
@@ -448,6 +466,9 @@ def train_transformer(
         if rate is not None and not 0 <= rate <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
     _ = options.clip_mix  # checks the shares before anything is tokenised
+    if options.new_layer_lr_scale <= 0:
+        raise ValueError(f"new_layer_lr_scale must be > 0, got {options.new_layer_lr_scale}")
+    first_new_layer: int | None = None  # a deepened run: the first decoder layer it added
     resuming = resume and has_checkpoint(run_dir)
     if resuming:
         saved = read_run_file(run_dir)
@@ -465,6 +486,7 @@ def train_transformer(
             )
         config = read_config(init_from)
         if decoder_layers is not None:
+            first_new_layer = config.transformer.n_decoder_layers
             config = deepened_config(config, decoder_layers)  # checks it only adds layers
     elif decoder_layers is not None:
         raise ValueError(
@@ -501,7 +523,10 @@ def train_transformer(
     cache = load_token_cache(model, run_dir / TOKEN_CACHE, options)
     tr = model.transformer
     opt = torch.optim.AdamW(
-        tr.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=options.weight_decay
+        optimizer_groups(tr, first_new_layer, options.new_layer_lr_scale),
+        lr=options.lr,
+        betas=(0.9, 0.98),
+        weight_decay=options.weight_decay,
     )
     log = LossLog(run_dir)
     state = TrainState()

@@ -67,8 +67,9 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's rate to ``lr`` times the group's ``lr_scale`` (1 where it has none)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 class LossLog:

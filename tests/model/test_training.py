@@ -168,12 +168,22 @@ def test_transformer_fine_tunes_a_deepened_model(vq_runs, tmp_path: Path) -> Non
     saved = NuwaModel.from_pretrained(tmp_path / "lr0" / "model")
     assert saved.config.transformer.n_decoder_layers == have + 2
     # the depth is remembered, so the run resumes like any other
+    # (and the new layers learn at their own rate, 10x here)
     deep = dict(init_from=model_dir, decoder_layers=have + 1)
-    full = train_transformer(tiny_config(), tr_options(4), tmp_path / "full", **deep)
-    train_transformer(tiny_config(), tr_options(2), tmp_path / "split", **deep)
-    resumed = train_transformer(tiny_config(), tr_options(4), tmp_path / "split", resume=True)
+    scaled = dict(new_layer_lr_scale=10.0)
+    full = train_transformer(tiny_config(), tr_options(4, **scaled), tmp_path / "full", **deep)
+    train_transformer(tiny_config(), tr_options(2, **scaled), tmp_path / "split", **deep)
+    resumed = train_transformer(
+        tiny_config(), tr_options(4, **scaled), tmp_path / "split", resume=True
+    )
     assert_same_state(full, resumed)
     assert json.loads((tmp_path / "split" / "run.json").read_text())["decoder_layers"] == have + 1
+    groups = json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())
+    old_group, new_group = groups["param_groups"]
+    assert new_group["lr"] == pytest.approx(10 * old_group["lr"]) and old_group["lr"] > 0
+    assert len(new_group["params"]) == len(
+        list(resumed.transformer.decoder_layers[have].parameters())
+    )
     new = resumed.transformer.decoder_layers[have]
     assert torch.count_nonzero(new.ffn.fc2.weight) > 0  # training reached the new layer
     with pytest.raises(ValueError, match="deepening can only add"):
@@ -183,6 +193,10 @@ def test_transformer_fine_tunes_a_deepened_model(vq_runs, tmp_path: Path) -> Non
             tmp_path / "shallower",
             init_from=model_dir,
             decoder_layers=have - 1,
+        )
+    with pytest.raises(ValueError, match="new_layer_lr_scale must be > 0"):
+        train_transformer(
+            tiny_config(), tr_options(1, new_layer_lr_scale=0.0), tmp_path / "zero", **deep
         )
     with pytest.raises(ValueError, match="deepens a trained model given by init_from"):
         train_transformer(tiny_config(), tr_options(1), tmp_path / "new", vq, seg, decoder_layers=4)

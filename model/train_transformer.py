@@ -418,7 +418,7 @@ def optimizer_groups(
     """AdamW parameter groups, each with the ``lr_scale`` that ``set_lr`` multiplies the
     schedule's rate by: everything at 1, except that the decoder layers from ``first_new_layer``
     on (those a deepened run added, starting as pass-throughs) get ``new_layer_lr_scale``."""
-    if first_new_layer is None:
+    if first_new_layer is None or first_new_layer >= len(tr.decoder_layers):  # none added
         return [{"params": list(tr.parameters()), "lr_scale": 1.0}]
     new = {id(p) for p in tr.decoder_layers[first_new_layer:].parameters()}
     return [

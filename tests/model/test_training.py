@@ -194,6 +194,8 @@ def test_transformer_fine_tunes_a_deepened_model(vq_runs, tmp_path: Path) -> Non
             init_from=model_dir,
             decoder_layers=have - 1,
         )
+    as_is = dict(init_from=model_dir, decoder_layers=have)  # adds none: a plain fine-tune
+    train_transformer(tiny_config(), tr_options(1, **scaled), tmp_path / "as_is", **as_is)
     with pytest.raises(ValueError, match="new_layer_lr_scale must be > 0"):
         train_transformer(
             tiny_config(), tr_options(1, new_layer_lr_scale=0.0), tmp_path / "zero", **deep

@@ -420,13 +420,11 @@ def optimizer_groups(
     on (those a deepened run added, starting as pass-throughs) get ``new_layer_lr_scale``."""
     if first_new_layer is None or first_new_layer >= len(tr.decoder_layers):  # none added
         return [{"params": list(tr.parameters()), "lr_scale": 1.0}]
-    new = {id(p) for p in tr.decoder_layers[first_new_layer:].parameters()}
+    new = list(tr.decoder_layers[first_new_layer:].parameters())
+    new_ids = {id(p) for p in new}
     return [
-        {"params": [p for p in tr.parameters() if id(p) not in new], "lr_scale": 1.0},
-        {
-            "params": list(tr.decoder_layers[first_new_layer:].parameters()),
-            "lr_scale": new_layer_lr_scale,
-        },
+        {"params": [p for p in tr.parameters() if id(p) not in new_ids], "lr_scale": 1.0},
+        {"params": new, "lr_scale": new_layer_lr_scale},
     ]
 
 

@@ -6,6 +6,8 @@ catch the user-facing ones apart from bugs.
 
 from __future__ import annotations
 
+import warnings
+
 
 class NuwaInputError(ValueError):
     """An input that cannot be used: bad prompt, image, sketch, mask, video or option."""
@@ -14,3 +16,13 @@ class NuwaInputError(ValueError):
 class BackendUnavailableError(RuntimeError):
     """A backend or precision that is unknown or not installed here; the message says what to
     install."""
+
+
+class NuwaInputWarning(UserWarning):
+    """An input that was used after a change the user should know of (resized to the model's
+    frame size, a mask rectangle clipped to the frame); ``nuwa generate`` prints it as one line."""
+
+
+def warn_input(message: str) -> None:
+    """Warn about an input once per call site (:class:`NuwaInputWarning`)."""
+    warnings.warn(message, NuwaInputWarning, stacklevel=3)

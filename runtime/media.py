@@ -19,9 +19,42 @@ OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")
 DEFAULT_FPS = 4.0
 
 
-def _check_file(path: Path, what: str) -> None:
-    if not path.is_file():
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (a file given as a
+    directory: ``notes.txt/x.png``), else None."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_input_file(path: str | Path, what: str) -> Path:
+    """``path`` names a readable file; else a one-line :class:`NuwaInputError` saying which
+    way it is wrong (a directory, a file used as a directory, missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise NuwaInputError(f"{what} {path} is a directory, not a file")
+    if not path.exists():
+        blocker = _file_in_the_way(path)
+        if blocker is not None:
+            raise NuwaInputError(f"{what} {path}: {blocker} is a file, not a directory")
         raise NuwaInputError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise NuwaInputError(f"{what} {path} is not a regular file")
+    return path
+
+
+def check_input_directory(path: str | Path, what: str) -> Path:
+    """``path`` names a directory; else a one-line :class:`NuwaInputError` (a file, missing)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NuwaInputError(f"{what} {path} is a file, not a directory")
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise NuwaInputError(f"{what} {path}: {blocker} is a file, not a directory")
+    raise NuwaInputError(f"{what} {path} does not exist")
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -35,7 +68,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 def read_image(path: str | Path, what: str = "image") -> np.ndarray:
     """An image file -> ``uint8 (H, W, 3)`` RGB (transparency composited on black)."""
     path = Path(path)
-    _check_file(path, what)
+    check_input_file(path, what)
     try:
         with Image.open(path) as img:
             img.load()
@@ -47,7 +80,7 @@ def read_image(path: str | Path, what: str = "image") -> np.ndarray:
 def read_frames(path: str | Path, what: str = "video") -> np.ndarray:
     """A GIF, MP4 or still image -> ``uint8 (T, H, W, 3)``."""
     path = Path(path)
-    _check_file(path, what)
+    check_input_file(path, what)
     if path.suffix.lower() == ".mp4":
         try:
             import imageio.v3 as iio
@@ -70,7 +103,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """A mask image -> ``bool (H, W)``: True where a pixel is bright (> 127 in grey) or, for an
     image with transparency, where it is opaque and bright."""
     path = Path(path)
-    _check_file(path, "mask")
+    check_input_file(path, "mask")
     try:
         with Image.open(path) as img:
             img.load()
@@ -91,6 +124,26 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
         np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BICUBIC)) for f in flat
     ]
     return np.stack(out).reshape(*frames.shape[:-3], size, size, 3)
+
+
+def resize_labels(maps: np.ndarray, size: int) -> np.ndarray:
+    """Resize label maps ``(..., H, W)`` (sketch class ids) to ``size x size`` by nearest
+    neighbour, so every value stays one of the given labels; a no-op at that size."""
+    height, width = maps.shape[-2:]
+    if (height, width) == (size, size):
+        return maps
+    rows = ((np.arange(size) + 0.5) * height / size).astype(np.int64)
+    cols = ((np.arange(size) + 0.5) * width / size).astype(np.int64)
+    return maps[..., rows[:, None], cols[None, :]]
+
+
+def check_fps(fps: object) -> float:
+    """Frames per second of a written video: a finite number > 0."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
+        raise NuwaInputError(f"fps must be a number, got {type(fps).__name__} {fps!r}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise NuwaInputError(f"fps must be a finite number > 0, got {fps}")
+    return float(fps)
 
 
 def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
@@ -126,6 +179,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = DEFAULT_FPS) 
     """``(T, H, W, 3)`` -> ``.gif`` (looping), ``.mp4`` (H.264) or ``.png`` (contact sheet)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    fps = check_fps(fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.asarray(frames, dtype=np.uint8)
     if suffix == ".gif":
@@ -156,9 +210,16 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = DEFAULT_FPS) 
 
 
 def check_output_path(path: str | Path) -> Path:
+    """An output file name: a PNG/GIF/MP4 suffix, not a directory, under a directory (or one
+    that can be made: no file in the way)."""
     path = Path(path)
+    if path.is_dir():
+        raise NuwaInputError(f"output {path} is a directory, not a file (name the file to write)")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise NuwaInputError(
             f"output {path} must end in one of {', '.join(OUTPUT_SUFFIXES)} (PNG, GIF or MP4)"
         )
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise NuwaInputError(f"output {path}: {blocker} is a file, not a directory")
     return path

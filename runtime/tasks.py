@@ -12,6 +12,11 @@
 | tv2v  | edit text            | empty text          | the frames outside the region          |
 
 Pixel masks map to token masks: a token is sampled if any pixel of its patch is masked.
+Sizes, one rule for images, videos, masks and sketches: an input whose side is not the model's
+(``image_size`` / ``sketch_size``) is resized to it with a one-line :class:`NuwaInputWarning`
+(images and videos bicubic, sketches nearest so class colours stay exact, masks by the any-pixel
+rule); a rectangle mask is in the input's own pixels, and one reaching outside the frame is
+clipped to it with a warning (wholly outside: an error).
 A sketch condition has ``min(num_frames, sketch_frames)`` frames; the given sketch frames are
 spread over them (one sketch PNG holds for the whole clip). Video tasks default to the trained
 number of frames; more frames slide the decoder's window (DESIGN §5).
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 
@@ -29,8 +35,9 @@ from nuwa.model.synthetic_data import rgb_to_sketch
 from nuwa.model.tokenizer import ByteTokenizer, PromptError
 
 from .backends.base import Backend, Condition
-from .errors import NuwaInputError
-from .media import resize_frames
+from .errors import NuwaInputError, warn_input
+from .limits import check_request_size
+from .media import resize_frames, resize_labels
 from .spec import ModelSpec
 
 
@@ -65,7 +72,9 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 
 
 def task_info(task: str) -> TaskInfo:
-    info = TASKS.get(str(task).lower())
+    if not isinstance(task, str):
+        raise NuwaInputError(f"task must be a string (t2i ... tv2v), got {type(task).__name__}")
+    info = TASKS.get(task.lower())
     if info is None:
         raise NuwaInputError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     return info
@@ -87,6 +96,64 @@ class TaskPlan:
 # ---- inputs --------------------------------------------------------------------------------
 
 
+def is_int(value: object) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value: object, name: str, minimum: int, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (``None`` passes when ``optional``); a wrong type or
+    value is a :class:`NuwaInputError` naming the argument and what was given."""
+    if value is None and optional:
+        return None
+    if not is_int(value):
+        allowed = "an int" + (" or None" if optional else "")
+        raise NuwaInputError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    if int(value) < minimum:  # type: ignore[call-overload]
+        raise NuwaInputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def check_prompt_text(text: object, what: str = "the prompt") -> str:
+    """A prompt as text: a ``str`` that is valid Unicode (no lone surrogates: what Python makes
+    of a command-line argument that is not UTF-8), or UTF-8 ``bytes``."""
+    if isinstance(text, bytes):
+        try:
+            return text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NuwaInputError(
+                f"{what} is not valid UTF-8: byte 0x{text[exc.start]:02x} at position {exc.start}"
+            ) from None
+    if not isinstance(text, str):
+        raise NuwaInputError(
+            f"{what} must be a string (or a list of strings), got {type(text).__name__}"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ord(text[exc.start])
+        if 0xDC80 <= char <= 0xDCFF:  # surrogateescape: a raw byte of non-UTF-8 input
+            raise NuwaInputError(
+                f"{what} is not valid UTF-8: byte 0x{char - 0xDC00:02x} at position "
+                f"{exc.start} (pass the text in UTF-8)"
+            ) from None
+        raise NuwaInputError(
+            f"{what} is not valid Unicode text: lone surrogate U+{char:04X} at position {exc.start}"
+        ) from None
+    return text
+
+
+def check_prompts(prompt: object) -> list[str]:
+    """A prompt or list of prompts -> the list, each checked (:func:`check_prompt_text`)."""
+    if isinstance(prompt, (str, bytes)):
+        return [check_prompt_text(prompt)]
+    if not isinstance(prompt, (list, tuple)):
+        raise NuwaInputError(
+            f"prompt must be a string or a list of strings, got {type(prompt).__name__}"
+        )
+    return [check_prompt_text(p, f"prompt[{i}]") for i, p in enumerate(prompt)]
+
+
 def parse_rect(text: str) -> Rect:
     parts = text.split(",")
     try:
@@ -98,15 +165,38 @@ def parse_rect(text: str) -> Rect:
     return x0, y0, x1, y1
 
 
+def check_rect(rect: object) -> Rect:
+    """A rectangle ``(x0, y0, x1, y1)`` of four ints."""
+    if not (isinstance(rect, tuple) and len(rect) == 4 and all(is_int(v) for v in rect)):
+        raise NuwaInputError(f"a mask rectangle must be four ints (x0, y0, x1, y1), got {rect!r}")
+    x0, y0, x1, y1 = (int(v) for v in rect)
+    return x0, y0, x1, y1
+
+
 def rect_mask(rect: Rect, height: int, width: int) -> np.ndarray:
+    """The pixels of ``rect`` (x1, y1 exclusive) in a ``height x width`` frame. A rectangle that
+    reaches outside the frame (negative coordinates included) is clipped to it with a warning;
+    an empty one, or one wholly outside, is an error saying so."""
     x0, y0, x1, y1 = rect
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+    text = f"mask rectangle {x0},{y0},{x1},{y1}"
+    if x0 >= x1 or y0 >= y1:
         raise NuwaInputError(
-            f"mask rectangle {x0},{y0},{x1},{y1} selects nothing inside the {width}x{height} "
-            "image (need 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height)"
+            f"{text} is empty, so it selects nothing (need x0 < x1 and y0 < y1; x1 and y1 are "
+            "exclusive)"
+        )
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise NuwaInputError(
+            f"{text} lies wholly outside the {width}x{height} input, so it selects nothing "
+            f"(x runs 0..{width}, y 0..{height})"
+        )
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+        warn_input(
+            f"{text} reaches outside the {width}x{height} input; using the part inside: "
+            f"{cx0},{cy0},{cx1},{cy1}"
         )
     mask = np.zeros((height, width), dtype=bool)
-    mask[y0:y1, x0:x1] = True
+    mask[cy0:cy1, cx0:cx1] = True
     return mask
 
 
@@ -125,7 +215,8 @@ def pixel_mask_to_tokens(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def as_frames(x: np.ndarray, what: str, video: bool) -> np.ndarray:
     """An image ``(H, W, 3)`` or clip ``(T, H, W, 3)`` -> ``(T, H, W, 3)`` uint8."""
-    x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise NuwaInputError(f"{what} must be a NumPy array or a file path, got {type(x).__name__}")
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] == 0:
@@ -137,9 +228,22 @@ def as_frames(x: np.ndarray, what: str, video: bool) -> np.ndarray:
     return x
 
 
+def fit_frames(frames: np.ndarray, size: int, what: str) -> np.ndarray:
+    """``(T, H, W, 3)`` at the model's ``size x size``: resized (bicubic) with a warning."""
+    height, width = frames.shape[1:3]
+    if (height, width) == (size, size):
+        return frames
+    warn_input(f"the {what} is {width}x{height} pixels; resized to the model's {size}x{size}")
+    return resize_frames(frames, size)
+
+
 def sketch_class_maps(sketch: np.ndarray, spec: ModelSpec, video: bool) -> np.ndarray:
     """A sketch as palette RGB ``([T,] S, S, 3)`` or class ids ``([T,] S, S)`` -> ``(T, S, S)``."""
-    s = np.asarray(sketch)
+    if not isinstance(sketch, np.ndarray):
+        raise NuwaInputError(
+            f"sketch must be a NumPy array or a file path, got {type(sketch).__name__}"
+        )
+    s = sketch
     if s.ndim >= 3 and s.shape[-1] == 3 and s.dtype == np.uint8:
         try:
             s = rgb_to_sketch(s)
@@ -151,12 +255,15 @@ def sketch_class_maps(sketch: np.ndarray, spec: ModelSpec, video: bool) -> np.nd
         raise NuwaInputError(
             f"a sketch must be (H, W) class ids or (H, W, 3) colours, got {s.shape}"
         )
+    if not np.issubdtype(s.dtype, np.integer):
+        raise NuwaInputError(f"sketch class ids must be integers, got {s.dtype}")
     size = spec.sketch_size
     if s.shape[1:] != (size, size):
-        raise NuwaInputError(
-            f"the sketch is {s.shape[2]}x{s.shape[1]} pixels; this model takes {size}x{size} "
-            "sketches"
+        warn_input(
+            f"the sketch is {s.shape[2]}x{s.shape[1]} pixels; resized to the model's "
+            f"{size}x{size} (nearest: colours stay exact)"
         )
+        s = resize_labels(s, size)
     if not video:
         s = s[:1]
     s = s.astype(np.int64)
@@ -178,21 +285,57 @@ def spread_frames(maps: np.ndarray, frames: int) -> np.ndarray:
 # ---- planning ------------------------------------------------------------------------------
 
 
+INPUT_HINTS = {
+    "prompt": "the text",
+    "sketch": "palette-coloured RGB or class ids",
+    "image": "an RGB image",
+    "mask": "the region to generate: x0,y0,x1,y1 in pixels, or a mask picture (white = generate)",
+    "video": "RGB frames",
+}
+
+
+def check_task_inputs(info: TaskInfo, given: dict[str, bool]) -> None:
+    """The inputs a task takes, given: ``given`` says which of prompt, sketch, image, mask and
+    video the request has. Combinations a user gets wrong get a message saying what was probably
+    meant; an input the task does not take is an error, never silently dropped."""
+    if given["image"] and given["video"]:
+        raise NuwaInputError("an image and a video were given together: give one of them")
+    if given["mask"] and not (given["image"] or given["video"]):
+        raise NuwaInputError(
+            "a mask was given without an image or a video: the mask marks the region of that "
+            "input to generate"
+        )
+    if info.name == "v2v" and given["prompt"] and given["video"] and not given["mask"]:
+        raise NuwaInputError(
+            "a prompt with a video and no mask: text-guided video manipulation (tv2v) needs a "
+            "mask of the region to change; video prediction (v2v) takes no prompt"
+        )
+    for name, present in given.items():
+        if present and name not in info.needs:
+            raise NuwaInputError(f"{info.name} ({info.title}) takes no {name}")
+    for name in info.needs:
+        if not given[name]:
+            raise NuwaInputError(f"{info.name} ({info.title}) needs a {name}: {INPUT_HINTS[name]}")
+
+
 def _prompts(prompt: str | list[str] | None, batch: int) -> list[str]:
     if prompt is None:
         raise NuwaInputError("this task needs a prompt")
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    prompts = check_prompts(prompt)
     if not prompts:
         raise NuwaInputError("the prompt is empty")
     return [p for p in prompts for _ in range(batch)]
 
 
-def _text(backend: Backend, tokenizer: ByteTokenizer, prompts: list[str]) -> Condition:
+def _encode(tokenizer: ByteTokenizer, prompts: list[str]) -> np.ndarray:
     try:
-        ids = tokenizer.encode_batch(prompts)
+        return tokenizer.encode_batch(prompts)
     except PromptError as exc:
         raise NuwaInputError(str(exc)) from None
-    return backend.text_condition(ids)
+
+
+def _text(backend: Backend, tokenizer: ByteTokenizer, prompts: list[str]) -> Condition:
+    return backend.text_condition(_encode(tokenizer, prompts))
 
 
 def _empty_text(backend: Backend, tokenizer: ByteTokenizer, rows: int) -> Condition:
@@ -214,24 +357,31 @@ def plan_task(
 ) -> TaskPlan:
     """Check a request's inputs and lay out its conditions and forced tokens.
 
-    ``mask``: ``bool (H, W)`` in the input image's pixels (True = region to generate), a
-    rectangle ``(x0, y0, x1, y1)`` or the string ``"x0,y0,x1,y1"``. ``guidance``: also encode the
-    unconditional condition (classifier-free guidance).
+    ``mask``: ``bool (H, W)`` (True = region to generate), a rectangle ``(x0, y0, x1, y1)`` in
+    the input's pixels or the string ``"x0,y0,x1,y1"``. Inputs of another size than the model's
+    are resized with a warning (the module docstring). ``guidance``: also encode the
+    unconditional condition (classifier-free guidance). Every check runs before anything is
+    encoded; a request over the memory limit (:mod:`.limits`) is refused.
     """
     info = task_info(task)
     spec = backend.spec
-    if batch < 1:
-        raise NuwaInputError(f"batch must be >= 1, got {batch}")
-    if num_frames is not None and num_frames <= 0:
-        raise NuwaInputError(f"num-frames must be >= 1, got {num_frames}")
+    batch = check_int(batch, "batch", 1)  # type: ignore[assignment]
+    num_frames = check_int(num_frames, "num_frames", 1, optional=True)
     if not info.video and num_frames not in (None, 1):
         raise NuwaInputError(f"{info.name} makes one image; num-frames must be 1, not {num_frames}")
-    for name in info.needs:
-        if {"prompt": prompt, "sketch": sketch, "image": image, "mask": mask, "video": video}[
-            name
-        ] is None:
-            raise NuwaInputError(f"{info.name} ({info.title}) needs a {name}")
+    inputs = {"prompt": prompt, "sketch": sketch, "image": image, "mask": mask, "video": video}
+    check_task_inputs(info, {name: x is not None for name, x in inputs.items()})
+    rows = len(check_prompts(prompt)) if info.name in ("t2i", "t2v") else 1
+    if not info.video:
+        frames = 1
+    elif info.name == "tv2v" and isinstance(video, np.ndarray):
+        frames = min(num_frames or video.shape[0], video.shape[0] if video.ndim == 4 else 1)
+    else:
+        frames = num_frames or spec.frames
+    check_request_size(spec, rows, batch, frames, guidance)
     tok = ByteTokenizer(spec.max_text_len)
+    if prompt is not None:
+        _encode(tok, check_prompts(prompt))  # a bad prompt fails before any input is encoded
     known = known_mask = None
     uncond = None
     prompts: list[str] = []
@@ -257,7 +407,7 @@ def plan_task(
         assert image is not None
         source = as_frames(image, "image", video=False)
         frames = 1
-        known, known_mask = _forced_outside(backend, source, mask, batch)
+        known, known_mask = _forced_outside(backend, source, mask, batch, "image")
         if info.name == "ti2i":
             prompts = _prompts(prompt, 1) * batch
             cond = _text(backend, tok, prompts)
@@ -268,7 +418,7 @@ def plan_task(
 
     elif info.name == "v2v":
         assert video is not None
-        given = as_frames(video, "video", video=True)
+        given = fit_frames(as_frames(video, "video", video=True), spec.image_size, "video")
         frames = num_frames or spec.frames
         if frames <= given.shape[0]:
             raise NuwaInputError(
@@ -295,7 +445,7 @@ def plan_task(
                 )
             source = source[:num_frames]
         frames = source.shape[0]
-        known, known_mask = _forced_outside(backend, source, mask, batch)
+        known, known_mask = _forced_outside(backend, source, mask, batch, "video")
         prompts = _prompts(prompt, 1) * batch
         cond = _text(backend, tok, prompts)
         if guidance:
@@ -310,28 +460,46 @@ def _codes(backend: Backend, frames: np.ndarray) -> np.ndarray:
 
 
 def _forced_outside(
-    backend: Backend, source: np.ndarray, mask: np.ndarray | Rect | str | None, batch: int
+    backend: Backend,
+    source: np.ndarray,
+    mask: np.ndarray | Rect | str | None,
+    batch: int,
+    what: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Forced tokens: the source's codes everywhere the (pixel) mask does not select."""
+    """Forced tokens: the source's codes everywhere the (pixel) mask does not select. A
+    rectangle is in ``source``'s pixels; a mask array or picture covers the whole frame (one of
+    another size than the model's is scaled to it with a warning); then ``source`` is resized
+    to the model's size (with a warning)."""
     spec = backend.spec
     height, width = source.shape[1:3]
+    size = spec.image_size
     if isinstance(mask, str):
         mask = parse_rect(mask)
     if isinstance(mask, tuple):
-        pixel = rect_mask(mask, height, width)
-    else:
-        pixel = np.asarray(mask)
+        pixel = rect_mask(check_rect(mask), height, width)
+    elif isinstance(mask, np.ndarray):
+        pixel = mask
         if pixel.ndim == 3 and pixel.shape[-1] in (3, 4):
             pixel = pixel[..., :3].max(-1) > 127
-        if pixel.shape != (height, width):
+        if pixel.ndim != 2 or 0 in pixel.shape:
             raise NuwaInputError(
-                f"the mask is {pixel.shape[1]}x{pixel.shape[0]} pixels; it must match the "
-                f"{width}x{height} input"
+                f"a mask must be (H, W) or a picture (H, W, 3), got shape {mask.shape}"
+            )
+        if pixel.shape != (size, size):
+            warn_input(
+                f"the mask is {pixel.shape[1]}x{pixel.shape[0]} pixels; scaled to the model's "
+                f"{size}x{size} (a token is generated if any of its pixels is masked)"
             )
         pixel = pixel.astype(bool)
+    else:
+        raise NuwaInputError(
+            "mask must be a bool array, a rectangle (x0, y0, x1, y1), 'x0,y0,x1,y1' or a mask "
+            f"picture's path, got {type(mask).__name__}"
+        )
+    if not pixel.any():
+        raise NuwaInputError("the mask selects nothing (no pixel is set): no region to generate")
     tokens = pixel_mask_to_tokens(pixel, (spec.grid_h, spec.grid_w))
-    if not tokens.any():
-        raise NuwaInputError("the mask selects nothing: there is no region to generate")
+    source = fit_frames(source, size, what)
     codes = _codes(backend, source).reshape(1, -1)  # (1, T*h*w)
     t = source.shape[0]
     sample = np.tile(tokens.reshape(-1), t)  # same region in every frame

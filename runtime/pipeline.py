@@ -16,6 +16,7 @@ or for the pipeline.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from .engine import generate_tokens
 from .errors import NuwaInputError
 from .media import (
     DEFAULT_FPS,
+    check_fps,
+    check_input_directory,
     contact_sheet,
     read_frames,
     read_image,
@@ -42,7 +45,7 @@ from .media import (
     write_video,
 )
 from .sampler import SamplingOptions
-from .tasks import TASKS, Rect, parse_rect, plan_task, task_info
+from .tasks import TASKS, Rect, check_int, parse_rect, plan_task, task_info
 
 ImageInput = np.ndarray | str | Path
 MaskInput = np.ndarray | Rect | str | Path
@@ -98,7 +101,11 @@ class GenerationResult:
     def save(self, path: str | Path, index: int = 0, fps: float = DEFAULT_FPS) -> Path:
         """Save row ``index``: an image task as PNG; a video as GIF, MP4 or (``.png``) a contact
         sheet of its frames."""
+        if not isinstance(path, (str, Path)):
+            raise NuwaInputError(f"path must be a str or Path, got {type(path).__name__}")
         path = Path(path)
+        index = check_int(index, "index", -len(self))  # type: ignore[assignment]
+        fps = check_fps(fps)
         if self.video or path.suffix.lower() in (".gif", ".mp4"):
             return write_video(path, self.frames[index], fps)
         if path.suffix.lower() != ".png":
@@ -127,12 +134,21 @@ class GenerationResult:
 def _as_pixels(x: ImageInput | None, what: str, video: bool) -> np.ndarray | None:
     if x is None or isinstance(x, np.ndarray):
         return x
+    if not isinstance(x, (str, Path)):
+        raise NuwaInputError(
+            f"{what} must be a NumPy array or a file path (str or Path), got {type(x).__name__}"
+        )
     return read_frames(x, what) if video else read_image(x, what)
 
 
 def _as_mask(mask: MaskInput | None) -> np.ndarray | Rect | None:
     if mask is None or isinstance(mask, (np.ndarray, tuple)):
         return mask
+    if not isinstance(mask, (str, Path)):
+        raise NuwaInputError(
+            "mask must be a bool array, a rectangle (x0, y0, x1, y1), 'x0,y0,x1,y1' or a mask "
+            f"picture's path, got {type(mask).__name__}"
+        )
     path = Path(mask)
     if path.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp") or path.exists():
         return read_mask(path)
@@ -168,7 +184,18 @@ class Pipeline:
         ``nuwa quantize``) on ``backend``. ``model_dir=None`` is the shipped demo checkpoint.
         ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
         defaults come from the directory's ``generation_config.json``."""
+        if model_dir is not None and not isinstance(model_dir, (str, Path)):
+            raise NuwaInputError(
+                f"model_dir must be a str or Path (or None), got {type(model_dir).__name__}"
+            )
+        for name, value in (("backend", backend), ("precision", precision), ("device", device)):
+            if not isinstance(value, str) and not (value is None and name != "backend"):
+                raise NuwaInputError(f"{name} must be a str, got {type(value).__name__}")
+        check_flag(progress, "progress")
+        if log is not None and not callable(log):
+            raise NuwaInputError(f"log must be callable, got {type(log).__name__}")
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        check_input_directory(model_dir, "model directory")
         try:
             generation = GenerationConfig.load(model_dir)
         except GenerationConfigError as exc:
@@ -217,6 +244,11 @@ class Pipeline:
         options = resolve_sampling(
             self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
         )
+        if callback is not None and not callable(callback):
+            raise NuwaInputError(f"callback must be callable, got {type(callback).__name__}")
+        check_flag(stream_frames, "stream_frames")
+        if progress is not None:
+            check_flag(progress, "progress")
         plan = plan_task(
             self.backend,
             info.name,
@@ -314,8 +346,17 @@ def resolve_sampling(
 ) -> SamplingOptions:
     """The checked sampling options of a ``task`` request: the values given, the model's
     defaults (``generation``) for those left ``None``. ``top_k=0`` turns top-k off; guidance
-    other than 1 for a task that takes none is an error."""
+    other than 1 for a task that takes none is an error; so is a value of the wrong type
+    (``top_k`` and ``seed`` are ints, the others real numbers) or not finite."""
     info = task_info(task)
+    check_int(seed, "seed", 0, optional=True)
+    check_int(top_k, "top_k", 0, optional=True)
+    for name, value in (
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("guidance_scale", guidance_scale),
+    ):
+        check_real(value, name)
     if info.name in UNGUIDED_TASKS and guidance_scale not in (None, 1.0):
         raise NuwaInputError(
             f"{info.name} ({info.title}) takes no classifier-free guidance (its condition is "
@@ -325,6 +366,25 @@ def resolve_sampling(
     options = SamplingOptions(**values, seed=seed)
     options.validate()
     return options
+
+
+def check_real(value: object, name: str) -> None:
+    """``None`` or a finite real number (int or float, not bool)."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise NuwaInputError(
+            f"{name} must be a number (or None), got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value):
+        raise NuwaInputError(f"{name} must be a finite number, got {value}")
+
+
+def check_flag(value: object, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise NuwaInputError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 def default_model_dir() -> Path:

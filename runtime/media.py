@@ -99,9 +99,9 @@ def read_frames(path: str | Path, what: str = "video") -> np.ndarray:
     return np.stack(frames)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """A mask image -> ``bool (H, W)``: True where a pixel is bright (> 127 in grey) or, for an
-    image with transparency, where it is opaque and bright."""
+def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
+    """A mask image -> ``bool (H, W)``: True where a pixel is bright (> ``threshold`` in grey,
+    the model's input rules) or, for an image with transparency, where it is opaque and bright."""
     path = Path(path)
     check_input_file(path, "mask")
     try:
@@ -112,17 +112,17 @@ def read_mask(path: str | Path) -> np.ndarray:
                 grey = np.where(np.asarray(img.getchannel("A")) > 127, grey, 0)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise NuwaInputError(f"cannot read mask {path}: not a readable image ({exc})") from exc
-    return grey > 127
+    return grey > threshold
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Resize ``(..., H, W, 3)`` uint8 to ``size x size`` (bicubic); a no-op at that size."""
+def resize_frames(frames: np.ndarray, size: int, resample: str = "bicubic") -> np.ndarray:
+    """Resize ``(..., H, W, 3)`` uint8 to ``size x size`` with ``resample`` (bicubic, bilinear or
+    nearest: the model's input rules); a no-op at that size."""
     if frames.shape[-3:-1] == (size, size):
         return frames
+    method = Image.Resampling[resample.upper()]
     flat = frames.reshape(-1, *frames.shape[-3:])
-    out = [
-        np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BICUBIC)) for f in flat
-    ]
+    out = [np.asarray(Image.fromarray(f).resize((size, size), method)) for f in flat]
     return np.stack(out).reshape(*frames.shape[:-3], size, size, 3)
 
 

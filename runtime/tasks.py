@@ -26,16 +26,18 @@ Everything here is NumPy; the backend encodes.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
+from pathlib import Path
 
 import numpy as np
 
-from nuwa.model.synthetic_data import rgb_to_sketch
+from nuwa.model.input_rules import InputRules, InputRulesError
 from nuwa.model.tokenizer import ByteTokenizer, PromptError
 
 from .backends.base import Backend, Condition
-from .errors import NuwaInputError, warn_input
+from .errors import NuwaInputError, NuwaInputWarning, warn_input
 from .limits import check_request_size
 from .media import resize_frames, resize_labels
 from .spec import ModelSpec
@@ -228,17 +230,65 @@ def as_frames(x: np.ndarray, what: str, video: bool) -> np.ndarray:
     return x
 
 
-def fit_frames(frames: np.ndarray, size: int, what: str) -> np.ndarray:
-    """``(T, H, W, 3)`` at the model's ``size x size``: resized (bicubic) with a warning."""
+def fit_frames(frames: np.ndarray, size: int, what: str, resample: str = "bicubic") -> np.ndarray:
+    """``(T, H, W, 3)`` at the model's ``size x size``: resized (``resample``, the model's input
+    rules) with a warning."""
     height, width = frames.shape[1:3]
     if (height, width) == (size, size):
         return frames
     warn_input(f"the {what} is {width}x{height} pixels; resized to the model's {size}x{size}")
-    return resize_frames(frames, size)
+    return resize_frames(frames, size, resample)
 
 
-def sketch_class_maps(sketch: np.ndarray, spec: ModelSpec, video: bool) -> np.ndarray:
-    """A sketch as palette RGB ``([T,] S, S, 3)`` or class ids ``([T,] S, S)`` -> ``(T, S, S)``."""
+def builtin_input_rules(spec: ModelSpec) -> InputRules:
+    """The rules of a model directory without ``input_rules.json``: today's behaviour at the
+    spec's sizes (exact palette colours, no vocabulary; :meth:`InputRules.builtin`)."""
+    return InputRules.builtin(spec.image_size, spec.sketch_size, spec.frames)
+
+
+def load_input_rules(model_dir: str | Path, spec: ModelSpec) -> InputRules:
+    """``model_dir``'s ``input_rules.json`` (schema-checked, and its sizes and sketch classes
+    checked against the model's config), or :func:`builtin_input_rules` without one."""
+    try:
+        rules = InputRules.load(model_dir)
+    except InputRulesError as exc:
+        raise NuwaInputError(str(exc)) from None
+    if rules is None:
+        return builtin_input_rules(spec)
+    for field, value, expected in (
+        ("frame_size", rules.frame_size, spec.image_size),
+        ("frames", rules.frames, spec.frames),
+        ("sketch.size", rules.sketch.size, spec.sketch_size),
+        ("sketch.palette (classes)", len(rules.sketch.classes), spec.sketch_classes),
+    ):
+        if value != expected:
+            raise NuwaInputError(
+                f"{rules.where}: {field} is {value} but the model's config says {expected}"
+            )
+    return rules
+
+
+class UnknownWordsWarning(NuwaInputWarning):
+    """A prompt holds words the model never saw in a caption (its ``input_rules.json``)."""
+
+
+def warn_unknown_words(prompts: list[str], rules: InputRules) -> None:
+    """One :class:`UnknownWordsWarning` per prompt with words the model never saw, naming the
+    nearest known words; generation goes on."""
+    for text in dict.fromkeys(prompts):
+        message = rules.unknown_words_message(text)
+        if message is not None:
+            warnings.warn(message, UnknownWordsWarning, stacklevel=4)
+
+
+def sketch_class_maps(
+    sketch: np.ndarray, spec: ModelSpec, video: bool, rules: InputRules | None = None
+) -> np.ndarray:
+    """A sketch as palette RGB ``([T,] S, S, 3)`` or class ids ``([T,] S, S)`` -> ``(T, S, S)``.
+    Colours are read by the model's input rules (``rules``, default :func:`builtin_input_rules`):
+    its palette, a colour within the snapping distance of exactly one palette colour snapping
+    to it."""
+    rules = rules or builtin_input_rules(spec)
     if not isinstance(sketch, np.ndarray):
         raise NuwaInputError(
             f"sketch must be a NumPy array or a file path, got {type(sketch).__name__}"
@@ -246,7 +296,7 @@ def sketch_class_maps(sketch: np.ndarray, spec: ModelSpec, video: bool) -> np.nd
     s = sketch
     if s.ndim >= 3 and s.shape[-1] == 3 and s.dtype == np.uint8:
         try:
-            s = rgb_to_sketch(s)
+            s = rules.sketch.to_classes(s)
         except ValueError as exc:
             raise NuwaInputError(f"sketch: {exc}") from None
     if s.ndim == 2:
@@ -257,7 +307,7 @@ def sketch_class_maps(sketch: np.ndarray, spec: ModelSpec, video: bool) -> np.nd
         )
     if not np.issubdtype(s.dtype, np.integer):
         raise NuwaInputError(f"sketch class ids must be integers, got {s.dtype}")
-    size = spec.sketch_size
+    size = rules.sketch.size
     if s.shape[1:] != (size, size):
         warn_input(
             f"the sketch is {s.shape[2]}x{s.shape[1]} pixels; resized to the model's "
@@ -354,6 +404,7 @@ def plan_task(
     num_frames: int | None = None,
     batch: int = 1,
     guidance: bool = False,
+    rules: InputRules | None = None,
 ) -> TaskPlan:
     """Check a request's inputs and lay out its conditions and forced tokens.
 
@@ -361,7 +412,10 @@ def plan_task(
     the input's pixels or the string ``"x0,y0,x1,y1"``. Inputs of another size than the model's
     are resized with a warning (the module docstring). ``guidance``: also encode the
     unconditional condition (classifier-free guidance). Every check runs before anything is
-    encoded; a request over the memory limit (:mod:`.limits`) is refused.
+    encoded; a request over the memory limit (:mod:`.limits`) is refused. ``rules``: the
+    model's input rules (:func:`load_input_rules`; default :func:`builtin_input_rules`): how
+    sketches, masks and sizes are read, and the words a prompt is checked against (unknown
+    words get an :class:`UnknownWordsWarning`).
     """
     info = task_info(task)
     spec = backend.spec
@@ -380,8 +434,10 @@ def plan_task(
         frames = num_frames or spec.frames
     check_request_size(spec, rows, batch, frames, guidance)
     tok = ByteTokenizer(spec.max_text_len)
+    rules = rules or builtin_input_rules(spec)
     if prompt is not None:
         _encode(tok, check_prompts(prompt))  # a bad prompt fails before any input is encoded
+        warn_unknown_words(check_prompts(prompt), rules)
     known = known_mask = None
     uncond = None
     prompts: list[str] = []
@@ -395,7 +451,7 @@ def plan_task(
 
     elif info.name in ("s2i", "s2v"):
         assert sketch is not None
-        maps = sketch_class_maps(sketch, spec, info.video)
+        maps = sketch_class_maps(sketch, spec, info.video, rules)
         frames = 1 if info.name == "s2i" else (num_frames or spec.frames)
         maps = spread_frames(maps, min(frames, spec.sketch_frames))
         rows = np.repeat(maps[None], batch, axis=0)
@@ -407,7 +463,7 @@ def plan_task(
         assert image is not None
         source = as_frames(image, "image", video=False)
         frames = 1
-        known, known_mask = _forced_outside(backend, source, mask, batch, "image")
+        known, known_mask = _forced_outside(backend, source, mask, batch, "image", rules)
         if info.name == "ti2i":
             prompts = _prompts(prompt, 1) * batch
             cond = _text(backend, tok, prompts)
@@ -418,14 +474,16 @@ def plan_task(
 
     elif info.name == "v2v":
         assert video is not None
-        given = fit_frames(as_frames(video, "video", video=True), spec.image_size, "video")
+        given = fit_frames(
+            as_frames(video, "video", video=True), rules.frame_size, "video", rules.resize_filter
+        )
         frames = num_frames or spec.frames
         if frames <= given.shape[0]:
             raise NuwaInputError(
                 f"video prediction continues the given {given.shape[0]} frame(s); num-frames "
                 f"({frames}) must be larger"
             )
-        codes = _codes(backend, given)  # (1, T0, h, w)
+        codes = _codes(backend, given, rules)  # (1, T0, h, w)
         n = frames * spec.tokens_per_frame
         known = np.zeros((batch, n), dtype=np.int64)
         known_mask = np.zeros((batch, n), dtype=bool)
@@ -445,7 +503,7 @@ def plan_task(
                 )
             source = source[:num_frames]
         frames = source.shape[0]
-        known, known_mask = _forced_outside(backend, source, mask, batch, "video")
+        known, known_mask = _forced_outside(backend, source, mask, batch, "video", rules)
         prompts = _prompts(prompt, 1) * batch
         cond = _text(backend, tok, prompts)
         if guidance:
@@ -454,9 +512,10 @@ def plan_task(
     return TaskPlan(info.name, cond, uncond, frames, known, known_mask, prompts)
 
 
-def _codes(backend: Backend, frames: np.ndarray) -> np.ndarray:
+def _codes(backend: Backend, frames: np.ndarray, rules: InputRules) -> np.ndarray:
     """``(T, H, W, 3)`` at any size -> codes ``(1, T, h, w)``."""
-    return backend.frames_to_codes(resize_frames(frames, backend.spec.image_size)[None])
+    frames = resize_frames(frames, rules.frame_size, rules.resize_filter)
+    return backend.frames_to_codes(frames[None])
 
 
 def _forced_outside(
@@ -465,6 +524,7 @@ def _forced_outside(
     mask: np.ndarray | Rect | str | None,
     batch: int,
     what: str,
+    rules: InputRules,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Forced tokens: the source's codes everywhere the (pixel) mask does not select. A
     rectangle is in ``source``'s pixels; a mask array or picture covers the whole frame (one of
@@ -472,7 +532,7 @@ def _forced_outside(
     to the model's size (with a warning)."""
     spec = backend.spec
     height, width = source.shape[1:3]
-    size = spec.image_size
+    size = rules.frame_size
     if isinstance(mask, str):
         mask = parse_rect(mask)
     if isinstance(mask, tuple):
@@ -480,7 +540,7 @@ def _forced_outside(
     elif isinstance(mask, np.ndarray):
         pixel = mask
         if pixel.ndim == 3 and pixel.shape[-1] in (3, 4):
-            pixel = pixel[..., :3].max(-1) > 127
+            pixel = pixel[..., :3].max(-1) > rules.mask_threshold
         if pixel.ndim != 2 or 0 in pixel.shape:
             raise NuwaInputError(
                 f"a mask must be (H, W) or a picture (H, W, 3), got shape {mask.shape}"
@@ -499,8 +559,8 @@ def _forced_outside(
     if not pixel.any():
         raise NuwaInputError("the mask selects nothing (no pixel is set): no region to generate")
     tokens = pixel_mask_to_tokens(pixel, (spec.grid_h, spec.grid_w))
-    source = fit_frames(source, size, what)
-    codes = _codes(backend, source).reshape(1, -1)  # (1, T*h*w)
+    source = fit_frames(source, size, what, rules.resize_filter)
+    codes = _codes(backend, source, rules).reshape(1, -1)  # (1, T*h*w)
     t = source.shape[0]
     sample = np.tile(tokens.reshape(-1), t)  # same region in every frame
     known = np.repeat(codes, batch, axis=0)

@@ -15,7 +15,12 @@ MP4 outputs get a contact sheet beside them (``<stem>.sheet.png``) unless ``--no
 Sampling options not given (``--temperature``, ``--top-k``, ``--top-p``, ``--guidance-scale``) take
 the model's defaults for the task (its ``generation_config.json``; the log line shows them).
 
-Errors a user can cause print one line and exit with code 2 (``nuwa.runtime.cli``).
+Errors a user can cause print one line and exit with code 2 (``nuwa.runtime.cli``), checked
+before the model loads where they can be: the prompt (UTF-8, length), which inputs go together,
+paths (a directory where a file is meant and the other way round), sampling values (finite),
+``--fps``, and the request's memory (:mod:`nuwa.runtime.limits`). An input of another size than
+the model's frames (image, video, mask or sketch) is resized to it with a one-line warning; a
+mask rectangle reaching outside the frame is clipped with one.
 """
 
 from __future__ import annotations
@@ -23,15 +28,69 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends import BACKENDS, DEFAULT_BACKEND
-from .errors import NuwaInputError
-from .media import DEFAULT_FPS, check_output_path
+from .errors import NuwaInputError, NuwaInputWarning
+from .media import (
+    DEFAULT_FPS,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    check_fps,
+    check_input_directory,
+    check_input_file,
+    check_output_path,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .sampler import SamplingOptions
+    from .tasks import TaskInfo
+
+
+def check_combination(args: argparse.Namespace) -> None:
+    """Inputs that do not go together, said in the command line's words (before any task is
+    inferred from them)."""
+    if args.image is not None and args.video is not None:
+        raise NuwaInputError("give --image or --video, not both")
+    if args.mask is not None and args.image is None and args.video is None:
+        raise NuwaInputError(
+            "--mask needs --image or --video: it marks the region of that input to generate"
+        )
+    if args.task is None and args.prompt is not None and args.mask is None:
+        if args.video is not None:
+            raise NuwaInputError(
+                "a prompt with --video and no --mask: to change the video as the prompt says "
+                "(tv2v) add --mask REGION; for video prediction (v2v) drop the prompt"
+            )
+        if args.image is not None:
+            raise NuwaInputError(
+                "a prompt with --image and no --mask: to change the image as the prompt says "
+                "(ti2i) add --mask REGION; image completion (i2i) takes no prompt"
+            )
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Input files are files, ``--model`` is a directory, ``-o`` can be written."""
+    from .tasks import parse_rect
+
+    for flag in ("sketch", "image", "video"):
+        value = getattr(args, flag)
+        if value is not None:
+            check_input_file(value, f"--{flag}")
+    if args.mask is not None:
+        mask = Path(args.mask)
+        if mask.exists() or mask.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+            check_input_file(mask, "--mask")  # a picture
+        else:
+            parse_rect(args.mask)  # else a rectangle: "neither a file nor a rectangle" if not
+    if args.model is not None:
+        check_input_directory(args.model, "--model")
+    if args.output is not None:
+        check_output_path(args.output)
 
 
 def infer_task(args: argparse.Namespace) -> str:
@@ -49,30 +108,39 @@ def infer_task(args: argparse.Namespace) -> str:
 
 
 def check_request(model: Path, args: argparse.Namespace, task: str, seed: int) -> None:
-    """The input errors that need no network: sampling options (given, or the model's
-    defaults for ``task``), frame count, the prompt."""
+    """The input errors found before a model loads: sampling options (given, or the model's
+    defaults for ``task``), frame count and batch (within :mod:`nuwa.runtime.limits`), the
+    prompt, ``--fps``."""
     from nuwa.model.generation_config import GenerationConfig, GenerationConfigError
     from nuwa.model.tokenizer import ByteTokenizer, PromptError
 
+    from .limits import check_request_size
     from .pipeline import resolve_sampling
     from .spec import ModelSpec
+    from .tasks import check_prompt_text, task_info
 
     try:
         generation = GenerationConfig.load(model)
     except GenerationConfigError as exc:
         raise NuwaInputError(str(exc)) from None
-    resolve_sampling(
+    options = resolve_sampling(
         generation, task, args.temperature, args.top_k, args.top_p, args.guidance_scale, seed
     )
     if args.num_frames is not None and args.num_frames <= 0:
         raise NuwaInputError(f"num-frames must be >= 1, got {args.num_frames}")
     if args.batch < 1:
         raise NuwaInputError(f"batch must be >= 1, got {args.batch}")
+    check_fps(args.fps)
+    spec = ModelSpec.from_model_dir(model)
     if args.prompt is not None:
         try:
-            ByteTokenizer(ModelSpec.from_model_dir(model).max_text_len).encode(args.prompt)
+            ByteTokenizer(spec.max_text_len).encode(check_prompt_text(args.prompt))
         except PromptError as exc:
             raise NuwaInputError(str(exc)) from None
+    info = task_info(task)
+    if info.name != "tv2v":  # (tv2v: the video's own length, read later)
+        frames = (args.num_frames or spec.frames) if info.video else 1
+        check_request_size(spec, 1, args.batch, frames, options.uses_guidance)
 
 
 def describe_sampling(o: SamplingOptions) -> str:
@@ -87,9 +155,11 @@ def describe_sampling(o: SamplingOptions) -> str:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline, default_model_dir, resolve_sampling
+    from .pipeline import default_model_dir
     from .tasks import task_info
 
+    check_combination(args)
+    check_paths(args)
     task = task_info(infer_task(args))
     out = args.output or f"{task.name}.{'gif' if task.video else 'png'}"
     out = check_output_path(out)
@@ -107,21 +177,31 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"nuwa generate: {msg}", file=sys.stderr)
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NuwaInputWarning)
+        warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")
+        return _generate(args, task, out, model, seed, log)
+
+
+def _generate(
+    args: argparse.Namespace,
+    task: TaskInfo,
+    out: Path,
+    model: Path,
+    seed: int,
+    log: Callable[[str], None],
+) -> int:
+    from .pipeline import Pipeline
+
     pipe = Pipeline.from_pretrained(
-        model, backend=args.backend, precision=args.precision, device=args.device, log=log
+        model,
+        backend=args.backend,
+        precision=args.precision,
+        device=args.device,
+        log=log,
+        progress=not args.no_progress,
     )
-    options = resolve_sampling(
-        pipe.generation_config,
-        task.name,
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        args.guidance_scale,
-        seed,
-    )
-    if not args.no_progress:
-        log(f"{task.title} with {pipe.describe()}, seed {seed}, {describe_sampling(options)}")
-    result = pipe(
+    request = pipe.prepare(
         task.name,
         args.prompt,
         sketch=args.sketch,
@@ -131,12 +211,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         batch=args.batch,
         seed=seed,
-        temperature=options.temperature,
-        top_k=options.top_k or 0,
-        top_p=options.top_p,
-        guidance_scale=options.guidance_scale,
-        progress=not args.no_progress,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        guidance_scale=args.guidance_scale,
     )
+    # always, also with --no-progress: the seed is what repeats a run
+    log(f"{task.title} with {pipe.describe()}, seed {seed}, {describe_sampling(request.options)}")
+    result = pipe.run(request, progress=not args.no_progress)
     for path in result.save_all(out, fps=args.fps, sheet=False if args.no_sheet else None):
         print(path)
     return 0

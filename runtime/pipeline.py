@@ -29,6 +29,7 @@ from nuwa.model.generation_config import (
     GenerationConfig,
     GenerationConfigError,
 )
+from nuwa.model.input_rules import InputRules
 
 from .backends import DEFAULT_BACKEND, Backend, load_backend
 from .engine import generate_tokens
@@ -45,7 +46,18 @@ from .media import (
     write_video,
 )
 from .sampler import SamplingOptions
-from .tasks import TASKS, Rect, check_int, parse_rect, plan_task, task_info
+from .spec import ModelSpec
+from .tasks import (
+    TASKS,
+    Rect,
+    TaskPlan,
+    builtin_input_rules,
+    check_int,
+    load_input_rules,
+    parse_rect,
+    plan_task,
+    task_info,
+)
 
 ImageInput = np.ndarray | str | Path
 MaskInput = np.ndarray | Rect | str | Path
@@ -131,6 +143,14 @@ class GenerationResult:
         return written
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A checked request (:meth:`Pipeline.prepare`): its layout and sampling options."""
+
+    plan: TaskPlan
+    options: SamplingOptions
+
+
 def _as_pixels(x: ImageInput | None, what: str, video: bool) -> np.ndarray | None:
     if x is None or isinstance(x, np.ndarray):
         return x
@@ -141,7 +161,7 @@ def _as_pixels(x: ImageInput | None, what: str, video: bool) -> np.ndarray | Non
     return read_frames(x, what) if video else read_image(x, what)
 
 
-def _as_mask(mask: MaskInput | None) -> np.ndarray | Rect | None:
+def _as_mask(mask: MaskInput | None, threshold: int = 127) -> np.ndarray | Rect | None:
     if mask is None or isinstance(mask, (np.ndarray, tuple)):
         return mask
     if not isinstance(mask, (str, Path)):
@@ -151,7 +171,7 @@ def _as_mask(mask: MaskInput | None) -> np.ndarray | Rect | None:
         )
     path = Path(mask)
     if path.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp") or path.exists():
-        return read_mask(path)
+        return read_mask(path, threshold)
     return parse_rect(str(mask))
 
 
@@ -163,12 +183,15 @@ class Pipeline:
         backend: Backend,
         progress: bool = True,
         generation_config: GenerationConfig | None = None,
+        input_rules: InputRules | None = None,
     ) -> None:
         self.backend = backend
         self.spec = backend.spec
         self.progress = progress
         # per-task sampling defaults (the model directory's generation_config.json)
         self.generation_config = generation_config or GenerationConfig()
+        # how inputs are read and the words the model knows (the directory's input_rules.json)
+        self.input_rules = input_rules or builtin_input_rules(self.spec)
 
     @classmethod
     def from_pretrained(
@@ -183,7 +206,9 @@ class Pipeline:
         """Load a model directory (a checkpoint, or an export from ``nuwa export`` /
         ``nuwa quantize``) on ``backend``. ``model_dir=None`` is the shipped demo checkpoint.
         ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
-        defaults come from the directory's ``generation_config.json``."""
+        defaults come from the directory's ``generation_config.json``, the input rules (sketch
+        palette and snapping, sizes, mask convention, the words it knows) from its
+        ``input_rules.json`` (:mod:`nuwa.model.input_rules`)."""
         if model_dir is not None and not isinstance(model_dir, (str, Path)):
             raise NuwaInputError(
                 f"model_dir must be a str or Path (or None), got {type(model_dir).__name__}"
@@ -200,8 +225,12 @@ class Pipeline:
             generation = GenerationConfig.load(model_dir)
         except GenerationConfigError as exc:
             raise NuwaInputError(str(exc)) from None
+        rules = load_input_rules(model_dir, ModelSpec.from_model_dir(model_dir))
         return cls(
-            load_backend(backend, model_dir, precision, device, log=log), progress, generation
+            load_backend(backend, model_dir, precision, device, log=log, progress=progress),
+            progress,
+            generation,
+            rules,
         )
 
     def describe(self) -> str:
@@ -239,28 +268,81 @@ class Pipeline:
         Sampling: ``temperature`` (0 is greedy), ``top_k`` (0 turns it off), ``top_p`` (1.0
         turns it off) and ``guidance_scale`` (1.0 turns classifier-free guidance off); each one
         left ``None`` takes the model's default for ``task`` (:meth:`sampling_defaults`).
+
+        Every argument is checked (types, values, files, the memory limit) before anything is
+        generated: a bad one raises :class:`NuwaInputError` naming it. ``__call__`` is
+        :meth:`prepare` then :meth:`run`.
         """
-        info = task_info(task)
-        options = resolve_sampling(
-            self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
-        )
         if callback is not None and not callable(callback):
             raise NuwaInputError(f"callback must be callable, got {type(callback).__name__}")
         check_flag(stream_frames, "stream_frames")
         if progress is not None:
             check_flag(progress, "progress")
+        request = self.prepare(
+            task,
+            prompt,
+            sketch=sketch,
+            image=image,
+            mask=mask,
+            video=video,
+            num_frames=num_frames,
+            batch=batch,
+            seed=seed,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            guidance_scale=guidance_scale,
+        )
+        return self.run(request, callback=callback, stream_frames=stream_frames, progress=progress)
+
+    def prepare(
+        self,
+        task: str,
+        prompt: str | list[str] | None = None,
+        *,
+        sketch: ImageInput | None = None,
+        image: ImageInput | None = None,
+        mask: MaskInput | None = None,
+        video: ImageInput | None = None,
+        num_frames: int | None = None,
+        batch: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance_scale: float | None = None,
+    ) -> PreparedRequest:
+        """Check a request and lay it out (inputs read, conditions encoded), generating
+        nothing: the arguments of :meth:`__call__`."""
+        info = task_info(task)
+        options = resolve_sampling(
+            self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
+        )
         plan = plan_task(
             self.backend,
             info.name,
             prompt=prompt,
             sketch=_as_pixels(sketch, "sketch", video=True),
             image=_as_pixels(image, "image", video=False),
-            mask=_as_mask(mask),
+            mask=_as_mask(mask, self.input_rules.mask_threshold),
             video=_as_pixels(video, "video", video=True),
             num_frames=num_frames,
             batch=batch,
             guidance=options.uses_guidance,
+            rules=self.input_rules,
         )
+        return PreparedRequest(plan, options)
+
+    def run(
+        self,
+        request: PreparedRequest,
+        *,
+        callback: StepCallback | None = None,
+        stream_frames: bool = False,
+        progress: bool | None = None,
+    ) -> GenerationResult:
+        """Generate a :meth:`prepare`-d request."""
+        plan, options = request.plan, request.options
         step_callback = None
         if callback is not None:
             step_callback = self._step_callback(callback, plan.num_frames, stream_frames)
@@ -276,7 +358,7 @@ class Pipeline:
             progress=self.progress if progress is None else progress,
         )
         frames = self.backend.codes_to_frames(tokens)
-        return GenerationResult(info.name, frames, tokens, plan.prompts, options)
+        return GenerationResult(plan.task, frames, tokens, plan.prompts, options)
 
     def sampling_defaults(self, task: str) -> dict[str, Any]:
         """The sampling options ``task`` runs with when the caller passes none: the model's

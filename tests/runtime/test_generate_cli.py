@@ -104,7 +104,6 @@ ERROR_TABLE = [
     ("over-long prompt", ["a" * 60], "at most 47 bytes"),
     ("missing image", ["--image", "{d}/nope.png", "--mask", "0,0,8,8"], "does not exist"),
     ("corrupt image", ["--image", "{d}/corrupt.png", "--mask", "0,0,8,8"], "not a readable"),
-    ("sketch size", ["--sketch", "{d}/small_sketch.png"], "this model takes 16x16"),
     ("sketch colours", ["--sketch", "{d}/odd_colours.png"], "outside the palette"),
     ("empty rect mask", ["--image", "{d}/image.png", "--mask", "4,4,4,9"], "selects nothing"),
     ("rect outside", ["--image", "{d}/image.png", "--mask", "20,20,30,30"], "selects nothing"),

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .manifest_checks import check_external_data_locations, check_inside, check_manifest_schema
+
 MANIFEST_FILE = "manifest.json"
 FORMAT = "nuwa-onnx"
 FORMAT_VERSION = 1
@@ -385,8 +387,20 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
     if not path.is_file():
         raise ManifestError(f"{path} is missing: not a nuwa export directory (run `nuwa export`)")
     try:
-        manifest = Manifest.from_dict(directory, json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path} is not valid JSON: {exc}") from None
+    try:  # untrusted input: every field typed, every path inside the directory
+        check_manifest_schema(data)
+        for name, graph in data["graphs"].items():
+            check_inside(directory, graph["file"], f"graphs.{name}.file")
+        for name in data.get("external_data") or {}:
+            check_inside(directory, name, "external_data file")
+    except ValueError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    try:
+        manifest = Manifest.from_dict(directory, data)
+    except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"{path} is malformed: {exc!r}") from exc
     if manifest.target not in TARGETS:
         raise ManifestError(f"{path}: unknown target {manifest.target!r}")
@@ -398,6 +412,14 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
             raise ManifestError(
                 f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
             )
+        try:
+            check_external_data_locations(file, directory)
+        except ValueError as exc:
+            raise ManifestError(f"{path}: graph {name!r}: {exc}") from None
+        except Exception as exc:  # onnx raises its own types for a file that is no graph
+            raise ManifestError(
+                f"{path}: graph {name!r} file {file} is not an ONNX graph: {exc}"
+            ) from None
     for name, digest in manifest.external_data.items():
         file = directory / name
         if not file.is_file():

@@ -163,6 +163,12 @@ def check_manifest_schema(data: Any) -> None:
     """``ValueError`` naming the first field of ``data`` (parsed ``manifest.json``) that is
     missing or of the wrong type."""
     MANIFEST_SCHEMA(data, "")
+    from nuwa.model.config import check_config_dict  # no torch
+
+    try:
+        check_config_dict(data["config"], runtime=True)
+    except ValueError as exc:
+        raise ValueError(f"config: {exc}") from None
 
 
 def check_inside(directory: Path, name: Any, where: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +146,8 @@ class NuwaConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NuwaConfig:
+        check_config_dict(data)
+
         def build(kind: type, values: dict[str, Any]) -> Any:
             names = {f.name for f in dataclasses.fields(kind)}
             unknown = set(values) - names
@@ -180,6 +183,88 @@ class NuwaConfig:
         cfg = PRESETS[name]()
         cfg.validate()
         return cfg
+
+
+# the fields the runtime reads (nuwa.runtime.spec.ModelSpec): a config.json must have them
+RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "vqgan": ("image_size", "channel_mult"),
+    "vqgan_seg": ("image_size", "in_channels"),
+    "transformer": (
+        "d_model",
+        "n_heads",
+        "n_decoder_layers",
+        "image_vocab_size",
+        "max_text_len",
+        "frames",
+        "grid_h",
+        "grid_w",
+        "sketch_frames",
+        "decoder_self_extents",
+    ),
+}
+_SECTIONS: dict[str, type] = {
+    "vqgan": VQGANConfig,
+    "vqgan_seg": VQGANConfig,
+    "transformer": TransformerConfig,
+}
+_MAY_BE_ZERO = {"n_encoder_layers", "num_res_blocks"}  # other integer sizes are >= 1
+
+
+def _check_field(value: Any, kind: str, where: str) -> None:
+    """One field against its annotation (``int``, ``float``, ``str``, ``bool``, a tuple of ints)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if kind == "int":
+        minimum = 0 if where.rsplit(".", 1)[-1] in _MAY_BE_ZERO else 1
+        if not is_int or value < minimum:
+            raise ValueError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    elif kind == "float":
+        if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, got {value!r}")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+    else:  # tuple[int, ...] / Extents
+        ok = (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        )
+        if not ok or (kind == "Extents" and len(value) != 3):
+            size = "3 integers" if kind == "Extents" else "a list of integers"
+            raise ValueError(f"{where} must be {size}, got {value!r}")
+
+
+def check_config_dict(data: Any, runtime: bool = False) -> None:
+    """Schema of a ``config.json`` (parsed): known sections and fields, each of its type. With
+    ``runtime`` the sections and :data:`RUNTIME_FIELDS` are required. ``ValueError`` naming the
+    field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the config must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - {"name", *_SECTIONS})
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; known: name, {', '.join(_SECTIONS)}")
+    if "name" in data and not isinstance(data["name"], str):
+        raise ValueError(f"name must be a string, got {data['name']!r}")
+    for section, kind in _SECTIONS.items():
+        if section not in data:
+            if runtime:
+                raise ValueError(f"required field {section} is missing")
+            continue
+        values = data[section]
+        if not isinstance(values, dict):
+            raise ValueError(f"{section} must be an object, got {type(values).__name__}")
+        types = {f.name: str(f.type) for f in dataclasses.fields(kind)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ValueError(f"{section}: unknown fields {unknown}")
+        for name in RUNTIME_FIELDS[section] if runtime else ():
+            if name not in values:
+                raise ValueError(f"required field {section}.{name} is missing")
+        for name, value in values.items():
+            _check_field(value, types[name], f"{section}.{name}")
 
 
 def _tiny() -> NuwaConfig:

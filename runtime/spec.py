@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nuwa.model.config import check_config_dict
+
 from .errors import NuwaInputError
 
 CONFIG_FILE = "config.json"
@@ -88,7 +90,20 @@ class ModelSpec:
                 f"{model_dir / CONFIG_FILE} is missing: not a nuwa model directory"
             )
         try:
-            data = json.loads(path.read_text())
-            return cls.from_dict(data["config"] if path.name == MANIFEST_FILE else data)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise NuwaInputError(f"{path} is not valid JSON: {exc}") from None
+        if path.name == MANIFEST_FILE:
+            if not isinstance(data, dict) or "config" not in data:
+                raise NuwaInputError(f"{path}: required field config is missing")
+            data, prefix = data["config"], "config: "
+        else:
+            prefix = ""
+        try:  # untrusted input: every field the runtime reads, of its type
+            check_config_dict(data, runtime=True)
+        except ValueError as exc:
+            raise NuwaInputError(f"{path}: {prefix}{exc}") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
             raise NuwaInputError(f"{path} is not a valid nuwa config: {exc}") from exc

@@ -140,7 +140,10 @@ class GenerationConfig:
         tasks = data.get("tasks", {})
         if not isinstance(tasks, dict):
             raise GenerationConfigError(f"tasks must be an object, got {type(tasks).__name__}")
-        return cls(data.get("defaults", {}), tasks, str(data.get("note", "")))
+        note = data.get("note", "")
+        if not isinstance(note, str):
+            raise GenerationConfigError(f"note must be a string, got {type(note).__name__}")
+        return cls(data.get("defaults", {}), tasks, note)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> GenerationConfig:
@@ -149,8 +152,8 @@ class GenerationConfig:
         if not path.is_file():
             return cls()
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GenerationConfigError(f"{path} is not valid JSON: {exc}") from None
         except GenerationConfigError as exc:
             raise GenerationConfigError(f"{path}: {exc}") from None

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, NuwaInputError
 
 ENV_CACHE_DIR = "NUWA_CACHE_DIR"
 MANIFEST_FILE = "manifest.json"  # nuwa.export.manifest.MANIFEST_FILE (imported lazily there)
@@ -26,6 +26,26 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "nuwa"
+
+
+def check_cache_root(write: bool) -> Path:
+    """:func:`cache_root`, usable: a directory (or one that can be made), writable when
+    ``write``; else a :class:`NuwaInputError` naming ``NUWA_CACHE_DIR``."""
+    root = cache_root()
+    name = f"{ENV_CACHE_DIR}={root}" if os.environ.get(ENV_CACHE_DIR) else f"the cache {root}"
+    hint = f"set {ENV_CACHE_DIR} to a writable directory"
+    blocker = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "is a file" if blocker == root else f"is under {blocker}, which is a file"
+        raise NuwaInputError(f"{name} {what}, not a directory: {hint}")
+    if write:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NuwaInputError(f"{name} cannot be created ({exc.strerror}): {hint}") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise NuwaInputError(f"{name} is not writable: {hint}")
+    return root
 
 
 def model_key(model_dir: str | Path) -> str:
@@ -66,6 +86,7 @@ def ensure_export(
             f"precision {precision} on onnxruntime needs a converted export: convert the model "
             "with nuwa.calibration and pass that directory as the model"
         )
+    check_cache_root(write=False)
     out = export_dir_for(model_dir)
     if is_export_dir(out):
         return out
@@ -77,6 +98,7 @@ def ensure_export(
             'pip install "nuwa-edge[torch]", or run `nuwa export` elsewhere and pass the '
             f"export directory as the model ({exc})"
         ) from exc
+    check_cache_root(write=True)
     if log:
         log(f"exporting {model_dir} to ONNX in {out} (first use; later runs reuse it)")
     out.parent.mkdir(parents=True, exist_ok=True)

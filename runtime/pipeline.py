@@ -46,7 +46,7 @@ from .media import (
     write_video,
 )
 from .sampler import SamplingOptions
-from .spec import ModelSpec
+from .spec import CONFIG_FILE, ModelSpec
 from .tasks import (
     TASKS,
     Rect,
@@ -221,6 +221,8 @@ class Pipeline:
             raise NuwaInputError(f"log must be callable, got {type(log).__name__}")
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         check_input_directory(model_dir, "model directory")
+        if (model_dir / CONFIG_FILE).is_file():  # a checkpoint: its config checked before loading
+            ModelSpec.from_model_dir(model_dir)
         try:
             generation = GenerationConfig.load(model_dir)
         except GenerationConfigError as exc:

@@ -45,6 +45,7 @@ import onnx
 
 from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
 from nuwa.model.generation_config import copy_generation_config
+from nuwa.model.input_rules import copy_input_rules
 from nuwa.runtime.cpu_features import int8_products_saturate
 
 from .capture import CalibrationSet, calibrate
@@ -285,6 +286,7 @@ def quantize_export(
     raw["quantization"] = scheme
     raw["quality_gates"] = {"skipped": "not run (--no-gates)"} if gates is None else None
     copy_generation_config(onnx_dir, out_dir)  # the model's sampling defaults
+    copy_input_rules(onnx_dir, out_dir)  # its vocabulary, sketch palette and sizes
     _write_manifest(out_dir, raw)
     if gates is not None:
         result = run_gates(onnx_dir, out_dir, gates, log)

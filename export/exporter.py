@@ -32,6 +32,7 @@ import torch
 import nuwa
 from nuwa.model.checkpoint import CheckpointError, checkpoint_hash
 from nuwa.model.generation_config import GenerationConfigError, copy_generation_config
+from nuwa.model.input_rules import InputRulesError, copy_input_rules
 from nuwa.model.nuwa import NuwaModel
 
 from .errors import ExportError
@@ -296,6 +297,10 @@ def export_model(
         copy_generation_config(model_dir, out_dir)
     except (GenerationConfigError, OSError) as exc:
         raise ExportError(f"cannot carry the generation config into {out_dir}: {exc}") from exc
+    try:  # and its input rules (vocabulary, sketch palette, sizes): every runtime reads these
+        copy_input_rules(model_dir, out_dir)
+    except (InputRulesError, OSError) as exc:
+        raise ExportError(f"cannot carry the input rules into {out_dir}: {exc}") from exc
     manifest = Manifest(
         directory=out_dir,
         target=target,

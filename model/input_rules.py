@@ -39,6 +39,7 @@ import json
 import math
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,8 +365,8 @@ class InputRules:
             for name, colour in zip(self.sketch.classes, self.sketch.colours, strict=True)
         ]
         lines.append(f"masks: {self.mask_rule}")
-        lines.append(f"sizes: {self.resize_rule}")
-        return "\n".join(lines)
+        lines.append(f"sizes: {self.resize_rule} (resize filter: {self.resize_filter})")
+        return "\n".join(_wrap(line) for line in lines)
 
 
 _MASK_RULE = (
@@ -378,6 +379,12 @@ _RESIZE_RULE = (
     "exact, masks so a token is generated if any of its pixels is masked); a mask rectangle is "
     "in the input's own pixels"
 )
+
+
+def _wrap(line: str, width: int = 96) -> str:
+    """A long line of :meth:`InputRules.describe` wrapped, continuation lines indented."""
+    lead = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.fill(line, width, subsequent_indent=lead, break_on_hyphens=False)
 
 
 def _dumps(value: Any, indent: str = "") -> str:

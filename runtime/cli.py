@@ -36,9 +36,9 @@ SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import report
+    from .info import model_report, report
 
-    print(report())
+    print(report() if args.model is None else model_report(args.model))
     return 0
 
 
@@ -79,6 +79,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="version and the backends usable on this machine")
+    info.add_argument(
+        "--model",
+        metavar="DIR",
+        help="instead: what the model in DIR understands (caption words, sketch palette, frame "
+        "size, mask convention; its input_rules.json)",
+    )
     info.set_defaults(func=_cmd_info)
     for module_name, func_name in SUBCOMMAND_PROVIDERS:
         command = command_name(func_name)

@@ -224,6 +224,29 @@ def _generate(
     return 0
 
 
+def demo_rules_epilog() -> str:
+    """What the shipped demo model understands, from its ``input_rules.json`` (read as JSON:
+    building the parser stays light); a line saying why where the file cannot be read."""
+    from nuwa.model.input_rules import INPUT_RULES_FILE, InputRules, InputRulesError
+
+    from .pipeline import default_model_dir
+
+    demo = default_model_dir()
+    try:
+        rules = InputRules.load(demo)
+    except InputRulesError as exc:
+        return f"(the demo model's input rules cannot be read: {exc})"
+    if rules is None:
+        return f"(the demo model's {INPUT_RULES_FILE} is missing: {demo})"
+    body = "\n".join(f"  {line}" for line in rules.describe().splitlines())
+    return (
+        "what the shipped demo model understands (its input_rules.json; another model's: "
+        f"nuwa info --model DIR):\n{body}\n"
+        "unknown words get a one-line warning naming the nearest known ones; name every "
+        "attribute (colour, shape, start position, direction) for dependable results"
+    )
+
+
 def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate",
@@ -233,7 +256,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=(
             "tasks: t2i text->image, s2i sketch->image, i2i image completion, ti2i text-guided "
             "image manipulation, t2v text->video, s2v sketch->video, v2v video prediction, tv2v "
-            "text-guided video manipulation"
+            "text-guided video manipulation\n\n" + demo_rules_epilog()
         ),
     )
     p.add_argument("prompt", nargs="?", help="the text prompt (text and manipulation tasks)")

@@ -1,4 +1,5 @@
-"""``nuwa info``: the version and which backends, devices and native pieces are usable here.
+"""``nuwa info``: the version and which backends, devices and native pieces are usable here;
+``nuwa info --model DIR``: what that model understands (:func:`model_report`).
 
 Each probe imports its library lazily and turns failure into a sentence that says what to
 install or build; nothing here needs PyTorch or TensorRT to be present.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import nuwa
 
@@ -107,3 +109,23 @@ def report() -> str:
         mark = "yes" if p.usable else "no "
         lines.append(f"  [{mark}] {p.name:<12} {p.detail}")
     return "\n".join(lines)
+
+
+def model_report(model_dir: str | Path) -> str:
+    """What the model in ``model_dir`` (a checkpoint or an export) understands, from its
+    ``input_rules.json``: caption grammar and words, sketch palette, frame size, mask
+    convention. A directory without the file gets the built-in rules, said so."""
+    from .media import check_input_directory
+    from .spec import ModelSpec
+    from .tasks import load_input_rules
+
+    model_dir = Path(model_dir)
+    check_input_directory(model_dir, "--model")
+    spec = ModelSpec.from_model_dir(model_dir)
+    rules = load_input_rules(model_dir, spec)
+    source = (
+        f"from {rules.source.name}"
+        if rules.source is not None
+        else "no input_rules.json: the built-in rules (exact palette colours, no vocabulary)"
+    )
+    return f"model {spec.name} in {model_dir} ({source})\n{rules.describe()}"

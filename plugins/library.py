@@ -1,11 +1,14 @@
 """ctypes loader of ``libnuwa_plugins.so`` and Python bindings of its C API (3DNA kernels).
 
-The library is built by the root ``CMakeLists.txt`` (``cmake -S . -B build && cmake --build build``)
-and found, in order, through the environment variable ``NUWA_PLUGINS_LIB`` (a file or a folder),
-``<repo>/build/`` and this package's folder. Importing this module loads nothing: the library is
-opened on the first call that needs it, and a missing library or a build without CUDA raises
-:class:`PluginLibraryError` saying how to build it. No torch at import time; the ``*_torch`` helper
-imports it when called.
+The install (``pip install .`` or ``pip install -e .``: scikit-build-core running the root
+``CMakeLists.txt``) builds the library where a C++ compiler exists and puts it in this package's
+folder, ``nuwa/plugins/``. It is found, in order, through the environment variable
+``NUWA_PLUGINS_LIB`` (a file or a folder), ``<repo>/build/`` of a source checkout (a build by hand:
+``cmake -S . -B build && cmake --build build``) and this package's folders (``__path__``: the
+installed package, or for an editable install the source folder and the install's folder).
+Importing this module loads nothing: the library is opened on the first call that needs it, and a
+missing library or a build without CUDA raises :class:`PluginLibraryError` saying how to build it.
+No torch at import time; the ``*_torch`` helper imports it when called.
 
 Attributes of a call are the ONNX node's, exactly ``NearbyAttentionSpec.onnx_attributes()``:
 ``q_grid``, ``k_grid``, ``extents``, ``causal``, ``ring_cache``, ``scale``, ``num_heads``.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +29,12 @@ import numpy as np
 ENV_VAR = "NUWA_PLUGINS_LIB"
 LIBRARY_NAME = "libnuwa_plugins.so"
 BUILD_COMMAND = "cmake -S . -B build && cmake --build build"
+INSTALL_COMMAND = "pip install -e ."
+HOW_TO_BUILD = (
+    f"the install builds it where a C++ compiler exists: install one (e.g. g++) and reinstall "
+    f"from the clone (`{INSTALL_COMMAND}`), or build it by hand from the repository root with "
+    f"`{BUILD_COMMAND}`"
+)
 
 STATUS_OK = 0
 DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
@@ -61,19 +71,36 @@ class Params(ctypes.Structure):
     ]
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+def _source_checkout() -> Path | None:
+    """The repository root when this module runs from a source checkout (an editable install),
+    else None (an installed copy has no CMakeLists.txt above it)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "CMakeLists.txt").is_file() else None
+
+
+def package_dirs() -> list[Path]:
+    """This package's folders, ``nuwa.plugins.__path__``: the installed package's folder, or for
+    an editable install the source folder and the folder the install put the library in."""
+    package = importlib.import_module(__package__ or "nuwa.plugins")
+    dirs = [Path(p) for p in getattr(package, "__path__", [])]
+    return dirs or [Path(__file__).resolve().parent]
 
 
 def candidate_paths() -> list[Path]:
-    """Where :func:`library_path` looks, in order."""
+    """Where :func:`library_path` looks, in order: ``$NUWA_PLUGINS_LIB``, ``<repo>/build/`` (a
+    source checkout only), then the package's folders (where the install put it)."""
     paths: list[Path] = []
     env = os.environ.get(ENV_VAR)
     if env:
         p = Path(env)
         paths.append(p / LIBRARY_NAME if p.is_dir() else p)
-    paths.append(_repo_root() / "build" / LIBRARY_NAME)
-    paths.append(Path(__file__).resolve().parent / LIBRARY_NAME)
+    root = _source_checkout()
+    if root is not None:
+        paths.append(root / "build" / LIBRARY_NAME)
+    for folder in package_dirs():
+        path = folder / LIBRARY_NAME
+        if path not in paths:
+            paths.append(path)
     return paths
 
 
@@ -85,8 +112,8 @@ def library_path() -> Path:
             return p
     tried = ", ".join(str(p) for p in paths)
     raise PluginLibraryError(
-        f"{LIBRARY_NAME} not found (looked at {tried}). Build it from the repository root with "
-        f"`{BUILD_COMMAND}`, or point {ENV_VAR} at the built file."
+        f"{LIBRARY_NAME} not found (looked at {tried}); {HOW_TO_BUILD}, or point {ENV_VAR} at a "
+        f"built file."
     )
 
 
@@ -131,23 +158,21 @@ def load_library() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
-        raise PluginLibraryError(
-            f"could not load {path}: {e}. Rebuild with `{BUILD_COMMAND}`."
-        ) from e
+        raise PluginLibraryError(f"could not load {path}: {e}. Rebuild it: {HOW_TO_BUILD}.") from e
     for name, (restype, argtypes) in _SIGNATURES.items():
         try:
             fn = getattr(lib, name)
         except AttributeError as e:
             raise PluginLibraryError(
-                f"{path} lacks {name}; it is stale or not ours. Rebuild with `{BUILD_COMMAND}`."
+                f"{path} lacks {name}; it is stale or not ours. Rebuild it: {HOW_TO_BUILD}."
             ) from e
         fn.restype = restype
         fn.argtypes = argtypes
     version = lib.nuwa_3dna_api_version()
     if version != API_VERSION:
         raise PluginLibraryError(
-            f"{path} has C API version {version}, expected {API_VERSION}; rebuild with "
-            f"`{BUILD_COMMAND}`."
+            f"{path} has C API version {version}, expected {API_VERSION}. Rebuild it: "
+            f"{HOW_TO_BUILD}."
         )
     return lib
 
@@ -204,7 +229,7 @@ def require_cuda() -> ctypes.CDLL:
     if not lib.nuwa_3dna_cuda_compiled():
         raise PluginLibraryError(
             f"{library_path()} was built without CUDA (no nvcc found at configure time). Install "
-            f"the CUDA toolkit and rebuild with `{BUILD_COMMAND}`."
+            f"the CUDA toolkit (nvcc on PATH) and rebuild: {HOW_TO_BUILD}."
         )
     return lib
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
+
+import pytest
 
 
 def _python_ok(code: str) -> None:
@@ -39,3 +45,57 @@ def test_nuwa_info_reports_version_and_backends() -> None:
     assert "nuwa 0.1.0" in out.stdout
     for word in ("onnxruntime", "torch", "tensorrt", "plugins", "int8 (CPU)"):
         assert word in out.stdout
+
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("model", "export", "plugins", "calibration", "runtime")
+
+
+def test_wheel_ships_the_packages_and_their_data_only(tmp_path: Path) -> None:
+    """The wheel (built here without compiling: -Cwheel.cmake=false) maps nuwa -> the repository
+    root, nuwa.model -> model/, ...: every package module, the checkpoints and the C header, and
+    none of tests/, bench/, build/, .git, .ci/, the build files or the C++ sources."""
+    pytest.importorskip("scikit_build_core", reason="scikit-build-core is in the [dev] extras")
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-Cwheel.cmake=false", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (wheel,) = tmp_path.glob("nuwa_edge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {n for n in names if not n.startswith("nuwa_edge-")}
+
+    expected = {"nuwa/__init__.py", "nuwa/plugins/include/nuwa_plugins.h"}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                expected.add("nuwa/" + path.relative_to(REPO).as_posix())
+    for path in (REPO / "model" / "checkpoints").rglob("*"):
+        if path.is_file():
+            expected.add("nuwa/" + path.relative_to(REPO).as_posix())
+    assert expected <= shipped, sorted(expected - shipped)
+    extra = shipped - expected
+    assert not extra, sorted(extra)  # no tests/, bench/, build/, sources, READMEs
+    assert not any(n.startswith(("nuwa/tests/", "nuwa/bench/", "tests/")) for n in names)
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="no cmake on PATH")
+def test_cmake_without_a_cxx_compiler_warns_once_and_configures(tmp_path: Path) -> None:
+    """No C++ compiler: configure and build succeed (so the install does), build no library and
+    say once what they skipped."""
+    env = {**os.environ, "CXX": "/nonexistent/c++"}
+    run = subprocess.run(
+        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "build")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = " ".join((run.stdout + run.stderr).split())
+    assert text.count("no C++ compiler found") == 1, text
+    assert "libnuwa_plugins.so" in text and "NOT built" in text and "ONNX Runtime" in text
+    build = subprocess.run(["cmake", "--build", str(tmp_path / "build")], capture_output=True)
+    assert build.returncode == 0, build.stdout + build.stderr  # nothing to build, no failure
+    assert not list(tmp_path.rglob("libnuwa_plugins*"))

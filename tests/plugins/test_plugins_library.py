@@ -31,8 +31,41 @@ def test_missing_library_error_says_how_to_build(monkeypatch, tmp_path: Path) ->
 
 def test_env_var_folder_is_searched_first(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(library.ENV_VAR, str(tmp_path))
-    assert library.candidate_paths()[0] == tmp_path / library.LIBRARY_NAME
-    assert library.candidate_paths()[1].parent.name == "build"
+    paths = library.candidate_paths()
+    assert paths[0] == tmp_path / library.LIBRARY_NAME
+    # then a source checkout's build/ (a build by hand; an editable install runs from one), then
+    # where the install put it
+    checkout = library._source_checkout()
+    hand_built = [checkout / "build" / library.LIBRARY_NAME] if checkout else []
+    assert paths[1:] == hand_built + [d / library.LIBRARY_NAME for d in library.package_dirs()]
+    assert Path(library.__file__).resolve().parent in library.package_dirs()
+
+
+def test_env_var_file_overrides_everything(monkeypatch, tmp_path: Path) -> None:
+    lib = tmp_path / "custom.so"
+    lib.write_bytes(b"")
+    monkeypatch.setenv(library.ENV_VAR, str(lib))
+    assert library.library_path() == lib
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="no C++ compiler"
+)
+def test_the_install_built_the_library_into_the_package(monkeypatch) -> None:
+    """With a C++ compiler, `pip install [-e] .` builds libnuwa_plugins.so into nuwa/plugins/,
+    where the loader finds it without NUWA_PLUGINS_LIB or a build/ folder."""
+    monkeypatch.delenv(library.ENV_VAR, raising=False)
+    installed = [
+        d / library.LIBRARY_NAME
+        for d in library.package_dirs()
+        if (d / library.LIBRARY_NAME).is_file()
+    ]
+    assert installed, (
+        f"no {library.LIBRARY_NAME} in {library.package_dirs()}: the install did not build it "
+        f"although a C++ compiler is on PATH; reinstall with `pip install -e .` (-v shows CMake)"
+    )
+    lib = ctypes.CDLL(str(installed[0]))
+    assert lib.nuwa_3dna_api_version() == library.API_VERSION
 
 
 def test_library_reads_the_attributes_the_model_writes(plugin_lib) -> None:

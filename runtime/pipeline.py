@@ -265,7 +265,10 @@ class Pipeline:
         ``sketch``: palette-coloured RGB or class ids, one frame or a clip (array or PNG/GIF);
         ``image`` / ``video``: RGB arrays or PNG/GIF/MP4 files; ``mask``: the region to
         generate, as a bool array, a rectangle ``(x0, y0, x1, y1)``, ``"x0,y0,x1,y1"`` or a mask
-        PNG (white = generate). ``batch``: samples per prompt.
+        PNG (white = generate). ``batch``: samples per prompt. Sizes: an image, video, mask
+        or sketch whose size is not the model's is resized to it with a one-line
+        :class:`~nuwa.runtime.errors.NuwaInputWarning` (a rectangle is in the input's own
+        pixels; one reaching outside the frame is clipped with a warning).
 
         Sampling: ``temperature`` (0 is greedy), ``top_k`` (0 turns it off), ``top_p`` (1.0
         turns it off) and ``guidance_scale`` (1.0 turns classifier-free guidance off); each one

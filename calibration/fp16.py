@@ -21,6 +21,7 @@ from __future__ import annotations
 import onnx
 
 from nuwa.export.onnx_function import OP_TYPE
+from nuwa.export.weights import materialize_weights
 
 FP32_OPS: tuple[str, ...] = (
     "LayerNormalization",
@@ -36,11 +37,14 @@ FP32_OPS: tuple[str, ...] = (
 def convert_to_fp16(
     model: onnx.ModelProto, extra_fp32_ops: tuple[str, ...] = ()
 ) -> onnx.ModelProto:
-    """A float16 copy of ``model`` with float32 I/O and FP32 islands (see module docstring)."""
+    """A float16 copy of ``model`` with float32 I/O and FP32 islands (see module docstring).
+    Weights an export stores behind constant ``Cast``/``Transpose`` nodes
+    (:mod:`nuwa.export.weights`) are folded into plain initializers first."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    materialize_weights(copy)  # weights stored as float16 + Cast: plain float32 first
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS) | set(extra_fp32_ops))
     out = convert_float_to_float16(
         copy,

@@ -40,6 +40,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from nuwa.export.weights import materialize_weights, with_plain_weights
 from nuwa.runtime.cpu_features import SATURATION_FREE_WEIGHT_MAX
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
@@ -93,7 +94,10 @@ def _plain_gemm(node: onnx.NodeProto) -> bool:
 def find_targets(
     model: onnx.ModelProto, exclude: Callable[[onnx.NodeProto], bool] | None = None
 ) -> list[QuantTarget]:
-    """The weight layers of ``model``'s main graph to quantize, in graph order."""
+    """The weight layers of ``model``'s main graph to quantize, in graph order. Weights an
+    export stores behind constant ``Cast``/``Transpose`` nodes (:mod:`nuwa.export.weights`)
+    count as the plain initializers they fold to."""
+    model = with_plain_weights(model)
     inits = {i.name: i for i in model.graph.initializer}
     targets = []
     for node in model.graph.node:
@@ -168,6 +172,7 @@ def insert_qdq(
         raise ValueError(f"no calibration range for activations {missing[:5]}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    materialize_weights(out)  # the export's stored forms -> plain float32 initializers
     graph = out.graph
     inits = {i.name: i for i in graph.initializer}
     by_node = {t.node: t for t in targets}

@@ -44,6 +44,7 @@ from typing import Any
 import onnx
 
 from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
+from nuwa.export.weights import materialize_weights
 from nuwa.model.generation_config import copy_generation_config
 from nuwa.model.input_rules import copy_input_rules
 from nuwa.runtime.cpu_features import int8_products_saturate
@@ -192,6 +193,8 @@ def quantize_export(
     int8_kinds = INT8_KINDS + (("vq_decoder",) if int8_vq_decoder else ())
     changed_kinds = int8_kinds if precision == "int8" else FP16_KINDS
     models = {name: onnx.load(str(manifest.path(name))) for name in manifest.graphs}
+    for model in models.values():  # weights the export stores as float16 + Cast, or as
+        materialize_weights(model)  # Transpose of another: plain float32 initializers
     converted: dict[str, onnx.ModelProto] = {}
     calibration: dict[str, Any] | None = None
 

@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         frames=args.frames,
         log=log,
         verify=not args.no_verify,
+        progress=not args.quiet,
     )
     checked = [g.check["max_abs_error"] for g in manifest.graphs.values() if g.check]
     summary = f"max abs error vs PyTorch {max(checked):.2e}" if checked else "not verified"

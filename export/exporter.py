@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -28,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from tqdm import tqdm
 
 import nuwa
-from nuwa.model.checkpoint import CheckpointError, checkpoint_hash
+from nuwa.model.checkpoint import CheckpointError
 from nuwa.model.generation_config import GenerationConfigError, copy_generation_config
 from nuwa.model.input_rules import InputRulesError, copy_input_rules
 from nuwa.model.nuwa import NuwaModel
@@ -61,6 +63,7 @@ from .manifest import (
     GraphInfo,
     Manifest,
     TensorInfo,
+    checkpoint_sha256,
     sha256_file,
     write_manifest,
 )
@@ -233,6 +236,7 @@ def export_model(
     frames: list[int] | None = None,
     log: Callable[[str], None] | None = None,
     verify: bool = True,
+    progress: bool = False,
 ) -> Manifest:
     """Export every graph of the model in ``model_dir`` into ``out_dir`` and write its manifest.
 
@@ -241,6 +245,8 @@ def export_model(
     conditions are exported (``sketch_t{min(f, sketch_frames)}``; default: 1 and the trained
     frames); text conditions cover every frame count. ``verify``: run every graph in ONNX
     Runtime against PyTorch on random batch-2 inputs and record the error in the manifest.
+    ``progress``: a progress bar over the graphs on stderr (else ``log`` gets one line per
+    graph).
 
     Raises :class:`~nuwa.export.errors.ExportError` (one-line message) on bad input or a failed
     check; ``out_dir`` then holds no ``manifest.json``.
@@ -264,12 +270,16 @@ def export_model(
     tmp = Path(tempfile.mkdtemp(prefix=".nuwa-export-", dir=out_dir))
     try:
         weights = SharedWeights(tmp / WEIGHTS_FILE)
-        for spec in specs:
-            if log:
-                log(f"exporting {spec.file}")
-            graphs[spec.name] = export_graph(
-                spec, model, tmp / spec.file, target, opset, verify, weights
-            )
+        with tqdm(
+            specs, desc="exporting", unit="graph", file=sys.stderr, disable=not progress
+        ) as bar:
+            for spec in bar:
+                bar.set_postfix_str(spec.file)
+                if log and not progress:
+                    log(f"exporting {spec.file}")
+                graphs[spec.name] = export_graph(
+                    spec, model, tmp / spec.file, target, opset, verify, weights
+                )
         external = {WEIGHTS_FILE: sha256_file(weights.path)}
         for file in [*external, *(info.file for info in graphs.values())]:
             os.replace(tmp / file, out_dir / file)
@@ -306,7 +316,7 @@ def export_model(
         target=target,
         opset=opset,
         precision=PRECISION,
-        model={"name": model.config.name, "checkpoint_sha256": checkpoint_hash(model_dir)},
+        model={"name": model.config.name, "checkpoint_sha256": checkpoint_sha256(model_dir)},
         config=model.config.to_dict(),
         decoder=DecoderInfo(
             num_layers=cfg.n_decoder_layers,

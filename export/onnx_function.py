@@ -201,7 +201,7 @@ def build_function(
         _full_attention_body(b, attrs.scale)
         return _make_function(b, attrs, with_positions, inputs, opset)
     if table_bodies and _uses_table(attrs, with_positions, key_count):
-        _table_body(b, attrs.scale, position_bias_table(attrs, key_count))  # type: ignore[arg-type]
+        _table_body(b, attrs, position_bias_table(attrs, key_count))  # type: ignore[arg-type]
         return _make_function(b, attrs, with_positions, inputs, opset, key_count)
     if table_bodies and _uses_grid_table(attrs, with_positions):
         _grid_table_body(b, attrs, grid_bias_table(attrs))  # type: ignore[arg-type]
@@ -414,17 +414,84 @@ def _has_empty_row(mask: np.ndarray) -> bool:
     return bool((~mask.any(axis=1)).any())
 
 
-def _table_body(b: _Body, scale: float, table: PositionBiasTable) -> None:
+def _table_body(b: _Body, attrs: Attention3DAttrs, table: PositionBiasTable) -> None:
     """Decode-type body: dense attention over every key (a ring cache's 256 slots for the demo)
-    plus the query's row of a constant mask table — about ten nodes instead of the gather
-    body's seventy, with the same result (tests compare both with the oracle)."""
+    plus the query's row of the mask table — about ten nodes instead of the gather body's
+    seventy, with the same result (tests compare both with the oracle). The table is computed
+    in the body from its shape (:func:`_position_bias_nodes`), a constant subgraph runtimes
+    fold once at load."""
     pos = b.op("Cast", ["q_positions"], to=TensorProto.INT64)  # (B, Nq)
     row = b.op(
         "Min", [pos, b.op("Add", [b.op("Mod", [pos, b.const(table.period)]), b.const(table.base)])]
     )
-    bias = b.op("Gather", [b.op("CastLike", [b.const(table.bias), "q"]), row], axis=0)
+    bias = b.op("CastLike", [_position_bias_nodes(b, attrs, table), "q"])
+    bias = b.op("Gather", [bias, row], axis=0)
     bias = b.op("Unsqueeze", [bias, b.const([1])])  # (B, 1, Nq, Nk)
-    _dense_masked_attention(b, scale, bias, table.has_empty_row)
+    _dense_masked_attention(b, attrs.scale, bias, table.has_empty_row)
+
+
+def _position_bias_nodes(b: _Body, attrs: Attention3DAttrs, table: PositionBiasTable) -> str:
+    """``table.bias`` computed in the body: the raster positions of :func:`position_bias_table`
+    (a ring's slot contents ``p - ((p - s) mod S)``, else every key), then
+    :func:`_nearby_bias_nodes`. Every input is a constant (a few integers): a graph of ~30
+    nodes instead of a ``rows x Nk`` float table in the file."""
+    rows, keys = (int(d) for d in table.bias.shape)
+    q_pos = b.op("Unsqueeze", [_arange(b, rows), b.const([1])])  # (rows, 1)
+    keys_row = b.op("Unsqueeze", [_arange(b, keys), b.const([0])])  # (1, Nk)
+    if attrs.ring_cache:  # slot s of a ring of ``keys`` slots holds p - ((p - s) mod S)
+        age = b.op("Mod", [b.op("Sub", [q_pos, keys_row]), b.const(keys)])
+        k_pos = b.op("Sub", [q_pos, age])  # (rows, Nk)
+    else:
+        k_pos = keys_row
+    return _nearby_bias_nodes(b, attrs, q_pos, k_pos)
+
+
+def _arange(b: _Body, n: int) -> str:
+    """``0 .. n-1`` (int64) as a ``Range`` of constants."""
+    return b.op("Range", [b.const(0), b.const(n), b.const(1)])
+
+
+def _nearby_bias_nodes(b: _Body, attrs: Attention3DAttrs, q_pos: str, k_pos: str) -> str:
+    """In-graph mirror of :func:`nearby_mask_np` as an additive float32 bias: ``q_pos (R, 1)``
+    and ``k_pos (R|1, Nk)`` int64 raster positions (``< 0``: empty slot) -> ``0`` where the
+    query attends the key, ``-inf`` elsewhere, ``(R, Nk)``. Integer ``Div`` truncates and
+    ``Mod`` takes the divisor's sign, which equal NumPy's ``//`` and ``%`` here: ``Div`` only
+    sees non-negative values."""
+    tq, hq, wq = attrs.q_grid
+    tk, hk, wk = attrs.k_grid
+    et, eh, ew = attrs.extents
+    ring = bool(attrs.ring_cache)
+    if ring and et < 0:
+        et = tk - 1
+    t = b.op("Div", [q_pos, b.const(hq * wq)])
+    h = b.op("Mod", [b.op("Div", [q_pos, b.const(wq)]), b.const(hq)])
+    w = b.op("Mod", [q_pos, b.const(wq)])
+    ct = (
+        t
+        if ring
+        else b.op(
+            "Min", [b.op("Div", [b.op("Mul", [t, b.const(tk)]), b.const(tq)]), b.const(tk - 1)]
+        )
+    )
+    ch = b.op("Div", [b.op("Mul", [h, b.const(hk)]), b.const(hq)])
+    cw = b.op("Div", [b.op("Mul", [w, b.const(wk)]), b.const(wq)])
+    zero = b.const(0)
+    kp = b.op("Max", [k_pos, zero])
+    keys = (
+        b.op("Div", [kp, b.const(hk * wk)]),
+        b.op("Mod", [b.op("Div", [kp, b.const(wk)]), b.const(hk)]),
+        b.op("Mod", [kp, b.const(wk)]),
+    )
+    mask = b.op("GreaterOrEqual", [k_pos, zero])
+    for centre, key, radius in zip((ct, ch, cw), keys, (et, eh, ew), strict=True):
+        if radius >= 0:
+            near = b.op("LessOrEqual", [b.op("Abs", [b.op("Sub", [key, centre])]), b.const(radius)])
+            mask = b.op("And", [mask, near])
+    if attrs.causal:
+        mask = b.op("And", [mask, b.op("LessOrEqual", [k_pos, q_pos])])
+    # (R|1, Nk) where k_pos is one row for every query: broadcast the mask to (R, Nk)
+    mask = b.op("And", [mask, b.op("GreaterOrEqual", [q_pos, zero])])
+    return b.op("Where", [mask, b.const(np.float32(0.0)), b.const(np.float32(-np.inf))])
 
 
 @dataclass(frozen=True)
@@ -452,6 +519,32 @@ def grid_bias_table(attrs: Attention3DAttrs) -> GridBiasTable | None:
     return GridBiasTable(_additive_bias(mask), _has_empty_row(mask))
 
 
+def bias_table_model(attrs: Attention3DAttrs, key_count: int | None, opset: int) -> onnx.ModelProto:
+    """A graph with no inputs whose output ``bias`` is the mask table the body of these
+    attributes computes (position table of a positioned call with ``key_count`` keys, else the
+    whole-grid table); for checking the in-graph computation against the NumPy tables
+    (:func:`position_bias_table`, :func:`grid_bias_table`). Raises ``ValueError`` where the call
+    takes no table body."""
+    b = _Body()
+    if key_count is not None:
+        table = position_bias_table(attrs, key_count)
+        if table is None:
+            raise ValueError(f"no position table for {attrs} with {key_count} keys")
+        out = _position_bias_nodes(b, attrs, table)
+    else:
+        grid = grid_bias_table(attrs)
+        if grid is None:
+            raise ValueError(f"no grid table for {attrs}")
+        nq, nk = (int(d) for d in grid.bias.shape)
+        q_pos = b.op("Unsqueeze", [_arange(b, nq), b.const([1])])
+        out = _nearby_bias_nodes(b, attrs, q_pos, b.op("Unsqueeze", [_arange(b, nk), b.const([0])]))
+    b.nodes.append(helper.make_node("Identity", [out], ["bias"]))
+    graph = helper.make_graph(
+        b.nodes, "bias_table", [], [helper.make_tensor_value_info("bias", TensorProto.FLOAT, None)]
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def _uses_grid_table(attrs: Attention3DAttrs, with_positions: bool) -> bool:
     return not with_positions and grid_bias_table(attrs) is not None
 
@@ -461,8 +554,12 @@ def _grid_table_body(b: _Body, attrs: Attention3DAttrs, table: GridBiasTable) ->
     are the grid's first ``Nq`` positions, as in the gather body's ``Range`` — and, for a causal
     call (a prefill of the first frames), its leading ``Nk`` columns. A non-causal call keeps
     every column, so a ``k`` that is not the whole key grid fails on the shapes instead of
-    being silently masked."""
-    bias = b.op("CastLike", [b.const(table.bias), "q"])  # (Nq_grid, Nk_grid)
+    being silently masked. The mask is computed in the body from the grids
+    (:func:`_nearby_bias_nodes`), a constant subgraph runtimes fold once at load."""
+    nq_grid, nk_grid = (int(d) for d in table.bias.shape)
+    q_pos = b.op("Unsqueeze", [_arange(b, nq_grid), b.const([1])])  # (Nq_grid, 1)
+    k_pos = b.op("Unsqueeze", [_arange(b, nk_grid), b.const([0])])  # (1, Nk_grid)
+    bias = b.op("CastLike", [_nearby_bias_nodes(b, attrs, q_pos, k_pos), "q"])
     nq = b.op("Shape", ["q"], start=2, end=3)
     if attrs.causal:
         ends = b.op("Concat", [nq, b.op("Shape", ["k"], start=2, end=3)], axis=0)

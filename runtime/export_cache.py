@@ -1,15 +1,21 @@
 """Where the ONNX Runtime backend finds its graphs: an export directory (with ``manifest.json``)
-given directly, or the export cache, filled on first use.
+given directly, the export bundled in a model directory, or the export cache, filled on first
+use.
 
-The cache lives in ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a SHA-256
-over the model directory's files and the exporter's graph revision, so a changed checkpoint or
-exporter is exported again. Exporting needs
-PyTorch (``nuwa.export``); using a filled cache does not import it.
+- A model directory may carry its export in ``onnx/`` (the Hugging Face / Optimum layout of a
+  model repository; the shipped demo does): used when its manifest's
+  ``model.checkpoint_sha256`` is the checkpoint's (:func:`nuwa.export.manifest.checkpoint_sha256`)
+  and it is a portable FP32 export. Nothing is exported and PyTorch is never needed.
+- Otherwise the cache, ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a
+  SHA-256 over the model directory's files and the exporter's graph revision, so a changed
+  checkpoint or exporter is exported again. Exporting needs PyTorch (``nuwa.export``) and takes
+  about a minute for the demo, shown as a progress bar; using a filled cache does not import it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +24,7 @@ from .errors import BackendUnavailableError, NuwaInputError
 
 ENV_CACHE_DIR = "NUWA_CACHE_DIR"
 MANIFEST_FILE = "manifest.json"  # nuwa.export.manifest.MANIFEST_FILE (imported lazily there)
+BUNDLED_EXPORT_DIR = "onnx"  # a model directory's own export (Hugging Face / Optimum layout)
 
 
 def cache_root() -> Path:
@@ -71,13 +78,35 @@ def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
     return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}-r{GRAPH_REVISION}"
 
 
+def bundled_export(model_dir: str | Path) -> Path | None:
+    """``model_dir/onnx`` when it is a portable FP32 export of exactly this checkpoint (its
+    manifest's ``model.checkpoint_sha256``), else ``None``. The files' own SHA-256 are checked
+    when the backend loads the manifest."""
+    from nuwa.export.manifest import checkpoint_sha256  # no torch
+
+    path = Path(model_dir) / BUNDLED_EXPORT_DIR
+    if not is_export_dir(path):
+        return None
+    try:
+        raw = json.loads((path / MANIFEST_FILE).read_text())
+        model, target, precision = raw.get("model") or {}, raw.get("target"), raw.get("precision")
+        recorded = model.get("checkpoint_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if target != "portable" or precision != "fp32":
+        return None
+    return path if recorded == checkpoint_sha256(model_dir) else None
+
+
 def ensure_export(
     model_dir: str | Path,
     precision: str = "fp32",
     log: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> Path:
-    """The export directory of ``model_dir``: itself if it holds a manifest, else the cache
-    entry, exported now if missing (needs PyTorch)."""
+    """The export directory of ``model_dir``: itself if it holds a manifest, else its bundled
+    ``onnx/`` export (:func:`bundled_export`), else the cache entry, exported now if missing
+    (needs PyTorch; ``progress``: a progress bar over the graphs on stderr)."""
     model_dir = Path(model_dir)
     if is_export_dir(model_dir):
         return model_dir
@@ -85,6 +114,14 @@ def ensure_export(
         raise BackendUnavailableError(
             f"precision {precision} on onnxruntime needs a converted export: convert the model "
             "with nuwa.calibration and pass that directory as the model"
+        )
+    bundled = bundled_export(model_dir)
+    if bundled is not None:
+        return bundled
+    if log and is_export_dir(model_dir / BUNDLED_EXPORT_DIR):
+        log(
+            f"ignoring {model_dir / BUNDLED_EXPORT_DIR}: not a portable fp32 export of this "
+            "checkpoint (manifest target, precision or checkpoint_sha256 differ)"
         )
     check_cache_root(write=False)
     out = export_dir_for(model_dir)
@@ -100,7 +137,10 @@ def ensure_export(
         ) from exc
     check_cache_root(write=True)
     if log:
-        log(f"exporting {model_dir} to ONNX in {out} (first use; later runs reuse it)")
+        log(
+            f"exporting {model_dir} to ONNX in {out} (first use of this checkpoint: a minute "
+            "or two on a laptop CPU; later runs reuse it)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_model(model_dir, out)
+    export_model(model_dir, out, progress=progress)
     return out

@@ -81,6 +81,7 @@ def load_backend(
     precision: str | None = None,
     device: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> Backend:
     """Load ``model_dir`` on backend ``name``.
 
@@ -90,7 +91,7 @@ def load_backend(
     precision for an export); a value that the directory does not hold is an error.
     ``device``: "cpu" (default for onnxruntime), "cuda", "tensorrt" (onnxruntime's TensorRT
     execution provider), or None for the backend's default. ``log`` receives one-line notices
-    (e.g. "exporting on first use").
+    (e.g. "exporting on first use"); ``progress``: a progress bar while a first use exports.
     """
     check_backend(name)
     if precision is not None:
@@ -114,7 +115,7 @@ def load_backend(
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend.from_model_dir(
-            model_dir, precision=precision, device=device, log=log
+            model_dir, precision=precision, device=device, log=log, progress=progress
         )
     from .tensorrt_backend import TensorRTBackend
 

@@ -270,12 +270,13 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         io_binding: bool = True,
         int8_kernels: str = "auto",
+        progress: bool = True,
     ) -> OnnxRuntimeBackend:
         """An export directory (``manifest.json``), or a checkpoint directory exported to the
         cache on first use (keyed by its hash; exporting needs PyTorch once). ``int8_kernels``:
         how an INT8 export's weight layers run on the CPU (``auto``, ``matmulnbits``, ``qdq``;
-        :mod:`.int8_cpu_kernels`)."""
-        export_dir = ensure_export(model_dir, precision or "fp32", log)
+        :mod:`.int8_cpu_kernels`). ``progress``: a progress bar while a first use exports."""
+        export_dir = ensure_export(model_dir, precision or "fp32", log, progress)
         try:
             manifest = load_manifest(export_dir)
         except ManifestError as exc:

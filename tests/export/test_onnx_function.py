@@ -21,6 +21,7 @@ from nuwa.export.onnx_function import (
     OP_TYPE,
     Attention3DAttrs,
     attach_functions,
+    bias_table_model,
     grid_bias_table,
     position_bias_table,
 )
@@ -279,3 +280,51 @@ def test_mask_table_bound_is_the_torch_dense_bound():
     from nuwa.model.attention3d import AUTO_DENSE_MAX_ENTRIES
 
     assert MAX_TABLE_ENTRIES == AUTO_DENSE_MAX_ENTRIES
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    q_grid=axis,
+    k_grid=axis,
+    extents=st.tuples(st.integers(-1, 2), st.integers(-1, 2), st.integers(-1, 2)),
+    causal=st.booleans(),
+    ring=st.booleans(),
+    extra_slots=st.integers(0, 2),
+)
+def test_mask_tables_computed_in_the_graph_equal_the_numpy_tables(
+    q_grid, k_grid, extents, causal, ring, extra_slots
+):
+    """The bodies compute their additive mask tables from a few integers at load; the values are
+    exactly the NumPy tables' (0 and -inf), for rings with more slots than they need too."""
+    if ring:
+        k_grid, causal = q_grid, True
+    spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal=causal, ring_cache=ring)
+    attrs = attrs_of(spec)
+    cases = []
+    if ring:
+        slots = spec.ring_capacity() + extra_slots * grid_size(q_grid[1:] + (1,))
+        cases.append((slots, position_bias_table(attrs, slots)))
+    else:
+        cases.append((None, grid_bias_table(attrs)))
+        cases.append((grid_size(k_grid), position_bias_table(attrs, grid_size(k_grid))))
+    for key_count, table in cases:
+        if table is None:
+            with pytest.raises(ValueError, match="no (position|grid) table"):
+                bias_table_model(attrs, key_count, OPSET)
+            continue
+        (bias,) = session(bias_table_model(attrs, key_count, OPSET)).run(None, {})
+        assert bias.dtype == np.float32 and bias.shape == table.bias.shape
+        assert np.array_equal(bias, table.bias)
+
+
+def test_function_bodies_hold_no_mask_table():
+    """The demo's ring (512 x 256 table) and 8-frame grids: every constant in the bodies is a few
+    integers; the tables are built in the graph."""
+    ring = NearbyAttentionSpec((8, 8, 8), (8, 8, 8), (1, 3, 3), True, None, True)
+    grid = NearbyAttentionSpec((8, 8, 8), (8, 8, 8), (3, 3, 3), False)
+    for spec, nq, nk, with_positions in ((ring, 1, 256, True), (grid, 512, 512, False)):
+        model = single_node_model(attrs_of(spec), nq, nk, with_positions)
+        assert body_kind(model) in ("table", "grid")
+        constants = [n for f in model.functions for n in f.node if n.op_type == "Constant"]
+        assert constants and all(c.attribute[0].t.ByteSize() < 64 for c in constants)
+        assert model.ByteSize() < 20_000

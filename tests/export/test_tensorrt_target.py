@@ -94,3 +94,36 @@ def test_tensorrt_graph_with_bodies_reattached_equals_the_portable_graph(
     b = session(tiny_export.path(name)).run(None, feeds)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_tensorrt_graphs_store_weights_compactly_and_compute_the_plain_values(
+    tiny_trt_export,
+) -> None:
+    """The tensorrt target shares the compact weights layout (a transposed copy is a
+    ``Transpose`` of the stored tensor, which TensorRT folds like ONNX Runtime): the graph is
+    still ready for the engine builder and computes exactly what its plain form computes."""
+    from nuwa.calibration.engine_build import check_tensorrt_graph
+    from nuwa.export.weights import NODE_PREFIX, with_plain_weights
+
+    folded = 0
+    for name, info in tiny_trt_export.graphs.items():
+        model = onnx.load(str(tiny_trt_export.path(name)))
+        assert check_tensorrt_graph(model, name) == info.attention_nodes
+        stored = [n for n in model.graph.node if n.name.startswith(NODE_PREFIX)]
+        if not stored:
+            continue
+        folded += len(stored)
+        plain = with_plain_weights(model)
+        rng = np.random.default_rng(0)
+        feeds = {}
+        for t in info.inputs:
+            shape = [2 if isinstance(d, str) else d for d in t.shape]
+            if t.dtype.startswith("int"):
+                feeds[t.name] = rng.integers(0, 4, shape).astype(t.dtype)
+            else:
+                feeds[t.name] = rng.standard_normal(shape).astype(t.dtype)
+        ours = session(runnable_copy(model, tiny_trt_export.opset)).run(None, feeds)
+        want = session(runnable_copy(plain, tiny_trt_export.opset)).run(None, feeds)
+        for a, b in zip(ours, want, strict=True):
+            assert a.tobytes() == b.tobytes(), name
+    assert folded > 0

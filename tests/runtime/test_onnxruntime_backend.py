@@ -5,6 +5,7 @@ for devices and precisions this machine or export does not have."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
+from nuwa.export import load_manifest
 from nuwa.runtime.backends import load_backend
 from nuwa.runtime.backends.onnxruntime_backend import (
     BoundRingCache,
@@ -22,8 +24,17 @@ from nuwa.runtime.backends.onnxruntime_backend import (
 )
 from nuwa.runtime.engine import DecodeState
 from nuwa.runtime.errors import BackendUnavailableError
+from nuwa.runtime.export_cache import (
+    BUNDLED_EXPORT_DIR,
+    bundled_export,
+    ensure_export,
+    export_dir_for,
+)
 from nuwa.runtime.kv_cache import RingCache
+from nuwa.runtime.pipeline import default_model_dir
 from nuwa.runtime.tasks import plan_task
+
+DEMO = default_model_dir()
 
 
 def step_logits(backend, task: str, steps: int, **kw) -> list[np.ndarray]:
@@ -256,3 +267,98 @@ def test_only_decode_step_sessions_keep_a_memory_arena(tiny_export_dir) -> None:
         for name, kind in kinds.items():
             options = backend.session(name).get_session_options()
             assert options.enable_cpu_mem_arena == (kind == "decoder_step"), name
+
+
+# ---- where the graphs come from: a bundled onnx/ export, the cache --------------------------
+
+
+def _with_bundled_export(model_dir: Path, export_dir: Path, dst: Path) -> Path:
+    """A copy of the checkpoint ``model_dir`` carrying ``export_dir`` as its ``onnx/``."""
+    shutil.copytree(model_dir, dst)
+    shutil.copytree(export_dir, dst / BUNDLED_EXPORT_DIR)
+    return dst
+
+
+def test_a_bundled_export_of_the_checkpoint_is_used_without_exporting(
+    tiny_model_dir, tiny_export_dir, tmp_path, monkeypatch
+) -> None:
+    model = _with_bundled_export(tiny_model_dir, tiny_export_dir, tmp_path / "model")
+    monkeypatch.setenv("NUWA_CACHE_DIR", str(tmp_path / "cache"))
+    assert bundled_export(model) == model / BUNDLED_EXPORT_DIR
+    assert ensure_export(model) == model / BUNDLED_EXPORT_DIR
+    backend = load_backend("onnxruntime", model)
+    assert backend.manifest.directory == model / BUNDLED_EXPORT_DIR
+    assert not (tmp_path / "cache").exists()  # nothing exported, nothing cached
+
+
+def test_a_bundled_export_of_another_checkpoint_is_ignored(
+    tiny_model_dir, tiny_export_dir, tmp_path, monkeypatch
+) -> None:
+    """A checkpoint changed after its export was bundled (fine-tuned in place): the bundle's
+    checkpoint_sha256 differs, so the cache is used (here a filled entry), with a note."""
+    model = _with_bundled_export(tiny_model_dir, tiny_export_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["name"] = "tiny-finetuned"
+    (model / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("NUWA_CACHE_DIR", str(tmp_path / "cache"))
+    assert bundled_export(model) is None
+    cached = export_dir_for(model)
+    shutil.copytree(tiny_export_dir, cached)
+    notes: list[str] = []
+    assert ensure_export(model, log=notes.append) == cached
+    assert len(notes) == 1 and "checkpoint_sha256" in notes[0]
+
+
+def test_the_checkpoint_hash_needs_no_torch_and_equals_the_model_package_one(
+    tiny_model_dir,
+) -> None:
+    from nuwa.export.manifest import checkpoint_sha256
+    from nuwa.model.checkpoint import checkpoint_hash
+
+    assert checkpoint_sha256(tiny_model_dir) == checkpoint_hash(tiny_model_dir)
+    assert load_manifest(DEMO / BUNDLED_EXPORT_DIR).model["checkpoint_sha256"] == (
+        checkpoint_hash(DEMO)
+    )
+
+
+def test_the_demo_ships_its_export_within_budget() -> None:
+    """The shipped demo runs without PyTorch from its bundled export: a portable FP32 export of
+    exactly this checkpoint (every file's SHA-256 checked), the export <= 30 MB and the whole
+    model directory <= 60 MB."""
+    export = bundled_export(DEMO)
+    assert export == DEMO / BUNDLED_EXPORT_DIR
+    manifest = load_manifest(export)  # verifies every file's SHA-256
+    assert manifest.target == "portable" and manifest.precision == "fp32"
+    files = [p for p in export.iterdir() if p.is_file()]
+    listed = {g.file for g in manifest.graphs.values()} | set(manifest.external_data)
+    assert listed <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) <= 30_000_000
+    model_files = [p for p in DEMO.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sum(p.stat().st_size for p in model_files) <= 60_000_000
+
+
+@pytest.mark.slow
+def test_the_demo_generates_without_torch_and_without_an_export_cache(tmp_path: Path) -> None:
+    """The core install's path: PyTorch unimportable, an empty NUWA_CACHE_DIR; ``nuwa generate``
+    and ``Pipeline.from_pretrained()`` run the shipped demo from its bundled export and leave the
+    cache empty."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
+        "from nuwa.runtime.cli import main\n"
+        "from nuwa.runtime import Pipeline\n"
+        f"out = {str(tmp_path / 'out.gif')!r}\n"
+        "assert main(['generate', 'a red square moves left', '-o', out, '--seed', '0']) == 0\n"
+        "p = Pipeline.from_pretrained(progress=False)\n"
+        "r = p.text_to_image('a blue circle', seed=1)\n"
+        "print(r.frames.shape)\n"
+    )
+    env = {**os.environ, "NUWA_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.gif").is_file()
+    assert "(1, 1, 64, 64, 3)" in proc.stdout
+    assert "exporting" not in proc.stderr
+    assert not any(cache.iterdir())

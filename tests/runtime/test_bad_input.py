@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -520,3 +523,26 @@ def test_cli_prints_warnings_as_one_line_and_the_seed_with_no_progress(
     )
     err = capsys.readouterr().err
     assert rc == 0 and ", seed " in err, err  # a fresh seed is printed too
+
+
+def test_an_unwritable_cache_dir_is_named(models, tmp_path, monkeypatch) -> None:
+    """(Made unwritable by stubbing os.access: these tests may run as root, who writes anyway.)"""
+    import nuwa.runtime.export_cache as export_cache
+
+    monkeypatch.setenv("NUWA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(export_cache.os, "access", lambda path, mode: False)
+    with pytest.raises(NuwaInputError, match=r"NUWA_CACHE_DIR=.*/cache is not writable: set"):
+        Pipeline.from_pretrained(models["checkpoint"], progress=False)
+
+
+def test_a_non_utf8_argument_in_a_real_process(models, tmp_path) -> None:
+    """The bytes of a command line that is not UTF-8 reach the prompt check as such."""
+    argv = [sys.executable, "-m", "nuwa.runtime.cli", "generate", b"caf\xe9"]
+    argv += ["--model", str(models["export"]), "-o", str(tmp_path / "a.gif"), "--no-progress"]
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
+    proc = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().strip() == (
+        "nuwa generate: error: the prompt is not valid UTF-8: byte 0xe9 at position 3 "
+        "(pass the text in UTF-8)"
+    )

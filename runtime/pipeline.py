@@ -117,6 +117,8 @@ class GenerationResult:
             raise NuwaInputError(f"path must be a str or Path, got {type(path).__name__}")
         path = Path(path)
         index = check_int(index, "index", -len(self))  # type: ignore[assignment]
+        if index >= len(self):
+            raise NuwaInputError(f"index {index} is past the result's {len(self)} row(s)")
         fps = check_fps(fps)
         if self.video or path.suffix.lower() in (".gif", ".mp4"):
             return write_video(path, self.frames[index], fps)

@@ -310,9 +310,9 @@ def load(model: Any, **kw: Any) -> Call:
     return run
 
 
-def save(**kw: Any) -> Call:
+def save(method: str = "save_all", **kw: Any) -> Call:
     result = GenerationResult("t2v", np.zeros((1, 2, 16, 16, 3), np.uint8), np.zeros((1, 2, 4, 4)))
-    return lambda p, x: result.save_all(x["tmp"] / "a.gif", **kw)
+    return lambda p, x: getattr(result, method)(x["tmp"] / "a.gif", **kw)
 
 
 def cache_dir(name: str) -> Call:
@@ -353,6 +353,8 @@ API_CASES: list[tuple[str, Call, str]] = [
     ("model_dir int", load(5), "model_dir must be a str or Path (or None), got int"),
     ("backend None", load("export", backend=None), "backend must be a str, got NoneType"),
     ("save fps str", save(fps="4"), "fps must be a number, got str"),
+    ("save index float", save("save", index=0.0), "index must be an int, got float"),
+    ("save index past", save("save", index=1), "index 1 is past the result's 1 row(s)"),
     # non-finite numbers
     ("temperature nan", t2i(temperature=math.nan), "temperature must be a finite number, got nan"),
     ("temperature inf", t2i(temperature=math.inf), "temperature must be a finite number, got inf"),

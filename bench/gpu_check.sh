@@ -163,13 +163,13 @@ else:
     ok = dry
 if smi:
     line += f"; nvidia-smi: {smi}"
-line += f"; nvcc {nvcc or 'not found'}; Python {sys.version.split()[0]}"
+line += f"; nvcc {nvcc or ('not run' if dry else 'not found')}; Python {sys.version.split()[0]}"
 missing = [k for k in ("pytest", "hypothesis") if versions[k] == "missing"]
 if missing:
     line += f"; MISSING {', '.join(missing)} (carry wheels in .whl: bench/README.md)"
     ok = False
 if dry:
-    line = "dry-run (nvidia-smi, nvcc not run): " + line
+    line = "dry-run: " + line
 with open(detail_path, "w") as f:
     f.write(line)
 sys.exit(0 if ok else 1)

@@ -64,6 +64,8 @@ def test_dry_run_runs_every_stage_and_writes_the_layout(tmp_path, tiny_model_dir
     for stage in STAGES:
         assert f"===== stage {stage}: ok" in log
     assert "(dry-run) would run: nvidia-smi" in log
+    # `nuwa` came from the repository through the script's symlink, not from an installed copy
+    assert "/src/nuwa/__init__.py" in log
     assert "would run: cmake -S" in log and "-DCMAKE_CUDA_ARCHITECTURES=" in log
     assert "compute-sanitizer --tool memcheck" in log.replace("(dry-run) would run: env ", "")
     assert "bench/decode.py --device cuda --batch 1\\,64" in log

@@ -131,11 +131,14 @@ class SketchRules:
         rgb = np.asarray(rgb)
         if rgb.shape[-1:] != (3,):
             raise ValueError(f"expected (..., H, W, 3) RGB, got shape {rgb.shape}")
-        palette = self.palette.astype(np.int64)
-        diff = rgb.astype(np.int64)[..., None, :] - palette  # (..., classes, 3)
-        near = (diff * diff).sum(-1) <= self.snap_distance**2  # (..., classes)
-        count = near.sum(-1)
-        out = np.argmax(near, axis=-1).astype(np.uint8)
+        pixels = rgb.astype(np.int32)
+        out = np.zeros(rgb.shape[:-1], dtype=np.uint8)
+        count = np.zeros(rgb.shape[:-1], dtype=np.uint8)  # palette colours within reach
+        for cls, colour in enumerate(self.colours):  # one class at a time: memory stays O(pixels)
+            diff = pixels - np.array(colour, dtype=np.int32)
+            near = (diff * diff).sum(-1) <= self.snap_distance**2
+            out[near] = cls
+            count += near
         if (count != 1).any():
             raise ValueError(self._unknown_colours_message(rgb[count != 1]))
         return out

@@ -198,6 +198,4 @@ def test_export_and_quantize_carry_the_file(tiny_model_dir: Path, tmp_path: Path
     assert (tmp_path / "onnx" / INPUT_RULES_FILE).read_bytes() == shipped
     quantize_export(tmp_path / "onnx", tmp_path / "fp16", "fp16", gates=None)
     assert (tmp_path / "fp16" / INPUT_RULES_FILE).read_bytes() == shipped
-    (model / INPUT_RULES_FILE).write_text("{broken")
-    with pytest.raises(Exception, match="input rules"):
-        export_model(model, tmp_path / "onnx2", frames=[1])
+    # (a broken file is refused, not carried: copy_input_rules, tests/model/test_input_rules.py)

@@ -20,7 +20,9 @@ before the model loads where they can be: the prompt (UTF-8, length), which inpu
 paths (a directory where a file is meant and the other way round), sampling values (finite),
 ``--fps``, and the request's memory (:mod:`nuwa.runtime.limits`). An input of another size than
 the model's frames (image, video, mask or sketch) is resized to it with a one-line warning; a
-mask rectangle reaching outside the frame is clipped with one.
+mask rectangle reaching outside the frame is clipped with one. A prompt with words the model
+never saw (its ``input_rules.json``) gets one warning line naming the nearest known words;
+``--help`` ends with what the shipped demo model understands.
 """
 
 from __future__ import annotations

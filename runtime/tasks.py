@@ -17,6 +17,11 @@ Sizes, one rule for images, videos, masks and sketches: an input whose side is n
 (images and videos bicubic, sketches nearest so class colours stay exact, masks by the any-pixel
 rule); a rectangle mask is in the input's own pixels, and one reaching outside the frame is
 clipped to it with a warning (wholly outside: an error).
+How inputs are read comes from the model directory's input rules (``input_rules.json``,
+:mod:`nuwa.model.input_rules`; :func:`load_input_rules`): the sketch palette (a colour within the
+snapping distance of exactly one palette colour snaps to it), the mask threshold, the frame size
+and resize filter, and the caption words: a prompt with others gets one
+:class:`UnknownWordsWarning` naming the nearest known words, and generation goes on.
 A sketch condition has ``min(num_frames, sketch_frames)`` frames; the given sketch frames are
 spread over them (one sketch PNG holds for the whole clip). Video tasks default to the trained
 number of frames; more frames slide the decoder's window (DESIGN §5).

@@ -362,3 +362,37 @@ def test_the_demo_generates_without_torch_and_without_an_export_cache(tmp_path: 
     assert "(1, 1, 64, 64, 3)" in proc.stdout
     assert "exporting" not in proc.stderr
     assert not any(cache.iterdir())
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_first_use_export_says_what_it_does_and_passes_the_progress_flag(
+    tiny_model_dir, tmp_path, monkeypatch, progress
+) -> None:
+    import nuwa.export.exporter
+
+    calls: list[dict] = []
+
+    def fake_export(model_dir, out, **kw) -> None:
+        calls.append(kw)
+        shutil.copytree(tiny_model_dir, out)  # stands in for the export: a directory ...
+        (out / "manifest.json").write_text("{}")  # ... with a manifest
+
+    monkeypatch.setattr(nuwa.export.exporter, "export_model", fake_export)
+    monkeypatch.setenv("NUWA_CACHE_DIR", str(tmp_path / "cache"))
+    notes: list[str] = []
+    out = ensure_export(tiny_model_dir, log=notes.append, progress=progress)
+    assert out == export_dir_for(tiny_model_dir)
+    assert calls == [{"progress": progress}]
+    assert len(notes) == 1 and notes[0].startswith(f"exporting {tiny_model_dir} to ONNX in")
+    assert "first use" in notes[0]
+
+
+def test_export_progress_bar_counts_the_graphs(tiny_model_dir, tmp_path, capsys) -> None:
+    from nuwa.export.exporter import export_model
+
+    manifest = export_model(
+        tiny_model_dir, tmp_path / "onnx", frames=[1], verify=False, progress=True
+    )
+    err = capsys.readouterr().err
+    n = len(manifest.graphs)
+    assert "exporting: 100%" in err and f"{n}/{n}" in err and "graph" in err

@@ -38,6 +38,13 @@ as for text, is two MatMuls):
 - everything else (the paper preset's 16x32x32 grids, whose masks would not fit): the gather
   body below.
 
+The mask tables are not stored in the file: the table bodies compute them from a few integers
+(``Range``, integer ``Div``/``Mod``, comparisons, ``Where`` -> 0 / -inf: :func:`nearby_mask_np`
+in graph form, :func:`_nearby_bias_nodes`), a constant subgraph that ONNX Runtime folds once
+when it creates the session (the tables were 13 MB of the demo export's files). The NumPy tables
+(:func:`position_bias_table`, :func:`grid_bias_table`) decide which body a call gets and are the
+reference the in-graph tables are tested equal to (:func:`bias_table_model`).
+
 The gather body computes the neighbour table in-graph from the query positions (``Range`` for
 whole-grid calls, the ``q_positions`` input otherwise) with integer ``Div``/``Mod``: candidates
 along each axis around the query's centre, validity (inside the grid, causal, inside the ring's
@@ -321,7 +328,7 @@ MAX_TABLE_ENTRIES = 1 << 20
 
 @dataclass(frozen=True)
 class PositionBiasTable:
-    """Additive mask of a positioned 3DNA call as a constant table: row ``row(p)`` of ``bias``
+    """Additive mask of a positioned 3DNA call as a table: row ``row(p)`` of ``bias``
     (``0`` where query ``p`` attends key/slot ``j``, ``-inf`` elsewhere) for every query position
     ``p >= 0``, with ``row(p) = min(p, base + p mod period)``.
 

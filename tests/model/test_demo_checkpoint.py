@@ -55,11 +55,13 @@ def test_checkpoint_is_the_demo_preset_and_small(demo: NuwaModel) -> None:
     assert demo.device.type == "cpu"
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_vqgan_reconstructs_held_out_frames(demo: NuwaModel) -> None:
     ds = SyntheticVideoDataset(4, seed=EVAL_SEED, split="heldout")
     assert reconstruction_psnr(demo, ds, 4) >= 25.0  # 28.2 dB over 64 held-out clips
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_sketch_to_image_follows_the_sketch_far_above_chance(demo: NuwaModel) -> None:
     # Chance is measured, not assumed: the same generated images scored against another
     # sample's sketch (an image that ignored its sketch would score the same both ways).
@@ -76,6 +78,7 @@ def test_sketch_to_image_follows_the_sketch_far_above_chance(demo: NuwaModel) ->
     assert own >= other + 0.2
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_reads_the_colour_in_a_caption_well_above_chance(demo: NuwaModel) -> None:
     # 16 held-out stills; among the captions that differ only in the first object's colour
     # (6 colours: chance 1/6), the model's lowest-loss caption is the true one: 0.97 on 64
@@ -84,6 +87,7 @@ def test_reads_the_colour_in_a_caption_well_above_chance(demo: NuwaModel) -> Non
     assert caption_choice_accuracy(demo, ds, 16, "colour") >= 0.35
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_text_to_image_draws_the_captioned_colour_and_position(demo: NuwaModel) -> None:
     # sampled with the card's settings; chance: colour 1/6, start position 1/5 (0.969 and 0.969
     # over 64 held-out captions)
@@ -94,6 +98,7 @@ def test_text_to_image_draws_the_captioned_colour_and_position(demo: NuwaModel) 
     assert np.mean([s["position"] for s in scores]) >= 0.5
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_text_to_video_moves_the_way_the_caption_says(demo: NuwaModel) -> None:
     # Sampled with the card's settings. A model that ignored the caption's direction would
     # score the same against a rival caption (the first object moving another way its start
@@ -114,6 +119,7 @@ def test_text_to_video_moves_the_way_the_caption_says(demo: NuwaModel) -> None:
     assert np.mean(own) >= np.mean(rival) + 0.3
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     demo: NuwaModel,
 ) -> None:
@@ -132,6 +138,7 @@ def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     assert colours[:4].count("red") >= 3, colours
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_video_prediction_follows_the_motion(demo: NuwaModel) -> None:
     # given 2 frames, the predicted 6 put the object within a few pixels of where it goes (1.0 px
     # over 64 held-out clips); a video that froze the last given frame scores much worse

@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nuwa.runtime.pipeline import default_model_dir
 
 
+@pytest.mark.slow  # runs the demo checkpoint
 def test_nuwa_generate_with_the_demo_checkpoint_writes_a_gif(tmp_path: Path) -> None:
     demo = default_model_dir()
     assert (demo / "config.json").is_file(), (

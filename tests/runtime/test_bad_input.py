@@ -548,3 +548,29 @@ def test_a_non_utf8_argument_in_a_real_process(models, tmp_path) -> None:
         "nuwa generate: error: the prompt is not valid UTF-8: byte 0xe9 at position 3 "
         "(pass the text in UTF-8)"
     )
+
+
+def test_the_memory_estimate_and_its_boundary(pipe) -> None:
+    """The ring-cache term is what RingCache allocates (the obvious reference); a request at
+    the reported limit is taken, one more row or frame is refused."""
+    from nuwa.runtime.kv_cache import RingCache
+    from nuwa.runtime.limits import check_request_size, request_bytes, ring_cache_bytes
+
+    spec = pipe.spec
+    assert ring_cache_bytes(spec, 3) == RingCache.zeros(spec, 3).nbytes
+    for guided in (False, True):
+        rows = MAX_REQUEST_BYTES // request_bytes(spec, 1, spec.frames, guided)
+        check_request_size(spec, 1, rows, spec.frames, guided)  # fits
+        with pytest.raises(NuwaInputError, match=f"or batch {rows} at {spec.frames} frames"):
+            check_request_size(spec, 1, rows + 1, spec.frames, guided)
+        frames = next(
+            f
+            for f in range(10**6, 10**9, 10**6)
+            if request_bytes(spec, 2, f, guided) > MAX_REQUEST_BYTES
+        )
+        with pytest.raises(NuwaInputError, match=r"at most \d+ frames at batch 2") as info:
+            check_request_size(spec, 1, 2, frames, guided)
+        most = int(str(info.value).split("at most ")[1].split(" ")[0])
+        check_request_size(spec, 1, 2, most, guided)
+        with pytest.raises(NuwaInputError):
+            check_request_size(spec, 1, 2, most + 1, guided)

@@ -68,8 +68,9 @@ def check_request_size(
     if max_batch >= 1:
         fits.append(f"batch {max_batch} at {frames} frames")
     advice = f"at most {' or '.join(fits)}" if fits else f"fewer than {prompts} prompts"
+    of_prompts = f" for each of {prompts} prompts" if prompts > 1 else ""
     raise NuwaInputError(
-        f"num-frames {frames} with batch {batch} needs about {_gib(need)}; a request may use "
-        f"{_gib(MAX_REQUEST_BYTES)} (nuwa.runtime.limits.MAX_REQUEST_BYTES: KV caches, tokens "
-        f"and frames): {advice}"
+        f"num-frames {frames} with batch {batch}{of_prompts} needs about {_gib(need)}; "
+        f"a request may use {_gib(MAX_REQUEST_BYTES)} (nuwa.runtime.limits.MAX_REQUEST_BYTES: "
+        f"KV caches, tokens and frames): {advice}"
     )

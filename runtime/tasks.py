@@ -132,9 +132,8 @@ def check_prompt_text(text: object, what: str = "the prompt") -> str:
                 f"{what} is not valid UTF-8: byte 0x{text[exc.start]:02x} at position {exc.start}"
             ) from None
     if not isinstance(text, str):
-        raise NuwaInputError(
-            f"{what} must be a string (or a list of strings), got {type(text).__name__}"
-        )
+        also = " (or a list of strings)" if what == "the prompt" else ""
+        raise NuwaInputError(f"{what} must be a string{also}, got {type(text).__name__}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

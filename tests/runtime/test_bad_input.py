@@ -326,7 +326,7 @@ def cache_dir(name: str) -> Call:
 API_CASES: list[tuple[str, Call, str]] = [
     # prompts
     ("prompt int", call("t2i", 5), "prompt must be a string or a list of strings, got int"),
-    ("prompt list item", call("t2i", ["a", 3]), "prompt[1] must be a string"),
+    ("prompt list item", call("t2i", ["a", 3]), "prompt[1] must be a string, got int"),
     ("prompt bytes", call("t2i", b"caf\xe9"), "not valid UTF-8: byte 0xe9 at position 3"),
     ("prompt surrogate", call("t2i", "a\ud800"), "lone surrogate U+D800 at position 1"),
     ("prompt escaped byte", call("t2i", "caf\udce9"), "not valid UTF-8: byte 0xe9"),
@@ -397,7 +397,11 @@ API_CASES: list[tuple[str, Call, str]] = [
     # resource limits
     ("num_frames too many", call("t2v", "a", num_frames=10**7), "limits.MAX_REQUEST_BYTES"),
     ("batch too many", t2i(batch=10**6), "with batch 1000000 needs about"),
-    ("prompts x batch", call("t2i", ["a"] * 1000, batch=1000), "with batch 1000 needs about"),
+    (
+        "prompts x batch",
+        call("t2i", ["a"] * 1000, batch=1000),
+        "batch 1000 for each of 1000 prompts needs",
+    ),
     # NUWA_CACHE_DIR
     ("cache dir file", cache_dir("cache_file"), "NUWA_CACHE_DIR={d}/cache_file is a file, not a"),
     # a model directory is untrusted input

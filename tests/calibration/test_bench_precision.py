@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,6 +95,7 @@ def test_section_and_marked_replacement() -> None:
     assert appended.startswith("only\n\n" + bench.BEGIN)
 
 
+@pytest.mark.slow  # the benchmark end to end: about a minute on 2 cores
 def test_a_short_run_times_every_graph_as_the_runtime_runs_it(
     tiny_portable: Path, tiny_int8: Path, tiny_fp16: Path
 ) -> None:

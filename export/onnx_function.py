@@ -61,6 +61,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -330,11 +331,13 @@ MAX_TABLE_ENTRIES = 1 << 20
 class PositionBiasTable:
     """Additive mask of a positioned 3DNA call as a table: row ``row(p)`` of ``bias``
     (``0`` where query ``p`` attends key/slot ``j``, ``-inf`` elsewhere) for every query position
-    ``p >= 0``, with ``row(p) = min(p, base + p mod period)``.
+    ``p >= 0``, with ``row(p) = min(p, base + (p - base) mod period)``.
 
     Ring cache (decode self-attention, ``S`` slots): slot ``s`` holds position
     ``p - ((p - s) mod S)``; once every slot is written (``p >= S``) the pattern repeats with
-    period ``S``, so rows ``0 .. 2S-1`` cover every position (``base = period = S``).
+    period ``lcm(S, H*W)`` (whole ring turns and whole frames at once), so rows
+    ``0 .. S + lcm(S, H*W) - 1`` cover every position (``base = S``, ``period = lcm(S, H*W)``;
+    ``2S`` rows when ``H*W`` divides ``S``, as for a ring of whole frames).
     Whole key grid (positioned cross-attention, not causal): a query past the query grid's last
     frame keeps the last centre frame, so rows ``0 .. Tq*H*W + H*W - 1`` cover every position
     (``base = Tq*H*W``, ``period = H*W``)."""
@@ -391,7 +394,11 @@ def position_bias_table(attrs: Attention3DAttrs, key_count: int | None) -> Posit
         slots = key_count
         if slots < ring_capacity(attrs):
             return None
-        rows, base, period = 2 * slots, slots, slots
+        # From p = S on, every slot holds a key and the mask of p + L equals the mask of p when
+        # L shifts the slots' contents by whole ring turns (S | L) and the grid by whole frames
+        # (H*W | L): period lcm(S, H*W), not S (which is only right when H*W divides S).
+        base, period = slots, math.lcm(slots, hk * wk)
+        rows = base + period
         q_pos = np.arange(rows)
         k_pos = q_pos[:, None] - np.mod(q_pos[:, None] - np.arange(slots), slots)
     elif not attrs.causal and key_count == tk * hk * wk:
@@ -428,9 +435,9 @@ def _table_body(b: _Body, attrs: Attention3DAttrs, table: PositionBiasTable) -> 
     in the body from its shape (:func:`_position_bias_nodes`), a constant subgraph runtimes
     fold once at load."""
     pos = b.op("Cast", ["q_positions"], to=TensorProto.INT64)  # (B, Nq)
-    row = b.op(
-        "Min", [pos, b.op("Add", [b.op("Mod", [pos, b.const(table.period)]), b.const(table.base)])]
-    )
+    base = b.const(table.base)  # row(p) = min(p, base + (p - base) mod period)
+    cycled = b.op("Mod", [b.op("Sub", [pos, base]), b.const(table.period)])  # Mod: >= 0
+    row = b.op("Min", [pos, b.op("Add", [cycled, base])])
     bias = b.op("CastLike", [_position_bias_nodes(b, attrs, table), "q"])
     bias = b.op("Gather", [bias, row], axis=0)
     bias = b.op("Unsqueeze", [bias, b.const([1])])  # (B, 1, Nq, Nk)

@@ -4,7 +4,8 @@ Tokens live on a grid ``(T, H, W)`` flattened in raster order ``n = (t*H + h)*W 
 ``(t, h, w)`` of the query grid ``(Tq, Hq, Wq)`` has its centre in the key grid ``(Tk, Hk, Wk)`` at
 ``(floor(t*Tk/Tq), floor(h*Hk/Hq), floor(w*Wk/Wq))`` and attends every key within the extents
 (radii) ``(et, eh, ew)`` of that centre, clipped at the borders; ``-1`` means the whole axis.
-Causal attention also requires ``key raster index <= query raster index``.
+Causal attention also requires ``key raster index <= query raster index``; it is defined for
+equal query and key grids only (a causal spec with unequal grids is refused).
 
 Two PyTorch implementations of the one function, side by side:
 
@@ -59,6 +60,14 @@ class NearbyAttentionSpec:
             raise ValueError(f"3DNA extents must be three radii >= -1, got {self.extents}")
         if self.ring_cache and (not self.causal or tuple(self.q_grid) != tuple(self.k_grid)):
             raise ValueError("3DNA ring_cache needs causal self-attention (q_grid == k_grid)")
+        if self.causal and tuple(self.q_grid) != tuple(self.k_grid):
+            # Raster causality compares a query's raster index in q_grid with a key's in k_grid,
+            # which only means "earlier token" on one grid (DESIGN §4); the gather table (causal
+            # time axis cut at the centre frame) and the dense mask disagree on unequal grids.
+            raise ValueError(
+                f"3DNA causal attention needs equal query and key grids, got q_grid "
+                f"{tuple(self.q_grid)} and k_grid {tuple(self.k_grid)}"
+            )
 
     def resolved_scale(self, head_dim: int) -> float:
         return float(self.scale) if self.scale is not None else 1.0 / math.sqrt(head_dim)

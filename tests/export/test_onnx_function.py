@@ -7,6 +7,8 @@ calls."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import pytest
@@ -228,6 +230,38 @@ def test_ring_with_more_slots_than_the_grid_needs():
     np.testing.assert_allclose(session(model).run(None, feeds)[0], expected, rtol=0, atol=1e-5)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    grid=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4)),
+    extents=st.tuples(st.integers(-1, 1), st.integers(-1, 1), st.integers(-1, 1)),
+    extra_slots=st.integers(0, 13),
+    seed=st.integers(0, 2**16),
+)
+def test_ring_bodies_are_exact_for_any_slot_count(grid, extents, extra_slots, seed):
+    """DESIGN §5: a cache may have more slots than the ring needs, any number of them (not only
+    whole frames); both ring bodies equal the decode oracle at positions over several periods of
+    the table (``lcm(S, H*W)``), including the first positions (empty slots)."""
+    spec = NearbyAttentionSpec(grid, grid, extents, causal=True, ring_cache=True)
+    slots = spec.ring_capacity() + extra_slots
+    table = position_bias_table(attrs_of(spec), slots)
+    period = math.lcm(slots, grid[1] * grid[2])
+    assert table is None or (table.base, table.period) == (slots, period)
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.cat(
+        [torch.arange(min(slots + 1, 4)), torch.randint(0, slots + 4 * period, (6,), generator=g)]
+    )
+    q = torch.randn(len(pos), HEADS, 1, HEAD_DIM, generator=g)
+    k, v = (torch.randn(len(pos), HEADS, slots, HEAD_DIM, generator=g) for _ in range(2))
+    expected = nearby_attention_decode_dense(q, k, v, spec, pos).numpy()
+    feeds = {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "pos": pos[:, None].int().numpy()}
+    for static_keys in (True, False):
+        model = single_node_model(attrs_of(spec), 1, slots, True, static_keys)
+        if static_keys:
+            assert body_kind(model) == ("table" if table is not None else "gather")
+        out = session(model).run(None, feeds)[0]
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+
+
 def test_table_falls_back_to_gather_when_too_large_or_mismatched():
     ring = attrs_of(NearbyAttentionSpec((8, 32, 32), (8, 32, 32), (3, 3, 3), True, None, True))
     assert MAX_TABLE_ENTRIES < 2 * 4096 * 4096
@@ -298,6 +332,7 @@ def test_mask_tables_computed_in_the_graph_equal_the_numpy_tables(
     exactly the NumPy tables' (0 and -inf), for rings with more slots than they need too."""
     if ring:
         k_grid, causal = q_grid, True
+    causal = causal and q_grid == k_grid  # causal attention is defined on one grid (DESIGN §4)
     spec = NearbyAttentionSpec(q_grid, k_grid, extents, causal=causal, ring_cache=ring)
     attrs = attrs_of(spec)
     cases = []

@@ -162,3 +162,14 @@ def test_spec_validation_names_the_problem() -> None:
         NearbyAttentionSpec((0, 2, 2), (1, 2, 2), (0, 0, 0))
     with pytest.raises(ValueError, match="ring_cache"):
         NearbyAttentionSpec((1, 2, 2), (1, 2, 2), (0, 0, 0), causal=False, ring_cache=True)
+
+
+@pytest.mark.parametrize(
+    ("q_grid", "k_grid"), [((2, 2, 2), (1, 2, 2)), ((2, 4, 4), (2, 2, 2)), ((1, 1, 3), (1, 1, 4))]
+)
+def test_causal_spec_with_unequal_grids_is_refused(q_grid, k_grid) -> None:
+    """Raster causality is defined on one grid (DESIGN §4): the gather table and the dense mask
+    would compute two different functions, so the spec refuses it where it is made."""
+    with pytest.raises(ValueError, match="causal attention needs equal query and key grids"):
+        NearbyAttentionSpec(q_grid, k_grid, (1, 1, 1), causal=True)
+    NearbyAttentionSpec(q_grid, k_grid, (1, 1, 1), causal=False)  # cross-attention is fine

@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "export", "plugins", "calibration", "runtime")
 
 
+@pytest.mark.slow  # builds the wheel (pip, scikit-build-core)
 def test_wheel_ships_the_packages_and_their_data_only(tmp_path: Path) -> None:
     """The wheel (built here without compiling: -Cwheel.cmake=false) maps nuwa -> the repository
     root, nuwa.model -> model/, ...: every package module, the checkpoints and the C header, and

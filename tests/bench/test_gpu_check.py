@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.sh"
 STAGES = ["env", "build", "tests", "memcheck", "racecheck", "decode", "attention"]
 FILES = {
@@ -37,6 +39,7 @@ def test_bash_syntax() -> None:
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
+@pytest.mark.slow  # the whole script end to end (tests, decode bench), ~30 s
 def test_dry_run_runs_every_stage_and_writes_the_layout(tmp_path, tiny_model_dir) -> None:
     out = tmp_path / "out"
     proc = run_script(out, "--dry-run", NUWA_GPU_CHECK_MODEL=str(tiny_model_dir))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from polygraphy.comparator import RunResults
 
 from nuwa.export.verify import write_polygraphy_reference
@@ -24,6 +25,7 @@ def polygraphy_run(onnx_path, inputs, outputs) -> subprocess.CompletedProcess[st
     return subprocess.run(cmd[:1] + ["run"] + cmd[1:], capture_output=True, text=True)
 
 
+@pytest.mark.slow  # polygraphy end to end (a subprocess per runner)
 def test_polygraphy_compares_onnxruntime_with_pytorch(tiny_export, tiny_specs, tmp_path):
     inputs, outputs = write_polygraphy_reference(tiny_specs[GRAPH], tmp_path / "ref")
     result = polygraphy_run(tiny_export.path(GRAPH), inputs, outputs)

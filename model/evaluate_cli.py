@@ -48,6 +48,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=int, default=EVAL_SEED, help="held-out dataset seed")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--v2v-given", type=int, default=2, help="V2V frames given as the prefix")
+    p.add_argument(
+        "--long-frames",
+        help="e.g. 16,32: also generate V2V and T2V (those in --tasks) over this many frames, "
+        "past the trained length, and score them per block of the trained number of frames "
+        "(object kept; position error against the ground truth, its objects bouncing off the "
+        "borders)",
+    )
     p.add_argument("--threads", type=int)
     p.add_argument("--out", type=Path, help="write the table as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -61,6 +68,16 @@ def parse_tasks(text: str) -> list[str]:
     if unknown or not tasks:
         raise ValueError(f"unknown tasks {unknown or text!r}; choose from {','.join(ALL_TASKS)}")
     return tasks
+
+
+def parse_long_frames(text: str | None) -> list[int]:
+    """``"16,32"`` -> ``[16, 32]``; ``None`` -> ``[]``; a clear error for anything else."""
+    if text is None:
+        return []
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--long-frames takes frame counts like 16,32, got {text!r}")
+    return [int(p) for p in parts]
 
 
 def export_precision(model_dir: Path, export_dir: Path) -> str:
@@ -84,12 +101,13 @@ def export_precision(model_dir: Path, export_dir: Path) -> str:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .evaluation import evaluate, format_table
+    from .evaluation import check_long_frames, evaluate, format_table
     from .generation_config import GenerationConfig
     from .nuwa import NuwaModel
     from .sampling import SamplingOptions
 
     tasks = parse_tasks(args.tasks)
+    long_frames = parse_long_frames(args.long_frames)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.threads:
@@ -101,6 +119,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     held = export_precision(args.model, args.onnx) if args.onnx else "fp32"  # checks it, too
     precision = args.precision or held
     model = NuwaModel.from_pretrained(args.model).to(args.device)
+    try:  # before any work: long frame counts that do not fit the model or the tasks
+        check_long_frames(long_frames, tasks, model.config.transformer.frames, args.v2v_given)
+    except ValueError as exc:
+        raise ValueError(f"--long-frames: {exc}") from None
     generation = GenerationConfig.load(args.model)
     options = {}
     for task in tasks:  # the model's sampling for each task, with what the command line sets
@@ -120,6 +142,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         model_dir=args.onnx or args.model,
         precision=precision,
+        long_frames=long_frames,
     )
     print(format_table(table))
     if args.out:

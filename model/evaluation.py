@@ -27,6 +27,11 @@ start positions, every other one without the motion too ("a red square moves lef
 circle"), as users write; scored on the attributes named, plus "drawn" (an object at all).
 And ``t2v_by_caption``: the T2V samples summarised by :func:`caption_group` (one object or two,
 with a digit or not).
+With ``long_frames`` (``nuwa evaluate --long-frames 16,32``), ``long``: V2V and T2V generated
+past the trained length (the window slides) and scored per block of the trained number of
+frames (:meth:`Evaluator.long_generation`, :func:`quality_checker.score_long_video`): object
+kept (shape, colour, size) and motion continued (position error against the clip's ground truth
+extended by bouncing off the borders, ``SyntheticVideoDataset.long_clip``; speed).
 Each task samples with the model's own defaults for it (``generation_config.json``,
 :func:`default_options`) unless the caller gives options. Only the ``torch`` backend lives here;
 the runtime adds the others.
@@ -56,6 +61,7 @@ from .synthetic_data import (
     ALLOWED_DIRECTIONS,
     COLOURS,
     POSITIONS,
+    Clip,
     ClipSpec,
     SyntheticVideoDataset,
 )
@@ -239,11 +245,84 @@ class Evaluator:
             scores.append(qc.score_edit(gen, source, kept, e.target.spec, e.edited_object))
         return scores
 
+    # ---- generation past the trained length ------------------------------------------------
+
+    def long_videos(self, task: str, clips: Sequence[Clip], frames: int) -> tuple[np.ndarray, int]:
+        """``uint8 (B, frames, S, S, 3)`` generated for ``clips`` by ``task`` ("V2V": the empty
+        prompt and the clips' first ``v2v_given`` frames; "T2V": the clips' captions), and how
+        many leading frames were given (not scored for motion)."""
+        b = len(clips)
+        if task == "T2V":
+            return self._generate(self._text([c.caption for c in clips]), frames), 0
+        if task != "V2V":
+            raise ValueError(f"long generation scores {LONG_TASKS}, not {task!r}")
+        if frames <= self.v2v_given:
+            raise ValueError(
+                f"V2V over {frames} frames predicts nothing after {self.v2v_given} given frames"
+            )
+        per_frame = self.model.config.transformer.tokens_per_frame
+        given = self.v2v_given * per_frame
+        codes = self.model.frames_to_codes(np.stack([c.frames[: self.v2v_given] for c in clips]))
+        known = torch.zeros(b, frames * per_frame, dtype=torch.long, device=self.model.device)
+        known[:, :given] = codes.reshape(b, -1)
+        mask = torch.zeros_like(known, dtype=torch.bool)
+        mask[:, :given] = True
+        return self._generate(self._text([""] * b), frames, known, mask), self.v2v_given
+
+    def long_generation(
+        self, task: str, idx: Sequence[int], frames: int
+    ) -> list[dict[str, dict[str, float | bool]]]:
+        """``task`` (V2V or T2V) over ``frames`` frames for held-out clips ``idx``, scored per
+        block of the trained number of frames against each clip's ground truth over as many
+        frames (``SyntheticVideoDataset.long_clip``): per sample ``{block name: scores}``
+        (:func:`quality_checker.score_long_video`)."""
+        clips = [self.ds.long_clip(i, frames) for i in idx]
+        videos, given = self.long_videos(task, clips, frames)
+        return [
+            qc.score_long_video(v, c, given, block=self.frames)
+            for v, c in zip(videos, clips, strict=True)
+        ]
+
     def _task_TI2I(self, idx: Sequence[int]) -> list[dict[str, Any]]:
         return self._edits(idx, 1)
 
     def _task_TV2V(self, idx: Sequence[int]) -> list[dict[str, Any]]:
         return self._edits(idx, self.frames)
+
+
+LONG_TASKS = ("V2V", "T2V")  # the tasks scored past the trained length (``long_frames``)
+
+
+def check_long_frames(
+    long_frames: Sequence[int], tasks: Sequence[str], trained: int, v2v_given: int
+) -> list[str]:
+    """The tasks ``long_frames`` applies to (those of :data:`LONG_TASKS` in ``tasks``); a clear
+    error for lengths that are not longer than the trained ``trained`` frames or for no such
+    task."""
+    if not long_frames:
+        return []
+    bad = [f for f in long_frames if not isinstance(f, int) or f <= trained]
+    if bad:
+        raise ValueError(
+            f"long frame counts must be whole numbers above the trained {trained} frames, got {bad}"
+        )
+    chosen = [t for t in tasks if t in LONG_TASKS]
+    if not chosen:
+        raise ValueError(
+            f"long frame counts score {' and '.join(LONG_TASKS)}: add one to the tasks"
+        )
+    if "V2V" in chosen and v2v_given >= trained:
+        raise ValueError(f"V2V gives {v2v_given} frames, the model was trained on {trained}")
+    return chosen
+
+
+def summarise_blocks(
+    scores: Sequence[Mapping[str, Mapping[str, float | bool]]],
+) -> dict[str, dict[str, float]]:
+    """Per-sample ``{block: scores}`` (:meth:`Evaluator.long_generation`) -> one
+    :func:`quality_checker.summarise` row per block, in frame order."""
+    blocks = list(dict.fromkeys(b for s in scores for b in s))
+    return {b: qc.summarise([s[b] for s in scores if b in s]) for b in blocks}
 
 
 @torch.no_grad()
@@ -364,18 +443,24 @@ def evaluate(
     progress: bool = True,
     model_dir: str | Path | None = None,
     precision: str = "fp32",
+    long_frames: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Score ``tasks`` over ``n_prompts`` held-out samples each; returns (and writes to
     ``out_json``) ``{"tasks": {task: summary row}, "vqgan_psnr": dB, "options": ..., ...}``.
     Summary rows are :func:`quality_checker.summarise` averages plus ``seconds``.
 
     ``options``: one sampling for every task, or one per task (a mapping task -> options; a
-    task it lacks gets :func:`default_options`); ``None`` -> :func:`default_options`."""
+    task it lacks gets :func:`default_options`); ``None`` -> :func:`default_options`.
+
+    ``long_frames``: frame counts past the trained length at which V2V and T2V (those of them in
+    ``tasks``) are also generated and scored per block (``table["long"][task][frames]``,
+    :meth:`Evaluator.long_generation`)."""
     if backend != "torch" and model_dir is None:
         raise ValueError(f"evaluating on the {backend} backend needs model_dir")
     unknown = [t for t in tasks if t not in ALL_TASKS]
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; choose from {ALL_TASKS}")
+    long_tasks = check_long_frames(long_frames, tasks, model.config.transformer.frames, v2v_given)
     per_task = {
         t: options if isinstance(options, SamplingOptions) else (options or {}).get(t)
         for t in tasks
@@ -433,6 +518,20 @@ def evaluate(
         table["t2v_by_caption"] = by_caption_group(
             samples["T2V"], [ds.spec(i) for i in range(n_prompts)]
         )
+    if long_tasks:  # generation past the trained length, scored per block
+        table["long"] = {}
+        for task in long_tasks:
+            evaluator.set_options(task_options[task])
+            table["long"][task] = {}
+            for frames in long_frames:
+                start = time.perf_counter()
+                scores: list[dict[str, dict[str, float | bool]]] = []
+                for b in tqdm(batches, desc=f"{task}, {frames} frames", disable=not progress):
+                    scores += evaluator.long_generation(task, b, frames)
+                table["long"][task][str(frames)] = {
+                    **summarise_blocks(scores),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
     if "T2V" in tasks and model.config.transformer.frames > 1:
         evaluator.set_options(task_options["T2V"])
         table["t2v_open_captions"] = summary(evaluator.open_captions, "T2V, open captions")
@@ -456,6 +555,7 @@ def evaluate(
             "backend": backend,
             "precision": precision if backend != "torch" else "fp32",
             "v2v_given_frames": v2v_given,
+            "long_frames": list(long_frames),
             "options": {
                 task: {
                     "temperature": o.temperature,
@@ -510,6 +610,21 @@ def format_table(table: dict[str, Any]) -> str:
             f"T2V captions without position (half without motion too): drawn "
             f"{row['drawn']:.3f}  (n={int(row['n'])}; {extra})"
         )
+    for task, runs in table.get("long", {}).items():
+        for frames, blocks in runs.items():
+            parts = [
+                f"{name}: kept {row['kept']:.3f}"
+                + (
+                    f", position error {row['position_error']:.2f} px"
+                    if "position_error" in row
+                    else ""
+                )
+                + f", speed {row['speed']:.2f} px/frame"
+                + (f", area {row['area_ratio']:.2f}" if "area_ratio" in row else "")
+                for name, row in blocks.items()
+                if name != "seconds"
+            ]
+            lines.append(f"{task} over {frames} frames: " + "; ".join(parts))
     if "caption_choice" in table:
         c = table["caption_choice"]
         chance = c.get("chance", {"colour": 1 / 6, "position": 0.2})

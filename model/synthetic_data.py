@@ -326,7 +326,44 @@ def _paste(canvas: np.ndarray, mask: np.ndarray, x0: int, y0: int) -> np.ndarray
     return out
 
 
-def object_masks(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> np.ndarray:
+Trajectory = Literal["linear", "bounce"]
+TRAJECTORIES: tuple[str, ...] = ("linear", "bounce")
+
+
+def reflect(x: int, span: int) -> int:
+    """``x`` reflected into ``0..span`` (a triangle wave of period ``2 * span``): the top-left
+    corner of an object bouncing off the frame's borders; ``x`` itself when already inside."""
+    if span <= 0:
+        return 0
+    r = x % (2 * span)
+    return r if r <= span else 2 * span - r
+
+
+def object_top_left(
+    obj: ObjectSpec, t: int, side: int, size: int, trajectory: Trajectory = "linear"
+) -> tuple[int, int]:
+    """Top-left pixel ``(x0, y0)`` of ``obj``'s ``side``-px template in frame ``t``.
+
+    ``"linear"``: a straight line at the dataset speed (the training clips; past 8 frames the
+    object leaves the frame). ``"bounce"``: the same line with each coordinate reflected off
+    the frame's borders, so the whole object stays inside however long the clip — the rule that
+    extends a clip's ground truth past the trained length. Both agree wherever the straight
+    line keeps the object inside: every frame of an 8-frame dataset clip at 64 px (at smaller
+    sizes the unscaled 1 px start jitter can take a centre object 1 px out in frame 7)."""
+    cx, cy = start_centre(obj, size)
+    vx, vy = velocity(obj.direction, size)
+    x0 = int(np.floor(cx + vx * t - side / 2 + 0.5))
+    y0 = int(np.floor(cy + vy * t - side / 2 + 0.5))
+    if trajectory == "bounce":
+        return reflect(x0, size - side), reflect(y0, size - side)
+    if trajectory != "linear":
+        raise ValueError(f"trajectory must be one of {TRAJECTORIES}, got {trajectory!r}")
+    return x0, y0
+
+
+def object_masks(
+    spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE, trajectory: Trajectory = "linear"
+) -> np.ndarray:
     """(N, T, H, W) bool: each object's own pixels in each frame, before any occlusion."""
     templates = object_templates(size)
     out = np.zeros((len(spec.objects), frames, size, size), dtype=bool)
@@ -334,20 +371,20 @@ def object_masks(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) ->
     for k, obj in enumerate(spec.objects):
         tmpl = templates[obj.label]
         side = tmpl.shape[0]
-        cx, cy = start_centre(obj, size)
-        vx, vy = velocity(obj.direction, size)
         for t in range(frames):
-            x0 = int(np.floor(cx + vx * t - side / 2 + 0.5))
-            y0 = int(np.floor(cy + vy * t - side / 2 + 0.5))
+            x0, y0 = object_top_left(obj, t, side, size, trajectory)
             out[k, t] = _paste(blank, tmpl, x0, y0)
     return out
 
 
-def render_clip(spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE) -> Clip:
+def render_clip(
+    spec: ClipSpec, frames: int = 8, size: int = REFERENCE_SIZE, trajectory: Trajectory = "linear"
+) -> Clip:
     """Render ``spec`` exactly: solid objects on black, no anti-aliasing. Later objects are drawn
-    over earlier ones (specs from the dataset never overlap). Ground truth (centres, boxes)
-    describes the visible pixels of each object."""
-    masks = object_masks(spec, frames, size)
+    over earlier ones (specs from the dataset never overlap within 8 frames; bouncing past them,
+    two objects may cross). Ground truth (centres, boxes) describes the visible pixels of each
+    object. ``trajectory``: see :func:`object_top_left`."""
+    masks = object_masks(spec, frames, size, trajectory)
     n_obj = len(spec.objects)
     rgb = np.zeros((frames, size, size, 3), dtype=np.uint8)
     sketch = np.zeros((frames, size, size), dtype=np.uint8)
@@ -576,6 +613,14 @@ class SyntheticVideoDataset:
 
     def __getitem__(self, i: int) -> Clip:
         return render_clip(self.spec(i), self.frames, self.size)
+
+    def long_clip(self, i: int, frames: int) -> Clip:
+        """Clip ``i`` (the same spec and caption) rendered over ``frames`` frames, its objects
+        bouncing off the borders (:func:`object_top_left`): the ground truth of generation past
+        the trained length. At 64 px its first 8 frames are exactly ``self[i]``'s."""
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        return render_clip(self.spec(i), frames, self.size, trajectory="bounce")
 
     def image_sample(self, i: int) -> ImageSample:
         """Clip ``i``'s first frame with its sketch, ground truth and motion-free caption."""

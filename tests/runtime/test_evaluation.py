@@ -152,3 +152,77 @@ def test_evaluate_runs_a_converted_export_given_with_onnx(tmp_path):
         evaluate_main(other)
     with pytest.raises(ValueError, match="exported from another checkpoint"):
         evaluate_main([*other, "--precision", "fp16"])
+
+
+def test_long_generation_through_a_backend_scores_like_the_reference(
+    tiny_model, tiny_export_dir, dataset
+):
+    """Past the trained length (the window slides): the torch backend's per-block scores are
+    the reference's, and ONNX Runtime generates the reference's pixels."""
+    ref = Evaluator(tiny_model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = RuntimeEvaluator(tiny_model, dataset, GREEDY_CFG, 2, 1, tiny_export_dir, "onnxruntime")
+    clips = [dataset.long_clip(i, 7) for i in range(2)]
+    for task in ("V2V", "T2V"):
+        (a, given_a), (b, given_b) = (
+            ours.long_videos(task, clips, 7),
+            ref.long_videos(task, clips, 7),
+        )
+        assert a.shape == b.shape == (2, 7, 16, 16, 3) and given_a == given_b
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+        blocks = [list(s) for s in ours.long_generation(task, [0, 1], 7)]
+        assert blocks == [["frames 1-3", "frames 4-6", "frames 7-7"]] * 2
+
+
+def test_torch_backend_long_generation_scores_exactly_like_the_reference(dataset, tmp_path):
+    import torch
+
+    from nuwa.model.config import NuwaConfig
+    from nuwa.model.nuwa import NuwaModel
+
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 128  # the dataset's captions
+    torch.manual_seed(0)
+    model = NuwaModel(cfg).eval()
+    model.save_pretrained(tmp_path)
+    ref = Evaluator(model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = RuntimeEvaluator(model, dataset, GREEDY_CFG, 2, 1, tmp_path, "torch")
+    for task in ("V2V", "T2V"):
+        got, want = ours.long_generation(task, [0, 1], 8), ref.long_generation(task, [0, 1], 8)
+        for block in want[0]:
+            assert_same_scores([g[block] for g in got], [w[block] for w in want], block)
+
+
+def test_evaluate_long_frames_writes_per_block_scores(tmp_path):
+    import json
+
+    import torch
+
+    from nuwa.model.config import NuwaConfig
+    from nuwa.model.evaluate_cli import main as evaluate_main
+    from nuwa.model.nuwa import NuwaModel
+
+    cfg = NuwaConfig.from_name("tiny")
+    cfg.transformer.max_text_len = 128  # the dataset's captions
+    torch.manual_seed(0)
+    NuwaModel(cfg).eval().save_pretrained(tmp_path / "model")
+    common = ["--model", str(tmp_path / "model"), "--n", "2", "--no-progress", "--threads", "1"]
+    out = tmp_path / "scores.json"
+    argv = [*common, "--tasks", "V2V,T2V", "--long-frames", "6,7", "--out", str(out)]
+    assert evaluate_main(argv) == 0
+    scores = json.loads(out.read_text())
+    assert scores["long_frames"] == [6, 7] and set(scores["long"]) == {"V2V", "T2V"}
+    for task in ("V2V", "T2V"):
+        assert list(scores["long"][task]) == ["6", "7"]
+        six, seven = scores["long"][task]["6"], scores["long"][task]["7"]
+        assert [b for b in six if b != "seconds"] == ["frames 1-3", "frames 4-6"]
+        assert [b for b in seven if b != "seconds"] == ["frames 1-3", "frames 4-6", "frames 7-7"]
+        for row in (six["frames 4-6"], seven["frames 7-7"]):
+            assert row["n"] == 2 and 0 <= row["kept"] <= 1 and "position_error" in row
+    for bad, message in (
+        ("16,x", "--long-frames takes frame counts like 16,32"),
+        ("3", r"--long-frames: .*above the trained 3 frames, got \[3\]"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            evaluate_main([*common, "--tasks", "V2V", "--long-frames", bad])
+    with pytest.raises(ValueError, match="--long-frames: .*add one to the tasks"):
+        evaluate_main([*common, "--tasks", "T2I", "--long-frames", "6"])

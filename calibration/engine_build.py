@@ -19,7 +19,10 @@ Q/DQ INT8):
 5. a **timing cache** shared by all graphs and kept on disk (``timing.cache``), so rebuilding is
    fast and reproducible on the same GPU;
 6. ``engines.json`` (:mod:`~nuwa.calibration.engine_metadata`): TensorRT version, GPU, plugin
-   library and version, precision, profiles, and the source manifest.
+   library and version, precision, profiles, the source manifest, and the engine cache key of
+   the four (:func:`~nuwa.calibration.engine_metadata.engine_cache_key`; the timing cache file
+   is named by it, so a cache from another TensorRT, GPU, precision or plugin build is never
+   reused).
 
 Not run on real TensorRT here: the machine that wrote this has no GPU and no TensorRT. Steps 2–6
 follow the TensorRT 10.x Python API (also 11.x); everything else is tested.
@@ -44,14 +47,14 @@ from onnx import numpy_helper
 from nuwa.export.manifest import MANIFEST_FILE, GraphInfo, ManifestError, load_manifest, sha256_file
 from nuwa.export.onnx_function import OP_TYPE, PLUGIN_NAMESPACE, is_attention_node
 
-from .engine_metadata import EngineInfo, EngineMetadata, write_metadata
+from .engine_metadata import EngineInfo, EngineMetadata, engine_cache_key, write_metadata
 
 TENSORRT_INSTALL = (
     'TensorRT is not installed: pip install "nuwa-edge[trt]" (the tensorrt wheel) on a machine '
     "with an NVIDIA GPU; JetPack ships it on Jetson"
 )
 CUDA_PYTHON_INSTALL = "cuda-python is not installed: pip install cuda-python (CUDA runtime API)"
-TIMING_CACHE = "timing.cache"
+TIMING_CACHE = "timing-{key}.cache"  # keyed like the engines (engine_metadata.engine_cache_key)
 ROW_SCALED_KINDS = ("vq_encoder", "vq_decoder", "sketch_encoder")  # batch = rows x frames
 
 
@@ -64,7 +67,7 @@ class BuildOptions:
     max_batch: int = 8  # largest number of batch rows (guidance doubles the prompts)
     opt_batch: int = 2  # rows TensorRT tunes kernels for
     workspace_mib: int = 1024
-    timing_cache: str | None = None  # default: ENGINE_DIR/timing.cache
+    timing_cache: str | None = None  # default: ENGINE_DIR/timing-<engine cache key>.cache
     graphs: tuple[str, ...] | None = None  # default: every graph of the manifest
 
     def validate(self) -> None:
@@ -230,6 +233,40 @@ def find_plugin_creator(registry: Any, version: str = "1") -> Any:
     return None
 
 
+# Plugin libraries this process registered with TensorRT: resolved path -> SHA-256.
+_REGISTERED_LIBRARIES: dict[str, str] = {}
+
+
+def register_plugin_library(registry: Any, library: str | Path, sha256: str) -> None:
+    """Make ``nuwa::NearbyAttention3D`` v1 available in TensorRT's ``registry`` from ``library``
+    (SHA-256 ``sha256``), once per process: ``load_library`` (TensorRT's loader calls the
+    library's ``getCreators``) the first time; again (a second backend, build-then-run in one
+    process) it is already registered and nothing is loaded — TensorRT refuses to register a
+    creator twice. A creator registered from a *different* library file is refused."""
+    path = str(Path(library).resolve())
+    known = _REGISTERED_LIBRARIES.get(path)
+    if known is not None and known != sha256:
+        raise EngineBuildError(
+            f"{path} changed since this process loaded it into TensorRT; restart the process"
+        )
+    if find_plugin_creator(registry) is not None:
+        others = {p for p, h in _REGISTERED_LIBRARIES.items() if h != sha256}
+        if others:
+            raise EngineBuildError(
+                f"another plugin library ({', '.join(sorted(others))}) is already registered "
+                f"with TensorRT in this process; {path} cannot replace it: restart the process"
+            )
+        _REGISTERED_LIBRARIES.setdefault(path, sha256)
+        return
+    if registry.load_library(path) is None and find_plugin_creator(registry) is None:
+        raise EngineBuildError(f"TensorRT could not load the plugin library {path}")
+    if find_plugin_creator(registry) is None:
+        raise EngineBuildError(
+            f"{path} did not register {PLUGIN_NAMESPACE}::{OP_TYPE} v1 with TensorRT"
+        )
+    _REGISTERED_LIBRARIES[path] = sha256
+
+
 def _build_one(
     trt: Any,
     logger: Any,
@@ -295,16 +332,13 @@ def build_engines(
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
-    registry = trt.get_plugin_registry()
-    if registry.load_library(plugin["library"]) is None:
-        raise EngineBuildError(f"TensorRT could not load the plugin library {plugin['library']}")
-    if find_plugin_creator(registry) is None:
-        raise EngineBuildError(
-            f"{plugin['library']} did not register {PLUGIN_NAMESPACE}::{OP_TYPE} v1 with TensorRT"
-        )
+    register_plugin_library(trt.get_plugin_registry(), plugin["library"], plugin["sha256"])
     plugin["version"] = "1"
+    key = engine_cache_key(str(trt.__version__), gpu, manifest.precision, plugin["sha256"])
 
-    cache_path = Path(opts.timing_cache) if opts.timing_cache else out_dir / TIMING_CACHE
+    cache_path = (
+        Path(opts.timing_cache) if opts.timing_cache else out_dir / TIMING_CACHE.format(key=key)
+    )
     cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
     cache_config = trt.Builder(logger).create_builder_config()
     cache = cache_config.create_timing_cache(cache_bytes)

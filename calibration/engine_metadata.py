@@ -13,6 +13,7 @@ This module needs neither TensorRT nor a GPU (tests run it with fake metadata).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,23 @@ class EngineMetadataError(RuntimeError):
 
 class EngineMismatchError(RuntimeError):
     """Engines built for another TensorRT version or GPU than this machine's."""
+
+
+def engine_cache_key(
+    tensorrt_version: str, gpu: dict[str, Any], precision: str, plugin_sha256: str
+) -> str:
+    """What a serialized engine depends on, as one key (16 hex digits): the TensorRT version
+    that built it, the GPU model it was tuned for (name and compute capability), the precision
+    of its graphs and the SHA-256 of the plugin library whose kernels it embeds. Engines and
+    timing caches are only reused under an equal key."""
+    parts = {
+        "tensorrt": str(tensorrt_version),
+        "gpu": str(gpu.get("name")),
+        "compute_capability": str(gpu.get("compute_capability")),
+        "precision": str(precision),
+        "plugin_sha256": str(plugin_sha256),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -51,10 +69,22 @@ class EngineMetadata:
     engines: dict[str, EngineInfo] = field(default_factory=dict)
     built_at: str = ""
 
+    @property
+    def cache_key(self) -> str:
+        """:func:`engine_cache_key` of what these engines were built with."""
+        return engine_cache_key(
+            self.tensorrt_version, self.gpu, self.precision, str(self.plugin.get("sha256"))
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["engines"] = {k: asdict(v) for k, v in self.engines.items()}
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **d,
+            "cache_key": self.cache_key,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineMetadata:
@@ -94,15 +124,28 @@ def load_metadata(directory: str | Path) -> EngineMetadata:
         raise EngineMetadataError(f"{path} is malformed: {exc!r}") from exc
     except EngineMetadataError as exc:
         raise EngineMetadataError(f"{path}: {exc}") from exc
+    stored = json.loads(path.read_text()).get("cache_key")
+    if stored is not None and stored != meta.cache_key:
+        raise EngineMetadataError(
+            f"{path}: cache_key {stored} does not match its TensorRT version, GPU, precision and "
+            "plugin SHA-256 (edited by hand?); rebuild with `nuwa build-engine`"
+        )
     for info in meta.engines.values():
         if not (directory / info.file).is_file():
             raise EngineMetadataError(f"{path}: engine file {directory / info.file} is missing")
     return meta
 
 
-def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu: dict[str, Any]) -> None:
-    """Refuse engines built for another TensorRT version or GPU model (clear message, before
-    TensorRT tries to deserialize them)."""
+def check_compatible(
+    meta: EngineMetadata,
+    tensorrt_version: str,
+    gpu: dict[str, Any],
+    precision: str | None = None,
+    plugin_sha256: str | None = None,
+) -> None:
+    """Refuse engines built for another TensorRT version, GPU model, precision or plugin library
+    (the parts of :func:`engine_cache_key`; clear message, before TensorRT tries to deserialize
+    them). ``precision`` / ``plugin_sha256``: checked when given."""
     rebuild = "rebuild them on this machine with `nuwa build-engine`"
     if meta.tensorrt_version != tensorrt_version:
         raise EngineMismatchError(
@@ -115,4 +158,14 @@ def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu: dict[str,
         raise EngineMismatchError(
             f"these engines were built for {built_name} (compute capability {built_cc}), this "
             f"machine has {here_name} (compute capability {here_cc}); {rebuild}"
+        )
+    if precision is not None and meta.precision != precision:
+        raise EngineMismatchError(
+            f"these engines are {meta.precision}, not {precision}: ask for --precision "
+            f"{meta.precision} or build engines from a {precision} export"
+        )
+    if plugin_sha256 is not None and meta.plugin.get("sha256") != plugin_sha256:
+        raise EngineMismatchError(
+            f"these engines were built with another plugin library (SHA-256 "
+            f"{str(meta.plugin.get('sha256'))[:12]}…, this one is {plugin_sha256[:12]}…); {rebuild}"
         )

@@ -81,6 +81,10 @@ ATTRIBUTE_NAMES = ("q_grid", "k_grid", "extents", "causal", "ring_cache", "scale
 # whose name matches the op_type, so the tensorrt target drops the function bodies.
 PLUGIN_NAMESPACE = "nuwa"
 PLUGIN_VERSION = "1"
+# ONNX Runtime's TensorRT execution provider offers every creator in TensorRT's plugin registry
+# as a custom op of this domain (variadic I/O); a node must be in it to pass ONNX Runtime's graph
+# checks, and the EP's ONNX parser then binds the plugin by op_type + plugin_namespace/version.
+ORT_TRT_PLUGIN_DOMAIN = "trt.plugins"
 
 
 @dataclass(frozen=True)
@@ -700,4 +704,25 @@ def to_tensorrt(model: onnx.ModelProto) -> int:
                 node.attribute.append(helper.make_attribute(key, value))
         count += 1
     del model.functions[:]
+    return count
+
+
+def to_ort_tensorrt(model: onnx.ModelProto) -> int:
+    """:func:`to_tensorrt` for ONNX Runtime's TensorRT execution provider: the 3DNA nodes also
+    move to domain :data:`ORT_TRT_PLUGIN_DOMAIN` (the custom-op domain under which the EP offers
+    registered TensorRT plugins), keeping ``plugin_namespace="nuwa"``/``plugin_version="1"`` and
+    every attribute, with no function body (the EP's parser would inline it instead of binding
+    the plugin). Such a graph runs only where the TensorRT EP takes these nodes: ONNX Runtime
+    with a TensorRT EP that lists ``IPluginV3`` creators (``getAllCreators``) and
+    ``libnuwa_trt_register.so`` in ``trt_extra_plugin_lib_paths``. Returns the number of nodes."""
+    count = to_tensorrt(model)
+    for node in model.graph.node:
+        if is_attention_node(node):
+            node.domain = ORT_TRT_PLUGIN_DOMAIN
+    if not any(n.domain == DOMAIN for n in model.graph.node):
+        kept = [o for o in model.opset_import if o.domain != DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    if count and not any(o.domain == ORT_TRT_PLUGIN_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(ORT_TRT_PLUGIN_DOMAIN, 1))
     return count

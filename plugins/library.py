@@ -28,6 +28,10 @@ import numpy as np
 
 ENV_VAR = "NUWA_PLUGINS_LIB"
 LIBRARY_NAME = "libnuwa_plugins.so"
+# Static registration of the TensorRT plugin at load time, beside LIBRARY_NAME in TensorRT builds:
+# for ONNX Runtime's TensorRT EP (trt_extra_plugin_lib_paths) and trtexec --staticPlugins.
+# LIBRARY_NAME itself is a TensorRT dynamic plugin library (IPluginRegistry::loadLibrary).
+REGISTER_LIBRARY_NAME = "libnuwa_trt_register.so"
 BUILD_COMMAND = "cmake -S . -B build && cmake --build build"
 INSTALL_COMMAND = "pip install -e ."
 HOW_TO_BUILD = (
@@ -185,6 +189,19 @@ def cuda_compiled() -> bool:
 def tensorrt_compiled() -> bool:
     """Whether the library holds the TensorRT plugin."""
     return bool(load_library().nuwa_3dna_tensorrt_compiled())
+
+
+def register_library_path() -> Path:
+    """``libnuwa_trt_register.so`` beside the loaded library: the one to hand to loaders that only
+    ``dlopen`` (ONNX Runtime's ``trt_extra_plugin_lib_paths``, ``trtexec --staticPlugins``).
+    :class:`PluginLibraryError` when this build has no TensorRT plugin."""
+    path = library_path().parent / REGISTER_LIBRARY_NAME
+    if not tensorrt_compiled() or not path.is_file():
+        raise PluginLibraryError(
+            f"{path} is missing: {library_path()} was built without the TensorRT plugin; "
+            "configure with -DTensorRT_INCLUDE_DIR=<TensorRT>/include and rebuild"
+        )
+    return path
 
 
 def cuda_device_count() -> int:

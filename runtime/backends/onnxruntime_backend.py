@@ -10,9 +10,12 @@ Devices / execution providers:
 - ``cpu`` (default): ``CPUExecutionProvider``;
 - ``cuda``: ``CUDAExecutionProvider`` (needs ``onnxruntime-gpu``);
 - ``tensorrt``: ``TensorrtExecutionProvider`` (then CUDA, then CPU for what it does not take),
-  with FP16/INT8 enabled to match the export, an engine cache beside the export cache, and our
-  plugin library (``libnuwa_plugins.so``, :mod:`nuwa.plugins`) passed as an extra plugin library
-  when it is built.
+  with FP16/INT8 enabled to match the export, an engine cache beside the export cache keyed by
+  TensorRT version, GPU, precision and plugin hash (:func:`tensorrt_engine_cache_dir`), and the
+  plugin's static-registration library (``libnuwa_trt_register.so``, :mod:`nuwa.plugins`) as an
+  extra plugin library when the plugin is built. The portable export's 3DNA nodes run their
+  function bodies there; a graph converted with
+  :func:`nuwa.export.onnx_function.to_ort_tensorrt` binds the fused plugin instead.
 
 Two ways to run the decoder step, side by side:
 
@@ -100,6 +103,44 @@ def plugin_library() -> str | None:
         return None
 
 
+def tensorrt_registration_library() -> str | None:
+    """Path of ``libnuwa_trt_register.so`` (registers the 3DNA TensorRT plugin when it is
+    dlopened, which is all ONNX Runtime's TensorRT EP does with ``trt_extra_plugin_lib_paths``),
+    or None when the plugin library was built without TensorRT."""
+    try:
+        from nuwa.plugins import library
+
+        return str(library.register_library_path())
+    except Exception:  # not built, or built without TensorRT headers
+        return None
+
+
+def tensorrt_engine_cache_dir(precision: str, device_id: int) -> Path:
+    """Where ONNX Runtime's TensorRT EP keeps its engines: one folder per engine cache key
+    (:func:`nuwa.calibration.engine_metadata.engine_cache_key`: TensorRT version, GPU, precision,
+    plugin library hash), so an engine built by another TensorRT, GPU or plugin build is never
+    picked up. Parts that cannot be read here (no ``tensorrt`` wheel, no cuda-python) count as
+    ``unknown``."""
+    import importlib.metadata
+
+    from nuwa.calibration.engine_build import gpu_identity
+    from nuwa.calibration.engine_metadata import engine_cache_key
+    from nuwa.export.manifest import sha256_file
+
+    try:
+        version = importlib.metadata.version("tensorrt")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        gpu = gpu_identity(device_id)
+    except Exception:  # no cuda-python or no device: the EP reports the real problem
+        gpu = {"name": "unknown", "compute_capability": "unknown"}
+    lib = tensorrt_registration_library()
+    plugin = sha256_file(plugin_library() or lib) if lib else "none"
+    key = engine_cache_key(version, gpu, precision, plugin)
+    return cache_root() / "trt_engines" / key
+
+
 def providers_for(kind: str, device_id: int, precision: str) -> list[Any]:
     """ONNX Runtime execution providers (with options) for a device kind; a clear error names
     what to install when the provider is not in this onnxruntime build."""
@@ -119,7 +160,7 @@ def providers_for(kind: str, device_id: int, precision: str) -> list[Any]:
             "this onnxruntime build has no TensorRT execution provider: install TensorRT and "
             f"{GPU_HINT}"
         )
-    engines = cache_root() / "trt_engines"
+    engines = tensorrt_engine_cache_dir(precision, device_id)
     engines.mkdir(parents=True, exist_ok=True)
     trt: dict[str, Any] = {
         "device_id": device_id,
@@ -129,7 +170,7 @@ def providers_for(kind: str, device_id: int, precision: str) -> list[Any]:
         "trt_engine_cache_path": str(engines),
         "trt_timing_cache_enable": True,
     }
-    lib = plugin_library()
+    lib = tensorrt_registration_library()  # dlopened by the EP: registers at load
     if lib is not None:
         trt["trt_extra_plugin_lib_paths"] = lib
     return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]

@@ -17,10 +17,15 @@ never crosses PCIe. Only token ids / positions go up and logits come down per st
 
 CUDA memory and streams use cuda-python's runtime API (``cuda.bindings.runtime``), not PyTorch.
 
+Tensor types: TensorRT's ``DataType`` -> NumPy through :func:`numpy_dtype` (BF16 as ml_dtypes'
+bfloat16; ``trt.nptype`` has none); the KV cache buffers take the decoder graphs' cache dtype.
+An input shape outside the engine's optimization profile (too many batch rows) is a
+:class:`NuwaInputError` naming the profile's range.
+
 Not run on real TensorRT: the machine that wrote this has no GPU and no TensorRT. The code
 follows the TensorRT 10.x Python API (``deserialize_cuda_engine``, ``create_execution_context``,
-``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``); the checks before TensorRT is
-touched are tested with fake metadata.
+``set_input_shape``, ``get_tensor_profile_shape``, ``set_tensor_address``, ``execute_async_v3``);
+the checks before TensorRT is touched and the engine runner are tested with fakes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from nuwa.calibration.engine_metadata import (
@@ -68,6 +74,33 @@ def _gpu_identity(device: int) -> dict[str, Any]:
         return gpu_identity(device)
     except EngineBuildError as exc:
         raise BackendUnavailableError(str(exc)) from exc
+
+
+# TensorRT DataType name -> NumPy dtype. ``trt.nptype`` has no BF16 (NumPy has no bfloat16);
+# ml_dtypes (an onnx dependency) provides one with NumPy's casting rules.
+_NUMPY_DTYPES: dict[str, Any] = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "FP8": ml_dtypes.float8_e4m3fn,
+}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """The NumPy dtype of a TensorRT ``DataType`` (BF16 included); a clear error for types no
+    host array can hold (INT4, FP4)."""
+    name = getattr(trt_dtype, "name", None) or str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in _NUMPY_DTYPES:
+        raise BackendUnavailableError(
+            f"TensorRT tensor type {name} has no host (NumPy) type; the tensorrt backend takes "
+            f"engines whose I/O is {', '.join(sorted(_NUMPY_DTYPES))}"
+        )
+    return np.dtype(_NUMPY_DTYPES[name])
 
 
 def _cudart() -> Any:
@@ -156,7 +189,25 @@ class EngineRunner:
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == mode]
         self.outputs = [n for n in names if engine.get_tensor_mode(n) != mode]
-        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        self.dtypes = {n: numpy_dtype(engine.get_tensor_dtype(n)) for n in names}
+        self.name = path.name
+
+    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        """``set_input_shape``, whose ``False`` (a shape outside the optimization profile) becomes
+        a clear error naming the profile's range instead of a later "execute_async_v3 failed"."""
+        if self.context.set_input_shape(name, shape):
+            return
+        try:
+            low, _, high = (
+                tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, 0)
+            )
+            allowed = f"the engine's profile allows {low} .. {high}"
+        except Exception:  # noqa: BLE001 - the range is only for the message
+            allowed = "it is outside the engine's optimization profile"
+        raise NuwaInputError(
+            f"{self.name}: input {name!r} has shape {tuple(shape)}; {allowed} (the batch rows: "
+            "rebuild with a larger `nuwa build-engine --max-batch`, or ask for fewer prompts)"
+        )
 
     def run(
         self,
@@ -172,7 +223,12 @@ class EngineRunner:
                 dev = DeviceArray(self.cudart, value.shape, self.dtypes[name])
                 value = dev.upload(value, self.stream)
                 keep.append(dev)
-            self.context.set_input_shape(name, value.shape)
+            elif value.dtype != self.dtypes[name]:
+                raise ValueError(
+                    f"{self.name}: device buffer for {name!r} is {value.dtype}, the engine "
+                    f"takes {self.dtypes[name]}"
+                )
+            self._set_input_shape(name, value.shape)
             self.context.set_tensor_address(name, value.ptr)
         result: dict[str, DeviceArray] = {}
         for name in self.outputs:
@@ -212,7 +268,11 @@ class TensorRTBackend(Backend):
             raise NuwaInputError(f"the tensorrt backend runs on cuda devices, not {device!r}")
         if device and ":" in device:
             index = int(device.split(":", 1)[1])
-        check_compatible(meta, str(trt.__version__), _gpu_identity(index))
+        # the engine cache key's four parts: TensorRT version, GPU, precision, plugin library
+        gpu = _gpu_identity(index)
+        check_compatible(meta, str(trt.__version__), gpu, precision)
+        library = self._plugin_library(meta)
+        check_compatible(meta, str(trt.__version__), gpu, precision, sha256_file(library))
         self.meta: EngineMetadata = meta
         self.precision = precision
         self.manifest = Manifest.from_dict(self.directory, meta.onnx_manifest)
@@ -224,24 +284,29 @@ class TensorRTBackend(Backend):
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self.logger, "")
-        self._load_plugin(trt)
+        self._load_plugin(trt, library)
         self.runtime = trt.Runtime(self.logger)
         self._engines: dict[str, EngineRunner] = {}
 
-    def _load_plugin(self, trt: Any) -> None:
-        library = os.environ.get(PLUGIN_ENV) or self.meta.plugin["library"]
+    @staticmethod
+    def _plugin_library(meta: EngineMetadata) -> str:
+        library = os.environ.get(PLUGIN_ENV) or meta.plugin["library"]
         if not Path(library).is_file():
             raise BackendUnavailableError(
                 f"the 3DNA plugin library {library} is missing; set {PLUGIN_ENV} to "
                 "libnuwa_plugins.so (the one the engines were built with)"
             )
-        if sha256_file(library) != self.meta.plugin.get("sha256"):
-            raise BackendUnavailableError(
-                f"{library} is not the plugin library these engines were built with; rebuild "
-                "the engines with `nuwa build-engine` against it"
-            )
-        if trt.get_plugin_registry().load_library(str(library)) is None:
-            raise BackendUnavailableError(f"TensorRT could not load the plugin library {library}")
+        return str(library)
+
+    def _load_plugin(self, trt: Any, library: str) -> None:
+        """Register the plugin once per process: a second backend, or build-then-run in one
+        process, finds it registered (``engine_build.register_plugin_library``)."""
+        from nuwa.calibration.engine_build import EngineBuildError, register_plugin_library
+
+        try:
+            register_plugin_library(trt.get_plugin_registry(), library, sha256_file(library))
+        except EngineBuildError as exc:
+            raise BackendUnavailableError(str(exc)) from exc
 
     def _engine(self, graph: str) -> EngineRunner:
         if graph not in self._engines:
@@ -302,16 +367,34 @@ class TensorRTBackend(Backend):
     def new_cache(self, rows: int) -> DeviceCache:
         d = self.manifest.decoder
         shape = (rows, d.num_heads, d.cache_slots, d.head_dim)
+        dtypes = self.cache_dtypes()
 
         def buffers() -> list[DeviceArray]:
             return [
-                DeviceArray(self.cudart, shape, np.float32).zero(self.stream)
-                for _ in range(2 * d.num_layers)
+                DeviceArray(self.cudart, shape, dtypes[name]).zero(self.stream)
+                for name in d.past_names()
             ]
 
         cache = DeviceCache(buffers(), buffers())
         _ok(self.cudart.cudaStreamSynchronize(self.stream))
         return cache
+
+    def cache_dtypes(self) -> dict[str, np.dtype]:
+        """The dtype of each ``past`` cache input, as the decoder-step graphs declare it (a
+        strongly typed engine takes its graph's types: float16 for an FP16 export); every
+        decoder-step graph must agree, since one cache serves them all."""
+        d = self.manifest.decoder
+        found: dict[str, np.dtype] = {}
+        for step in self.manifest.decoder_steps:
+            declared = {t.name: np.dtype(t.dtype) for t in self.manifest.graph(step.graph).inputs}
+            for name in d.past_names():
+                dtype = declared[name]
+                if found.setdefault(name, dtype) != dtype:
+                    raise NuwaInputError(
+                        f"decoder-step graphs disagree on the dtype of {name!r} "
+                        f"({found[name]} vs {dtype}); re-export the model"
+                    )
+        return found
 
     def decoder_step(
         self,

@@ -18,14 +18,18 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from nuwa.export.onnx_function import (
+    ATTRIBUTE_NAMES,
     DOMAIN,
     MAX_TABLE_ENTRIES,
     OP_TYPE,
+    ORT_TRT_PLUGIN_DOMAIN,
     Attention3DAttrs,
     attach_functions,
     bias_table_model,
     grid_bias_table,
     position_bias_table,
+    to_ort_tensorrt,
+    to_tensorrt,
 )
 from nuwa.export.verify import session
 from nuwa.model.attention3d import (
@@ -363,3 +367,43 @@ def test_function_bodies_hold_no_mask_table():
         constants = [n for f in model.functions for n in f.node if n.op_type == "Constant"]
         assert constants and all(c.attribute[0].t.ByteSize() < 64 for c in constants)
         assert model.ByteSize() < 20_000
+
+
+def _node_attributes(node: onnx.NodeProto) -> dict[str, object]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+@pytest.mark.parametrize("with_positions", [False, True])
+def test_tensorrt_targets_tag_the_nodes_for_the_plugin(with_positions: bool) -> None:
+    """``--target tensorrt`` (TensorRT's parser: domain ``nuwa``) and the ONNX Runtime TensorRT
+    EP variant (domain ``trt.plugins``): no function bodies, no overload, every 3DNA attribute
+    kept, and the plugin's namespace and version for the parser's plugin importer."""
+    spec = NearbyAttentionSpec((2, 3, 3), (2, 3, 3), (1, 1, 1), causal=True, ring_cache=True)
+    attrs = attrs_of(spec).as_dict()
+    for convert, domain in ((to_tensorrt, DOMAIN), (to_ort_tensorrt, ORT_TRT_PLUGIN_DOMAIN)):
+        model = single_node_model(attrs_of(spec), 1, 18, with_positions)
+        assert convert(model) == 1
+        assert len(model.functions) == 0
+        (node,) = model.graph.node
+        assert (node.domain, node.op_type, node.overload) == (domain, OP_TYPE, "")
+        got = _node_attributes(node)
+        assert got.pop("plugin_namespace") == b"nuwa" and got.pop("plugin_version") == b"1"
+        assert set(got) == set(ATTRIBUTE_NAMES)
+        for name in ATTRIBUTE_NAMES:
+            assert got[name] == pytest.approx(attrs[name])
+        assert len(node.input) == (4 if with_positions else 3)
+        domains = {o.domain: o.version for o in model.opset_import}
+        assert domains.get(domain) == 1
+        if domain == ORT_TRT_PLUGIN_DOMAIN:
+            assert DOMAIN not in domains  # no node left in it
+        onnx.checker.check_model(model)  # a custom domain: the schema check is TensorRT's
+
+
+def test_ort_tensorrt_variant_does_not_run_without_the_tensorrt_ep() -> None:
+    """Without function bodies nothing but the TensorRT EP can run the node: a CPU session
+    refuses the graph at load instead of silently computing something else."""
+    spec = NearbyAttentionSpec((1, 2, 2), (1, 2, 2), (0, 1, 1))
+    model = single_node_model(attrs_of(spec), 4, 4, False)
+    to_ort_tensorrt(model)
+    with pytest.raises(Exception, match=OP_TYPE):
+        session(model)

@@ -1,7 +1,9 @@
 """nuwa.plugins — the C++/CUDA 3DNA kernels and TensorRT plugin (``libnuwa_plugins.so``).
 
-Importing this package loads nothing; see :mod:`nuwa.plugins.library` for where the library is
-looked for and how to build it (``cmake -S . -B build && cmake --build build``).
+The install (``pip install .`` / ``pip install -e .``) builds the library into this package where
+a C++ compiler exists. Importing this package loads nothing; see :mod:`nuwa.plugins.library` for
+where the library is looked for and how to rebuild it by hand
+(``cmake -S . -B build && cmake --build build``).
 """
 
 from .library import (

@@ -225,7 +225,7 @@ def add_build_engine_parser(subparsers: argparse._SubParsersAction) -> None:
         "--timing-cache",
         default=None,
         metavar="FILE",
-        help="timing cache to reuse and update (default ENGINE_DIR/timing.cache)",
+        help="timing cache to reuse and update (default ENGINE_DIR/timing-<cache key>.cache)",
     )
     p.add_argument("--graphs", nargs="*", default=None, help="only these graphs (default all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")

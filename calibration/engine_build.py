@@ -16,8 +16,8 @@ Q/DQ INT8):
 4. one **optimization profile** per engine over the batch rows the runtime feeds (decode: 1 ..
    ``max_batch`` rows, conditional + unconditional under guidance; VQ graphs: rows x frames); the
    cache and condition axes are fixed by the export;
-5. a **timing cache** shared by all graphs and kept on disk (``timing.cache``), so rebuilding is
-   fast and reproducible on the same GPU;
+5. a **timing cache** shared by all graphs and kept on disk (``timing-<key>.cache``), so
+   rebuilding is fast and reproducible on the same GPU;
 6. ``engines.json`` (:mod:`~nuwa.calibration.engine_metadata`): TensorRT version, GPU, plugin
    library and version, precision, profiles, the source manifest, and the engine cache key of
    the four (:func:`~nuwa.calibration.engine_metadata.engine_cache_key`; the timing cache file

@@ -268,7 +268,7 @@ nuwa_status_t nuwa_3dna_forward_cuda(const nuwa_3dna_params_t* params, nuwa_dtyp
         }
         auto const type = static_cast<nuwa::DataType>(dtype);
         auto const a = static_cast<nuwa::Algo>(algo);
-        if (!nuwa::nearbyAttention3DCudaSupports(p, type, a))
+        if (!nuwa::nearbyAttention3DCudaSupports(p, type, a, q))
         {
             return fail(NUWA_STATUS_UNSUPPORTED,
                 "3DNA: this CUDA kernel does not support the call (dtype/head_dim); use NUWA_3DNA_ALGO_AUTO");

@@ -108,8 +108,12 @@ NUWA_API nuwa_status_t nuwa_3dna_decode_cuda(const nuwa_3dna_params_t* params, n
     nuwa_3dna_algo_t algo);
 
 /* Registers the TensorRT plugin creator (nuwa::NearbyAttention3D v1) with the process-wide TensorRT
- * registry now, e.g. when TensorRT was loaded after this library. Loading the library already does
- * this when libnvinfer is present. 1: registered (or already), 0: no TensorRT in this build/process. */
+ * registry (found in the process: libnvinfer must already be loaded). Idempotent: a creator already
+ * registered (by IPluginRegistry::loadLibrary through getCreators(), or an earlier call) is left as is.
+ * Loading this library registers nothing (it is a TensorRT dynamic plugin library); loading
+ * libnuwa_trt_register.so calls this (static registration for ONNX Runtime's TensorRT EP,
+ * trtexec --staticPlugins, polygraphy --plugins). 1: registered (or already), 0: no TensorRT in
+ * this build/process. */
 NUWA_API int32_t nuwa_3dna_register_tensorrt_plugin(void);
 
 /* 1 when algo can run this (valid) call with dtype in this build, else 0. */

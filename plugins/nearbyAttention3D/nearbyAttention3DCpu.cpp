@@ -41,15 +41,32 @@ char const* nearbyAttention3DValidate(NearbyAttentionParams const& p)
     {
         return "ring_cache must be 0 or 1";
     }
+    bool const sameGrid = p.qGrid[0] == p.kGrid[0] && p.qGrid[1] == p.kGrid[1] && p.qGrid[2] == p.kGrid[2];
     if (p.ringCache)
     {
-        if (!p.causal || p.qGrid[0] != p.kGrid[0] || p.qGrid[1] != p.kGrid[1] || p.qGrid[2] != p.kGrid[2])
+        if (!p.causal || !sameGrid)
         {
             return "ring_cache needs causal self-attention (q_grid == k_grid)";
         }
         if (p.numKeys < 1)
         {
             return "ring_cache needs at least one cache slot";
+        }
+        // Any slot count >= 1 is exact: slot n % S holds key n iff p - S < n <= p (DESIGN §5).
+    }
+    else
+    {
+        if (p.causal && !sameGrid)
+        {
+            return "causal attention needs equal q_grid and k_grid (DESIGN §4)";
+        }
+        // Keys are raster positions 0..Nk-1 of k_grid: more keys than the grid has would be keys
+        // past its last frame, which no query's window may reach (a ring cache is the only
+        // layout with more rows than grid positions).
+        int64_t const gridKeys = static_cast<int64_t>(p.kGrid[0]) * p.kGrid[1] * p.kGrid[2];
+        if (static_cast<int64_t>(p.numKeys) > gridKeys)
+        {
+            return "Nk (k's axis 2) exceeds the k_grid's T*H*W positions (only a ring cache may have more slots)";
         }
     }
     if (!std::isfinite(p.scale))

@@ -24,6 +24,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cfloat>
 #include <cstdint>
 
@@ -398,6 +399,28 @@ constexpr int kTileQueries = 16 * kTileWarps; // 64 queries per block
 constexpr int kChunk = 64;                    // keys per shared-memory chunk
 constexpr int kPad = 8;                       // halves of padding per smem row (bank spread)
 
+//! Column of key kk in row `row` (= head_dim index) of the transposed V chunk sVt[HD][kChunk + kPad]:
+//! kk XOR (row / 8) * (256 / HD), a bijection on 0..kChunk-1 within each row (the XOR value is
+//! < 32 and even, so the two halves of a 32-bit pair stay adjacent: the mma B loads still read one
+//! word).
+//!
+//! Why (32 banks of 4 bytes; a row is (64 + 8) / 2 = 36 words, 36 = 4 mod 32):
+//! - Stores (the staging loop): lane l writes row 8j + e (j = l mod HD/8, e the unrolled 0..7) at
+//!   column kk = kk0 + l / (HD/8), kk0 a multiple of 256/HD. Without the swizzle the bank is
+//!   (8j + e) * 36 + kk / 2 = 4e + kk / 2 (mod 32) for every j: the HD/8 rows of a store pile onto
+//!   the same 128/HD words' banks, an HD/8-way conflict (4-, 8-, 16-way for HD = 32, 64, 128).
+//!   With it the word is (kk / 2) XOR j * (128/HD): each j moves its 128/HD words to its own aligned
+//!   block, so a store touches 16 distinct banks (lanes sharing a word write its two halves).
+//! - Loads (O += P V): lane (g, tig) reads the word (8 dt + g) * 36 + 8 jj + tig (+4) XOR dt * 128/HD;
+//!   the XOR is the same for the whole warp and only permutes tig inside an aligned block of 4,
+//!   so the banks 4 (g + const) + permuted tig stay 32 distinct, as before.
+template <int HD>
+__device__ __forceinline__ int vtColumn(int row, int kk)
+{
+    static_assert(HD == 32 || HD == 64 || HD == 128, "tiled head_dim");
+    return kk ^ ((row >> 3) * (256 / HD));
+}
+
 //! How the blocks of the tiled kernel map onto queries.
 struct TileShape
 {
@@ -654,7 +677,7 @@ __global__ void __launch_bounds__(32 * kTileWarps) tiledKernel(NearbyAttentionPa
 #pragma unroll
             for (int e = 0; e < kVec; ++e)
             {
-                sVt[d0 + e][kk] = vv[e];
+                sVt[d0 + e][vtColumn<HD>(d0 + e, kk)] = vv[e];
             }
         }
         __syncthreads();
@@ -751,8 +774,11 @@ __global__ void __launch_bounds__(32 * kTileWarps) tiledKernel(NearbyAttentionPa
 #pragma unroll
                 for (int dt = 0; dt < kDTiles; ++dt)
                 {
-                    uint32_t const b0 = *reinterpret_cast<uint32_t const*>(&sVt[dt * 8 + g][j * 16 + tig * 2]);
-                    uint32_t const b1 = *reinterpret_cast<uint32_t const*>(&sVt[dt * 8 + g][j * 16 + 8 + tig * 2]);
+                    int const vr = dt * 8 + g;
+                    uint32_t const b0
+                        = *reinterpret_cast<uint32_t const*>(&sVt[vr][vtColumn<HD>(vr, j * 16 + tig * 2)]);
+                    uint32_t const b1
+                        = *reinterpret_cast<uint32_t const*>(&sVt[vr][vtColumn<HD>(vr, j * 16 + 8 + tig * 2)]);
                     mma16816<T>(o[dt], pa, b0, b1);
                 }
             }
@@ -795,13 +821,54 @@ bool decodeHeadDim(int32_t hd)
     return hd == 32 || hd == 64 || hd == 128;
 }
 
-int deviceMajor()
+//! The device that holds `data` (cudaPointerGetAttributes), else the current device; -1 if unknown.
+int dataDevice(void const* data)
 {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    if (data != nullptr)
+    {
+        cudaPointerAttributes attr{};
+        if (cudaPointerGetAttributes(&attr, data) == cudaSuccess && attr.type != cudaMemoryTypeUnregistered
+            && attr.type != cudaMemoryTypeHost && attr.device >= 0)
+        {
+            return attr.device;
+        }
+        cudaGetLastError();
+    }
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess)
+    {
+        cudaGetLastError();
+        return -1;
+    }
+    return dev;
+}
+
+//! Compute-capability major of device `dev`, read once per device and cached (0 if unreadable;
+//! a failed read is not cached).
+int deviceMajor(int dev)
+{
+    constexpr int kMaxDevices = 64;
+    static std::atomic<int> sMajorPlusOne[kMaxDevices]{}; // 0: not read yet
+    if (dev < 0)
+    {
+        return 0;
+    }
+    if (dev < kMaxDevices)
+    {
+        if (int const cached = sMajorPlusOne[dev].load(std::memory_order_relaxed))
+        {
+            return cached - 1;
+        }
+    }
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
     {
         cudaGetLastError();
         return 0;
+    }
+    if (dev < kMaxDevices)
+    {
+        sMajorPlusOne[dev].store(major + 1, std::memory_order_relaxed);
     }
     return major;
 }
@@ -929,21 +996,21 @@ cudaError_t launchTiled(NearbyAttentionParams const& P, void const* q, void cons
     }
 }
 
-Algo resolve(NearbyAttentionParams const& P, DataType type, Algo algo)
+Algo resolve(NearbyAttentionParams const& P, DataType type, Algo algo, void const* data)
 {
     if (algo != Algo::kAUTO)
     {
         return algo;
     }
-    if (P.numQueries <= 4 && nearbyAttention3DCudaSupports(P, type, Algo::kDECODE))
+    if (P.numQueries <= 4 && nearbyAttention3DCudaSupports(P, type, Algo::kDECODE, data))
     {
         return Algo::kDECODE;
     }
-    if (nearbyAttention3DCudaSupports(P, type, Algo::kTILED))
+    if (nearbyAttention3DCudaSupports(P, type, Algo::kTILED, data))
     {
         return Algo::kTILED;
     }
-    if (nearbyAttention3DCudaSupports(P, type, Algo::kDECODE))
+    if (nearbyAttention3DCudaSupports(P, type, Algo::kDECODE, data))
     {
         return Algo::kDECODE;
     }
@@ -952,7 +1019,7 @@ Algo resolve(NearbyAttentionParams const& P, DataType type, Algo algo)
 
 } // namespace
 
-bool nearbyAttention3DCudaSupports(NearbyAttentionParams const& P, DataType type, Algo algo)
+bool nearbyAttention3DCudaSupports(NearbyAttentionParams const& P, DataType type, Algo algo, void const* data)
 {
     int64_t const rows = static_cast<int64_t>(P.batch) * P.numHeads * P.numQueries;
     switch (algo)
@@ -962,7 +1029,7 @@ bool nearbyAttention3DCudaSupports(NearbyAttentionParams const& P, DataType type
     case Algo::kDECODE: return decodeHeadDim(P.headDim) && rows <= 0x7fffffff;
     case Algo::kTILED:
         return type != DataType::kFLOAT && decodeHeadDim(P.headDim) && P.batch <= 65535 && P.numHeads <= 65535
-            && P.numKeys < 0x7fffffff && deviceMajor() >= 8;
+            && P.numKeys < 0x7fffffff && deviceMajor(dataDevice(data)) >= 8; // mma.sync m16n8k16: sm_80+
     }
     return false;
 }
@@ -975,7 +1042,7 @@ cudaError_t nearbyAttention3DCuda(NearbyAttentionParams const& P, DataType type,
     {
         return cudaSuccess;
     }
-    Algo a = resolve(P, type, algo);
+    Algo a = resolve(P, type, algo, q);
     bool const vecAligned = aligned(q, 16) && aligned(k, 16) && aligned(v, 16) && aligned(out, 16);
     if (a != Algo::kGENERIC && !vecAligned)
     {

@@ -46,8 +46,10 @@ void nearbyAttention3DCpu(NearbyAttentionParams const& p, float const* q, float 
     int32_t const* qPositions, float* out, int32_t numThreads);
 
 #if NUWA_WITH_CUDA
-//! Whether algo can run this call (params already valid).
-bool nearbyAttention3DCudaSupports(NearbyAttentionParams const& p, DataType type, Algo algo);
+//! Whether algo can run this call (params already valid) on the device that holds `data` (an input's
+//! device pointer; nullptr: the current device). The tiled kernel needs sm_80+; each device's
+//! compute capability is read once and cached.
+bool nearbyAttention3DCudaSupports(NearbyAttentionParams const& p, DataType type, Algo algo, void const* data = nullptr);
 
 //! Launches the CUDA kernel on stream; returns the launch status (asynchronous errors come later).
 cudaError_t nearbyAttention3DCuda(NearbyAttentionParams const& p, DataType type, void const* q, void const* k,

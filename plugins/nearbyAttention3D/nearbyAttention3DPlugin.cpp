@@ -1,11 +1,12 @@
 /*
  * nearbyAttention3DPlugin.cpp — TensorRT IPluginV3 (OneCore/OneBuild/OneRuntime) adapter of the
- * 3DNA kernels, its creator, and registration (static at load time, and getCreators()).
+ * 3DNA kernels, its creator, and registration (getCreators() for loadLibrary; an explicit, idempotent
+ * nuwa_3dna_register_tensorrt_plugin() that libnuwa_trt_register.so calls at its load time).
  *
  * No method lets an exception out (all are noexcept); errors are reported by return codes and a
- * message on stderr. The library does not need to be linked against libnvinfer: the registry is
- * looked up when the library loads (getPluginRegistry in the process, or in an already loaded
- * libnvinfer.so.10/.11), so the same .so serves ctypes users without TensorRT.
+ * message on stderr. The library does not need to be linked against libnvinfer: registration
+ * (nuwa_3dna_register_tensorrt_plugin) looks the registry up in the process (getPluginRegistry, or
+ * an already loaded libnvinfer.so.10/.11), so the same .so serves ctypes users without TensorRT.
  */
 #include "nearbyAttention3DPlugin.h"
 
@@ -239,9 +240,27 @@ size_t NearbyAttention3DPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* 
     return 0;
 }
 
-bool NearbyAttention3DPlugin::makeParams(Dims const& q, Dims const& k, NearbyAttentionParams& p) const noexcept
+bool NearbyAttention3DPlugin::makeParams(
+    PluginTensorDesc const* in, int32_t nbInputs, NearbyAttentionParams& p) const noexcept
 {
+    if (nbInputs < 3 || nbInputs > 4)
+    {
+        return false;
+    }
+    Dims const& q = in[0].dims;
+    Dims const& k = in[1].dims;
+    Dims const& v = in[2].dims;
     if (q.nbDims != 4 || k.nbDims != 4 || q.d[0] != k.d[0] || q.d[1] != k.d[1] || q.d[3] != k.d[3])
+    {
+        return false;
+    }
+    // v (B, nh, Nk, hd) exactly like k: the kernels read v's rows with k's strides.
+    if (v.nbDims != 4 || v.d[0] != k.d[0] || v.d[1] != k.d[1] || v.d[2] != k.d[2] || v.d[3] != k.d[3])
+    {
+        return false;
+    }
+    // q_positions (B, Nq): one raster position per query row.
+    if (nbInputs == 4 && (in[3].dims.nbDims != 2 || in[3].dims.d[0] != q.d[0] || in[3].dims.d[1] != q.d[2]))
     {
         return false;
     }
@@ -273,9 +292,11 @@ int32_t NearbyAttention3DPlugin::onShapeChange(
     PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
     NearbyAttentionParams p{};
-    if (nbInputs < 3 || nbInputs > 4 || nbOutputs != 1 || !makeParams(in[0].dims, in[1].dims, p))
+    if (nbOutputs != 1 || !makeParams(in, nbInputs, p))
     {
-        logError("onShapeChange", "input shapes do not match q (B, nh, Nq, hd), k/v (B, nh, Nk, hd) and the attributes");
+        logError("onShapeChange",
+            "input shapes do not match q (B, nh, Nq, hd), k/v (B, nh, Nk, hd), q_positions (B, Nq) and the "
+            "attributes");
         return -1;
     }
     mNbInputs = nbInputs;
@@ -286,7 +307,7 @@ int32_t NearbyAttention3DPlugin::enqueue(PluginTensorDesc const* inputDesc, Plug
     void const* const* inputs, void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept
 {
     NearbyAttentionParams p{};
-    if (!makeParams(inputDesc[0].dims, inputDesc[1].dims, p))
+    if (!makeParams(inputDesc, mNbInputs, p))
     {
         logError("enqueue", "invalid shapes");
         return -1;
@@ -448,16 +469,28 @@ IPluginV3* NearbyAttention3DPluginCreator::createPlugin(
 } // namespace nuwa
 
 // ------------------------------------------------------------------------------------------------
-// Registration: static (when the library loads) and getCreators() (IPluginRegistry::loadLibrary)
+// Registration, TensorRT's own pattern (plugin/vc/vfcCommon.cpp, samples/trtexec/README.md):
+//   - this library is a *dynamic* plugin library: getCreators() hands out the creator and makes no
+//     registry call, and nothing registers while the library loads, so IPluginRegistry::loadLibrary
+//     (trtexec --dynamicPlugins, TensorRTBackend) registers it exactly once, with no re-entry into
+//     the registry from inside TensorRT's dlopen;
+//   - static registration (REGISTER_TENSORRT_PLUGIN's effect: ONNX Runtime's TensorRT EP, which
+//     dlopens trt_extra_plugin_lib_paths, trtexec --staticPlugins, polygraphy --plugins) lives in
+//     the separate libnuwa_trt_register.so, whose load-time constructor calls
+//     nuwa_3dna_register_tensorrt_plugin() below. Never hand that library to loadLibrary.
+// Both paths register the one creator object; registering when it is already there is a no-op.
 // ------------------------------------------------------------------------------------------------
 
 namespace
 {
 
-nuwa::NearbyAttention3DPluginCreator gCreator;
-IPluginCreatorInterface* gCreators[] = {&gCreator};
+nuwa::NearbyAttention3DPluginCreator& theCreator() noexcept
+{
+    static nuwa::NearbyAttention3DPluginCreator sCreator;
+    return sCreator;
+}
+
 std::mutex gRegistryMutex;
-IPluginRegistry* gStaticRegistry = nullptr; // where the static registration put gCreator
 
 IPluginRegistry* findRegistry() noexcept
 {
@@ -475,74 +508,46 @@ IPluginRegistry* findRegistry() noexcept
         if (void* handle = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) // only a TensorRT already loaded
         {
             sym = dlsym(handle, "getPluginRegistry");
+            dlclose(handle); // NOLOAD took a reference
         }
     }
     return sym != nullptr ? reinterpret_cast<GetRegistry>(sym)() : nullptr;
 #endif
 }
 
-int32_t registerStatically() noexcept
-{
-    try
-    {
-        std::lock_guard<std::mutex> lock(gRegistryMutex);
-        if (gStaticRegistry != nullptr)
-        {
-            return 1;
-        }
-        IPluginRegistry* registry = findRegistry();
-        if (registry == nullptr)
-        {
-            return 0; // no TensorRT in this process (yet)
-        }
-        if (registry->registerCreator(gCreator, nuwa::kNEARBY_ATTENTION_PLUGIN_NAMESPACE))
-        {
-            gStaticRegistry = registry;
-        }
-        return 1;
-    }
-    catch (...)
-    {
-        return 0;
-    }
-}
-
-//! REGISTER_TENSORRT_PLUGIN-equivalent: registers at load time, under namespace "nuwa" (the macro
-//! registers under ""), and without a hard dependency on libnvinfer.
-struct StaticRegistrar
-{
-    StaticRegistrar() noexcept
-    {
-        registerStatically();
-    }
-};
-StaticRegistrar const gStaticRegistrar;
-
 } // namespace
 
 extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    try
-    {
-        // loadLibrary() registers what we return and fails if a creator is already registered:
-        // hand the statically registered creator over.
-        std::lock_guard<std::mutex> lock(gRegistryMutex);
-        if (gStaticRegistry != nullptr)
-        {
-            gStaticRegistry->deregisterCreator(gCreator);
-            gStaticRegistry = nullptr;
-        }
-    }
-    catch (...)
-    {
-    }
+    // No registry calls: loadLibrary registers what this returns (TensorRT's vc plugin library does
+    // the same). The array and the creator live as long as the library.
+    static IPluginCreatorInterface* const kCREATORS[] = {&theCreator()};
     nbCreators = 1;
-    return gCreators;
+    return kCREATORS;
 }
 
 extern "C" void setLoggerFinder(ILoggerFinder* /*finder*/) {}
 
 extern "C" int32_t nuwa_3dna_register_tensorrt_plugin(void)
 {
-    return registerStatically();
+    try
+    {
+        std::lock_guard<std::mutex> lock(gRegistryMutex);
+        IPluginRegistry* registry = findRegistry();
+        if (registry == nullptr)
+        {
+            return 0; // no TensorRT in this process (yet)
+        }
+        if (registry->getCreator(nuwa::kNEARBY_ATTENTION_PLUGIN_NAME, nuwa::kNEARBY_ATTENTION_PLUGIN_VERSION,
+                nuwa::kNEARBY_ATTENTION_PLUGIN_NAMESPACE)
+            != nullptr)
+        {
+            return 1; // already registered: by loadLibrary, by libnuwa_trt_register.so or by an earlier call
+        }
+        return registry->registerCreator(theCreator(), nuwa::kNEARBY_ATTENTION_PLUGIN_NAMESPACE) ? 1 : 0;
+    }
+    catch (...)
+    {
+        return 0;
+    }
 }

@@ -81,8 +81,9 @@ public:
     }
 
 private:
-    //! Kernel parameters of a call with these tensor dims; false if they do not fit the attributes.
-    bool makeParams(nvinfer1::Dims const& q, nvinfer1::Dims const& k, NearbyAttentionParams& p) const noexcept;
+    //! Kernel parameters of a call with these inputs (q, k, v[, q_positions]); false if their dims do
+    //! not fit each other (v like k, q_positions (B, Nq)) or the attributes.
+    bool makeParams(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, NearbyAttentionParams& p) const noexcept;
 
     NearbyAttentionAttributes mAttrs;
     int32_t mNbInputs{3}; //!< 4 with q_positions

@@ -155,6 +155,7 @@ def test_no_valid_key_gives_zeros(plugin_lib) -> None:
         ({"extents": [-2, 1, 1]}, "radii"),
         ({"ring_cache": 1, "causal": 0}, "ring_cache"),
         ({"k_grid": [2, 2, 3], "ring_cache": 1}, "ring_cache"),
+        ({"k_grid": [2, 2, 3]}, "causal attention needs equal q_grid and k_grid"),
     ],
 )
 def test_invalid_attributes_raise(plugin_lib, change, needle) -> None:
@@ -171,3 +172,35 @@ def test_shape_mismatch_raises(plugin_lib) -> None:
     x = np.zeros((1, 2, 8, 4), np.float32)
     with pytest.raises(ValueError, match="num_heads"):
         library.nearby_attention_cpu(x, x, x, spec.onnx_attributes(4, 1))
+
+
+def test_more_keys_than_the_key_grid_is_refused(plugin_lib) -> None:
+    """Keys are the k_grid's raster positions: a 9th key of a 2x2x2 grid would sit in a frame past
+    the grid, which the kernel's window could reach (nearbyAttention3DValidate refuses it)."""
+    spec = NearbyAttentionSpec((2, 2, 2), (2, 2, 2), (1, 1, 1))
+    q = np.zeros((1, 1, 8, 4), np.float32)
+    for nk in (7, 8):  # a prefix of the grid or all of it: fine
+        kv = np.zeros((1, 1, nk, 4), np.float32)
+        library.nearby_attention_cpu(q, kv, kv, spec.onnx_attributes(4, 1))
+    kv = np.zeros((1, 1, 9, 4), np.float32)
+    with pytest.raises(library.PluginCallError, match="exceeds the k_grid") as info:
+        library.nearby_attention_cpu(q, kv, kv, spec.onnx_attributes(4, 1))
+    assert info.value.status == 1
+
+
+@pytest.mark.parametrize("extra", [1, 3, 5])
+def test_ring_cache_may_have_any_number_of_extra_slots(plugin_lib, extra: int) -> None:
+    """DESIGN §5: a ring may have more slots than (et+1)*H*W (not only whole frames) and stays
+    exact, including positions past several wraps."""
+    spec = NearbyAttentionSpec((3, 2, 3), (3, 2, 3), (1, 1, 1), causal=True, ring_cache=True)
+    slots = spec.ring_capacity() + extra
+    rng = np.random.default_rng(extra)
+    q = _rand(rng, 2, 2, 1, 8)
+    k, v = _rand(rng, 2, 2, slots, 8), _rand(rng, 2, 2, slots, 8)
+    for p in (0, slots - 1, slots, 5 * slots + 3):
+        pos = np.array([p, p + 7], np.int32)
+        out = library.nearby_attention_decode_cpu(q, k, v, spec.onnx_attributes(8, 2), pos)
+        want = nearby_attention_decode_dense(
+            *(torch.from_numpy(x).double() for x in (q, k, v)), spec, torch.from_numpy(pos).long()
+        )
+        np.testing.assert_allclose(out, want.numpy(), rtol=TOL, atol=TOL)

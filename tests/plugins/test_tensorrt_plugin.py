@@ -5,8 +5,9 @@ run — including test_plugins_library.py::test_library_reads_the_attributes_the
 checks the field table the creator is built from against the model's ONNX attributes. With headers
 (``cmake -S . -B build -DTensorRT_INCLUDE_DIR=.../include``; checked against TensorRT 10.3.0 and
 11.1 headers) they check, without a TensorRT runtime, what the headers allow: the exported entry
-points, static registration being harmless without TensorRT, and the header-only check program
-(creator fields == the model's attributes, shapes, formats, serialization round trip, bad fields).
+points, registration being harmless without TensorRT, the separate static-registration library,
+and the header-only check program (creator fields == the model's attributes, shapes, formats,
+v/q_positions/key-count checks, serialization round trip, bad fields, getCreators stable).
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ def test_register_without_tensorrt_in_process_is_harmless(trt_lib) -> None:
     fn = trt_lib.nuwa_3dna_register_tensorrt_plugin
     fn.restype = ctypes.c_int32
     assert fn() == 0  # no registry to register with, and no crash
+
+
+def test_static_registration_lives_in_its_own_library(trt_lib) -> None:
+    """libnuwa_plugins.so is a TensorRT dynamic plugin library (loadLibrary); the load-time
+    registration for dlopen-only loaders (ONNX Runtime's TensorRT EP) is libnuwa_trt_register.so,
+    which needs libnuwa_plugins.so beside it ($ORIGIN) and is harmless without TensorRT."""
+    path = library.register_library_path()
+    assert path.parent == library.library_path().parent
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Shared library: [libnuwa_plugins.so]" in dynamic
+    assert "$ORIGIN" in dynamic
+    if "libnvinfer" in Path("/proc/self/maps").read_text():
+        pytest.skip("a TensorRT runtime is loaded in this process")
+    ctypes.CDLL(str(path))  # its constructor finds no TensorRT registry: nothing happens
+    exports = subprocess.run(
+        ["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "getCreators" not in exports  # never a loadLibrary target
 
 
 def test_header_only_plugin_checks(trt_lib) -> None:

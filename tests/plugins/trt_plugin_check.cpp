@@ -212,6 +212,45 @@ int main()
         in[0].desc.dims.d[1] = 5;
         CHECK(build->configurePlugin(in, 3, &out, 1) != 0);
     }
+    // shape change: v must be shaped like k, q_positions (B, Nq), and Nk <= Tk*Hk*Wk (no ring)
+    {
+        DynamicPluginTensorDesc in[4] = {desc(DataType::kHALF, 4, 1, 2, 256, 64),
+            desc(DataType::kHALF, 4, 1, 2, 256, 64), desc(DataType::kHALF, 4, 1, 2, 256, 64),
+            desc(DataType::kINT32, 2, 1, 256, 0, 0)};
+        DynamicPluginTensorDesc out = desc(DataType::kHALF, 4, 1, 2, 256, 64);
+        PluginTensorDesc rin[4] = {in[0].desc, in[1].desc, in[2].desc, in[3].desc};
+        CHECK(runtime->onShapeChange(rin, 4, &out.desc, 1) == 0);
+        for (int axis = 0; axis < 4; ++axis) // each axis of v differing from k's
+        {
+            PluginTensorDesc bad[4] = {rin[0], rin[1], rin[2], rin[3]};
+            bad[2].dims.d[axis] += 1;
+            CHECK(runtime->onShapeChange(bad, 4, &out.desc, 1) != 0);
+        }
+        {
+            PluginTensorDesc bad[4] = {rin[0], rin[1], rin[2], rin[3]};
+            bad[3].dims.d[1] = 255; // one position short
+            CHECK(runtime->onShapeChange(bad, 4, &out.desc, 1) != 0);
+            bad[3].dims.d[1] = 256;
+            bad[3].dims.d[0] = 2; // another batch
+            CHECK(runtime->onShapeChange(bad, 4, &out.desc, 1) != 0);
+            bad[3].dims.nbDims = 3;
+            bad[3].dims.d[0] = 1;
+            bad[3].dims.d[2] = 1;
+            CHECK(runtime->onShapeChange(bad, 4, &out.desc, 1) != 0);
+        }
+        {
+            PluginTensorDesc bad[3] = {rin[0], rin[1], rin[2]};
+            bad[1].dims.d[2] = 257; // one key past the 4x8x8 grid
+            bad[2].dims.d[2] = 257;
+            CHECK(runtime->onShapeChange(bad, 3, &out.desc, 1) != 0);
+        }
+    }
+    // getCreators() is side-effect free and stable (loadLibrary may call it again)
+    {
+        int32_t n2 = 0;
+        IPluginCreatorInterface* const* again = getCreators(n2);
+        CHECK(n2 == 1 && again == creators && again[0] == creators[0]);
+    }
 
     // serialization round trip: fields -> createPlugin(kRUNTIME) -> same fields
     PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
@@ -276,6 +315,13 @@ int main()
         bad.ringCache = 1;
         bad.causal = 0;
         CHECK(create(creator, bad.list()) == nullptr);
+        bad = f; // causal attention on unequal grids (DESIGN §4)
+        bad.kGrid[0] = 2;
+        CHECK(create(creator, bad.list()) == nullptr);
+        bad.causal = 0; // the same grids without causality: cross-attention, accepted
+        IPluginV3* cross = create(creator, bad.list());
+        CHECK(cross != nullptr);
+        delete cross;
         auto wrong = f.list();
         wrong[0].length = 2;
         CHECK(create(creator, wrong) == nullptr);

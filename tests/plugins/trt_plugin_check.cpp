@@ -14,6 +14,9 @@
 
 #include <NvInferRuntime.h>
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +29,124 @@ extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 
 namespace
 {
+
+int gRegistryLookups = 0; // calls of getPluginRegistry() below (constant-initialized: valid at load)
+
+//! A TensorRT plugin registry that counts what libnuwa_plugins.so asks of it. The library finds it
+//! the way it finds TensorRT's: getPluginRegistry in the process (this executable exports it).
+class CountingRegistry : public IPluginRegistry
+{
+public:
+    int registerCalls{0};
+    int otherCalls{0};
+    std::vector<IPluginCreatorInterface*> creators;
+    std::vector<std::string> namespaces;
+
+#if NV_TENSORRT_MAJOR < 11
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override
+    {
+        ++otherCalls;
+        return false;
+    }
+    IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override
+    {
+        *n = 0;
+        return nullptr;
+    }
+    IPluginCreator* getPluginCreator(AsciiChar const*, AsciiChar const*, AsciiChar const*) noexcept override
+    {
+        ++otherCalls;
+        return nullptr;
+    }
+    bool deregisterCreator(IPluginCreator const&) noexcept override
+    {
+        ++otherCalls;
+        return false;
+    }
+#pragma GCC diagnostic pop
+#endif
+    void setErrorRecorder(IErrorRecorder* const) noexcept override {}
+    IErrorRecorder* getErrorRecorder() const noexcept override
+    {
+        return nullptr;
+    }
+    bool isParentSearchEnabled() const override
+    {
+        return false;
+    }
+    void setParentSearchEnabled(bool const) override {}
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override
+    {
+        ++otherCalls;
+        return nullptr;
+    }
+    void deregisterLibrary(PluginLibraryHandle) noexcept override
+    {
+        ++otherCalls;
+    }
+    bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override
+    {
+        ++registerCalls;
+        if (find(static_cast<IPluginCreatorV3One&>(creator).getPluginName(), ns) != nullptr)
+        {
+            return false; // TensorRT refuses a second creator of one name/version/namespace
+        }
+        creators.push_back(&creator);
+        namespaces.emplace_back(ns);
+        return true;
+    }
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override
+    {
+        *n = static_cast<int32_t>(creators.size());
+        return creators.data();
+    }
+    IPluginCreatorInterface* getCreator(
+        AsciiChar const* const name, AsciiChar const* const /*version*/, AsciiChar const* const ns) noexcept override
+    {
+        return find(name, ns);
+    }
+    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override
+    {
+        ++otherCalls;
+        return false;
+    }
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override
+    {
+        return nullptr;
+    }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override
+    {
+        return 0;
+    }
+#if NV_TENSORRT_MAJOR >= 11
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override
+    {
+        return getAllCreators(n);
+    }
+#endif
+
+private:
+    IPluginCreatorInterface* find(char const* name, char const* ns) const
+    {
+        for (size_t i = 0; i < creators.size(); ++i)
+        {
+            auto* c = static_cast<IPluginCreatorV3One*>(creators[i]);
+            if (std::strcmp(c->getPluginName(), name) == 0 && namespaces[i] == ns)
+            {
+                return creators[i];
+            }
+        }
+        return nullptr;
+    }
+};
+
+CountingRegistry& countingRegistry()
+{
+    static CountingRegistry sRegistry;
+    return sRegistry;
+}
 
 int gFailures = 0;
 
@@ -116,10 +237,20 @@ std::string describe(PluginFieldCollection const* fc)
 
 } // namespace
 
+extern "C" __attribute__((visibility("default"))) IPluginRegistry* getPluginRegistry() noexcept
+{
+    ++gRegistryLookups;
+    return &countingRegistry();
+}
+
 int main()
 {
+    // Loading libnuwa_plugins.so (before main) registered nothing and looked no registry up: it is a
+    // dynamic plugin library, so TensorRT's loadLibrary is never re-entered from inside its dlopen.
+    CHECK(gRegistryLookups == 0 && countingRegistry().registerCalls == 0);
     int32_t n = 0;
     IPluginCreatorInterface* const* creators = getCreators(n);
+    CHECK(gRegistryLookups == 0 && countingRegistry().registerCalls == 0); // getCreators: no registry call
     CHECK(n == 1 && creators != nullptr);
     if (n != 1 || creators == nullptr)
     {
@@ -327,6 +458,27 @@ int main()
         CHECK(create(creator, wrong) == nullptr);
     }
     delete plugin;
+
+    // Static registration: idempotent, the same creator getCreators() hands out, namespace "nuwa";
+    // libnuwa_trt_register.so (beside this program) registers at dlopen through it.
+    {
+        CountingRegistry& registry = countingRegistry();
+        CHECK(nuwa_3dna_register_tensorrt_plugin() == 1);
+        CHECK(registry.registerCalls == 1 && registry.creators.size() == 1);
+        CHECK(!registry.creators.empty() && registry.creators[0] == creators[0]);
+        CHECK(!registry.namespaces.empty() && registry.namespaces[0] == "nuwa");
+        CHECK(nuwa_3dna_register_tensorrt_plugin() == 1); // already registered: left as is
+        CHECK(registry.registerCalls == 1 && registry.creators.size() == 1);
+        std::string self(4096, '\0');
+        ssize_t const len = readlink("/proc/self/exe", self.data(), self.size() - 1);
+        CHECK(len > 0);
+        self.resize(len > 0 ? static_cast<size_t>(len) : 0);
+        std::string const lib = self.substr(0, self.rfind('/') + 1) + "libnuwa_trt_register.so";
+        void* handle = dlopen(lib.c_str(), RTLD_NOW);
+        CHECK(handle != nullptr);
+        CHECK(registry.registerCalls == 1 && registry.creators.size() == 1); // found it registered
+        CHECK(registry.otherCalls == 0); // no loadLibrary, no deregistering, no V2-era calls
+    }
     if (gFailures == 0)
     {
         std::printf("trt_plugin_check: all checks passed (TensorRT headers %d.%d.%d)\n", NV_TENSORRT_MAJOR,

@@ -182,9 +182,14 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_build_engine(args: argparse.Namespace) -> int:
     from .engine_build import BuildOptions, build_engines
 
+    plugin_lib = args.plugin_lib
+    if plugin_lib is None:
+        from nuwa.plugins import library_path
+
+        plugin_lib = library_path()  # PluginLibraryError (one line, how to build) when missing
     metadata = build_engines(
         args.onnx_dir,
-        args.plugin_lib,
+        plugin_lib,
         args.output,
         BuildOptions(
             max_batch=args.max_batch,
@@ -215,7 +220,11 @@ def add_build_engine_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("onnx_dir", metavar="ONNX_DIR", help="--target tensorrt export directory")
     p.add_argument(
-        "--plugin-lib", required=True, metavar="LIB", help="libnuwa_plugins.so (cmake build)"
+        "--plugin-lib",
+        default=None,
+        metavar="LIB",
+        help="libnuwa_plugins.so built with TensorRT headers (default: the one nuwa.plugins "
+        "finds: NUWA_PLUGINS_LIB, build/, then the installed package's)",
     )
     p.add_argument("-o", "--output", required=True, metavar="ENGINE_DIR")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch rows (default 8)")

@@ -23,7 +23,9 @@ handful of pixels and is not read reliably).
 
 Scores per task: ``score_text_to_image`` / ``score_text_to_video`` (T2I/T2V attribute accuracy),
 ``score_sketch`` (S2I/S2V mask IoU), ``position_error`` (V2V), ``psnr`` and ``score_edit``
-(I2I/TI2I/TV2V), and ``summarise`` to average a list of scores into one table row.
+(I2I/TI2I/TV2V), ``score_long_video`` (V2V/T2V past the trained length, per block of frames:
+object kept, position error against the ground truth extended by bouncing, speed), and
+``summarise`` to average a list of scores into one table row.
 """
 
 from __future__ import annotations

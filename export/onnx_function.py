@@ -203,10 +203,8 @@ def build_function(
     where a mask table would fit (tests compare the bodies)."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
-    et, eh, ew = attrs.extents
+    et, eh, ew = effective_extents(attrs)
     ring, causal = bool(attrs.ring_cache), bool(attrs.causal)
-    if ring and et < 0:  # a sliding whole time axis spans the last T frames
-        et = tk - 1
     b = _Body()
     inputs = ["q", "k", "v"] + (["q_positions"] if with_positions else [])
     if _is_full_attention(attrs):
@@ -357,10 +355,8 @@ def nearby_mask_np(attrs: Attention3DAttrs, q_pos: np.ndarray, k_pos: np.ndarray
     ``k_pos (R, Nk)`` raster positions (``< 0``: empty slot) -> bool ``(R, Nk)``."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
-    et, eh, ew = attrs.extents
+    et, eh, ew = effective_extents(attrs)
     ring = bool(attrs.ring_cache)
-    if ring and et < 0:
-        et = tk - 1
     t, h, w = q_pos // (hq * wq), (q_pos // wq) % hq, q_pos % wq
     ct = t if ring else np.minimum((t * tk) // tq, tk - 1)
     centres = (ct, (h * hk) // hq, (w * wk) // wq)
@@ -373,6 +369,15 @@ def nearby_mask_np(attrs: Attention3DAttrs, q_pos: np.ndarray, k_pos: np.ndarray
     if attrs.causal:
         mask &= k_pos <= q_pos[:, None]
     return mask
+
+
+def effective_extents(attrs: Attention3DAttrs) -> tuple[int, int, int]:
+    """The attributes' extents as the bodies use them: a ring cache's whole time axis (``et``
+    of -1) slides, spanning the last ``Tk`` frames (``et = Tk - 1``)."""
+    et, eh, ew = attrs.extents
+    if attrs.ring_cache and et < 0:
+        et = attrs.k_grid[0] - 1
+    return et, eh, ew
 
 
 def ring_capacity(attrs: Attention3DAttrs) -> int:
@@ -477,10 +482,8 @@ def _nearby_bias_nodes(b: _Body, attrs: Attention3DAttrs, q_pos: str, k_pos: str
     sees non-negative values."""
     tq, hq, wq = attrs.q_grid
     tk, hk, wk = attrs.k_grid
-    et, eh, ew = attrs.extents
+    et, eh, ew = effective_extents(attrs)
     ring = bool(attrs.ring_cache)
-    if ring and et < 0:
-        et = tk - 1
     t = b.op("Div", [q_pos, b.const(hq * wq)])
     h = b.op("Mod", [b.op("Div", [q_pos, b.const(wq)]), b.const(hq)])
     w = b.op("Mod", [q_pos, b.const(wq)])

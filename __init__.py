@@ -1,12 +1,11 @@
 """nuwa — optimized inference for NÜWA-style visual synthesis (arXiv 2111.12417).
 
-Subpackages follow the data flow (see README / DESIGN §2):
-
-- ``nuwa.model``: PyTorch reference model (VQ-GAN, text tokenizer, 3D transformer with 3DNA).
-- ``nuwa.export``: ONNX export.
-- ``nuwa.plugins``: C++/CUDA 3DNA kernels and the TensorRT plugin (ctypes loader).
-- ``nuwa.calibration``: FP16 / INT8 conversion and quality gates.
-- ``nuwa.runtime``: backends, KV-cache decoding, task pipelines, CLI.
+Subpackages are the product's parts, on DESIGN §2's floors (a part imports only lower floors):
+``nuwa.spec`` (torch-free definitions), ``nuwa.data`` (synthetic dataset and checker),
+``nuwa.plugins`` (C++/CUDA 3DNA, TensorRT plugin), ``nuwa.model`` (PyTorch reference),
+``nuwa.export`` (ONNX), ``nuwa.runtime`` (backends, decode engine, pipelines),
+``nuwa.calibration`` (INT8/FP16), ``nuwa.quality`` (evaluation, precision gates),
+``nuwa.training``, and ``nuwa.cli`` (the ``nuwa`` command). README's layout table lists them.
 
 Importing ``nuwa`` imports nothing heavy: no torch, no onnxruntime.
 """

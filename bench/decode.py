@@ -248,8 +248,8 @@ def prepare_model(model: str | None, work: Path) -> tuple[Path, str]:
         return demo, "the shipped demo checkpoint (`model/checkpoints/demo`)"
     import torch
 
-    from nuwa.model.config import NuwaConfig
     from nuwa.model.nuwa import NuwaModel
+    from nuwa.spec.config import NuwaConfig
 
     torch.manual_seed(0)
     out = work / "demo_random"

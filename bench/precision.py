@@ -67,8 +67,9 @@ def _log(msg: str) -> None:
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str]:
     """(fp32, int8, fp16) export dirs and a description of the weights."""
     from nuwa.calibration.capture import CalibrationSet
-    from nuwa.calibration.gate_config import GateConfig
     from nuwa.calibration.quantize import quantize_export
+    from nuwa.quality.gate_config import GateConfig
+    from nuwa.quality.precision_gates import PrecisionGates
 
     if args.onnx_dir:
         fp32 = Path(args.onnx_dir)
@@ -83,8 +84,8 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str
         if model_dir is None and DEMO_CHECKPOINT.joinpath("config.json").is_file():
             model_dir = DEMO_CHECKPOINT
         if model_dir is None:
-            from nuwa.model.config import NuwaConfig
             from nuwa.model.nuwa import NuwaModel
+            from nuwa.spec.config import NuwaConfig
 
             torch.manual_seed(0)
             model_dir = work / "demo_random"
@@ -95,7 +96,11 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str
         fp32 = work / "fp32"
         _log(f"exporting {model_dir} -> {fp32}")
         export_model(model_dir, fp32, target="portable", verify=False)
-    gates = GateConfig(count=args.gate_count, tasks=tuple(args.gate_tasks)) if args.gates else None
+    gates = (
+        PrecisionGates(GateConfig(count=args.gate_count, tasks=tuple(args.gate_tasks)))
+        if args.gates
+        else None
+    )
     calib = CalibrationSet(count=args.calib_count, seed=0)
     out = []
     for precision, given in (("int8", args.int8_dir), ("fp16", args.fp16_dir)):
@@ -305,8 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnxruntime as ort
 
     from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
-    from nuwa.export.manifest import load_manifest
     from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
+    from nuwa.spec.manifest import load_manifest
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
     fp32, int8, fp16, weights = prepare(args, work)

@@ -26,11 +26,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nuwa.model.generation_config import GenerationConfig
-
-from .onnx_runner import ExportRunner
-from .ranges import CALIBRATION_METHODS, RangeObserver
-from .task_samples import TASKS, dataset_for, generate, generation_options, make_batch
+from nuwa.calibration.onnx_runner import ExportRunner
+from nuwa.calibration.ranges import CALIBRATION_METHODS, RangeObserver
+from nuwa.calibration.task_samples import (
+    TASKS,
+    dataset_for,
+    generate,
+    generation_options,
+    make_batch,
+)
+from nuwa.spec.generation_config import GenerationConfig
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class CalibrationSet:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
-        d["source"] = "nuwa.model.synthetic_data.SyntheticVideoDataset"
+        d["source"] = "nuwa.data.synthetic_data.SyntheticVideoDataset"
         d["sampling"] = {"temperature": 0.5, "top_k": 16, "guidance_scale": 2.0, "seed": self.seed}
         return d
 

@@ -21,11 +21,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from nuwa.export.manifest import GraphInfo, load_manifest
+from nuwa.calibration.ranges import with_extra_outputs
 from nuwa.export.onnx_function import attach_functions, is_attention_node
 from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, uses_memory_arena
-
-from .ranges import with_extra_outputs
+from nuwa.spec.manifest import GraphInfo, load_manifest
 
 PLUGIN_ATTRIBUTES = ("plugin_namespace", "plugin_version")
 RunHook = Callable[[str, dict[str, np.ndarray], dict[str, np.ndarray]], None]

@@ -1,7 +1,7 @@
 """``nuwa quantize``: an FP32 export directory -> an INT8 (Q/DQ) or FP16 export directory.
 
 The output is a drop-in export directory: the same graph file names, the same ``manifest.json``
-format (``nuwa.export.manifest``) with ``precision`` set, float32 graph inputs/outputs (so the
+format (``nuwa.spec.manifest``) with ``precision`` set, float32 graph inputs/outputs (so the
 runtime feeds the same arrays at every precision), and three added sections:
 
 - ``calibration``: the real samples INT8 ranges came from (count, seed, tasks, sampling) and
@@ -39,22 +39,34 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import onnx
 
-from nuwa.export.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
+from nuwa.calibration.capture import CalibrationSet, calibrate
+from nuwa.calibration.fp16 import FP32_OPS, convert_to_fp16
+from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
+from nuwa.calibration.task_samples import TASKS
 from nuwa.export.weights import materialize_weights
-from nuwa.model.generation_config import copy_generation_config
-from nuwa.model.input_rules import copy_input_rules
 from nuwa.runtime.cpu_features import int8_products_saturate
+from nuwa.spec.generation_config import copy_generation_config
+from nuwa.spec.input_rules import copy_input_rules
+from nuwa.spec.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
 
-from .capture import CalibrationSet, calibrate
-from .fp16 import FP32_OPS, convert_to_fp16
-from .gate_config import GateConfig
-from .gates import run_gates
-from .qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
-from .task_samples import TASKS
+
+class QualityGate(Protocol):
+    """What ``quantize_export`` runs on the graphs it wrote: checked before any work starts,
+    then called with the FP32 source and the candidate directories. It returns
+    ``{"passed": bool, "tasks": {task: row}, ...}``, which goes into the manifest.
+    :class:`nuwa.quality.gate_config.GateConfig` is the one ``nuwa quantize`` passes; quality
+    sits above calibration, so calibration takes it as a parameter and never imports it."""
+
+    def validate(self) -> None: ...
+
+    def __call__(
+        self, fp32_dir: Path, candidate_dir: Path, log: Callable[[str], None] | None
+    ) -> dict[str, Any]: ...
+
 
 PRECISIONS = ("int8", "fp16")
 WEIGHT_RANGES = ("auto", "full", "reduced")
@@ -145,7 +157,7 @@ def quantize_export(
     out_dir: str | Path,
     precision: str,
     calib: CalibrationSet | None = None,
-    gates: GateConfig | None = None,
+    gates: QualityGate | None = None,
     weight_range: str = "auto",
     int8_vq_decoder: bool = False,
     log: Callable[[str], None] | None = None,
@@ -292,7 +304,7 @@ def quantize_export(
     copy_input_rules(onnx_dir, out_dir)  # its vocabulary, sketch palette and sizes
     _write_manifest(out_dir, raw)
     if gates is not None:
-        result = run_gates(onnx_dir, out_dir, gates, log)
+        result = gates(onnx_dir, out_dir, log)
         raw["quality_gates"] = result
         _write_manifest(out_dir, raw)
         if not result["passed"]:

@@ -5,8 +5,8 @@ T2I / T2V / S2I / S2V / V2V requests": prompts are the dataset's captions, sketc
 segmentation maps, V2V's given frames its rendered clips. Calibration draws them from the
 ``train`` split, the gates from ``heldout`` (as ``nuwa evaluate`` does), so calibration never sees
 the gate's prompts. Generation goes through the runtime's decode loop
-(:func:`nuwa.runtime.engine.generate_tokens`); scoring through ``nuwa.model.quality_checker``
-with the same per-task rules as ``nuwa.model.evaluation`` (which is torch-only).
+(:func:`nuwa.runtime.engine.generate_tokens`); scoring through ``nuwa.data.quality_checker``
+with the same per-task rules as ``nuwa.quality.evaluation`` (which is torch-only).
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from nuwa.model import quality_checker as qc
-from nuwa.model.generation_config import GenerationConfig
-from nuwa.model.synthetic_data import (
+from nuwa.data import quality_checker as qc
+from nuwa.data.synthetic_data import (
     Clip,
     ImageSample,
     SyntheticVideoDataset,
     max_caption_bytes,
 )
-from nuwa.model.tokenizer import ByteTokenizer
 from nuwa.runtime.backends.base import Backend, Condition
 from nuwa.runtime.engine import DecodeState, generate_tokens
 from nuwa.runtime.sampler import SamplingOptions, sampling_distribution
-from nuwa.runtime.spec import ModelSpec
+from nuwa.spec.generation_config import GenerationConfig
+from nuwa.spec.model_spec import ModelSpec
+from nuwa.spec.tokenizer import ByteTokenizer
 
 TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
 HEADLINE = {"T2I": "all", "T2V": "all", "S2I": "iou", "S2V": "iou", "V2V": "position_error"}

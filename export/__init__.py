@@ -39,8 +39,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExportError
-from .manifest import (
+from nuwa.spec.errors import ExportError
+from nuwa.spec.manifest import (
     MANIFEST_FILE,
     ConditionInfo,
     DecoderInfo,
@@ -53,7 +53,7 @@ from .manifest import (
 )
 
 if TYPE_CHECKING:
-    from .exporter import export_model
+    from nuwa.export.exporter import export_model
 
 __all__ = [
     "MANIFEST_FILE",
@@ -72,7 +72,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:  # lazy: the exporter needs PyTorch
     if name == "export_model":
-        from .exporter import export_model
+        from nuwa.export.exporter import export_model
 
         return export_model
     raise AttributeError(f"module 'nuwa.export' has no attribute {name!r}")

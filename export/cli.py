@@ -1,7 +1,7 @@
 """``nuwa export MODEL_DIR -o ONNX_DIR [--target portable|tensorrt] [--opset N]``.
 
-Registered by :mod:`nuwa.runtime.cli` (``SUBCOMMAND_PROVIDERS``). Errors are raised as
-:class:`~nuwa.export.errors.ExportError` with a one-line message; the ``nuwa`` entry point prints
+Registered by :mod:`nuwa.cli` (``SUBCOMMAND_PROVIDERS``). Errors are raised as
+:class:`~nuwa.spec.errors.ExportError` with a one-line message; the ``nuwa`` entry point prints
 it and exits with code 2. PyTorch is imported only when the command runs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .manifest import TARGETS
+from nuwa.spec.manifest import TARGETS
 
 DEFAULT_OPSET = 18  # nuwa.export.exporter.DEFAULT_OPSET (kept here so --help needs no torch)
 
@@ -27,7 +27,7 @@ def _frames(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .exporter import export_model
+    from nuwa.export.exporter import export_model
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -32,13 +32,7 @@ import torch
 from tqdm import tqdm
 
 import nuwa
-from nuwa.model.checkpoint import CheckpointError
-from nuwa.model.generation_config import GenerationConfigError, copy_generation_config
-from nuwa.model.input_rules import InputRulesError, copy_input_rules
-from nuwa.model.nuwa import NuwaModel
-
-from .errors import ExportError
-from .graphs import (
+from nuwa.export.graphs import (
     CROSS_KEY,
     CROSS_VALUE,
     INPUT_IDS,
@@ -54,7 +48,21 @@ from .graphs import (
     condition_grids,
     register_symbolic,
 )
-from .manifest import (
+from nuwa.export.onnx_function import (
+    DOMAIN,
+    DOMAIN_VERSION,
+    attach_functions,
+    is_attention_node,
+    to_tensorrt,
+)
+from nuwa.export.verify import FLOAT_TOLERANCE, check_graph
+from nuwa.export.weights import WEIGHTS_FILE, SharedWeights
+from nuwa.model.checkpoint import CheckpointError
+from nuwa.model.nuwa import NuwaModel
+from nuwa.spec.errors import ExportError
+from nuwa.spec.generation_config import GenerationConfigError, copy_generation_config
+from nuwa.spec.input_rules import InputRulesError, copy_input_rules
+from nuwa.spec.manifest import (
     MANIFEST_FILE,
     TARGETS,
     ConditionInfo,
@@ -67,15 +75,6 @@ from .manifest import (
     sha256_file,
     write_manifest,
 )
-from .onnx_function import (
-    DOMAIN,
-    DOMAIN_VERSION,
-    attach_functions,
-    is_attention_node,
-    to_tensorrt,
-)
-from .verify import FLOAT_TOLERANCE, check_graph
-from .weights import WEIGHTS_FILE, SharedWeights
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -248,7 +247,7 @@ def export_model(
     ``progress``: a progress bar over the graphs on stderr (else ``log`` gets one line per
     graph).
 
-    Raises :class:`~nuwa.export.errors.ExportError` (one-line message) on bad input or a failed
+    Raises :class:`~nuwa.spec.errors.ExportError` (one-line message) on bad input or a failed
     check; ``out_dir`` then holds no ``manifest.json``.
     """
     _validate(target, opset)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.onnx import symbolic_helper
 
+from nuwa.export.onnx_function import DOMAIN, OP_TYPE
 from nuwa.model import transformer as transformer_module
 from nuwa.model.attention3d import (
     Extents,
@@ -33,8 +34,6 @@ from nuwa.model.attention3d import (
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.transformer import Condition, NuwaTransformer
 from nuwa.model.vqgan import VQGAN
-
-from .onnx_function import DOMAIN, OP_TYPE
 
 # ONNX names of the decoder's I/O (DESIGN §5, the ONNX Runtime GenAI / Optimum convention)
 INPUT_IDS = "input_ids"

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nuwa.export.exporter import export_graph
+from nuwa.export.graphs import DecoderStepGraph, GraphSpec, kv_names
+from nuwa.export.verify import session
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.transformer import Condition, NuwaTransformer
-
-from .exporter import export_graph
-from .graphs import DecoderStepGraph, GraphSpec, kv_names
-from .verify import session
 
 
 class TeacherForcedGraph(nn.Module):

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from .manifest import Manifest
-from .onnx_function import attach_functions, is_attention_node
+from nuwa.export.onnx_function import attach_functions, is_attention_node
+from nuwa.spec.manifest import Manifest
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from .graphs import GraphSpec
+    from nuwa.export.graphs import GraphSpec
 
 FLOAT_TOLERANCE = 1e-4  # FP32 max abs error allowed on logits, K/V and pixels
 CODE_MISMATCH_TOLERANCE = 0.01  # VQ codes: argmin near-ties may flip between implementations
@@ -234,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     data of one graph (names as in the manifest, e.g. ``decoder_step.text``)."""
     import argparse
 
+    from nuwa.export.graphs import build_graph_specs
     from nuwa.model.nuwa import NuwaModel
-
-    from .graphs import build_graph_specs
 
     parser = argparse.ArgumentParser(prog="python -m nuwa.export.verify")
     parser.add_argument("model_dir")

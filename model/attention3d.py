@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nuwa.spec.config import Extents
+
 Grid = tuple[int, int, int]
-Extents = tuple[int, int, int]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import NuwaConfig
+from nuwa.spec.config import NuwaConfig
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = {

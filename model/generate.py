@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .kv_cache import RingKVCache
-from .sampling import SamplingOptions, apply_guidance, sample_next
-from .transformer import KV, Condition, NuwaTransformer
+from nuwa.model.kv_cache import RingKVCache
+from nuwa.model.sampling import SamplingOptions, apply_guidance, sample_next
+from nuwa.model.transformer import KV, Condition, NuwaTransformer
 
 StepCallback = Callable[[int, Tensor], None]  # (position, tokens so far (B, N)) -> None
 

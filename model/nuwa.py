@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import (
+from nuwa.model.checkpoint import (
     CONFIG_FILE,
     WEIGHT_FILES,
     load_module,
     read_config,
     save_module,
 )
-from .config import NuwaConfig
-from .tokenizer import ByteTokenizer
-from .transformer import Condition, NuwaTransformer
-from .vqgan import VQGAN
+from nuwa.model.transformer import Condition, NuwaTransformer
+from nuwa.model.vqgan import VQGAN
+from nuwa.spec.config import NuwaConfig
+from nuwa.spec.tokenizer import ByteTokenizer
 
 
 class NuwaModel(nn.Module):

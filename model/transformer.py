@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention3d import (
+from nuwa.model.attention3d import (
     IMPLEMENTATIONS,
     Extents,
     Grid,
@@ -33,8 +33,8 @@ from .attention3d import (
     nearby_attention_decode_gather,
     raster_to_coords,
 )
-from .config import TransformerConfig
-from .kv_cache import RingKVCache
+from nuwa.model.kv_cache import RingKVCache
+from nuwa.spec.config import TransformerConfig
 
 KV = tuple[Tensor, Tensor]  # (key, value), each (B, nh, N, hd)
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import VQ_NORMS, VQGANConfig
+from nuwa.spec.config import VQ_NORMS, VQGANConfig
 
 
 def _group_norm(ch: int) -> nn.GroupNorm:

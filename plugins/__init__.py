@@ -6,7 +6,7 @@ where the library is looked for and how to rebuild it by hand
 (``cmake -S . -B build && cmake --build build``).
 """
 
-from .library import (
+from nuwa.plugins.library import (
     BUILD_COMMAND,
     ENV_VAR,
     PluginCallError,

@@ -11,7 +11,7 @@ __all__ = ["GenerationResult", "Pipeline", "StepEvent"]
 
 def __getattr__(name: str) -> Any:  # lazy: `from nuwa.runtime import Pipeline`
     if name in __all__:
-        from . import pipeline
+        from nuwa.runtime import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'nuwa.runtime' has no attribute {name!r}")

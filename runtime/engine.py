@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backends.base import Backend, Condition
-from .errors import NuwaInputError
-from .sampler import Sampler, SamplingOptions, apply_guidance
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.runtime.sampler import Sampler, SamplingOptions, apply_guidance
+from nuwa.spec.errors import NuwaInputError
 
 # (last position done, tokens so far (B, pos+1)) -> None; called after every sampled position
 # and once after the prefill

@@ -4,7 +4,7 @@ use.
 
 - A model directory may carry its export in ``onnx/`` (the Hugging Face / Optimum layout of a
   model repository; the shipped demo does): used when its manifest's
-  ``model.checkpoint_sha256`` is the checkpoint's (:func:`nuwa.export.manifest.checkpoint_sha256`)
+  ``model.checkpoint_sha256`` is the checkpoint's (:func:`nuwa.spec.manifest.checkpoint_sha256`)
   and it is a portable FP32 export. Nothing is exported and PyTorch is never needed.
 - Otherwise the cache, ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a
   SHA-256 over the model directory's files and the exporter's graph revision, so a changed
@@ -20,10 +20,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import BackendUnavailableError, NuwaInputError
+from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 
 ENV_CACHE_DIR = "NUWA_CACHE_DIR"
-MANIFEST_FILE = "manifest.json"  # nuwa.export.manifest.MANIFEST_FILE (imported lazily there)
+MANIFEST_FILE = "manifest.json"  # nuwa.spec.manifest.MANIFEST_FILE (imported lazily there)
 BUNDLED_EXPORT_DIR = "onnx"  # a model directory's own export (Hugging Face / Optimum layout)
 
 
@@ -73,7 +73,7 @@ def is_export_dir(path: str | Path) -> bool:
 def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
     """Cache entry of a checkpoint: its files' hash, the target and the exporter's graph
     revision (an upgraded exporter writes faster graphs: a stale entry is not reused)."""
-    from nuwa.export.manifest import GRAPH_REVISION  # no torch
+    from nuwa.spec.manifest import GRAPH_REVISION  # no torch
 
     return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}-r{GRAPH_REVISION}"
 
@@ -82,7 +82,7 @@ def bundled_export(model_dir: str | Path) -> Path | None:
     """``model_dir/onnx`` when it is a portable FP32 export of exactly this checkpoint (its
     manifest's ``model.checkpoint_sha256``), else ``None``. The files' own SHA-256 are checked
     when the backend loads the manifest."""
-    from nuwa.export.manifest import checkpoint_sha256  # no torch
+    from nuwa.spec.manifest import checkpoint_sha256  # no torch
 
     path = Path(model_dir) / BUNDLED_EXPORT_DIR
     if not is_export_dir(path):

@@ -15,7 +15,7 @@ MP4 outputs get a contact sheet beside them (``<stem>.sheet.png``) unless ``--no
 Sampling options not given (``--temperature``, ``--top-k``, ``--top-p``, ``--guidance-scale``) take
 the model's defaults for the task (its ``generation_config.json``; the log line shows them).
 
-Errors a user can cause print one line and exit with code 2 (``nuwa.runtime.cli``), checked
+Errors a user can cause print one line and exit with code 2 (``nuwa.cli``), checked
 before the model loads where they can be: the prompt (UTF-8, length), which inputs go together,
 paths (a directory where a file is meant and the other way round), sampling values (finite),
 ``--fps``, and the request's memory (:mod:`nuwa.runtime.limits`). An input of another size than
@@ -34,9 +34,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .backends import BACKENDS, DEFAULT_BACKEND
-from .errors import NuwaInputError, NuwaInputWarning
-from .media import (
+from nuwa.runtime.backends import BACKENDS, DEFAULT_BACKEND
+from nuwa.runtime.media import (
     DEFAULT_FPS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -45,12 +44,13 @@ from .media import (
     check_input_file,
     check_output_path,
 )
+from nuwa.spec.errors import NuwaInputError, NuwaInputWarning
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .sampler import SamplingOptions
-    from .tasks import TaskInfo
+    from nuwa.runtime.sampler import SamplingOptions
+    from nuwa.runtime.tasks import TaskInfo
 
 
 def check_combination(args: argparse.Namespace) -> None:
@@ -77,7 +77,7 @@ def check_combination(args: argparse.Namespace) -> None:
 
 def check_paths(args: argparse.Namespace) -> None:
     """Input files are files, ``--model`` is a directory, ``-o`` can be written."""
-    from .tasks import parse_rect
+    from nuwa.runtime.tasks import parse_rect
 
     for flag in ("sketch", "image", "video"):
         value = getattr(args, flag)
@@ -113,13 +113,12 @@ def check_request(model: Path, args: argparse.Namespace, task: str, seed: int) -
     """The input errors found before a model loads: sampling options (given, or the model's
     defaults for ``task``), frame count and batch (within :mod:`nuwa.runtime.limits`), the
     prompt, ``--fps``."""
-    from nuwa.model.generation_config import GenerationConfig, GenerationConfigError
-    from nuwa.model.tokenizer import ByteTokenizer, PromptError
-
-    from .limits import check_request_size
-    from .pipeline import resolve_sampling
-    from .spec import ModelSpec
-    from .tasks import check_prompt_text, task_info
+    from nuwa.runtime.limits import check_request_size
+    from nuwa.runtime.pipeline import resolve_sampling
+    from nuwa.runtime.tasks import check_prompt_text, task_info
+    from nuwa.spec.generation_config import GenerationConfig, GenerationConfigError
+    from nuwa.spec.model_spec import ModelSpec
+    from nuwa.spec.tokenizer import ByteTokenizer, PromptError
 
     try:
         generation = GenerationConfig.load(model)
@@ -157,8 +156,8 @@ def describe_sampling(o: SamplingOptions) -> str:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import default_model_dir
-    from .tasks import task_info
+    from nuwa.runtime.pipeline import default_model_dir
+    from nuwa.runtime.tasks import task_info
 
     check_combination(args)
     check_paths(args)
@@ -193,7 +192,7 @@ def _generate(
     seed: int,
     log: Callable[[str], None],
 ) -> int:
-    from .pipeline import Pipeline
+    from nuwa.runtime.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(
         model,
@@ -229,9 +228,8 @@ def _generate(
 def demo_rules_epilog() -> str:
     """What the shipped demo model understands, from its ``input_rules.json`` (read as JSON:
     building the parser stays light); a line saying why where the file cannot be read."""
-    from nuwa.model.input_rules import INPUT_RULES_FILE, InputRules, InputRulesError
-
-    from .pipeline import default_model_dir
+    from nuwa.runtime.pipeline import default_model_dir
+    from nuwa.spec.input_rules import INPUT_RULES_FILE, InputRules, InputRulesError
 
     demo = default_model_dir()
     try:

@@ -67,7 +67,7 @@ def probe_plugins() -> Probe:
 
 
 def probe_int8_cpu() -> Probe:
-    from .cpu_features import int8_products_saturate
+    from nuwa.runtime.cpu_features import int8_products_saturate
 
     if int8_products_saturate():
         return Probe(
@@ -77,7 +77,7 @@ def probe_int8_cpu() -> Probe:
             "exports are refused here); weight layers run as the Q/DQ graph is written",
         )
     try:
-        from .backends.int8_cpu_kernels import resolve_int8_kernels
+        from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
 
         kernels = resolve_int8_kernels("auto")
     except ImportError:  # no ONNX Runtime: the onnxruntime probe says what to install
@@ -115,9 +115,9 @@ def model_report(model_dir: str | Path) -> str:
     """What the model in ``model_dir`` (a checkpoint or an export) understands, from its
     ``input_rules.json``: caption grammar and words, sketch palette, frame size, mask
     convention. A directory without the file gets the built-in rules, said so."""
-    from .media import check_input_directory
-    from .spec import ModelSpec
-    from .tasks import load_input_rules
+    from nuwa.runtime.media import check_input_directory
+    from nuwa.runtime.tasks import load_input_rules
+    from nuwa.spec.model_spec import ModelSpec
 
     model_dir = Path(model_dir)
     check_input_directory(model_dir, "--model")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import ModelSpec
+from nuwa.spec.model_spec import ModelSpec
 
 
 def cache_shape(spec: ModelSpec, rows: int) -> tuple[int, int, int, int]:

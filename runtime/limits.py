@@ -12,8 +12,8 @@ a request over :data:`MAX_REQUEST_BYTES` is refused before anything runs, with t
 
 from __future__ import annotations
 
-from .errors import NuwaInputError
-from .spec import ModelSpec
+from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.model_spec import ModelSpec
 
 # what one request may hold in memory (caches + layout + output); 2 GiB fits a small machine
 MAX_REQUEST_BYTES = 2 << 30

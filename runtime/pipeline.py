@@ -24,17 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from nuwa.model.generation_config import (
-    UNGUIDED_TASKS,
-    GenerationConfig,
-    GenerationConfigError,
-)
-from nuwa.model.input_rules import InputRules
-
-from .backends import DEFAULT_BACKEND, Backend, load_backend
-from .engine import generate_tokens
-from .errors import NuwaInputError
-from .media import (
+from nuwa.runtime.backends import DEFAULT_BACKEND, Backend, load_backend
+from nuwa.runtime.engine import generate_tokens
+from nuwa.runtime.media import (
     DEFAULT_FPS,
     check_fps,
     check_input_directory,
@@ -45,9 +37,8 @@ from .media import (
     write_image,
     write_video,
 )
-from .sampler import SamplingOptions
-from .spec import CONFIG_FILE, ModelSpec
-from .tasks import (
+from nuwa.runtime.sampler import SamplingOptions
+from nuwa.runtime.tasks import (
     TASKS,
     Rect,
     TaskPlan,
@@ -58,6 +49,14 @@ from .tasks import (
     plan_task,
     task_info,
 )
+from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.generation_config import (
+    UNGUIDED_TASKS,
+    GenerationConfig,
+    GenerationConfigError,
+)
+from nuwa.spec.input_rules import InputRules
+from nuwa.spec.model_spec import CONFIG_FILE, ModelSpec
 
 ImageInput = np.ndarray | str | Path
 MaskInput = np.ndarray | Rect | str | Path
@@ -210,7 +209,7 @@ class Pipeline:
         ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
         defaults come from the directory's ``generation_config.json``, the input rules (sketch
         palette and snapping, sizes, mask convention, the words it knows) from its
-        ``input_rules.json`` (:mod:`nuwa.model.input_rules`)."""
+        ``input_rules.json`` (:mod:`nuwa.spec.input_rules`)."""
         if model_dir is not None and not isinstance(model_dir, (str, Path)):
             raise NuwaInputError(
                 f"model_dir must be a str or Path (or None), got {type(model_dir).__name__}"
@@ -269,7 +268,7 @@ class Pipeline:
         generate, as a bool array, a rectangle ``(x0, y0, x1, y1)``, ``"x0,y0,x1,y1"`` or a mask
         PNG (white = generate). ``batch``: samples per prompt. Sizes: an image, video, mask
         or sketch whose size is not the model's is resized to it with a one-line
-        :class:`~nuwa.runtime.errors.NuwaInputWarning` (a rectangle is in the input's own
+        :class:`~nuwa.spec.errors.NuwaInputWarning` (a rectangle is in the input's own
         pixels; one reaching outside the frame is clipped with a warning).
 
         Sampling: ``temperature`` (0 is greedy), ``top_k`` (0 turns it off), ``top_p`` (1.0

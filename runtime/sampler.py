@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NuwaInputError
+from nuwa.spec.errors import NuwaInputError
 
 
 @dataclass

@@ -18,7 +18,7 @@ Sizes, one rule for images, videos, masks and sketches: an input whose side is n
 rule); a rectangle mask is in the input's own pixels, and one reaching outside the frame is
 clipped to it with a warning (wholly outside: an error).
 How inputs are read comes from the model directory's input rules (``input_rules.json``,
-:mod:`nuwa.model.input_rules`; :func:`load_input_rules`): the sketch palette (a colour within the
+:mod:`nuwa.spec.input_rules`; :func:`load_input_rules`): the sketch palette (a colour within the
 snapping distance of exactly one palette colour snaps to it), the mask threshold, the frame size
 and resize filter, and the caption words: a prompt with others gets one
 :class:`UnknownWordsWarning` naming the nearest known words, and generation goes on.
@@ -38,14 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nuwa.model.input_rules import InputRules, InputRulesError
-from nuwa.model.tokenizer import ByteTokenizer, PromptError
-
-from .backends.base import Backend, Condition
-from .errors import NuwaInputError, NuwaInputWarning, warn_input
-from .limits import check_request_size
-from .media import resize_frames, resize_labels
-from .spec import ModelSpec
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.runtime.limits import check_request_size
+from nuwa.runtime.media import resize_frames, resize_labels
+from nuwa.spec.errors import NuwaInputError, NuwaInputWarning, warn_input
+from nuwa.spec.input_rules import InputRules, InputRulesError
+from nuwa.spec.model_spec import ModelSpec
+from nuwa.spec.tokenizer import ByteTokenizer, PromptError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def _python_ok(code: str) -> None:
 
 def test_import_does_not_pull_torch() -> None:
     _python_ok(
-        "import sys, nuwa, nuwa.model.tokenizer, nuwa.runtime, nuwa.plugins, nuwa.export;"
+        "import sys, nuwa, nuwa.spec.tokenizer, nuwa.runtime, nuwa.plugins, nuwa.export;"
         "assert 'torch' not in sys.modules, 'torch imported'; print(nuwa.__version__)"
     )
 
@@ -29,9 +29,9 @@ def test_full_cli_parser_stays_light() -> None:
     # defaults included): no PyTorch, ONNX, ONNX Runtime or quality gates until a command runs
     _python_ok(
         "import sys\n"
-        "from nuwa.runtime.cli import build_parser\n"
+        "from nuwa.cli import build_parser\n"
         "build_parser()\n"
-        "heavy = ('torch', 'onnx', 'onnxruntime', 'nuwa.calibration.gates')\n"
+        "heavy = ('torch', 'onnx', 'onnxruntime', 'nuwa.quality.precision_gates')\n"
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
@@ -39,7 +39,7 @@ def test_full_cli_parser_stays_light() -> None:
 
 def test_nuwa_info_reports_version_and_backends() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "nuwa.runtime.cli", "info"], capture_output=True, text=True
+        [sys.executable, "-m", "nuwa.cli", "info"], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     assert "nuwa 0.1.0" in out.stdout

@@ -2,7 +2,7 @@
 
 ``can_run(name)`` answers without importing heavy libraries where it can and gives the reason
 when the answer is no; :func:`load_backend` turns every "no" into a
-:class:`~nuwa.runtime.errors.BackendUnavailableError` that names what to install.
+:class:`~nuwa.spec.errors.BackendUnavailableError` that names what to install.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import BackendUnavailableError, NuwaInputError
-from .base import Backend, Condition
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 
 __all__ = [
     "BACKENDS",
@@ -108,15 +108,15 @@ def load_backend(
                 f"{model_dir} is an ONNX export; the torch backend runs the checkpoint "
                 "directory it was exported from (config.json + safetensors)"
             )
-        from .torch_backend import TorchBackend
+        from nuwa.runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend(model_dir, precision=precision or "fp32", device=device)
     if name == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
+        from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend.from_model_dir(
             model_dir, precision=precision, device=device, log=log, progress=progress
         )
-    from .tensorrt_backend import TensorRTBackend
+    from nuwa.runtime.backends.tensorrt.backend import TensorRTBackend
 
     return TensorRTBackend(model_dir, precision=precision or "fp32", device=device)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import ModelSpec
+from nuwa.spec.model_spec import ModelSpec
 
 Grid = tuple[int, int, int]
 Extents = tuple[int, int, int]

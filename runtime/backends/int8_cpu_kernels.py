@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..cpu_features import INT8_KERNELS, int8_products_saturate
+from nuwa.runtime.cpu_features import INT8_KERNELS, int8_products_saturate
 
 __all__ = [
     "INT8_KERNELS",

@@ -1,7 +1,7 @@
 """The ONNX Runtime backend (the default, DESIGN §9): the graphs of an export directory behind the
 backend interface. Imports no PyTorch.
 
-It reads everything from the export's ``manifest.json`` (``nuwa.export.manifest``): graph files,
+It reads everything from the export's ``manifest.json`` (``nuwa.spec.manifest``): graph files,
 I/O names, cache geometry and dtypes, and the model config. An export from ``nuwa export`` and
 one from ``nuwa quantize`` (same graph names, ``precision`` fp16/int8, float32 I/O) load alike.
 
@@ -42,14 +42,18 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..cpu_features import SATURATION_FREE_WEIGHT_MAX, int8_products_saturate
-from ..errors import BackendUnavailableError, NuwaInputError
-from ..export_cache import cache_root, ensure_export
-from ..kv_cache import RingCache
-from ..spec import ModelSpec
-from .base import Backend, Condition
-from .int8_cpu_kernels import check_int8_kernels, resolve_int8_kernels, rewrite_to_matmul_nbits
-from .ring_cache_writes import rewrite_ring_writes_to_scatter_nd
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.runtime.backends.int8_cpu_kernels import (
+    check_int8_kernels,
+    resolve_int8_kernels,
+    rewrite_to_matmul_nbits,
+)
+from nuwa.runtime.backends.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
+from nuwa.runtime.cpu_features import SATURATION_FREE_WEIGHT_MAX, int8_products_saturate
+from nuwa.runtime.export_cache import cache_root, ensure_export
+from nuwa.runtime.kv_cache import RingCache
+from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
+from nuwa.spec.model_spec import ModelSpec
 
 try:
     import onnxruntime as ort
@@ -117,15 +121,16 @@ def tensorrt_registration_library() -> str | None:
 
 def tensorrt_engine_cache_dir(precision: str, device_id: int) -> Path:
     """Where ONNX Runtime's TensorRT EP keeps its engines: one folder per engine cache key
-    (:func:`nuwa.calibration.engine_metadata.engine_cache_key`: TensorRT version, GPU, precision,
+    (:func:`~nuwa.runtime.backends.tensorrt.engines_json.engine_cache_key`: TensorRT version, GPU,
+    precision,
     plugin library hash), so an engine built by another TensorRT, GPU or plugin build is never
     picked up. Parts that cannot be read here (no ``tensorrt`` wheel, no cuda-python) count as
     ``unknown``."""
     import importlib.metadata
 
-    from nuwa.calibration.engine_build import gpu_identity
-    from nuwa.calibration.engine_metadata import engine_cache_key
-    from nuwa.export.manifest import sha256_file
+    from nuwa.runtime.backends.tensorrt.engine_build import gpu_identity
+    from nuwa.runtime.backends.tensorrt.engines_json import engine_cache_key
+    from nuwa.spec.manifest import sha256_file
 
     try:
         version = importlib.metadata.version("tensorrt")

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..spec import ModelSpec
-from .base import Backend, Condition
+from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.spec.errors import BackendUnavailableError
+from nuwa.spec.model_spec import ModelSpec
 
 try:
     import torch

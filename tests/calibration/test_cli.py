@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nuwa.runtime.cli import main
+from nuwa.cli import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> None:
@@ -131,8 +131,8 @@ def test_build_engine_errors(
 
 
 def test_quantize_gate_defaults_are_the_gate_configs() -> None:
-    from nuwa.calibration.gate_config import GateConfig
-    from nuwa.runtime.cli import build_parser
+    from nuwa.cli import build_parser
+    from nuwa.quality.gate_config import GateConfig
 
     args = build_parser("quantize").parse_args(
         ["quantize", "onnx", "--precision", "int8", "-o", "out"]

@@ -12,9 +12,6 @@ import onnx
 import pytest
 
 from nuwa.calibration.capture import CalibrationSet, calibrate
-from nuwa.calibration.engine_build import check_tensorrt_graph
-from nuwa.calibration.gate_config import GateConfig
-from nuwa.calibration.gates import GATED_SCORES, run_gates
 from nuwa.calibration.onnx_runner import ExportRunner
 from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, qdq_zero_points
 from nuwa.calibration.quantize import (
@@ -33,11 +30,14 @@ from nuwa.calibration.task_samples import (
     make_batch,
     score,
 )
-from nuwa.export.manifest import load_manifest
 from nuwa.export.onnx_function import is_attention_node
-from nuwa.model.generation_config import GenerationConfig
+from nuwa.quality.gate_config import GateConfig
+from nuwa.quality.precision_gates import GATED_SCORES, PrecisionGates, run_gates
+from nuwa.runtime.backends.tensorrt.engine_build import check_tensorrt_graph
+from nuwa.spec.generation_config import GenerationConfig
+from nuwa.spec.manifest import load_manifest
 
-from .conftest import CALIB_COUNT, GATE_COUNT
+from ..conftest import CALIB_COUNT, GATE_COUNT
 
 
 def _models(directory: Path) -> dict[str, onnx.ModelProto]:
@@ -166,10 +166,10 @@ def test_matmul_nbits_kernels_stay_at_least_as_close_to_fp32_as_qdq(
 
 
 def test_int8_runs_in_the_onnxruntime_backend(tiny_portable: Path, tiny_int8: Path) -> None:
-    from nuwa.model.tokenizer import ByteTokenizer
     from nuwa.runtime.backends import load_backend
     from nuwa.runtime.engine import generate_tokens
     from nuwa.runtime.sampler import SamplingOptions
+    from nuwa.spec.tokenizer import ByteTokenizer
 
     backend = load_backend("onnxruntime", tiny_int8, precision="int8", device="cpu")
     reference = ExportRunner(tiny_portable)
@@ -306,7 +306,9 @@ def test_percentile_calibration_narrows_ranges_and_is_recorded(
 def test_gate_failure_is_reported_and_recorded(tmp_path: Path, tiny_portable: Path) -> None:
     impossible = GateConfig(count=1, tasks=("T2I",), min_token_agreement=1.01)
     with pytest.raises(QualityGateError, match="T2I"):
-        quantize_export(tiny_portable, tmp_path, "int8", CalibrationSet(count=1), impossible)
+        quantize_export(
+            tiny_portable, tmp_path, "int8", CalibrationSet(count=1), PrecisionGates(impossible)
+        )
     gates = _raw(tmp_path)["quality_gates"]
     assert gates["passed"] is False and gates["tasks"]["T2I"]["token_agreement_ok"] is False
 
@@ -352,7 +354,7 @@ def test_full_range_int8_is_refused_where_the_cpu_kernels_saturate(
     saturate: a clear error instead of wrong outputs. 7-bit weights, CPUs with VNNI and
     simulated Q/DQ (no int8 kernels) load."""
     from nuwa.runtime.backends import onnxruntime_backend as ortb
-    from nuwa.runtime.errors import BackendUnavailableError
+    from nuwa.spec.errors import BackendUnavailableError
 
     full = tmp_path / "full"
     shutil.copytree(tiny_int8, full)
@@ -397,8 +399,8 @@ def test_channel_norm_vqgan_keeps_its_layer_norm_in_fp32(tmp_path: Path) -> None
     import torch
 
     from nuwa.export.exporter import export_model
-    from nuwa.model.config import NuwaConfig
     from nuwa.model.nuwa import NuwaModel
+    from nuwa.spec.config import NuwaConfig
 
     cfg = NuwaConfig.from_name("tiny")
     cfg.vqgan.norm = cfg.vqgan_seg.norm = "channel"

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nuwa.cli import main
 from nuwa.export import Manifest, load_manifest
 from nuwa.export.exporter import default_frames, export_model
 from nuwa.export.graphs import GraphSpec, build_graph_specs
-from nuwa.model.config import NuwaConfig
 from nuwa.model.nuwa import NuwaModel
-from nuwa.runtime.cli import main
+from nuwa.spec.config import NuwaConfig
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
+from nuwa.cli import main
 from nuwa.export import MANIFEST_FILE, ExportError
 from nuwa.export import exporter as exporter_module
 from nuwa.export.verify import GraphCheck
-from nuwa.runtime.cli import main
 
 
 def run_export(capsys, *args: str) -> tuple[int, str]:

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from nuwa.export import ManifestError, load_manifest
-from nuwa.export.manifest import sha256_file
 from nuwa.export.onnx_function import DOMAIN, OP_TYPE, Attention3DAttrs, is_attention_node
 from nuwa.export.verify import check_graph, session
 from nuwa.export.weights import WEIGHTS_FILE
-from nuwa.model.config import NuwaConfig
+from nuwa.spec.config import NuwaConfig
+from nuwa.spec.manifest import sha256_file
 
 TOL = 1e-4
 TINY_GRAPHS = [

@@ -13,12 +13,12 @@ import onnx
 import pytest
 
 from nuwa.export import load_manifest
-from nuwa.export.manifest import MANIFEST_FILE, sha256_file
 from nuwa.export.weights import WEIGHTS_FILE, SharedWeights, materialize_weights
-from nuwa.model.generation_config import GenerationConfig
 from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from nuwa.runtime.export_cache import BUNDLED_EXPORT_DIR
 from nuwa.runtime.pipeline import Pipeline, default_model_dir
+from nuwa.spec.generation_config import GenerationConfig
+from nuwa.spec.manifest import MANIFEST_FILE, sha256_file
 
 
 def write_plain_export(src: Path, dst: Path) -> Path:

@@ -102,8 +102,8 @@ def test_tensorrt_graphs_store_weights_compactly_and_compute_the_plain_values(
     """The tensorrt target shares the compact weights layout (a transposed copy is a
     ``Transpose`` of the stored tensor, which TensorRT folds like ONNX Runtime): the graph is
     still ready for the engine builder and computes exactly what its plain form computes."""
-    from nuwa.calibration.engine_build import check_tensorrt_graph
     from nuwa.export.weights import NODE_PREFIX, with_plain_weights
+    from nuwa.runtime.backends.tensorrt.engine_build import check_tensorrt_graph
 
     folded = 0
     for name, info in tiny_trt_export.graphs.items():

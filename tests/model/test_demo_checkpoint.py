@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from nuwa.model import quality_checker as qc
-from nuwa.model.config import NuwaConfig
-from nuwa.model.evaluation import (
+from nuwa.data import quality_checker as qc
+from nuwa.data.synthetic_data import SyntheticVideoDataset
+from nuwa.model.nuwa import NuwaModel
+from nuwa.model.sampling import SamplingOptions
+from nuwa.quality.evaluation import (
     EVAL_SEED,
     Evaluator,
     caption_choice_accuracy,
@@ -25,9 +27,7 @@ from nuwa.model.evaluation import (
     rival_values,
     with_first,
 )
-from nuwa.model.nuwa import NuwaModel
-from nuwa.model.sampling import SamplingOptions
-from nuwa.model.synthetic_data import SyntheticVideoDataset
+from nuwa.spec.config import NuwaConfig
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "model" / "checkpoints" / "demo"
 SIZE_LIMIT = 25 * 2**20

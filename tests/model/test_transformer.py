@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nuwa.model.attention3d import NearbyAttentionSpec, resolve_impl
-from nuwa.model.config import NuwaConfig
 from nuwa.model.transformer import Condition, NuwaTransformer, count_parameters
+from nuwa.spec.config import NuwaConfig
 
 
 def _pair() -> tuple[NuwaTransformer, NuwaTransformer]:

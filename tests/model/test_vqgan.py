@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from nuwa.model.config import NuwaConfig
-from nuwa.model.synthetic_data import SyntheticVideoDataset
+from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.vqgan import VQGAN, ChannelNorm
+from nuwa.spec.config import NuwaConfig
 
 
 def test_shapes_and_codes_are_consistent() -> None:

@@ -20,15 +20,15 @@ import numpy as np
 import onnx
 import pytest
 
-from nuwa.export.manifest import MANIFEST_FILE, sha256_file
-from nuwa.model.generation_config import GENERATION_CONFIG_FILE
+from nuwa.cli import main
 from nuwa.runtime import Pipeline
-from nuwa.runtime.cli import main
-from nuwa.runtime.errors import NuwaInputError, NuwaInputWarning
 from nuwa.runtime.limits import MAX_REQUEST_BYTES
 from nuwa.runtime.media import write_image, write_video
 from nuwa.runtime.pipeline import GenerationResult
 from nuwa.runtime.tasks import sketch_class_maps
+from nuwa.spec.errors import NuwaInputError, NuwaInputWarning
+from nuwa.spec.generation_config import GENERATION_CONFIG_FILE
+from nuwa.spec.manifest import MANIFEST_FILE, sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -543,7 +543,7 @@ def test_an_unwritable_cache_dir_is_named(models, tmp_path, monkeypatch) -> None
 
 def test_a_non_utf8_argument_in_a_real_process(models, tmp_path) -> None:
     """The bytes of a command line that is not UTF-8 reach the prompt check as such."""
-    argv = [sys.executable, "-m", "nuwa.runtime.cli", "generate", b"caf\xe9"]
+    argv = [sys.executable, "-m", "nuwa.cli", "generate", b"caf\xe9"]
     argv += ["--model", str(models["export"]), "-o", str(tmp_path / "a.gif"), "--no-progress"]
     env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
     proc = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path)

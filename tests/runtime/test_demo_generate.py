@@ -26,7 +26,7 @@ def test_nuwa_generate_with_the_demo_checkpoint_writes_a_gif(tmp_path: Path) -> 
         "(it is trained and committed by the data/training issue)"
     )
     nuwa = shutil.which("nuwa")
-    cmd = [nuwa] if nuwa else [sys.executable, "-m", "nuwa.runtime.cli"]
+    cmd = [nuwa] if nuwa else [sys.executable, "-m", "nuwa.cli"]
     env = {**os.environ, "NUWA_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuwa.model.generation_config import GENERATION_CONFIG_FILE, GenerationConfig
+from nuwa.cli import build_parser, main
 from nuwa.runtime import backends
-from nuwa.runtime.cli import build_parser, main
 from nuwa.runtime.generate_cli import infer_task
 from nuwa.runtime.media import write_image
+from nuwa.spec.generation_config import GENERATION_CONFIG_FILE, GenerationConfig
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -192,7 +192,7 @@ def test_missing_model_directory(tmp_path, capsys) -> None:
 
 def test_a_real_process_prints_no_traceback(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nuwa.runtime.cli", "generate", "p", "--task", "nope"],
+        [sys.executable, "-m", "nuwa.cli", "generate", "p", "--task", "nope"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuwa.model.input_rules import INPUT_RULES_FILE, InputRules, rules_from_training_data
-from nuwa.model.synthetic_data import SKETCH_PALETTE
+from nuwa.cli import main
+from nuwa.data.input_rules_writer import rules_from_training_data
+from nuwa.data.synthetic_data import SKETCH_PALETTE
 from nuwa.runtime import Pipeline
-from nuwa.runtime.cli import main
-from nuwa.runtime.errors import NuwaInputError
 from nuwa.runtime.pipeline import default_model_dir
 from nuwa.runtime.tasks import UnknownWordsWarning, plan_task
+from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.input_rules import INPUT_RULES_FILE, InputRules
 
 
 def tiny_rules(model_dir: Path) -> InputRules:
@@ -169,7 +170,7 @@ def test_nuwa_info_model_prints_the_vocabulary_palette_size_and_masks(
 
 def test_generate_help_shows_the_shipped_demo_rules() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nuwa.runtime.cli", "generate", "--help"],
+        [sys.executable, "-m", "nuwa.cli", "generate", "--help"],
         capture_output=True,
         text=True,
     )

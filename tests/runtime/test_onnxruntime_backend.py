@@ -23,7 +23,6 @@ from nuwa.runtime.backends.onnxruntime_backend import (
     _scatters_cache_once,
 )
 from nuwa.runtime.engine import DecodeState
-from nuwa.runtime.errors import BackendUnavailableError
 from nuwa.runtime.export_cache import (
     BUNDLED_EXPORT_DIR,
     bundled_export,
@@ -33,6 +32,7 @@ from nuwa.runtime.export_cache import (
 from nuwa.runtime.kv_cache import RingCache
 from nuwa.runtime.pipeline import default_model_dir
 from nuwa.runtime.tasks import plan_task
+from nuwa.spec.errors import BackendUnavailableError
 
 DEMO = default_model_dir()
 
@@ -206,7 +206,7 @@ def test_nuwa_generate_runs_where_torch_is_missing(tiny_export_dir, tmp_path: Pa
     code = (
         "import sys\n"
         "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
-        "from nuwa.runtime.cli import main\n"
+        "from nuwa.cli import main\n"
         f"out = {str(tmp_path / 'a.gif')!r}\n"
         f"args = ['generate', 'a red square', '-o', out, '--model', {str(tiny_export_dir)!r}]\n"
         "assert main([*args, '--seed', '1', '--no-progress']) == 0\n"
@@ -312,8 +312,8 @@ def test_a_bundled_export_of_another_checkpoint_is_ignored(
 def test_the_checkpoint_hash_needs_no_torch_and_equals_the_model_package_one(
     tiny_model_dir,
 ) -> None:
-    from nuwa.export.manifest import checkpoint_sha256
     from nuwa.model.checkpoint import checkpoint_hash
+    from nuwa.spec.manifest import checkpoint_sha256
 
     assert checkpoint_sha256(tiny_model_dir) == checkpoint_hash(tiny_model_dir)
     assert load_manifest(DEMO / BUNDLED_EXPORT_DIR).model["checkpoint_sha256"] == (
@@ -347,7 +347,7 @@ def test_the_demo_generates_without_torch_and_without_an_export_cache(tmp_path: 
     code = (
         "import sys\n"
         "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
-        "from nuwa.runtime.cli import main\n"
+        "from nuwa.cli import main\n"
         "from nuwa.runtime import Pipeline\n"
         f"out = {str(tmp_path / 'out.gif')!r}\n"
         "assert main(['generate', 'a red square moves left', '-o', out, '--seed', '0']) == 0\n"

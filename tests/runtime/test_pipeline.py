@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuwa.model.generation_config import (
+from nuwa.runtime import Pipeline, StepEvent
+from nuwa.runtime.media import read_frames, write_image, write_video
+from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.generation_config import (
     BUILTIN_SAMPLING,
     GENERATION_CONFIG_FILE,
     GenerationConfig,
 )
-from nuwa.runtime import Pipeline, StepEvent
-from nuwa.runtime.errors import NuwaInputError
-from nuwa.runtime.media import read_frames, write_image, write_video
 
 
 @pytest.fixture(scope="module")

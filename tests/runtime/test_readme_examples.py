@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuwa.model import quality_checker as qc
-from nuwa.model.input_rules import InputRules
-from nuwa.model.synthetic_data import ALLOWED_DIRECTIONS, ClipSpec, ObjectSpec, render_clip
-from nuwa.runtime.cli import build_parser
+from nuwa.cli import build_parser
+from nuwa.data import quality_checker as qc
+from nuwa.data.synthetic_data import ALLOWED_DIRECTIONS, ClipSpec, ObjectSpec, render_clip
 from nuwa.runtime.generate_cli import infer_task
 from nuwa.runtime.pipeline import default_model_dir
+from nuwa.spec.input_rules import InputRules
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SEEDS = range(8)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nuwa.model.sampling import filter_logits as torch_filter
-from nuwa.runtime.errors import NuwaInputError
 from nuwa.runtime.sampler import (
     Sampler,
     SamplingOptions,
@@ -16,6 +15,7 @@ from nuwa.runtime.sampler import (
     sampling_distribution,
     softmax,
 )
+from nuwa.spec.errors import NuwaInputError
 
 
 @pytest.mark.parametrize(

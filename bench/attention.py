@@ -35,10 +35,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
+import results_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
-BEGIN = "<!-- BEGIN attention -->"
-END = "<!-- END attention -->"
+RESULTS = results_file.RESULTS
+NAME = "attention"  # the section's markers in bench/RESULTS.md
+BEGIN, END = results_file.markers(NAME)
 TITLE = "## 3DNA attention kernels (GPU)"
 
 from nuwa.model.attention3d import (  # noqa: E402
@@ -344,17 +347,11 @@ def results_section(rows: list[Row], gpu: str, bw: float) -> str:
 def replace_marked_section(text: str, body: str) -> str:
     """``text`` with what lies between the attention markers replaced by ``body`` (markers
     appended at the end when absent). Other sections are left untouched."""
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        return head + block + tail
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    return results_file.replace_marked_section(text, body, NAME)
 
 
 def write_results(rows: list[Row], gpu: str, bw: float) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    RESULTS.write_text(replace_marked_section(text, results_section(rows, gpu, bw)))
+    results_file.write_marked_section(results_section(rows, gpu, bw), NAME)
     print(f"\nwrote {RESULTS.relative_to(ROOT)} (between {BEGIN} and {END})")
 
 

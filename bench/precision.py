@@ -31,33 +31,39 @@ which stays FP32, norms, adds, cache writes, ...).
 
 Writes its section of ``bench/RESULTS.md`` (between ``<!-- BEGIN precision -->`` and
 ``<!-- END precision -->``) unless ``--no-write``.
+
+This file is the benchmark's run: the exports it times (:func:`prepare`), the rows it measures
+(:func:`run`) and its command line; the timing itself is ``precision_timing.py``, the section it
+writes ``precision_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
+from precision_report import (
+    BEGIN,
+    END,
+    TARGET_SPEEDUP,
+    machine,
+    replace_marked_section,
+    section,
+)
+from precision_timing import profile_split, step_feeds, time_alone, time_steps, worker
+from results_file import RESULTS
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- BEGIN precision -->", "<!-- END precision -->"
 DEMO_CHECKPOINT = ROOT / "model" / "checkpoints" / "demo"
-# op types of weight layers (MatMul / FusedMatMul only with a constant weight: see profile_split)
-WEIGHT_OPS = {"MatMul", "Gemm", "MatMulIntegerToFloat", "QuantizeLinear", "DequantizeLinear"}
-WEIGHT_OPS |= {"DynamicQuantizeMatMul", "QLinearMatMul", "MatMulInteger", "FusedMatMul"}
-WEIGHT_OPS |= {"QGemm", "MatMulNBits"}
-TARGET_SPEEDUP = 1.8
+__all__ = ["BEGIN", "END", "TARGET_SPEEDUP", "prepare", "replace_marked_section", "run", "section"]
 
 
 def _log(msg: str) -> None:
@@ -115,194 +121,6 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str
             _log(f"warning: {exc}")
         out.append(dst)
     return fp32, out[0], out[1], weights
-
-
-def step_feeds(runner: Any, graph: str, batch: int, position: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    d = runner.manifest.decoder
-    feeds: dict[str, np.ndarray] = {}
-    for t in runner.manifest.graph(graph).inputs:
-        shape = [batch if isinstance(s, str) else s for s in t.shape]
-        if t.name == d.positions:
-            feeds[t.name] = np.full(shape, position, dtype=np.int64)
-        elif t.dtype == "int64":
-            feeds[t.name] = rng.integers(0, d.vocab_size, shape).astype(np.int64)
-        else:
-            feeds[t.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
-
-
-def bind_step(sess: Any, feeds: dict[str, np.ndarray], cache: dict[str, str]) -> Any:
-    """An IO binding of one decoder step the way the runtime binds it on the CPU: inputs as
-    preallocated OrtValues, each ``present`` output bound to its ``past`` input's buffer (the
-    ring cache written in place: ``OnnxRuntimeBackend.cache_in_place``), logits preallocated.
-    ``cache`` maps present output names to past input names."""
-    import onnxruntime as ort
-
-    values = {k: ort.OrtValue.ortvalue_from_numpy(np.array(v)) for k, v in feeds.items()}
-    binding = sess.io_binding()
-    for name, value in values.items():
-        binding.bind_ortvalue_input(name, value)
-    for out in sess.get_outputs():
-        if out.name in cache:
-            binding.bind_ortvalue_output(out.name, values[cache[out.name]])
-        else:
-            shape = [feeds[sess.get_inputs()[0].name].shape[0], *out.shape[1:]]
-            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
-            binding.bind_ortvalue_output(out.name, value)
-    return binding
-
-
-def time_steps(
-    sessions: dict[str, Any], feeds: dict[str, np.ndarray], steps: int, cache: dict[str, str]
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Interleaved timing (one step of each precision in turn) through IO bindings as the
-    runtime makes them (:func:`bind_step`), after a warm-up: (wall times, process CPU times).
-    With one intra-op thread the CPU time is what the step costs even when the machine is
-    shared; the wall time is what a user waits."""
-    bindings = {name: bind_step(sess, feeds, cache) for name, sess in sessions.items()}
-    for name, sess in sessions.items():
-        for _ in range(10):
-            sess.run_with_iobinding(bindings[name])
-    wall: dict[str, list[float]] = {k: [] for k in sessions}
-    cpu: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(steps):
-        for name, sess in sessions.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            sess.run_with_iobinding(bindings[name])
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    return wall, cpu
-
-
-def time_alone(
-    model_path: Path,
-    feeds_path: Path,
-    cache: dict[str, str],
-    threads: int,
-    steps: int,
-    warmup: int = 20,
-) -> tuple[list[float], list[float]]:
-    """Time ``steps`` consecutive steps of one graph in a process of its own (after ``warmup``
-    untimed ones): how a generation runs, one session stepping alone, its weights and cache
-    warm in the CPU caches. (Sessions of several graphs stepped in turn in one process, as
-    :func:`time_steps` does, cycle all their weights through the caches: FP32, INT8 and FP16
-    together are ~45 MB against a 32 MB L3 on the development VM, every step starts cold.)
-    Returns (wall seconds, CPU seconds) per step."""
-    result = _run_worker(model_path, feeds_path, cache, threads, steps, warmup)
-    return result["wall"], result["cpu"]
-
-
-def _run_worker(
-    model_path: Path,
-    feeds_path: Path,
-    cache: dict[str, str],
-    threads: int,
-    steps: int,
-    warmup: int,
-    profile: bool = False,
-) -> dict[str, Any]:
-    """Run :func:`worker` in a fresh process; its one line of JSON."""
-    spec = {
-        "model": str(model_path),
-        "feeds": str(feeds_path),
-        "cache": cache,
-        "threads": threads,
-        "steps": steps,
-        "warmup": warmup,
-        "profile": profile,
-    }
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"timing worker failed: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def worker(spec_json: str) -> None:
-    """The process :func:`time_alone` starts: one session, one IO binding, the timed steps."""
-    import onnxruntime as ort
-
-    from nuwa.calibration.onnx_runner import session_options
-
-    spec = json.loads(spec_json)
-    with np.load(spec["feeds"]) as data:
-        feeds = {k: data[k] for k in data.files}
-    options = session_options(spec["threads"])
-    if spec["profile"]:
-        tmp = Path(tempfile.mkdtemp(prefix="nuwa-precision-profile-"))
-        options.enable_profiling = True
-        options.profile_file_prefix = str(tmp / "profile")
-        options.optimized_model_filepath = str(tmp / "optimized.onnx")
-    sess = ort.InferenceSession(spec["model"], options, ["CPUExecutionProvider"])
-    binding = bind_step(sess, feeds, spec["cache"])
-    if spec["profile"]:
-        split = _profile(sess, binding, tmp / "optimized.onnx", spec["warmup"], spec["steps"])
-        shutil.rmtree(tmp)
-        print(json.dumps(split))
-        return
-    for _ in range(spec["warmup"]):
-        sess.run_with_iobinding(binding)
-    wall, cpu = [], []
-    for _ in range(spec["steps"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        sess.run_with_iobinding(binding)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    print(json.dumps({"wall": wall, "cpu": cpu}))
-
-
-def profile_split(
-    model_path: Path, feeds_path: Path, cache: dict[str, str], threads: int
-) -> dict[str, float]:
-    """ms per step in weight layers vs everything else: an ONNX Runtime node profile of the
-    graph stepping alone in a process of its own, bound as the runtime binds it, warm (the
-    profile counts the runs after 20 untimed ones). The profiler's own cost per node inflates
-    every node's time (measured: profiled sums ~2-3x the unprofiled step), the rest's ~125
-    small nodes most, so the split says where precisions differ, not absolute times. A weight
-    layer is a node of the optimized graph that multiplies by a constant
-    weight (Gemm, QGemm, MatMulNBits, MatMulIntegerToFloat, ..., or a MatMul / FusedMatMul
-    whose second input is an initializer), or a Q/DQ node feeding one; the attention's
-    MatMuls over the cache are not."""
-    return _run_worker(model_path, feeds_path, cache, threads, 30, 20, profile=True)
-
-
-def _profile(sess: Any, binding: Any, optimized: Path, warmup: int, runs: int) -> dict:
-    """The weight / rest split of a session made with profiling on (see profile_split)."""
-    import onnx
-
-    weight_nodes = weight_layer_nodes(onnx.load(str(optimized), load_external_data=False).graph)
-    for _ in range(warmup + runs):
-        sess.run_with_iobinding(binding)
-    events = json.loads(Path(sess.end_profiling()).read_text())
-    starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
-    begin = starts[warmup] if len(starts) > warmup else 0
-    weight = total = 0.0
-    for event in events:
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
-            continue
-        if event["ts"] < begin:
-            continue
-        total += event["dur"]
-        if event["name"].removesuffix("_kernel_time") in weight_nodes:
-            weight += event["dur"]
-    weight, total = weight / runs / 1e3, total / runs / 1e3
-    return {"weight_ms": weight, "other_ms": total - weight, "total_ms": total}
-
-
-def weight_layer_nodes(graph: Any) -> set[str]:
-    """Names of the nodes of an (ONNX Runtime optimized) graph that make up its weight layers."""
-    consts = {t.name for t in graph.initializer}
-    names = set()
-    for node in graph.node:
-        matmul = node.op_type in ("MatMul", "FusedMatMul")
-        if (matmul and node.input[1] in consts) or (not matmul and node.op_type in WEIGHT_OPS):
-            names.add(node.name)
-    return names
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -436,171 +254,6 @@ def copy_model(model: Any) -> Any:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     return out
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
-
-
-def weight_bits(weight_max: int) -> str:
-    """How the INT8 weights' range reads: [-63, 63] is 7-bit, [-127, 127] 8-bit."""
-    return {63: "7-bit ([-63, 63])", 127: "8-bit ([-127, 127])"}.get(
-        weight_max, f"[-{weight_max}, {weight_max}]"
-    )
-
-
-KERNEL_NOTES = {
-    "qdq": "`int8` runs the Q/DQ graph as written (ONNX Runtime's QGemm, static activation "
-    "scales).",
-    "matmulnbits": "`int8` is what the runtime runs on this CPU: every weight layer as ONNX "
-    "Runtime's 8-bit `MatMulNBits` (the same int8 weights, activations quantized per block at "
-    "run time; `nuwa.runtime.backends.int8_cpu_kernels`), `int8-qdq` the Q/DQ graph as written "
-    "(QGemm with the calibrated static activation scales).",
-}
-
-
-def timing_note(result: dict[str, Any]) -> str:
-    """How the steps were timed (results written before blocks existed were interleaved)."""
-    steps, rounds = result["steps"], result.get("rounds", 1)
-    if "cold_steps" not in result:
-        return f"median of {rounds} x {steps} interleaved steps per precision."
-    note = (
-        f"median of {steps} steps per precision, timed as a generation runs: {rounds} rounds, "
-        "each one block of consecutive steps per precision in a process of its own (one "
-        "session, after 20 untimed steps), the precisions' order rotated every round."
-    )
-    if result["cold_steps"]:
-        note += (
-            f" Beside it, {result['cold_steps']} steps with the precisions stepped in turn, "
-            "so every step finds the caches holding the other graphs' weights (all of them "
-            "together do not fit in this CPU's cache): the cold regime of earlier tables."
-        )
-    return note
-
-
-def section(result: dict[str, Any]) -> str:
-    lines = [
-        "## Precision: decoder-step latency FP32 vs INT8 vs FP16 (ONNX Runtime CPU)",
-        "",
-        f"`python bench/precision.py` — {result['machine']}; ONNX Runtime "
-        f"{result['onnxruntime']}, {result['threads']} intra-op thread; graph "
-        f"`{result['graph']}` (demo-video: 8x8x8 tokens, d 256, 4 decoder layers, 8 heads, 3DNA "
-        f"(3,3,3)) at position {result['position']}; {result['weights']}; {timing_note(result)} "
-        "INT8: Q/DQ, "
-        f"{weight_bits(result.get('weight_max', 63))} per-channel weights, calibrated "
-        f"({result.get('calib_method', 'max')}) on {result['calib_count']} samples per task; "
-        f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}"
-        + (
-            " Every graph runs as the runtime's CPU backend runs it (ring-cache writes as "
-            "`ScatterND`, `nuwa.runtime.backends.ring_cache_writes`); `fp32-exported` is the "
-            "FP32 file as written (`ScatterElements` ring writes), for comparison."
-            if any(r["precision"] == "fp32-exported" for r in result["rows"])
-            else ""
-        ),
-        "",
-        "| precision | batch | median wall ms/step | p90 wall ms | median CPU ms/step "
-        "| speedup vs FP32 (wall / CPU) | CPU speedup per round (min-max) "
-        "| stepped in turn, cold caches: CPU ms (speedup) | profiled: weight layers ms "
-        "| profiled: rest (cache writes, 3DNA, norms, ...) ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        per_round = r.get("round_cpu_speedups") or [r["cpu_speedup"]]
-        cold = (
-            f"{r['cold_cpu_ms']:.2f} ({r['cold_cpu_speedup']:.2f}x)" if "cold_cpu_ms" in r else "—"
-        )
-        lines.append(
-            f"| {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['cpu_ms']:.2f} | {r['speedup']:.2f}x / {r['cpu_speedup']:.2f}x | "
-            f"{min(per_round):.2f}-{max(per_round):.2f}x | {cold} | "
-            f"{r['weight_ms']:.2f} | {r['other_ms']:.2f} |"
-        )
-    int8 = [r for r in result["rows"] if r["precision"] == "int8" and r["batch"] == 1]
-    if int8:
-        s = int8[0]["cpu_speedup"]
-        verdict = "met" if s >= TARGET_SPEEDUP else "NOT met"
-        fp32 = next(r for r in result["rows"] if r["precision"] == "fp32" and r["batch"] == 1)
-        cold = (
-            f"; stepped in turn with cold caches {int8[0]['cold_cpu_speedup']:.2f}x"
-            if "cold_cpu_speedup" in int8[0]
-            else ""
-        )
-        lines += [
-            "",
-            f"Target INT8 >= {TARGET_SPEEDUP}x FP32 (batch 1, CPU time): **{verdict}** "
-            f"({s:.2f}x{cold}). Where the time goes (ONNX Runtime profile of each graph "
-            "stepping alone; the profiler's own cost per node makes the profiled sums exceed "
-            "the measured steps, the rest's ~125 small nodes most, so they say where the "
-            "precisions differ, not how long anything takes): FP32's weight layers "
-            f"{fp32['weight_ms']:.2f} of {fp32['total_ms']:.2f} ms, INT8's "
-            f"{int8[0]['weight_ms']:.2f} of {int8[0]['total_ms']:.2f} ms; the rest — the "
-            "ring-cache writes, the 3DNA attention over the cache (FP32 by design), layer "
-            "norms, residual adds, and with Q/DQ kernels the activation QuantizeLinear nodes — "
-            "is the same work at every precision.",
-        ]
-    lines += ["", "Quality gates (from the quantized manifests):", ""]
-    for name, gates in result["gates"].items():
-        if not gates or "tasks" not in gates:
-            lines.append(f"- {name}: not run in this benchmark (run with `--gates`)")
-            continue
-        lines.append(
-            f"- {name}: {'passed' if gates['passed'] else 'FAILED'} "
-            f"({gates['config']['count']} held-out samples per task"
-            + (
-                f" x {gates['config']['streams']} sampling streams per side"
-                if gates["config"].get("streams", 1) > 1
-                else ""
-            )
-            + f", seed {gates['config']['seed']}, {gates.get('executed_on', '')})"
-        )
-        lines.append("")
-        lines.append(
-            "  | task | token agreement (teacher-forced) | sampling divergence (teacher-forced) "
-            f"| sequence agreement | checker scores: FP32 -> {name} (+- s.e. of the paired "
-            "difference) | ok |"
-        )
-        lines.append("  |---|---|---|---|---|---|")
-        for task, row in gates["tasks"].items():
-            divergence = row.get("sampling_divergence")  # rows written before it existed
-            lines.append(
-                f"  | {task} | {row['token_agreement']:.3f} | "
-                f"{'—' if divergence is None else f'{divergence:.4f}'} | "
-                f"{row['sequence_agreement']:.3f} | "
-                f"{gate_scores_cell(row)} | {'yes' if row['passed'] else 'no'} |"
-            )
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def gate_scores_cell(row: dict) -> str:
-    """Every gated score of a task row, a failing one in bold (rows written before the gates
-    compared every score carry only the headline)."""
-    scores = row.get("scores") or {
-        row["metric"]: {"fp32": row["fp32"], "candidate": row["candidate"], "ok": row["passed"]}
-    }
-    parts = []
-    for metric, v in scores.items():
-        text = f"{metric} {v['fp32']:.3f} -> {v['candidate']:.3f}"
-        if "paired_stderr" in v:
-            text += f" (+-{v['paired_stderr']:.3f})"
-        parts.append(text if v["ok"] else f"**{text}**")
-    return "; ".join(parts)
-
-
-def replace_marked_section(text: str, body: str) -> str:
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
-    return text.rstrip() + "\n\n" + block + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

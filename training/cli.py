@@ -157,7 +157,8 @@ def _run_vqgan(args: argparse.Namespace) -> int:
 def _run_transformer(args: argparse.Namespace) -> int:
     import torch
 
-    from nuwa.training.train_transformer import TransformerTrainOptions, train_transformer
+    from nuwa.training.train_transformer import train_transformer
+    from nuwa.training.transformer_options import TransformerTrainOptions
 
     names = {
         **_COMMON,

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -14,23 +15,27 @@ from safetensors.torch import save_file
 from nuwa.data.synthetic_data import ClipMix, SyntheticVideoDataset
 from nuwa.model.nuwa import NuwaModel
 from nuwa.spec.config import NuwaConfig
+from nuwa.spec.tasks import TRAINED_TASK_CODES
+from nuwa.training.batches import (
+    Batch,
+    batch_loss,
+    make_batch,
+    pick_task,
+    token_loss_weights,
+    trained_task,
+)
 from nuwa.training.cli import main as train_main
 from nuwa.training.common import LossLog, has_checkpoint, load_checkpoint
-from nuwa.training.train_transformer import (
+from nuwa.training.token_cache import (
     CAPTION_VARIANTS,
-    TASKS,
-    Batch,
     TokenCache,
-    TransformerTrainOptions,
     add_caption_variants,
-    batch_loss,
     load_token_cache,
-    make_batch,
     pretokenize,
-    token_loss_weights,
-    train_transformer,
 )
+from nuwa.training.train_transformer import train_transformer
 from nuwa.training.train_vqgan import VQGANTrainOptions, train_vqgan
+from nuwa.training.transformer_options import TransformerTrainOptions
 
 
 def tiny_config() -> NuwaConfig:
@@ -211,7 +216,7 @@ def test_transformer_loss_decreases_on_a_tiny_overfit(vq_runs, tmp_path: Path) -
     records = [r for r in LossLog(tmp_path).read() if "loss" in r]
     assert all(math.isfinite(r["loss"]) for r in records)
     first, last = records[0]["ema"], records[-1]["ema"]
-    assert set(last) == set(TASKS)
+    assert set(last) == set(TRAINED_TASK_CODES)
     for task in ("T2V", "S2V"):
         assert last[task] < 0.7 * first.get(task, records[0]["loss"]), task
 
@@ -271,8 +276,21 @@ def test_batches_cover_tasks_and_drop_conditions() -> None:
             dropped += int((b.sketch == 0).flatten(1).all(1).sum())
         again = make_batch(cache, opts, step)  # a pure function of (seed, step)
         assert torch.equal(again.target, b.target)
-    assert seen == set(TASKS)
+    assert seen == set(TRAINED_TASK_CODES)
     assert dropped > 0
+
+
+def test_tasks_are_drawn_in_the_order_runs_were_trained_with() -> None:
+    """pick_task draws an index into the trained task codes, so a run's batches (a resumed
+    run's included) depend on their order in the task table: it stays the order of before."""
+    assert TRAINED_TASK_CODES == ("T2I", "T2V", "S2I", "S2V", "V2V")
+    rng = np.random.default_rng(0)
+    only_s2i = [pick_task(rng, {"T2I": 0, "S2I": 1.0}) for _ in range(3)]
+    assert only_s2i == ["S2I"] * 3
+    with pytest.raises(ValueError, match="unknown tasks"):
+        pick_task(rng, {"I2I": 1.0})
+    with pytest.raises(ValueError, match="not a trained task"):
+        trained_task("TV2V")
 
 
 def test_short_t2v_batches_are_the_first_frames_of_more_clips() -> None:

@@ -18,12 +18,9 @@ from typing import Any
 import numpy as np
 
 from nuwa.data import quality_checker as qc
-from nuwa.data.synthetic_data import (
-    Clip,
-    ImageSample,
-    SyntheticVideoDataset,
-    max_caption_bytes,
-)
+from nuwa.data.clip_rendering import Clip
+from nuwa.data.clip_specs import max_caption_bytes
+from nuwa.data.synthetic_data import ImageSample, SyntheticVideoDataset
 from nuwa.runtime.backends.base import Backend, Condition
 from nuwa.runtime.engine import DecodeState, generate_tokens
 from nuwa.runtime.sampler import SamplingOptions, sampling_distribution

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nuwa.data import synthetic_data as sd
+from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS, DIGITS, DIRECTIONS, POSITIONS, SHAPES
 from nuwa.spec.input_rule_parts import CaptionGrammar, SketchRules
 from nuwa.spec.input_rules import SNAP_DISTANCE, InputRules, InputRulesError
+from nuwa.spec.sketch_palette import SKETCH_CLASSES, SKETCH_PALETTE
 
-# The captions of ``synthetic_data`` (ObjectSpec.caption_phrase, ClipSpec.caption), as templates.
+# The captions of ``clip_specs`` (ObjectSpec.caption_phrase, ClipSpec.caption), as templates.
 CAPTION_GRAMMAR: dict[str, str] = {
     "caption": "<object> [and <object>]",
     "object": "<thing> [at the <position>] [moves <direction>]",
@@ -34,21 +35,21 @@ def rules_from_training_data(config: dict[str, Any]) -> InputRules:
     (its ``config.json`` as a dict): the dataset's vocabularies and palette, the config's frame
     and sketch sizes, snapping at :data:`SNAP_DISTANCE`."""
     classes = int(config["vqgan_seg"]["in_channels"])
-    if classes != len(sd.SKETCH_CLASSES):
+    if classes != len(SKETCH_CLASSES):
         raise InputRulesError(
             f"the model's sketch tokenizer takes {classes} classes; the training data has "
-            f"{len(sd.SKETCH_CLASSES)} ({', '.join(sd.SKETCH_CLASSES)})"
+            f"{len(SKETCH_CLASSES)} ({', '.join(SKETCH_CLASSES)})"
         )
     caption = CaptionGrammar(
         grammar=tuple(CAPTION_GRAMMAR.items()),
         words=(
-            ("colours", tuple(sd.COLOURS)),
-            ("shapes", sd.SHAPES),
-            ("digits", tuple(str(d) for d in sd.DIGITS)),
-            ("positions", tuple(sd.POSITIONS)),
-            ("directions", tuple(sd.DIRECTIONS)),
+            ("colours", tuple(COLOURS)),
+            ("shapes", SHAPES),
+            ("digits", tuple(str(d) for d in DIGITS)),
+            ("positions", tuple(POSITIONS)),
+            ("directions", tuple(DIRECTIONS)),
         ),
-        allowed_directions=tuple(sd.ALLOWED_DIRECTIONS.items()),
+        allowed_directions=tuple(ALLOWED_DIRECTIONS.items()),
         max_objects=2,
         examples=EXAMPLES,
     )
@@ -58,8 +59,8 @@ def rules_from_training_data(config: dict[str, Any]) -> InputRules:
         frames=int(config["transformer"]["frames"]),
         sketch=SketchRules.from_palette(
             int(config["vqgan_seg"]["image_size"]),
-            sd.SKETCH_CLASSES,
-            sd.SKETCH_PALETTE,
+            SKETCH_CLASSES,
+            SKETCH_PALETTE,
             SNAP_DISTANCE,
         ),
         mask_threshold=builtin.mask_threshold,

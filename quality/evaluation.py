@@ -29,7 +29,7 @@ And ``t2v_by_caption``: the T2V samples summarised by :func:`caption_group` (one
 with a digit or not).
 With ``long_frames`` (``nuwa evaluate --long-frames 16,32``), ``long``: V2V and T2V generated
 past the trained length (the window slides) and scored per block of the trained number of
-frames (:meth:`Evaluator.long_generation`, :func:`quality_checker.score_long_video`): object
+frames (:meth:`Evaluator.long_generation`, :func:`long_video_scores.score_long_video`): object
 kept (shape, colour, size) and motion continued (position error against the clip's ground truth
 extended by bouncing off the borders, ``SyntheticVideoDataset.long_clip``; speed).
 Each task samples with the model's own defaults for it (``generation_config.json``,
@@ -52,14 +52,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from nuwa.data import quality_checker as qc
-from nuwa.data.synthetic_data import (
-    ALLOWED_DIRECTIONS,
-    COLOURS,
-    POSITIONS,
-    Clip,
-    ClipSpec,
-    SyntheticVideoDataset,
-)
+from nuwa.data.clip_rendering import Clip
+from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS, POSITIONS, ClipSpec
+from nuwa.data.long_video_scores import score_long_video
+from nuwa.data.object_reading import track_objects
+from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.generate import generate_tokens
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.sampling import SamplingOptions
@@ -184,7 +181,7 @@ class Evaluator:
         scores = []
         for video, spec, motion in zip(videos, specs, named_motion, strict=True):
             named = ("shape", "colour", "direction") if motion else ("shape", "colour")
-            drawn = len(qc.track_objects(video)) > 0
+            drawn = len(track_objects(video)) > 0
             scores.append({**qc.score_text_to_video(video, spec, named), "drawn": drawn})
         return scores
 
@@ -275,11 +272,11 @@ class Evaluator:
         """``task`` (V2V or T2V) over ``frames`` frames for held-out clips ``idx``, scored per
         block of the trained number of frames against each clip's ground truth over as many
         frames (``SyntheticVideoDataset.long_clip``): per sample ``{block name: scores}``
-        (:func:`quality_checker.score_long_video`)."""
+        (:func:`long_video_scores.score_long_video`)."""
         clips = [self.ds.long_clip(i, frames) for i in idx]
         videos, given = self.long_videos(task, clips, frames)
         return [
-            qc.score_long_video(v, c, given, block=self.frames)
+            score_long_video(v, c, given, block=self.frames)
             for v, c in zip(videos, clips, strict=True)
         ]
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from nuwa.data.synthetic_data import Clip
+from nuwa.data.clip_rendering import Clip
 
 Encode = Callable[[np.ndarray], np.ndarray]  # uint8 frames (T, S, S, 3) -> codes (T, h, w)
 

@@ -95,7 +95,7 @@ class SketchRules:
     def from_palette(
         cls, size: int, classes: tuple[str, ...], palette: np.ndarray, snap: float
     ) -> SketchRules:
-        """The rules of a ``uint8 (classes, 3)`` palette (``synthetic_data.SKETCH_PALETTE``)."""
+        """The rules of a ``uint8 (classes, 3)`` palette (``sketch_palette.SKETCH_PALETTE``)."""
         colours = tuple((int(r), int(g), int(b)) for r, g, b in np.asarray(palette).tolist())
         return cls(size, tuple(classes), colours, float(snap))
 

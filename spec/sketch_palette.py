@@ -1,5 +1,5 @@
 """The sketch classes (index = class id) and the fixed RGB of each in sketch pictures: the
-palette the synthetic dataset renders (:mod:`nuwa.data.synthetic_data`) and the one a model
+palette the synthetic dataset renders (:mod:`nuwa.data.clip_rendering`) and the one a model
 directory without ``input_rules.json`` reads sketches with (:meth:`InputRules.builtin`)."""
 
 from __future__ import annotations

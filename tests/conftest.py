@@ -151,7 +151,7 @@ def ort_backend(tiny_export_dir: Path):
 @pytest.fixture(scope="session")
 def task_inputs() -> dict[str, np.ndarray]:
     """Inputs in the tiny model's sizes (16x16 pixels, 3 trained frames)."""
-    from nuwa.data.synthetic_data import SKETCH_PALETTE
+    from nuwa.spec.sketch_palette import SKETCH_PALETTE
 
     rng = np.random.default_rng(0)
     classes = np.zeros((3, 16, 16), dtype=np.int64)

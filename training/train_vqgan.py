@@ -18,9 +18,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from nuwa.data.synthetic_data import SKETCH_CLASSES, SyntheticVideoDataset
+from nuwa.data.synthetic_data import SyntheticVideoDataset
+from nuwa.model.nuwa import NuwaModel
 from nuwa.model.vqgan import VQGAN
 from nuwa.spec.config import NuwaConfig
+from nuwa.spec.sketch_palette import SKETCH_CLASSES
 from nuwa.training.common import (
     LossLog,
     Stopwatch,
@@ -64,7 +66,7 @@ def frames_to_input(frames: np.ndarray | Tensor, kind: str) -> Tensor:
     x = torch.as_tensor(frames)
     if kind == "seg":
         return x.long()
-    return x.float().div(127.5).sub(1.0).movedim(-1, -3)
+    return NuwaModel.frames_to_tensor(x)
 
 
 def render_pool(
@@ -96,7 +98,7 @@ def reconstruction_metrics(vq: VQGAN, pool: np.ndarray, batch: int = 64) -> dict
         x = frames_to_input(pool[i : i + batch], vq.kind).to(device)
         y = vq.decode_codes(vq.encode(x))
         if vq.kind == "rgb":
-            outs.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1))
+            outs.append(NuwaModel.tensor_to_frames(y))
         else:
             outs.append(y.argmax(1).to(torch.uint8))
     vq.train(was_training)

@@ -12,6 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nuwa.data.clip_rendering import Clip, render_clip
+from nuwa.data.clip_specs import (
+    ALLOWED_DIRECTIONS,
+    COLOURS,
+    DIGITS,
+    KINDS,
+    POSITIONS,
+    SHAPES,
+    ClipSpec,
+    ObjectSpec,
+)
+from nuwa.data.object_reading import track_objects
 from nuwa.data.quality_checker import (
     position_error,
     psnr,
@@ -20,21 +32,8 @@ from nuwa.data.quality_checker import (
     score_text_to_image,
     score_text_to_video,
     summarise,
-    track_objects,
 )
-from nuwa.data.synthetic_data import (
-    ALLOWED_DIRECTIONS,
-    COLOURS,
-    DIGITS,
-    KINDS,
-    POSITIONS,
-    SHAPES,
-    Clip,
-    ClipSpec,
-    ObjectSpec,
-    SyntheticVideoDataset,
-    render_clip,
-)
+from nuwa.data.synthetic_data import SyntheticVideoDataset
 
 N_CLIPS = 50
 ATTRIBUTES = ("shape", "colour", "position", "direction", "all", "count", "first_frame_shape")

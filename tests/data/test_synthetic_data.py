@@ -10,20 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nuwa.data.synthetic_data import (
-    ALLOWED_DIRECTIONS,
-    COLOURS,
-    DIGITS,
-    DIRECTIONS,
-    KINDS,
-    POSITIONS,
-    SKETCH_CLASSES,
-    SKETCH_PALETTE,
-    ClipSpec,
-    ObjectSpec,
-    SyntheticVideoDataset,
-    caption_split,
-    max_caption_bytes,
+from nuwa.data.clip_rendering import (
     object_masks,
     object_templates,
     render_clip,
@@ -31,6 +18,19 @@ from nuwa.data.synthetic_data import (
     sketch_to_rgb,
     velocity,
 )
+from nuwa.data.clip_specs import (
+    ALLOWED_DIRECTIONS,
+    COLOURS,
+    DIGITS,
+    DIRECTIONS,
+    KINDS,
+    POSITIONS,
+    ClipSpec,
+    ObjectSpec,
+    max_caption_bytes,
+)
+from nuwa.data.synthetic_data import SyntheticVideoDataset, caption_split
+from nuwa.spec.sketch_palette import SKETCH_CLASSES, SKETCH_PALETTE
 
 
 @st.composite
@@ -249,7 +249,8 @@ def test_invalid_specs_are_refused() -> None:
 
 def test_modules_import_without_torch() -> None:
     code = (
-        "import sys, nuwa.data.synthetic_data, nuwa.data.quality_checker; "
+        "import sys, nuwa.data.clip_specs, nuwa.data.clip_rendering, nuwa.data.synthetic_data, "
+        "nuwa.data.object_reading, nuwa.data.quality_checker, nuwa.data.long_video_scores; "
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from nuwa.data import quality_checker as qc
+from nuwa.data.object_reading import track_objects
 from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.sampling import SamplingOptions
@@ -132,7 +133,7 @@ def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     ds = SyntheticVideoDataset(1, seed=EVAL_SEED, split="heldout")
     evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=8)
     videos = evaluator.text_to_video(captions)
-    largest = [next(iter(qc.track_objects(v)), None) for v in videos]
+    largest = [next(iter(track_objects(v)), None) for v in videos]
     colours = [t.colour if t is not None else None for t in largest]  # of the largest object
     assert sum(c is not None for c in colours) >= 7, colours
     assert colours[:4].count("red") >= 3, colours

@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from nuwa.data.quality_checker import frame_blocks, score_long_video
-from nuwa.data.synthetic_data import (
-    ALLOWED_DIRECTIONS,
-    COLOURS,
-    Clip,
-    SyntheticVideoDataset,
-    object_side,
-    object_top_left,
-    reflect,
-)
+from nuwa.data.clip_rendering import Clip, object_side, object_top_left, reflect
+from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS
+from nuwa.data.long_video_scores import frame_blocks, score_long_video
+from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.sampling import SamplingOptions
 from nuwa.quality.evaluation import (

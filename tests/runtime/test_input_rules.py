@@ -18,12 +18,12 @@ import pytest
 
 from nuwa.cli import main
 from nuwa.data.input_rules_writer import rules_from_training_data
-from nuwa.data.synthetic_data import SKETCH_PALETTE
 from nuwa.runtime import Pipeline
 from nuwa.runtime.pipeline import default_model_dir
 from nuwa.runtime.tasks import UnknownWordsWarning, plan_task
 from nuwa.spec.errors import NuwaInputError
 from nuwa.spec.input_rules import INPUT_RULES_FILE, InputRules
+from nuwa.spec.sketch_palette import SKETCH_PALETTE
 
 
 def tiny_rules(model_dir: Path) -> InputRules:

@@ -20,7 +20,8 @@ import pytest
 
 from nuwa.cli import build_parser
 from nuwa.data import quality_checker as qc
-from nuwa.data.synthetic_data import ALLOWED_DIRECTIONS, ClipSpec, ObjectSpec, render_clip
+from nuwa.data.clip_rendering import render_clip
+from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, ClipSpec, ObjectSpec
 from nuwa.runtime.generate_cli import infer_task
 from nuwa.runtime.pipeline import default_model_dir
 from nuwa.spec.input_rules import InputRules

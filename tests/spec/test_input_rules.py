@@ -16,14 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nuwa.data import synthetic_data as sd
+from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS, DIGITS, DIRECTIONS, POSITIONS, SHAPES
 from nuwa.data.input_rules_writer import rules_from_training_data, write_input_rules
+from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.spec.input_rules import (
     INPUT_RULES_FILE,
     InputRules,
     InputRulesError,
     copy_input_rules,
 )
+from nuwa.spec.sketch_palette import SKETCH_CLASSES, SKETCH_PALETTE
 
 DEMO = Path(__file__).resolve().parents[2] / "model" / "checkpoints" / "demo"
 
@@ -69,14 +71,14 @@ def test_the_shipped_demo_file_is_what_the_generator_writes(tmp_path: Path) -> N
 def test_the_file_says_what_the_training_data_holds(demo_rules: InputRules) -> None:
     c = demo_rules.caption
     assert c is not None
-    assert c.word_list("colours") == tuple(sd.COLOURS)
-    assert c.word_list("shapes") == sd.SHAPES
-    assert c.word_list("digits") == tuple(str(d) for d in sd.DIGITS)
-    assert c.word_list("positions") == tuple(sd.POSITIONS)
-    assert c.word_list("directions") == tuple(sd.DIRECTIONS)
-    assert dict(c.allowed_directions) == sd.ALLOWED_DIRECTIONS
-    assert demo_rules.sketch.classes == sd.SKETCH_CLASSES
-    np.testing.assert_array_equal(demo_rules.sketch.palette, sd.SKETCH_PALETTE)
+    assert c.word_list("colours") == tuple(COLOURS)
+    assert c.word_list("shapes") == SHAPES
+    assert c.word_list("digits") == tuple(str(d) for d in DIGITS)
+    assert c.word_list("positions") == tuple(POSITIONS)
+    assert c.word_list("directions") == tuple(DIRECTIONS)
+    assert dict(c.allowed_directions) == ALLOWED_DIRECTIONS
+    assert demo_rules.sketch.classes == SKETCH_CLASSES
+    np.testing.assert_array_equal(demo_rules.sketch.palette, SKETCH_PALETTE)
     assert demo_rules.sketch.snap_distance == 48
     assert (demo_rules.frame_size, demo_rules.frames, demo_rules.sketch.size) == (64, 8, 64)
     assert "and" in c.known_words()
@@ -88,7 +90,7 @@ def test_every_training_caption_follows_the_grammar(
 ) -> None:
     pattern = caption_pattern(demo_rules)
     assert demo_rules.caption is not None
-    ds = sd.SyntheticVideoDataset(200, seed=5)
+    ds = SyntheticVideoDataset(200, seed=5)
     for i in range(len(ds)):
         caption = ds.spec(i).caption(motion=motion, position=position)
         assert pattern.fullmatch(caption), caption
@@ -111,9 +113,9 @@ def test_unknown_words_name_the_nearest_known_ones(demo_rules: InputRules) -> No
 
 def test_describe_lists_the_words_the_palette_and_the_mask_rule(demo_rules: InputRules) -> None:
     text = demo_rules.describe()
-    for colour in sd.COLOURS:
+    for colour in COLOURS:
         assert colour in text
-    for name, rgb in zip(sd.SKETCH_CLASSES, sd.SKETCH_PALETTE.tolist(), strict=True):
+    for name, rgb in zip(SKETCH_CLASSES, SKETCH_PALETTE.tolist(), strict=True):
         assert re.search(rf"{name}\s+RGB\({rgb[0]}, {rgb[1]}, {rgb[2]}\)", text), name
     assert "64x64 pixels, 8 per video" in text
     assert "white (grey > 127) = generate" in text
@@ -194,8 +196,8 @@ def test_a_directory_without_the_file_keeps_todays_behaviour(tmp_path: Path) -> 
     builtin = InputRules.builtin(64, 64, 8)
     assert builtin.caption is None and builtin.unknown_words_message("a purple blob") is None
     assert builtin.sketch.snap_distance == 0
-    np.testing.assert_array_equal(builtin.sketch.palette, sd.SKETCH_PALETTE)
-    near = sd.SKETCH_PALETTE[1].astype(np.int64) - 3  # snaps with the file, not without
+    np.testing.assert_array_equal(builtin.sketch.palette, SKETCH_PALETTE)
+    near = SKETCH_PALETTE[1].astype(np.int64) - 3  # snaps with the file, not without
     with pytest.raises(ValueError, match="colours outside the palette"):
         builtin.sketch.to_classes(near.astype(np.uint8).reshape(1, 1, 3))
 
@@ -255,10 +257,10 @@ def anti_aliased(classes: np.ndarray, palette: np.ndarray, weight: np.ndarray) -
 def test_anti_aliased_sketches_snap_like_the_reference(
     demo_rules: InputRules, classes: np.ndarray, weight: np.ndarray
 ) -> None:
-    rgb = anti_aliased(classes, sd.SKETCH_PALETTE, weight)
+    rgb = anti_aliased(classes, SKETCH_PALETTE, weight)
     _same(demo_rules, rgb)
     # a pixel within 48 of its own colour must read as its own class
-    palette = sd.SKETCH_PALETTE.astype(np.float64)
+    palette = SKETCH_PALETTE.astype(np.float64)
     dist = np.linalg.norm(rgb.astype(np.float64) - palette[classes], axis=-1)
     try:
         read = demo_rules.sketch.to_classes(rgb)
@@ -277,7 +279,7 @@ def test_anti_aliased_sketches_snap_like_the_reference(
 def test_colours_within_the_distance_snap_to_their_class(
     demo_rules: InputRules, classes: np.ndarray, noise: np.ndarray
 ) -> None:
-    rgb = np.clip(sd.SKETCH_PALETTE[classes].astype(np.int64) + noise, 0, 255)  # |noise| <= 47
+    rgb = np.clip(SKETCH_PALETTE[classes].astype(np.int64) + noise, 0, 255)  # |noise| <= 47
     np.testing.assert_array_equal(demo_rules.sketch.to_classes(rgb.astype(np.uint8)), classes)
 
 
@@ -300,7 +302,7 @@ def test_a_colour_near_two_palette_colours_is_refused() -> None:
 
 
 def test_a_colour_far_from_the_palette_keeps_todays_error(demo_rules: InputRules) -> None:
-    rgb = sd.SKETCH_PALETTE[np.zeros((3, 3), dtype=np.int64)].copy()
+    rgb = SKETCH_PALETTE[np.zeros((3, 3), dtype=np.int64)].copy()
     rgb[1, 1] = (128, 32, 32)  # half red, half black: 131 from square, 136 from background
     with pytest.raises(ValueError, match=r"outside the palette: RGB\(128, 32, 32\) x1; known"):
         demo_rules.sketch.to_classes(rgb)

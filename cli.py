@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import nuwa
+from nuwa.spec.install_hints import for_module
 
 # (module, function) pairs that add subcommands; a module that is not there yet is skipped.
 SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
@@ -59,7 +60,7 @@ def _importable(module: str) -> bool:
 def _missing_dependency_parser(sub: argparse._SubParsersAction, command: str, missing: str) -> None:
     """A subcommand whose module needs a library that is not installed (e.g. torch on an edge
     device): it is listed, and running it says what to install."""
-    hint = 'pip install "nuwa-edge[torch]"' if missing == "torch" else f"install {missing}"
+    hint = for_module(missing)
 
     def fail(args: argparse.Namespace) -> int:
         raise RuntimeError(f"nuwa {command} needs {missing}, which is not installed: {hint}")

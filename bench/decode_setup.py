@@ -8,6 +8,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from nuwa.spec.model_spec import CONFIG_FILE
+
 PROMPT = "a red square moves left"
 WARMUP = 16  # steps dropped before the medians
 BACKENDS = ("onnxruntime", "onnxruntime-run", "onnxruntime-int8", "torch")
@@ -36,7 +38,7 @@ def prepare_model(model: str | None, work: Path) -> tuple[Path, str]:
     if model:
         return Path(model), f"`{model}`"
     demo = default_model_dir()
-    if (demo / "config.json").is_file():
+    if (demo / CONFIG_FILE).is_file():
         return demo, "the shipped demo checkpoint (`model/checkpoints/demo`)"
     import torch
 

@@ -124,7 +124,7 @@ def worker(backend: str, threads: int, model_dir: str, export_dir: str, frames: 
                 frames,
             )
     else:
-        from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
         from nuwa.runtime.engine import DecodeState as RuntimeState
         from nuwa.runtime.tasks import plan_task
 
@@ -196,7 +196,7 @@ def profile_ops(onnx: Path, frames: int) -> str:
     import onnx as onnx_lib
     import onnxruntime as ort
 
-    from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from nuwa.runtime.engine import DecodeState
     from nuwa.runtime.tasks import plan_task
 

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from nuwa.spec.tasks import TRAINED_TASK_CODES
+
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
 from precision_report import (
     BEGIN,
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnxruntime as ort
 
     from nuwa.calibration.onnx_runner import ExportRunner, portable_copy, session_options
-    from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
+    from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import resolve_int8_kernels
     from nuwa.spec.manifest import load_manifest
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="nuwa-precision-"))
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-count", type=int, default=2)
     p.add_argument("--gates", action="store_true", help="also run the quality gates")
     p.add_argument("--gate-count", type=int, default=16)
-    p.add_argument("--gate-tasks", nargs="+", default=["T2I", "T2V", "S2I", "S2V", "V2V"])
+    p.add_argument("--gate-tasks", nargs="+", default=list(TRAINED_TASK_CODES))
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)

@@ -41,8 +41,8 @@ KERNEL_NOTES = {
     "scales).",
     "matmulnbits": "`int8` is what the runtime runs on this CPU: every weight layer as ONNX "
     "Runtime's 8-bit `MatMulNBits` (the same int8 weights, activations quantized per block at "
-    "run time; `nuwa.runtime.backends.int8_cpu_kernels`), `int8-qdq` the Q/DQ graph as written "
-    "(QGemm with the calibrated static activation scales).",
+    "run time; `nuwa.runtime.backends.onnxruntime.int8_cpu_kernels`), `int8-qdq` the Q/DQ "
+    "graph as written (QGemm with the calibrated static activation scales).",
 }
 
 
@@ -79,8 +79,9 @@ def section(result: dict[str, Any]) -> str:
         f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}"
         + (
             " Every graph runs as the runtime's CPU backend runs it (ring-cache writes as "
-            "`ScatterND`, `nuwa.runtime.backends.ring_cache_writes`); `fp32-exported` is the "
-            "FP32 file as written (`ScatterElements` ring writes), for comparison."
+            "`ScatterND`, `nuwa.runtime.backends.onnxruntime.ring_cache_writes`); "
+            "`fp32-exported` is the FP32 file as written (`ScatterElements` ring writes), for "
+            "comparison."
             if any(r["precision"] == "fp32-exported" for r in result["rows"])
             else ""
         ),

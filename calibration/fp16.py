@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import onnx
 
-from nuwa.export.onnx_function import OP_TYPE
+from nuwa.export.attention_node import OP_TYPE
 from nuwa.export.weights import materialize_weights
 
 FP32_OPS: tuple[str, ...] = (

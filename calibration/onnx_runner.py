@@ -1,12 +1,14 @@
 """Run an export directory (any precision) in ONNX Runtime on the CPU: the runtime's own
-:class:`~nuwa.runtime.backends.onnxruntime_backend.OnnxRuntimeBackend` (so calibration and gates
-run exactly the graphs, feeds and decode loop users run), with two hooks calibration needs:
+:class:`~nuwa.runtime.backends.onnxruntime.OnnxRuntimeBackend` (so calibration and gates run
+exactly the graphs, feeds and decode loop users run), composed with its public hooks
+(:class:`~nuwa.runtime.backends.onnxruntime.sessions.GraphHooks`) for what calibration needs:
 
 - ``observe``: per graph, extra tensors to fetch on every run (the activations that get Q/DQ);
   each run hands them to ``on_run(graph, feeds, extras)`` — this is how calibration "captures"
   decoder-step inputs along real generations without storing them;
 - graphs of a ``--target tensorrt`` export have no 3DNA function bodies; they get them attached
-  in memory (:func:`portable_copy`) so ONNX Runtime can run them for calibration and gates.
+  in memory (:func:`portable_copy`) so ONNX Runtime can run them for calibration and gates;
+- ``simulate_qdq``: Q/DQ pairs executed as written (basic optimizations, no int8 kernels).
 
 The decode loop is the runtime's (:func:`nuwa.runtime.engine.generate_tokens`). This module
 imports no torch.
@@ -14,7 +16,6 @@ imports no torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,18 @@ import onnx
 import onnxruntime as ort
 
 from nuwa.calibration.ranges import with_extra_outputs
-from nuwa.export.onnx_function import attach_functions, is_attention_node
-from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, uses_memory_arena
-from nuwa.spec.manifest import GraphInfo, load_manifest
+from nuwa.export.attention_node import is_attention_node
+from nuwa.export.onnx_function import attach_functions
+from nuwa.runtime.backends.base import Backend, Condition, RequestState
+from nuwa.runtime.backends.onnxruntime import GraphHooks, OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime.sessions import RunHook
+from nuwa.runtime.backends.onnxruntime.sessions import (
+    session_options as runtime_session_options,
+)
+from nuwa.spec.manifest import Manifest, load_manifest
+from nuwa.spec.model_spec import ModelSpec
 
 PLUGIN_ATTRIBUTES = ("plugin_namespace", "plugin_version")
-RunHook = Callable[[str, dict[str, np.ndarray], dict[str, np.ndarray]], None]
 
 
 def portable_copy(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
@@ -47,23 +54,18 @@ def portable_copy(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 
 
 def session_options(threads: int = 1, simulate_qdq: bool = False) -> ort.SessionOptions:
-    """CPU session options; ``simulate_qdq`` stops at basic graph optimizations, so Q/DQ pairs
-    are executed as written (exact fake quantization) instead of being fused into ONNX
-    Runtime's int8 kernels — what a TensorRT-target graph is gated with, since full-range int8
-    weights saturate those kernels on x86 CPUs without VNNI."""
-    so = ort.SessionOptions()
-    if simulate_qdq:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return so
+    """The runtime's CPU session options (:func:`~nuwa.runtime.backends.onnxruntime.sessions.
+    session_options`); ``simulate_qdq`` stops at basic graph optimizations, so Q/DQ pairs are
+    executed as written (exact fake quantization) instead of being fused into ONNX Runtime's
+    int8 kernels — what a TensorRT-target graph is gated with, since full-range int8 weights
+    saturate those kernels on x86 CPUs without VNNI."""
+    return runtime_session_options(threads, "basic" if simulate_qdq else "all")
 
 
-class ExportRunner(OnnxRuntimeBackend):
+class ExportRunner(Backend):
     """An export directory on ONNX Runtime CPU: the runtime's backend (plain ``session.run``,
-    no IO binding, the same INT8 kernels) with the two calibration hooks of the module
-    docstring."""
+    no IO binding, the same INT8 kernels) with the calibration hooks of the module docstring.
+    Runs as a backend (:attr:`backend` does the work)."""
 
     name = "onnxruntime-calibration"
 
@@ -80,35 +82,65 @@ class ExportRunner(OnnxRuntimeBackend):
         # default: simulate Q/DQ for TensorRT-target exports (see session_options)
         self.simulate_qdq = manifest.target == "tensorrt" if simulate_qdq is None else simulate_qdq
         self.observe = observe or {}
-        self.on_run = on_run
-        super().__init__(
-            manifest, device="cpu", threads=threads, io_binding=False, int8_kernels=int8_kernels
+        opset = manifest.opset
+
+        def add_observed(graph: str, model: onnx.ModelProto) -> onnx.ModelProto:
+            extra = self.observe.get(graph, [])
+            return with_extra_outputs(model, extra) if extra else model
+
+        hooks = GraphHooks(
+            before_passes=lambda graph, model: portable_copy(model, opset),
+            after_passes=add_observed,
+            fetch=self.observe,
+            on_run=on_run,
         )
-
-    def _uses_int8_kernels(self) -> bool:
-        return not self.simulate_qdq and super()._uses_int8_kernels()
-
-    def _create_session(self, graph: str) -> ort.InferenceSession:
-        model = portable_copy(onnx.load(str(self.manifest.path(graph))), self.manifest.opset)
-        model = self.prepare_graph(graph, model)
-        extra = self.observe.get(graph, [])
-        if extra:
-            model = with_extra_outputs(model, extra)
-        options = session_options(self.threads or 1, self.simulate_qdq)
-        options.enable_cpu_mem_arena = uses_memory_arena(self.manifest.graph(graph))
-        return ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        self.backend = OnnxRuntimeBackend(
+            manifest,
+            device="cpu",
+            threads=threads,
+            io_binding=False,
+            int8_kernels=int8_kernels,
+            optimization="basic" if self.simulate_qdq else "all",
+            hooks=hooks,
         )
+        self.spec: ModelSpec = self.backend.spec
+        self.precision = self.backend.precision
 
-    def _run(self, graph: GraphInfo, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        names = graph.output_names
-        extra = [e for e in self.observe.get(graph.name, []) if e not in names]
-        values = self.session(graph.name).run(names + extra, feeds)
-        if self.on_run is not None:
-            self.on_run(graph.name, feeds, dict(zip(extra, values[len(names) :], strict=True)))
-        return [np.asarray(v) for v in values[: len(names)]]
+    @property
+    def manifest(self) -> Manifest:
+        return self.backend.manifest
+
+    @property
+    def int8_kernels(self) -> str | None:
+        return self.backend.int8_kernels
+
+    def session(self, graph: str) -> ort.InferenceSession:
+        return self.backend.session(graph)
+
+    def prepare_graph(self, graph: str, model: onnx.ModelProto) -> onnx.ModelProto:
+        """``model`` with the backend's graph passes (:meth:`OnnxRuntimeBackend.prepare_graph`)."""
+        return self.backend.prepare_graph(graph, model)
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph; returns its declared outputs by name."""
-        info = self.manifest.graph(graph)
-        return dict(zip(info.output_names, self._run(info, feeds), strict=True))
+        return self.backend.run_graph(graph, feeds)
+
+    # ---- the backend interface, by the composed backend -----------------------------------
+
+    def text_condition(self, text_ids: np.ndarray) -> Condition:
+        return self.backend.text_condition(text_ids)
+
+    def sketch_condition(self, sketch: np.ndarray) -> Condition:
+        return self.backend.sketch_condition(sketch)
+
+    def start_request(self, cond: Condition, num_frames: int) -> RequestState:
+        return self.backend.start_request(cond, num_frames)
+
+    def frames_to_codes(self, frames: np.ndarray) -> np.ndarray:
+        return self.backend.frames_to_codes(frames)
+
+    def codes_to_frames(self, codes: np.ndarray) -> np.ndarray:
+        return self.backend.codes_to_frames(codes)
+
+    def describe(self) -> str:
+        return self.backend.describe()

@@ -1,12 +1,13 @@
 """Real samples of every task, drawn from the synthetic dataset, as requests any backend can run.
 
-Calibration (``capture.py``) and the quality gates (``gates.py``) both need "a batch of real
-T2I / T2V / S2I / S2V / V2V requests": prompts are the dataset's captions, sketches its
-segmentation maps, V2V's given frames its rendered clips. Calibration draws them from the
+Calibration (``capture.py``) and the quality gates (``nuwa.quality.precision_gates``) need "a
+batch of real T2I / T2V / S2I / S2V / V2V requests": prompts are the dataset's captions, sketches
+its segmentation maps, V2V's given frames its rendered clips. Calibration draws them from the
 ``train`` split, the gates from ``heldout`` (as ``nuwa evaluate`` does), so calibration never sees
 the gate's prompts. Generation goes through the runtime's decode loop
-(:func:`nuwa.runtime.engine.generate_tokens`); scoring through ``nuwa.data.quality_checker``
-with the same per-task rules as ``nuwa.quality.evaluation`` (which is torch-only).
+(:func:`nuwa.runtime.engine.generate_tokens`; teacher forcing through its token-chooser hook,
+:class:`TeacherForcing`); scoring through ``nuwa.data.quality_checker`` with the same per-task
+rules as ``nuwa evaluate`` (:mod:`nuwa.quality.evaluator`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from nuwa.data.clip_rendering import Clip
 from nuwa.data.clip_specs import max_caption_bytes
 from nuwa.data.synthetic_data import ImageSample, SyntheticVideoDataset
 from nuwa.runtime.backends.base import Backend, Condition
-from nuwa.runtime.engine import DecodeState, generate_tokens
+from nuwa.runtime.engine import generate_tokens
 from nuwa.runtime.sampler import SamplingOptions, sampling_distribution
 from nuwa.spec.generation_config import GenerationConfig
 from nuwa.spec.model_spec import ModelSpec
+from nuwa.spec.tasks import TRAINED_TASK_CODES
 from nuwa.spec.tokenizer import ByteTokenizer
 
-TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
+TASKS = TRAINED_TASK_CODES  # the tasks calibration and the gates draw (nuwa.spec.tasks)
 HEADLINE = {"T2I": "all", "T2V": "all", "S2I": "iou", "S2V": "iou", "V2V": "position_error"}
 LOWER_IS_BETTER = {"position_error"}
 V2V_GIVEN = 2  # frames given to video prediction (fewer when the model has fewer frames)
@@ -98,20 +100,33 @@ def make_batch(
     return TaskBatch(task, frames, text=[""] * len(clips), video=video, given=given, samples=clips)
 
 
+def condition_pair(
+    backend: Backend,
+    guided: bool,
+    text: list[str] | None = None,
+    sketch: np.ndarray | None = None,
+) -> tuple[Condition, Condition | None]:
+    """(condition, unconditional condition or None) of requests with prompts ``text`` (empty
+    ones allowed; the unconditional one is the empty prompt) or class-map sketches ``sketch``
+    ``(B, T, S, S)`` (the unconditional one is the blank sketch). Read by the gates, calibration
+    and ``nuwa evaluate`` alike."""
+    if sketch is not None:
+        maps = np.asarray(sketch, dtype=np.int64)
+        cond = backend.sketch_condition(maps)
+        return cond, (backend.sketch_condition(np.zeros_like(maps)) if guided else None)
+    if text is None:
+        raise ValueError("a request needs prompts or sketches")
+    tok = ByteTokenizer(backend.spec.max_text_len)
+    cond = backend.text_condition(tok.encode_batch(text, allow_empty=True))
+    uncond = backend.text_condition(np.stack([tok.empty()] * len(text))) if guided else None
+    return cond, uncond
+
+
 def conditions(
     backend: Backend, batch: TaskBatch, guided: bool
 ) -> tuple[Condition, Condition | None]:
     """(condition, unconditional condition or None) for a batch."""
-    b = batch.size
-    if batch.sketch is not None:
-        cond = backend.sketch_condition(batch.sketch)
-        blank = np.zeros_like(batch.sketch) if guided else None
-        return cond, (backend.sketch_condition(blank) if blank is not None else None)
-    tok = ByteTokenizer(backend.spec.max_text_len)
-    assert batch.text is not None
-    cond = backend.text_condition(tok.encode_batch(batch.text, allow_empty=True))
-    uncond = backend.text_condition(np.stack([tok.empty()] * b)) if guided else None
-    return cond, uncond
+    return condition_pair(backend, guided, batch.text, batch.sketch)
 
 
 def forced(backend: Backend, batch: TaskBatch) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -137,26 +152,45 @@ def generate(backend: Backend, batch: TaskBatch, options: SamplingOptions) -> np
     )
 
 
+class TeacherForcing:
+    """A :data:`~nuwa.runtime.engine.TokenChooser` that records each position's guided logits
+    and returns the ``reference (B, N)`` tokens there, so the engine's loop is fed a fixed
+    sequence: ``logits`` ``(P, B, V)`` float32 afterwards, one row per chosen position."""
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.reference = np.asarray(reference, dtype=np.int64)
+        self.rows: list[np.ndarray] = []
+
+    def __call__(self, position: int, logits: np.ndarray) -> np.ndarray:
+        self.rows.append(np.asarray(logits, dtype=np.float32))
+        return self.reference[:, position]
+
+    @property
+    def logits(self) -> np.ndarray:
+        return np.stack(self.rows)
+
+
 def teacher_forced_logits(
     backend: Backend, batch: TaskBatch, reference: np.ndarray, guidance_scale: float
 ) -> np.ndarray:
-    """Feed ``reference`` tokens ``(B, T, h, w)`` (another backend's greedy output) step by step;
-    returns this backend's guided logits ``(P, B, V)`` float32 at the ``P`` sampled positions
-    (after V2V's given frames)."""
+    """Feed ``reference`` tokens ``(B, T, h, w)`` (another backend's greedy output) through the
+    runtime's decode loop (:func:`~nuwa.runtime.engine.generate_tokens` with a
+    :class:`TeacherForcing` chooser; V2V's given frames go in as its forced prefix); returns this
+    backend's guided logits ``(P, B, V)`` float32 at the ``P`` positions after the given frames."""
     guided = guidance_scale != 1.0 and batch.task != "V2V"
     cond, uncond = conditions(backend, batch, guided)
     ref = reference.reshape(batch.size, -1)
-    state = DecodeState(backend, cond, uncond, batch.frames)
-    prev = np.full((batch.size,), backend.spec.bos_id, dtype=np.int64)
     start = batch.given * backend.spec.tokens_per_frame
-    out = []
-    for pos in range(ref.shape[1]):
-        logits = state.step(prev, pos)
-        if pos >= start:
-            guided_logits = state.guided_logits(logits, guidance_scale if guided else 1.0)
-            out.append(np.asarray(guided_logits, dtype=np.float32))
-        prev = ref[:, pos]
-    return np.stack(out)
+    known = mask = None
+    if start:  # V2V's given frames, as the reference has them
+        known, mask = ref, np.zeros(ref.shape, dtype=bool)
+        mask[:, :start] = True
+    forcing = TeacherForcing(ref)
+    options = SamplingOptions(temperature=0.0, guidance_scale=guidance_scale if guided else 1.0)
+    generate_tokens(
+        backend, cond, batch.frames, options, uncond, known, mask, progress=False, choose=forcing
+    )
+    return forcing.logits
 
 
 def sampled_reference(batch: TaskBatch, reference: np.ndarray, backend: Backend) -> np.ndarray:

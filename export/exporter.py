@@ -32,33 +32,15 @@ import torch
 from tqdm import tqdm
 
 import nuwa
-from nuwa.export.graphs import (
-    CROSS_KEY,
-    CROSS_VALUE,
-    INPUT_IDS,
-    LOGITS,
-    PAST_KEY,
-    PAST_VALUE,
-    POSITIONS,
-    PRESENT_KEY,
-    PRESENT_VALUE,
-    GraphSpec,
-    attention_as_onnx_nodes,
-    build_graph_specs,
-    condition_grids,
-    register_symbolic,
-)
-from nuwa.export.onnx_function import (
-    DOMAIN,
-    DOMAIN_VERSION,
-    attach_functions,
-    is_attention_node,
-    to_tensorrt,
-)
+from nuwa.export.attention_marker import attention_as_onnx_nodes, register_symbolic
+from nuwa.export.attention_node import DOMAIN, DOMAIN_VERSION, is_attention_node, to_tensorrt
+from nuwa.export.graph_specs import GraphSpec, build_graph_specs, condition_grids
+from nuwa.export.onnx_function import attach_functions
 from nuwa.export.verify import FLOAT_TOLERANCE, check_graph
 from nuwa.export.weights import WEIGHTS_FILE, SharedWeights
 from nuwa.model.checkpoint import CheckpointError
 from nuwa.model.nuwa import NuwaModel
+from nuwa.spec import graph_names as names
 from nuwa.spec.errors import ExportError
 from nuwa.spec.generation_config import GenerationConfigError, copy_generation_config
 from nuwa.spec.input_rules import InputRulesError, copy_input_rules
@@ -290,7 +272,7 @@ def export_model(
     conditions = {
         key: ConditionInfo(
             key,
-            "text_encoder" if key == "text" else f"sketch_condition_encoder.t{grid[0]}",
+            names.condition_encoder_name(key, grid[0]),
             grid,
             extents,
         )
@@ -299,7 +281,7 @@ def export_model(
     steps = tuple(
         DecoderStepInfo(s.name, s.meta["condition"], f, model.transformer.target_grid(f))
         for s in specs
-        if s.kind == "decoder_step"
+        if s.kind == names.DECODER_STEP_KIND
         for f in s.meta["frames"]
     )
     try:  # the model's sampling defaults travel with its export
@@ -325,22 +307,22 @@ def export_model(
             vocab_size=cfg.image_vocab_size,
             bos_id=cfg.bos_id,
             grid=cfg.target_grid,
-            input_ids=INPUT_IDS,
-            positions=POSITIONS,
-            logits=LOGITS,
-            past_key=PAST_KEY,
-            past_value=PAST_VALUE,
-            present_key=PRESENT_KEY,
-            present_value=PRESENT_VALUE,
-            cross_key=CROSS_KEY,
-            cross_value=CROSS_VALUE,
+            input_ids=names.INPUT_IDS,
+            positions=names.POSITIONS,
+            logits=names.LOGITS,
+            past_key=names.PAST_KEY,
+            past_value=names.PAST_VALUE,
+            present_key=names.PRESENT_KEY,
+            present_value=names.PRESENT_VALUE,
+            cross_key=names.CROSS_KEY,
+            cross_value=names.CROSS_VALUE,
         ),
         conditions=conditions,
         decoder_steps=steps,
         graphs=graphs,
         external_data=external,
         decoder_prefills={
-            s.meta["condition"]: s.name for s in specs if s.kind == "decoder_prefill"
+            s.meta["condition"]: s.name for s in specs if s.kind == names.DECODER_PREFILL_KIND
         },
     )
     try:

@@ -18,10 +18,21 @@ import torch
 from torch import Tensor, nn
 
 from nuwa.export.exporter import export_graph
-from nuwa.export.graphs import DecoderStepGraph, GraphSpec, kv_names
+from nuwa.export.graph_modules import DecoderStepGraph
+from nuwa.export.graph_specs import GraphSpec
 from nuwa.export.verify import session
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.transformer import Condition, NuwaTransformer
+from nuwa.model.transformer import EncodedCondition, NuwaTransformer
+from nuwa.spec.graph_names import (
+    BATCH,
+    CROSS_KEY,
+    CROSS_VALUE,
+    DECODER_STEP_KIND,
+    INPUT_IDS,
+    LOGITS,
+    POSITIONS,
+    kv_names,
+)
 
 
 class TeacherForcedGraph(nn.Module):
@@ -36,7 +47,7 @@ class TeacherForcedGraph(nn.Module):
         c = t.cfg
         grid = (1, 1, c.max_text_len)
         kv = [(cross[2 * i], cross[2 * i + 1]) for i in range(c.n_decoder_layers)]
-        cond = Condition(cross[0], grid, c.text_extents)  # memory unused when cross is given
+        cond = EncodedCondition(cross[0], grid, c.text_extents)  # memory unused when cross is given
         return t(cond, target, kv)
 
 
@@ -56,7 +67,7 @@ def measure(model_dir: str, frames: list[int], threads: int, repeat: int) -> lis
     model = NuwaModel.from_pretrained(model_dir)
     tr = model.transformer
     c = tr.cfg
-    cross_names = kv_names("cross_key_values.%d.key", "cross_key_values.%d.value", 4)
+    cross_names = kv_names(CROSS_KEY, CROSS_VALUE, 4)
     cross_names = cross_names[: 2 * c.n_decoder_layers]
     g = torch.Generator().manual_seed(0)
     n_text = c.max_text_len
@@ -66,11 +77,10 @@ def measure(model_dir: str, frames: list[int], threads: int, repeat: int) -> lis
         grid = (1, 1, n_text)
         step_spec = GraphSpec(
             "step",
-            "decoder_step",
+            DECODER_STEP_KIND,
             DecoderStepGraph(tr, grid, c.text_extents, c.frames),
-            ["input_ids", "positions", *kv_names("p%d.k", "p%d.v", c.n_decoder_layers)]
-            + cross_names,
-            ["logits", *kv_names("o%d.k", "o%d.v", c.n_decoder_layers)],
+            [INPUT_IDS, POSITIONS, *kv_names("p%d.k", "p%d.v", c.n_decoder_layers)] + cross_names,
+            [LOGITS, *kv_names("o%d.k", "o%d.v", c.n_decoder_layers)],
             lambda b, gen: (
                 torch.zeros(b, dtype=torch.long),
                 torch.zeros(b, dtype=torch.long),
@@ -83,7 +93,7 @@ def measure(model_dir: str, frames: list[int], threads: int, repeat: int) -> lis
             uses_attention=True,
         )
         names = step_spec.input_names + step_spec.output_names
-        step_spec.dynamic_axes = {n: {0: "batch"} for n in names}
+        step_spec.dynamic_axes = {n: {0: BATCH} for n in names}
         export_graph(step_spec, model, Path(tmp) / "step.onnx", "portable", 18, verify=False)
         step = session(Path(tmp) / "step.onnx", threads)
         for f in frames:
@@ -94,12 +104,12 @@ def measure(model_dir: str, frames: list[int], threads: int, repeat: int) -> lis
                 "teacher_forced",
                 TeacherForcedGraph(tr, f),
                 ["target", *cross_names],
-                ["logits"],
+                [LOGITS],
                 lambda b, gen, tokens=tokens: (
                     tokens.expand(b, -1, -1, -1),
                     *(x.expand(b, -1, -1, -1) for x in cross),
                 ),
-                {n: {0: "batch"} for n in ["target", *cross_names, "logits"]},
+                {n: {0: BATCH} for n in ["target", *cross_names, LOGITS]},
                 uses_attention=True,
             )
             path = Path(tmp) / f"tf{f}.onnx"
@@ -119,8 +129,8 @@ def measure(model_dir: str, frames: list[int], threads: int, repeat: int) -> lis
                 feeds = {k: v.numpy() for k, v in zip(cross_names, cross, strict=True)}
                 prev = c.bos_id
                 for pos in range(n):
-                    feeds["input_ids"] = np.array([prev], np.int64)
-                    feeds["positions"] = np.array([pos], np.int64)
+                    feeds[INPUT_IDS] = np.array([prev], np.int64)
+                    feeds[POSITIONS] = np.array([pos], np.int64)
                     feeds.update(zip(step_spec.input_names[2 : 2 + len(past)], past, strict=True))
                     _, *past = step.run(None, feeds)
                     prev = int(flat[pos])

@@ -3,10 +3,11 @@
 - :func:`check_graph` runs one graph in ONNX Runtime (CPU) and its PyTorch module on the same
   random inputs and returns the largest absolute error of the float outputs and the fraction of
   differing integer outputs (VQ codes).
-- :class:`OrtGreedyDecoder` is the smallest decode loop over an export directory — condition
-  encoder once, then one ``decoder_step`` per token with the ring KV cache fed back — used to
-  check that a whole greedy generation through ONNX Runtime gives the PyTorch reference loop's
-  tokens (:func:`nuwa.model.generate.generate_tokens`). It needs NumPy and onnxruntime only.
+- :func:`write_polygraphy_reference` saves one graph's random inputs and PyTorch outputs for
+  ``polygraphy run --onnxrt --load-outputs`` (``python -m nuwa.export.verify``).
+
+A whole greedy generation through an export needs a decode loop, which is the runtime's (a
+floor above export): the tests compare it (``tests/export/test_generation.py``).
 
 A ``tensorrt`` export has no 3DNA function bodies; :func:`check_graph` checks such a graph by
 attaching the portable bodies to an in-memory copy, so everything but the plugin itself is
@@ -17,18 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
-from nuwa.export.onnx_function import attach_functions, is_attention_node
-from nuwa.spec.manifest import Manifest
+from nuwa.export.attention_node import is_attention_node
+from nuwa.export.onnx_function import attach_functions
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from nuwa.export.graphs import GraphSpec
+    from nuwa.export.graph_specs import GraphSpec
 
 FLOAT_TOLERANCE = 1e-4  # FP32 max abs error allowed on logits, K/V and pixels
 CODE_MISMATCH_TOLERANCE = 0.01  # VQ codes: argmin near-ties may flip between implementations
@@ -121,76 +122,6 @@ def check_graph(
     return compare_outputs(out, [r.numpy() for r in ref], batch)
 
 
-class OrtGreedyDecoder:
-    """Greedy generation over an export directory with ONNX Runtime (no PyTorch).
-
-    The same steps as :func:`nuwa.model.generate.generate_tokens` with ``temperature=0`` and no
-    guidance: encode the condition, then feed ``<bos>`` and each chosen token back with its
-    raster position; ``present.*`` of one step is ``past_key_values.*`` of the next.
-    """
-
-    def __init__(self, manifest: Manifest, threads: int = 1) -> None:
-        self.manifest = manifest
-        self.threads = threads
-        self._sessions: dict[str, Any] = {}
-
-    def session(self, graph: str) -> Any:
-        if graph not in self._sessions:
-            self._sessions[graph] = session(self.manifest.path(graph), self.threads)
-        return self._sessions[graph]
-
-    def condition(self, key: str, inputs: np.ndarray) -> list[np.ndarray]:
-        """Cross K/V of every decoder layer (in ``cross_names`` order) for a condition."""
-        graph = self.manifest.graph(self.manifest.conditions[key].encoder)
-        sess = self.session(graph.name)
-        return list(sess.run(graph.output_names, {graph.input_names[0]: inputs}))
-
-    def prefill(self, condition_key: str, cross: list[np.ndarray], prefix: np.ndarray) -> list:
-        """Ring caches after the known ``prefix (B, F, H, W)`` frames, in one call."""
-        dec = self.manifest.decoder
-        graph = self.manifest.decoder_prefill(condition_key)
-        feeds = dict(zip(dec.cross_names(), cross, strict=True))
-        feeds[graph.input_names[0]] = prefix
-        feeds = {name: feeds[name] for name in graph.input_names}
-        return list(self.session(graph.name).run(dec.present_names(), feeds))
-
-    def generate(
-        self,
-        condition_key: str,
-        condition_inputs: np.ndarray,
-        num_frames: int,
-        prefix: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Token grid ``(B, num_frames, H, W)`` int64 chosen by argmax at every position after
-        the optional known ``prefix (B, F, H, W)`` frames (fed through ``decoder_prefill``)."""
-        dec = self.manifest.decoder
-        _, h, w = dec.grid
-        cross = self.condition(condition_key, condition_inputs)
-        batch = cross[0].shape[0]
-        step = self.manifest.decoder_step(condition_key, num_frames)
-        sess = self.session(step.name)
-        cache_shape = (batch, dec.num_heads, dec.cache_slots, dec.head_dim)
-        past = [np.zeros(cache_shape, np.float32) for _ in dec.past_names()]
-        feeds: dict[str, np.ndarray] = dict(zip(dec.cross_names(), cross, strict=True))
-        n = num_frames * h * w
-        out = np.zeros((batch, n), np.int64)
-        prev = np.full((batch,), dec.bos_id, np.int64)
-        start = 0
-        if prefix is not None:
-            past = self.prefill(condition_key, cross, prefix)
-            start = prefix.shape[1] * h * w
-            out[:, :start] = prefix.reshape(batch, start)
-            prev = out[:, start - 1]
-        for pos in range(start, n):
-            feeds[dec.input_ids] = prev
-            feeds[dec.positions] = np.full((batch,), pos, np.int64)
-            feeds.update(zip(dec.past_names(), past, strict=True))
-            logits, *past = sess.run([dec.logits, *dec.present_names()], feeds)
-            prev = logits.argmax(-1).astype(np.int64)
-            out[:, pos] = prev
-        return out.reshape(batch, num_frames, h, w)
-
-
 # --------------------------------------------------------------------------------------------
 # Polygraphy: PyTorch reference data for `polygraphy run --onnxrt --load-outputs`
 # --------------------------------------------------------------------------------------------
@@ -234,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     data of one graph (names as in the manifest, e.g. ``decoder_step.text``)."""
     import argparse
 
-    from nuwa.export.graphs import build_graph_specs
+    from nuwa.export.graph_specs import build_graph_specs
     from nuwa.model.nuwa import NuwaModel
 
     parser = argparse.ArgumentParser(prog="python -m nuwa.export.verify")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nuwa.spec.cache_geometry import ring_slots
 from nuwa.spec.config import Extents
 
 Grid = tuple[int, int, int]
@@ -76,9 +77,7 @@ class NearbyAttentionSpec:
     def ring_capacity(self) -> int:
         """Ring-buffer slots a causal decode query needs: ``(et+1)*H*W`` (whole grid if et=-1)."""
         t, h, w = self.k_grid
-        et = self.extents[0]
-        frames = t if et < 0 else min(et + 1, t)
-        return frames * h * w
+        return ring_slots(t, self.extents[0], h, w)
 
     def onnx_attributes(self, head_dim: int, num_heads: int) -> dict[str, object]:
         """Attributes of the ``nuwa::NearbyAttention3D`` node (and the TensorRT plugin fields)."""

@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nuwa.spec.config import NuwaConfig
+from nuwa.spec.model_spec import CONFIG_FILE  # defined once there (the runtime reads it too)
 
-CONFIG_FILE = "config.json"
 WEIGHT_FILES = {
     "transformer": "transformer.safetensors",
     "vqgan": "vqgan.safetensors",

@@ -18,9 +18,12 @@ from tqdm.auto import tqdm
 
 from nuwa.model.kv_cache import RingKVCache
 from nuwa.model.sampling import SamplingOptions, apply_guidance, sample_next
-from nuwa.model.transformer import KV, Condition, NuwaTransformer
+from nuwa.model.transformer import KV, EncodedCondition, NuwaTransformer
+from nuwa.spec.sampling import default_sampling_options
 
-StepCallback = Callable[[int, Tensor], None]  # (position, tokens so far (B, N)) -> None
+# (position, tokens so far (B, N)) -> None: sees the tokens after every position (the name of
+# the runtime engine's hook of the same kind)
+StepObserver = Callable[[int, Tensor], None]
 
 
 class DecodeState:
@@ -29,8 +32,8 @@ class DecodeState:
     def __init__(
         self,
         model: NuwaTransformer,
-        cond: Condition,
-        uncond: Condition | None,
+        cond: EncodedCondition,
+        uncond: EncodedCondition | None,
         num_frames: int,
     ) -> None:
         if num_frames < 1:
@@ -86,22 +89,26 @@ def decode_one_token(
 @torch.no_grad()
 def generate_tokens(
     model: NuwaTransformer,
-    cond: Condition,
+    cond: EncodedCondition,
     num_frames: int,
     options: SamplingOptions | None = None,
-    uncond: Condition | None = None,
+    uncond: EncodedCondition | None = None,
     known: Tensor | None = None,
     known_mask: Tensor | None = None,
-    callback: StepCallback | None = None,
+    callback: StepObserver | None = None,
     progress: bool = True,
 ) -> Tensor:
     """Generate a ``(B, num_frames, H, W)`` token grid.
 
     ``known (B, N)`` / ``known_mask (B, N)`` (``N = num_frames*H*W``) force given tokens (video
     prefix, kept region of an edit); other positions are sampled. ``uncond`` is required when
-    ``options.guidance_scale != 1``.
+    ``options.guidance_scale != 1``. ``options=None`` samples with the defaults a request
+    without options gets everywhere (:func:`nuwa.spec.sampling.default_sampling_options`:
+    guided when ``uncond`` is given), the same as the Pipeline's for a model without a
+    ``generation_config.json``.
     """
-    options = options or SamplingOptions()
+    if options is None:
+        options = default_sampling_options(guided=uncond is not None)
     options.validate()
     cfg = model.cfg
     b = cond.memory.shape[0]

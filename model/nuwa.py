@@ -20,9 +20,10 @@ from nuwa.model.checkpoint import (
     read_config,
     save_module,
 )
-from nuwa.model.transformer import Condition, NuwaTransformer
+from nuwa.model.transformer import EncodedCondition, NuwaTransformer
 from nuwa.model.vqgan import VQGAN
 from nuwa.spec.config import NuwaConfig
+from nuwa.spec.pixel_scaling import PIXEL_SCALE, PIXEL_SHIFT
 from nuwa.spec.tokenizer import ByteTokenizer
 
 
@@ -63,12 +64,14 @@ class NuwaModel(nn.Module):
     def frames_to_tensor(frames: np.ndarray | Tensor) -> Tensor:
         """uint8 ``(..., S, S, 3)`` -> float ``(..., 3, S, S)`` in [-1, 1]."""
         x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, Tensor) else frames)
-        return x.float().div(127.5).sub(1.0).movedim(-1, -3)
+        return x.float().div(PIXEL_SCALE).sub(PIXEL_SHIFT).movedim(-1, -3)
 
     @staticmethod
     def tensor_to_frames(x: Tensor) -> Tensor:
         """float ``(..., 3, S, S)`` in [-1, 1] -> uint8 ``(..., S, S, 3)``."""
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+        return (
+            ((x.clamp(-1, 1) + PIXEL_SHIFT) * PIXEL_SCALE).round().to(torch.uint8).movedim(-3, -1)
+        )
 
     @torch.no_grad()
     def frames_to_codes(self, frames: np.ndarray | Tensor) -> Tensor:
@@ -106,15 +109,15 @@ class NuwaModel(nn.Module):
         return torch.from_numpy(ids).to(self.device)
 
     @torch.no_grad()
-    def text_condition(self, prompts: list[str], allow_empty: bool = False) -> Condition:
+    def text_condition(self, prompts: list[str], allow_empty: bool = False) -> EncodedCondition:
         return self.transformer.encode_text(self.text_ids(prompts, allow_empty))
 
     @torch.no_grad()
-    def sketch_condition(self, sketch: np.ndarray | Tensor) -> Condition:
+    def sketch_condition(self, sketch: np.ndarray | Tensor) -> EncodedCondition:
         return self.transformer.encode_sketch(self.sketch_to_codes(sketch))
 
     @torch.no_grad()
-    def blank_sketch_condition(self, batch: int, frames: int) -> Condition:
+    def blank_sketch_condition(self, batch: int, frames: int) -> EncodedCondition:
         """The unconditional sketch (all background): CFG's negative for sketch tasks."""
         s = self.config.vqgan_seg.image_size
         blank = torch.zeros(batch, frames, s, s, dtype=torch.long, device=self.device)

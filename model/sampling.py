@@ -1,39 +1,16 @@
 """Next-token sampling for the reference decode loop: temperature, top-k, top-p (nucleus) and
-classifier-free guidance, reproducible from a seed through an explicit ``torch.Generator``."""
+classifier-free guidance, reproducible from a seed through an explicit ``torch.Generator``.
+The options and their defaults are :mod:`nuwa.spec.sampling`'s (re-exported here), shared with
+the runtime's NumPy sampler."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from nuwa.spec.sampling import SamplingOptions
 
-@dataclass
-class SamplingOptions:
-    temperature: float = 1.0  # 0 -> greedy (argmax)
-    top_k: int | None = None  # keep the k most likely tokens
-    top_p: float | None = None  # keep the smallest set with cumulative probability >= top_p
-    guidance_scale: float = 1.0  # classifier-free guidance; 1 = off (no unconditional rows)
-    seed: int | None = None  # None -> nondeterministic
-
-    def validate(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
-    def uses_guidance(self) -> bool:
-        return self.guidance_scale != 1.0
+__all__ = ["SamplingOptions", "apply_guidance", "filter_logits", "sample_next"]
 
 
 def apply_guidance(cond_logits: Tensor, uncond_logits: Tensor, scale: float) -> Tensor:

@@ -16,6 +16,8 @@ Two entry points share every weight:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +30,9 @@ from nuwa.model.attention3d import (
     Grid,
     NearbyAttentionSpec,
     grid_size,
-    nearby_attention,
-    nearby_attention_decode_dense,
-    nearby_attention_decode_gather,
     raster_to_coords,
 )
+from nuwa.model.attention_override import AttentionOverride, Impl, attend, attend_ring
 from nuwa.model.kv_cache import RingKVCache
 from nuwa.spec.config import TransformerConfig
 
@@ -95,13 +95,13 @@ class NearbyAttention(nn.Module):
         self,
         x: Tensor,
         spec: NearbyAttentionSpec,
-        impl: str,
+        impl: Impl,
         kv: KV | None = None,
         q_positions: Tensor | None = None,
     ) -> Tensor:
         """Whole-grid attention of ``x (B, Nq, d)`` to ``kv`` (default: self-attention)."""
         k, v = kv if kv is not None else self.project_kv(x)
-        out = nearby_attention(self.project_q(x), k, v, spec, impl, q_positions)
+        out = attend(self.project_q(x), k, v, spec, impl, q_positions)
         return self.out_proj(self._merge(out))
 
     def decode(
@@ -111,7 +111,7 @@ class NearbyAttention(nn.Module):
         positions: Tensor,
         slot_index: Tensor,
         spec: NearbyAttentionSpec,
-        impl: str,
+        impl: Impl,
     ) -> tuple[Tensor, KV]:
         """One token per row ``x (B, d)`` at ``positions (B,)``; writes its K/V into the
         ring cache ``past`` at ``slot_index`` (``position % S`` broadcast to ``(B, nh, 1, hd)``,
@@ -128,20 +128,17 @@ class NearbyAttention(nn.Module):
         past_k, past_v = past
         k_cache = past_k.scatter(2, slot_index, self._split_one(k_new))
         v_cache = past_v.scatter(2, slot_index, self._split_one(v_new))
-        attend = (  # "auto" decodes by gathering (resolve_impl: a ring-cache call)
-            nearby_attention_decode_dense if impl == "dense" else nearby_attention_decode_gather
-        )
-        out = attend(self._split_one(q), k_cache, v_cache, spec, positions)
+        out = attend_ring(self._split_one(q), k_cache, v_cache, spec, impl, positions)
         return self.out_proj(self._merge_one(out)), (k_cache, v_cache)
 
     def decode_cross(
-        self, x: Tensor, kv: KV, positions: Tensor, spec: NearbyAttentionSpec, impl: str
+        self, x: Tensor, kv: KV, positions: Tensor, spec: NearbyAttentionSpec, impl: Impl
     ) -> Tensor:
         """One query per row ``x (B, d)`` at ``positions (B,)`` against the condition's
         ``kv`` (the whole-grid :meth:`forward` with constant-shape reshapes)."""
         k, v = kv
         q = self._split_one(self.q_proj(x))
-        out = nearby_attention(q, k, v, spec, impl, positions[:, None])
+        out = attend(q, k, v, spec, impl, positions[:, None])
         return self.out_proj(self._merge_one(out))
 
 
@@ -175,7 +172,7 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_mult * cfg.d_model, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, spec: NearbyAttentionSpec, impl: str) -> Tensor:
+    def forward(self, x: Tensor, spec: NearbyAttentionSpec, impl: Impl) -> Tensor:
         x = x + self.dropout(self.self_attn(self.norm1(x), spec, impl))
         return x + self.ffn(self.norm2(x))
 
@@ -199,7 +196,7 @@ class DecoderLayer(nn.Module):
         cross_kv: KV,
         self_spec: NearbyAttentionSpec,
         cross_spec: NearbyAttentionSpec,
-        impl: str,
+        impl: Impl,
     ) -> Tensor:
         x = x + self.dropout(self.self_attn(self.norm1(x), self_spec, impl))
         x = x + self.dropout(self.cross_attn(self.norm2(x), cross_spec, impl, kv=cross_kv))
@@ -214,7 +211,7 @@ class DecoderLayer(nn.Module):
         slot_index: Tensor,
         ring_spec: NearbyAttentionSpec,
         cross_spec: NearbyAttentionSpec,
-        impl: str,
+        impl: Impl,
     ) -> tuple[Tensor, KV]:
         h, present = self.self_attn.decode(
             self.norm1(x), past, positions, slot_index, ring_spec, impl
@@ -225,8 +222,10 @@ class DecoderLayer(nn.Module):
 
 
 @dataclass
-class Condition:
-    """An encoded condition: encoder output on its grid, and how the decoder attends to it."""
+class EncodedCondition:
+    """An encoded condition of the PyTorch model: encoder output on its grid, and how the decoder
+    attends to it. (The runtime's :class:`nuwa.runtime.backends.base.Condition` is what a backend
+    keeps of it: the per-layer cross-attention keys and values.)"""
 
     memory: Tensor  # (B, Nc, d)
     grid: Grid  # condition token grid, (1, 1, L) for text
@@ -247,6 +246,7 @@ class NuwaTransformer(nn.Module):
                 f"unknown 3DNA implementation {attn_impl!r}; expected one of {IMPLEMENTATIONS}"
             )
         self.attn_impl = attn_impl
+        self.attention_override: AttentionOverride | None = None
         d = cfg.d_model
         self.text_embed = nn.Embedding(cfg.text_vocab_size, d)
         self.text_pos = PositionEmbedding3D((1, 1, cfg.max_text_len), d)
@@ -268,13 +268,29 @@ class NuwaTransformer(nn.Module):
 
     # ---- encoder ---------------------------------------------------------------------------
 
+    @property
+    def impl(self) -> Impl:
+        """What every 3DNA call runs: the installed override, else ``attn_impl``."""
+        return self.attention_override if self.attention_override is not None else self.attn_impl
+
+    @contextlib.contextmanager
+    def attention_overridden(self, override: AttentionOverride) -> Iterator[None]:
+        """While active, every 3DNA call of this transformer goes to ``override`` (the export
+        hook: one custom node per call); the previous state is restored on exit."""
+        saved = self.attention_override
+        self.attention_override = override
+        try:
+            yield
+        finally:
+            self.attention_override = saved
+
     def _encode(self, x: Tensor, grid: Grid, extents: Extents) -> Tensor:
         spec = NearbyAttentionSpec(grid, grid, extents)
         for layer in self.encoder_layers:
-            x = layer(x, spec, self.attn_impl)
+            x = layer(x, spec, self.impl)
         return self.encoder_norm(x)
 
-    def encode_text(self, text_ids: Tensor) -> Condition:
+    def encode_text(self, text_ids: Tensor) -> EncodedCondition:
         """Text ids ``(B, L)`` (padded to ``max_text_len``) -> condition on grid ``(1, 1, L)``."""
         if text_ids.shape[-1] != self.cfg.max_text_len:
             raise ValueError(
@@ -284,9 +300,11 @@ class NuwaTransformer(nn.Module):
         grid = (1, 1, self.cfg.max_text_len)
         pos = torch.arange(self.cfg.max_text_len, device=text_ids.device)
         x = self.text_embed(text_ids) + self.text_pos(pos)
-        return Condition(self._encode(x, grid, self.cfg.text_extents), grid, self.cfg.text_extents)
+        return EncodedCondition(
+            self._encode(x, grid, self.cfg.text_extents), grid, self.cfg.text_extents
+        )
 
-    def encode_sketch(self, sketch_codes: Tensor) -> Condition:
+    def encode_sketch(self, sketch_codes: Tensor) -> EncodedCondition:
         """Sketch tokens ``(B, Ts, Hs, Ws)`` from the VQ-GAN-Seg -> condition on that grid."""
         b, ts, hs, ws = sketch_codes.shape
         if (hs, ws) != (self.cfg.sketch_grid_h, self.cfg.sketch_grid_w) or not (
@@ -301,9 +319,9 @@ class NuwaTransformer(nn.Module):
         pos = torch.arange(grid_size(grid), device=sketch_codes.device)
         x = self.sketch_embed(sketch_codes.reshape(b, -1)) + self.sketch_pos(pos)
         ext = self.cfg.sketch_encoder_extents
-        return Condition(self._encode(x, grid, ext), grid, self.cfg.sketch_cross_extents)
+        return EncodedCondition(self._encode(x, grid, ext), grid, self.cfg.sketch_cross_extents)
 
-    def cross_kv(self, cond: Condition) -> list[KV]:
+    def cross_kv(self, cond: EncodedCondition) -> list[KV]:
         """Cross-attention K/V of every decoder layer, computed once per request."""
         return [layer.cross_attn.project_kv(cond.memory) for layer in self.decoder_layers]
 
@@ -323,7 +341,9 @@ class NuwaTransformer(nn.Module):
     def cross_spec(self, num_frames: int, cond_grid: Grid, extents: Extents) -> NearbyAttentionSpec:
         return NearbyAttentionSpec(self.target_grid(num_frames), cond_grid, extents)
 
-    def forward(self, cond: Condition, target: Tensor, cross: list[KV] | None = None) -> Tensor:
+    def forward(
+        self, cond: EncodedCondition, target: Tensor, cross: list[KV] | None = None
+    ) -> Tensor:
         """Teacher-forced logits: target codes ``(B, T, H, W)`` -> ``(B, T*H*W, V)``."""
         b, t, h, w = target.shape
         if (h, w) != (self.cfg.grid_h, self.cfg.grid_w) or t > self.cfg.frames:
@@ -339,7 +359,7 @@ class NuwaTransformer(nn.Module):
         self_spec = self.self_spec(t)
         cross_spec = self.cross_spec(t, cond.grid, cond.cross_extents)
         for layer, kv in zip(self.decoder_layers, cross, strict=True):
-            x = layer(x, kv, self_spec, cross_spec, self.attn_impl)
+            x = layer(x, kv, self_spec, cross_spec, self.impl)
         return self.head(self.decoder_norm(x))
 
     def empty_cache(self, batch: int, device: torch.device | str | None = None) -> RingKVCache:
@@ -380,7 +400,7 @@ class NuwaTransformer(nn.Module):
         present: list[KV] = []
         for layer, layer_past, kv in zip(self.decoder_layers, past, cross, strict=True):
             x, layer_present = layer.decode(
-                x, layer_past, kv, positions, slot_index, ring_spec, cross_spec, self.attn_impl
+                x, layer_past, kv, positions, slot_index, ring_spec, cross_spec, self.impl
             )
             present.append(layer_present)
         return self.head(self.decoder_norm(x)), present

@@ -1,9 +1,10 @@
 """VQ-GAN (Esser et al. 2021, as used by NÜWA §3.1): a convolutional encoder, an EMA codebook
-quantizer and a convolutional decoder, with reconstruction, commitment and optional hinge GAN
-losses. The same class is the VQ-GAN-Seg for one-hot segmentation sketches (``kind="seg"``: the
-input is a one-hot class map, the output class logits, the loss cross-entropy).
+quantizer and a convolutional decoder, with reconstruction and commitment losses. The same class
+is the VQ-GAN-Seg for one-hot segmentation sketches (``kind="seg"``: the input is a one-hot class
+map, the output class logits, the loss cross-entropy).
 
-No pretrained perceptual network can be downloaded, so the RGB loss is L1 + MSE (+ GAN if asked).
+No pretrained perceptual network can be downloaded, so the RGB loss is L1 + MSE (no adversarial
+loss: the synthetic frames are flat colours, which L1 + MSE reconstruct).
 
 Shapes: images ``(B, C, S, S)`` in ``[-1, 1]``; codes ``(B, h, w)`` int64 with ``h = S / 2**(n-1)``.
 """
@@ -230,28 +231,3 @@ class VQGAN(nn.Module):
             rec = F.l1_loss(out.reconstruction, x) + F.mse_loss(out.reconstruction, x)
         total = rec + self.cfg.commitment_weight * out.commitment_loss
         return {"loss": total, "reconstruction": rec, "commitment": out.commitment_loss}, out
-
-
-class PatchDiscriminator(nn.Module):
-    """Small PatchGAN discriminator for the optional adversarial loss (hinge)."""
-
-    def __init__(self, in_channels: int = 3, ch: int = 32, layers: int = 3) -> None:
-        super().__init__()
-        mods: list[nn.Module] = [nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
-        c = ch
-        for _ in range(layers - 1):
-            mods += [nn.Conv2d(c, c * 2, 4, 2, 1), _group_norm(c * 2), nn.LeakyReLU(0.2)]
-            c *= 2
-        mods.append(nn.Conv2d(c, 1, 3, 1, 1))
-        self.net = nn.Sequential(*mods)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
-
-
-def hinge_g_loss(fake_logits: Tensor) -> Tensor:
-    return -fake_logits.mean()

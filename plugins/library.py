@@ -19,21 +19,22 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ENV_VAR = "NUWA_PLUGINS_LIB"
+from nuwa.spec import environment, install_hints
+
+ENV_VAR = environment.PLUGINS_LIB  # the public name tests and callers use
 LIBRARY_NAME = "libnuwa_plugins.so"
 # Static registration of the TensorRT plugin at load time, beside LIBRARY_NAME in TensorRT builds:
 # for ONNX Runtime's TensorRT EP (trt_extra_plugin_lib_paths) and trtexec --staticPlugins.
 # LIBRARY_NAME itself is a TensorRT dynamic plugin library (IPluginRegistry::loadLibrary).
 REGISTER_LIBRARY_NAME = "libnuwa_trt_register.so"
-BUILD_COMMAND = "cmake -S . -B build && cmake --build build"
-INSTALL_COMMAND = "pip install -e ."
+BUILD_COMMAND = install_hints.PLUGIN_BUILD
+INSTALL_COMMAND = install_hints.EDITABLE_INSTALL
 HOW_TO_BUILD = (
     f"the install builds it where a C++ compiler exists: install one (e.g. g++) and reinstall "
     f"from the clone (`{INSTALL_COMMAND}`), or build it by hand from the repository root with "
@@ -94,7 +95,7 @@ def candidate_paths() -> list[Path]:
     """Where :func:`library_path` looks, in order: ``$NUWA_PLUGINS_LIB``, ``<repo>/build/`` (a
     source checkout only), then the package's folders (where the install put it)."""
     paths: list[Path] = []
-    env = os.environ.get(ENV_VAR)
+    env = environment.value(ENV_VAR)
     if env:
         p = Path(env)
         paths.append(p / LIBRARY_NAME if p.is_dir() else p)
@@ -199,7 +200,7 @@ def register_library_path() -> Path:
     if not tensorrt_compiled() or not path.is_file():
         raise PluginLibraryError(
             f"{path} is missing: {library_path()} was built without the TensorRT plugin; "
-            "configure with -DTensorRT_INCLUDE_DIR=<TensorRT>/include and rebuild"
+            f"configure with {install_hints.TENSORRT_HEADERS} and rebuild"
         )
     return path
 

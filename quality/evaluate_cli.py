@@ -2,9 +2,10 @@
 
     nuwa evaluate --model model/checkpoints/demo --tasks T2I,T2V,S2I,S2V,V2V --n 64 --out s.json
 
-The ``torch`` backend is the reference loop of :mod:`nuwa.quality.evaluation`; other backends run
-the same prompts through :mod:`nuwa.runtime` (see ``--backend``). Heavy imports happen only when
-the command runs, so ``nuwa --help`` stays fast and torch-free.
+Every backend (``--backend``: ``torch`` by default, the checkpoint itself; ``onnxruntime`` an
+export of it) generates the same prompts through :mod:`nuwa.runtime`'s decode loop
+(:mod:`nuwa.quality.evaluation`). Heavy imports happen only when the command runs, so
+``nuwa --help`` stays fast and torch-free.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model directory")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"from {','.join(ALL_TASKS)}")
     p.add_argument("--n", type=int, default=64, help="held-out prompts per task")
-    p.add_argument("--backend", default="torch", help="torch (reference) or onnxruntime")
+    p.add_argument("--backend", default="torch", help="torch (the checkpoint) or onnxruntime")
     p.add_argument(
         "--onnx",
         type=Path,
@@ -101,8 +102,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from nuwa.model.nuwa import NuwaModel
-    from nuwa.model.sampling import SamplingOptions
-    from nuwa.quality.evaluation import check_long_frames, evaluate, format_table
+    from nuwa.quality.evaluation import evaluate
+    from nuwa.quality.evaluation_report import format_table
+    from nuwa.quality.long_generation import check_long_frames
+    from nuwa.runtime.sampler import SamplingOptions
     from nuwa.spec.generation_config import GenerationConfig
 
     tasks = parse_tasks(args.tasks)

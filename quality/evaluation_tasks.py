@@ -4,6 +4,8 @@ quantization gates share them without importing it."""
 
 from __future__ import annotations
 
-ALL_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V")
-DEFAULT_TASKS = ("T2I", "T2V", "S2I", "S2V", "V2V")
+from nuwa.spec.tasks import TASK_CODES, TRAINED_TASK_CODES
+
+ALL_TASKS = TASK_CODES  # the task table's upper-case codes (nuwa.spec.tasks)
+DEFAULT_TASKS = TRAINED_TASK_CODES  # the tasks the model is trained on
 EVAL_SEED = 1234  # held-out stream of the evaluation (any seed gives held-out captions)

@@ -26,7 +26,7 @@ class GateConfig:
     int8_kernels: str = "auto"  # how the candidate's INT8 layers run (runtime int8_cpu_kernels)
 
     def validate(self) -> None:
-        from nuwa.runtime.backends.int8_cpu_kernels import check_int8_kernels
+        from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import check_int8_kernels
 
         if self.count < 1:
             raise ValueError(f"--gate-count must be >= 1, got {self.count}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nuwa.spec.environment import PLUGINS_LIB
+
 
 def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     def log(msg: str) -> None:
@@ -65,7 +67,7 @@ def add_build_engine_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="LIB",
         help="libnuwa_plugins.so built with TensorRT headers (default: the one nuwa.plugins "
-        "finds: NUWA_PLUGINS_LIB, build/, then the installed package's)",
+        f"finds: {PLUGINS_LIB}, build/, then the installed package's)",
     )
     p.add_argument("-o", "--output", required=True, metavar="ENGINE_DIR")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch rows (default 8)")

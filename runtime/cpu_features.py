@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-# How ONNX Runtime runs an INT8 export's weight layers on the CPU (backends.int8_cpu_kernels)
+# How ONNX Runtime runs an INT8 export's weight layers on the CPU
+# (backends.onnxruntime.int8_cpu_kernels)
 INT8_KERNELS = ("auto", "matmulnbits", "qdq")
 # 7-bit int8 weights: u8 x s8 pair sums stay inside int16, so nothing saturates without VNNI
 SATURATION_FREE_WEIGHT_MAX = 63

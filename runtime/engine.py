@@ -4,9 +4,16 @@
   classifier-free guidance runs the unconditional condition as extra batch rows;
 - :func:`prefill`: feed the given prefix (a video's first frames, the top of an edit) into the
   cache without sampling — whole frames in one backend call where the backend can;
-- :func:`decode_one_token`: one position, sampled (and overridden where a token is forced);
+- :func:`decode_one_token`: one position, chosen from its guided logits (and overridden where a
+  token is forced);
 - :func:`generate_tokens`: a whole ``(B, num_frames, H, W)`` grid. Positions past the trained
   number of frames slide the window.
+
+Two public hooks let callers drive this loop instead of writing their own: a
+:data:`TokenChooser` (``choose=``) picks each free position's tokens from its guided logits —
+the request's :class:`~nuwa.runtime.sampler.Sampler` by default; teacher forcing
+(``nuwa.calibration.task_samples``) records the logits and returns the reference's tokens — and
+a :data:`StepObserver` (``callback=``) sees the tokens after every position.
 
 Greedy decoding here is token-for-token the reference ``nuwa.model.generate.generate_tokens``.
 """
@@ -21,10 +28,13 @@ from tqdm.auto import tqdm
 from nuwa.runtime.backends.base import Backend, Condition
 from nuwa.runtime.sampler import Sampler, SamplingOptions, apply_guidance
 from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.sampling import default_sampling_options
 
-# (last position done, tokens so far (B, pos+1)) -> None; called after every sampled position
-# and once after the prefill
-StepCallback = Callable[[int, np.ndarray], None]
+# (last position done, tokens so far (B, pos+1)) -> None; called after every position and once
+# after the prefill
+StepObserver = Callable[[int, np.ndarray], None]
+# (position, guided logits (B, V) float32) -> the tokens (B,) int64 chosen there
+TokenChooser = Callable[[int, np.ndarray], np.ndarray]
 
 
 class DecodeState:
@@ -45,7 +55,7 @@ class DecodeState:
         self.guided = uncond is not None
         self.rows = cond.batch
         self.num_frames = num_frames
-        self.cache = backend.new_cache(self.rows)
+        self.request = backend.start_request(cond, num_frames)  # step graph, cache: once
         self.steps = 0
 
     def step(self, prev_tokens: np.ndarray, position: int) -> np.ndarray:
@@ -53,9 +63,7 @@ class DecodeState:
         ``(rows, V)``."""
         rows = np.tile(np.asarray(prev_tokens, dtype=np.int64), self.rows // self.batch)
         positions = np.full((self.rows,), position, dtype=np.int64)
-        logits, self.cache = self.backend.decoder_step(
-            rows, positions, self.cache, self.cond, self.num_frames
-        )
+        logits = self.request.step(rows, positions)
         self.steps += 1
         return logits
 
@@ -69,10 +77,8 @@ class DecodeState:
         n = frames * spec.tokens_per_frame
         grid = known[:, :n].reshape(self.batch, frames, spec.grid_h, spec.grid_w)
         rows = np.tile(grid.astype(np.int64), (self.rows // self.batch, 1, 1, 1))
-        cache = self.backend.prefill_frames(rows, self.cache, self.cond)
-        if cache is None:
+        if not self.request.prefill(rows):
             return 0
-        self.cache = cache
         self.steps += 1
         return n
 
@@ -109,10 +115,22 @@ def prefill(
 
 
 def decode_one_token(
-    state: DecodeState, prev: np.ndarray, position: int, sampler: Sampler
+    state: DecodeState,
+    prev: np.ndarray,
+    position: int,
+    choose: TokenChooser,
+    guidance_scale: float,
 ) -> np.ndarray:
+    """Feed ``prev`` at ``position`` and choose that position's tokens from the guided logits."""
     logits = state.step(prev, position)
-    return sampler(state.guided_logits(logits, sampler.options.guidance_scale))
+    return choose(position, state.guided_logits(logits, guidance_scale))
+
+
+def sampling_chooser(options: SamplingOptions) -> TokenChooser:
+    """The default :data:`TokenChooser`: a :class:`Sampler` for ``options`` (its own seeded
+    random stream), whatever the position."""
+    sampler = Sampler(options)
+    return lambda position, logits: sampler(logits)
 
 
 def generate_tokens(
@@ -123,16 +141,21 @@ def generate_tokens(
     uncond: Condition | None = None,
     known: np.ndarray | None = None,
     known_mask: np.ndarray | None = None,
-    callback: StepCallback | None = None,
+    callback: StepObserver | None = None,
     progress: bool = True,
+    choose: TokenChooser | None = None,
 ) -> np.ndarray:
     """Generate a ``(B, num_frames, H, W)`` int64 token grid.
 
     ``known (B, N)`` / ``known_mask (B, N)`` (``N = num_frames*H*W``) force given tokens; other
-    positions are sampled. ``uncond`` is used when ``options.guidance_scale != 1``.
+    positions are chosen by ``choose`` from their guided logits (default: sampled with
+    ``options``). ``uncond`` is used when ``options.guidance_scale != 1``. ``callback`` observes
+    the tokens after every position.
     """
-    options = options or SamplingOptions()
-    sampler = Sampler(options)
+    if options is None:  # the defaults of a request without options (nuwa.spec.sampling)
+        options = default_sampling_options(guided=uncond is not None)
+    options.validate()
+    choose = choose or sampling_chooser(options)
     spec = backend.spec
     b = cond.batch
     n = num_frames * spec.tokens_per_frame
@@ -161,7 +184,7 @@ def generate_tokens(
                 state.step(prev, pos)  # fill the cache; nothing to sample
                 tok = known[:, pos]
             else:
-                tok = decode_one_token(state, prev, pos, sampler)
+                tok = decode_one_token(state, prev, pos, choose, options.guidance_scale)
                 if known_mask is not None and known is not None:
                     tok = np.where(known_mask[:, pos], known[:, pos], tok)
             out[:, pos] = tok

@@ -20,27 +20,22 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from nuwa.spec import environment
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
+from nuwa.spec.install_hints import TORCH
+from nuwa.spec.manifest import MANIFEST_FILE
 
-ENV_CACHE_DIR = "NUWA_CACHE_DIR"
-MANIFEST_FILE = "manifest.json"  # nuwa.spec.manifest.MANIFEST_FILE (imported lazily there)
 BUNDLED_EXPORT_DIR = "onnx"  # a model directory's own export (Hugging Face / Optimum layout)
 
 
-def cache_root() -> Path:
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "nuwa"
-
-
 def check_cache_root(write: bool) -> Path:
-    """:func:`cache_root`, usable: a directory (or one that can be made), writable when
-    ``write``; else a :class:`NuwaInputError` naming ``NUWA_CACHE_DIR``."""
-    root = cache_root()
-    name = f"{ENV_CACHE_DIR}={root}" if os.environ.get(ENV_CACHE_DIR) else f"the cache {root}"
-    hint = f"set {ENV_CACHE_DIR} to a writable directory"
+    """The cache root (:func:`nuwa.spec.environment.cache_dir`), usable: a directory (or one
+    that can be made), writable when ``write``; else a :class:`NuwaInputError` naming
+    ``NUWA_CACHE_DIR``."""
+    root = environment.cache_dir()
+    env = environment.CACHE_DIR
+    name = f"{env}={root}" if environment.value(env) else f"the cache {root}"
+    hint = f"set {env} to a writable directory"
     blocker = next((p for p in (root, *root.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         what = "is a file" if blocker == root else f"is under {blocker}, which is a file"
@@ -75,7 +70,8 @@ def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
     revision (an upgraded exporter writes faster graphs: a stale entry is not reused)."""
     from nuwa.spec.manifest import GRAPH_REVISION  # no torch
 
-    return cache_root() / "onnx" / f"{model_key(model_dir)[:16]}-{target}-r{GRAPH_REVISION}"
+    entry = f"{model_key(model_dir)[:16]}-{target}-r{GRAPH_REVISION}"
+    return environment.cache_dir() / "onnx" / entry
 
 
 def bundled_export(model_dir: str | Path) -> Path | None:
@@ -132,8 +128,8 @@ def ensure_export(
     except ImportError as exc:
         raise BackendUnavailableError(
             f"{model_dir} has not been exported to ONNX yet and exporting needs PyTorch: "
-            'pip install "nuwa-edge[torch]", or run `nuwa export` elsewhere and pass the '
-            f"export directory as the model ({exc})"
+            f"{TORCH}, or run `nuwa export` elsewhere and pass the export directory as the "
+            f"model ({exc})"
         ) from exc
     check_cache_root(write=True)
     if log:

@@ -45,12 +45,15 @@ from nuwa.runtime.media import (
     check_output_path,
 )
 from nuwa.spec.errors import NuwaInputError, NuwaInputWarning
+from nuwa.spec.model_spec import CONFIG_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nuwa.runtime.sampler import SamplingOptions
-    from nuwa.runtime.tasks import TaskInfo
+    from nuwa.runtime.model_directory import ModelDirectory
+    from nuwa.runtime.task_request import TaskRequest
+    from nuwa.spec.sampling import SamplingOptions
+    from nuwa.spec.tasks import TaskInfo
 
 
 def check_combination(args: argparse.Namespace) -> None:
@@ -77,7 +80,7 @@ def check_combination(args: argparse.Namespace) -> None:
 
 def check_paths(args: argparse.Namespace) -> None:
     """Input files are files, ``--model`` is a directory, ``-o`` can be written."""
-    from nuwa.runtime.tasks import parse_rect
+    from nuwa.runtime.region_masks import parse_rect
 
     for flag in ("sketch", "image", "video"):
         value = getattr(args, flag)
@@ -109,39 +112,50 @@ def infer_task(args: argparse.Namespace) -> str:
     return "t2i" if image_out else "t2v"
 
 
-def check_request(model: Path, args: argparse.Namespace, task: str, seed: int) -> None:
-    """The input errors found before a model loads: sampling options (given, or the model's
-    defaults for ``task``), frame count and batch (within :mod:`nuwa.runtime.limits`), the
-    prompt, ``--fps``."""
-    from nuwa.runtime.limits import check_request_size
-    from nuwa.runtime.pipeline import resolve_sampling
-    from nuwa.runtime.tasks import check_prompt_text, task_info
-    from nuwa.spec.generation_config import GenerationConfig, GenerationConfigError
-    from nuwa.spec.model_spec import ModelSpec
-    from nuwa.spec.tokenizer import ByteTokenizer, PromptError
+def check_sampling(
+    directory: ModelDirectory, args: argparse.Namespace, task: str, seed: int
+) -> SamplingOptions:
+    """The request's sampling options, resolved once (given, or the model's defaults for
+    ``task``), and the cheap numeric flags: ``--num-frames``, ``--batch``, ``--fps``."""
+    from nuwa.runtime.request_sampling import resolve_sampling
 
-    try:
-        generation = GenerationConfig.load(model)
-    except GenerationConfigError as exc:
-        raise NuwaInputError(str(exc)) from None
     options = resolve_sampling(
-        generation, task, args.temperature, args.top_k, args.top_p, args.guidance_scale, seed
+        directory.generation_config,
+        task,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.guidance_scale,
+        seed,
     )
     if args.num_frames is not None and args.num_frames <= 0:
         raise NuwaInputError(f"num-frames must be >= 1, got {args.num_frames}")
     if args.batch < 1:
         raise NuwaInputError(f"batch must be >= 1, got {args.batch}")
     check_fps(args.fps)
-    spec = ModelSpec.from_model_dir(model)
-    if args.prompt is not None:
-        try:
-            ByteTokenizer(spec.max_text_len).encode(check_prompt_text(args.prompt))
-        except PromptError as exc:
-            raise NuwaInputError(str(exc)) from None
-    info = task_info(task)
-    if info.name != "tv2v":  # (tv2v: the video's own length, read later)
-        frames = (args.num_frames or spec.frames) if info.video else 1
-        check_request_size(spec, 1, args.batch, frames, options.uses_guidance)
+    return options
+
+
+def check_request(
+    directory: ModelDirectory, args: argparse.Namespace, task: str, options: SamplingOptions
+) -> TaskRequest:
+    """The whole request checked and read before the model loads (or exports): which inputs go
+    together, the prompt (tokenized once), the pictures at the model's size, the frame count
+    and batch within :mod:`nuwa.runtime.limits`."""
+    from nuwa.runtime.input_reading import read_inputs
+    from nuwa.runtime.task_request import check_task_request
+
+    rules = directory.input_rules
+    return check_task_request(
+        directory.spec,
+        rules,
+        task,
+        prompt=args.prompt,
+        **read_inputs(args.sketch, args.image, args.mask, args.video, rules.mask_threshold),  # type: ignore[arg-type]
+        num_frames=args.num_frames,
+        batch=args.batch,
+        guidance=options.uses_guidance,
+    )
 
 
 def describe_sampling(o: SamplingOptions) -> str:
@@ -156,8 +170,8 @@ def describe_sampling(o: SamplingOptions) -> str:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from nuwa.runtime.pipeline import default_model_dir
-    from nuwa.runtime.tasks import task_info
+    from nuwa.runtime.model_directory import ModelDirectory, default_model_dir
+    from nuwa.runtime.request_checks import task_info
 
     check_combination(args)
     check_paths(args)
@@ -167,13 +181,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.prompt is not None and "prompt" not in task.needs:
         raise NuwaInputError(f"{task.name} ({task.title}) takes no prompt")
     model = Path(args.model) if args.model else default_model_dir()
-    if args.model is None and not (model / "config.json").is_file():
+    if args.model is None and not (model / CONFIG_FILE).is_file():
         raise NuwaInputError(
-            f"the shipped demo checkpoint is missing ({model / 'config.json'} not found); "
+            f"the shipped demo checkpoint is missing ({model / CONFIG_FILE} not found); "
             "pass --model DIR"
         )
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    check_request(model, args, task.name, seed)  # cheap checks before a model loads (or exports)
+    # the model directory's files, read once; the sampling options, resolved once
+    directory = ModelDirectory.read(model)
+    options = check_sampling(directory, args, task.name, seed)
 
     def log(msg: str) -> None:
         print(f"nuwa generate: {msg}", file=sys.stderr)
@@ -181,45 +197,33 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", NuwaInputWarning)
         warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")
-        return _generate(args, task, out, model, seed, log)
+        request = check_request(directory, args, task.name, options)  # before a model loads
+        return _generate(args, task, out, directory, request, options, log)
 
 
 def _generate(
     args: argparse.Namespace,
     task: TaskInfo,
     out: Path,
-    model: Path,
-    seed: int,
+    directory: ModelDirectory,
+    request: TaskRequest,
+    options: SamplingOptions,
     log: Callable[[str], None],
 ) -> int:
     from nuwa.runtime.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(
-        model,
+        directory,
         backend=args.backend,
         precision=args.precision,
         device=args.device,
         log=log,
         progress=not args.no_progress,
     )
-    request = pipe.prepare(
-        task.name,
-        args.prompt,
-        sketch=args.sketch,
-        image=args.image,
-        mask=args.mask,
-        video=args.video,
-        num_frames=args.num_frames,
-        batch=args.batch,
-        seed=seed,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        guidance_scale=args.guidance_scale,
-    )
+    prepared = pipe.encode(request, options)
     # always, also with --no-progress: the seed is what repeats a run
-    log(f"{task.title} with {pipe.describe()}, seed {seed}, {describe_sampling(request.options)}")
-    result = pipe.run(request, progress=not args.no_progress)
+    log(f"{task.title} with {pipe.describe()}, seed {options.seed}, {describe_sampling(options)}")
+    result = pipe.run(prepared, progress=not args.no_progress)
     for path in result.save_all(out, fps=args.fps, sheet=False if args.no_sheet else None):
         print(path)
     return 0
@@ -228,7 +232,7 @@ def _generate(
 def demo_rules_epilog() -> str:
     """What the shipped demo model understands, from its ``input_rules.json`` (read as JSON:
     building the parser stays light); a line saying why where the file cannot be read."""
-    from nuwa.runtime.pipeline import default_model_dir
+    from nuwa.runtime.model_directory import default_model_dir
     from nuwa.spec.input_rules import INPUT_RULES_FILE, InputRules, InputRulesError
 
     demo = default_model_dir()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nuwa
+from nuwa.spec import install_hints
 
 
 @dataclass
@@ -26,7 +27,7 @@ def probe_onnxruntime() -> Probe:
     try:
         ort = importlib.import_module("onnxruntime")
     except ImportError:
-        return Probe("onnxruntime", False, 'not installed: pip install "nuwa-edge"')
+        return Probe("onnxruntime", False, f"not installed: {install_hints.CORE}")
     providers = ", ".join(ort.get_available_providers())
     return Probe("onnxruntime", True, f"{ort.__version__} (providers: {providers})")
 
@@ -35,7 +36,7 @@ def probe_torch() -> Probe:
     try:
         torch = importlib.import_module("torch")
     except ImportError:
-        return Probe("torch", False, 'not installed: pip install "nuwa-edge[torch]"')
+        return Probe("torch", False, f"not installed: {install_hints.TORCH}")
     cuda = torch.cuda.is_available()
     device = f"CUDA: {torch.cuda.get_device_name(0)}" if cuda else "CUDA: no (CPU only)"
     return Probe("torch", True, f"{torch.__version__} ({device})")
@@ -45,12 +46,7 @@ def probe_tensorrt() -> Probe:
     try:
         trt = importlib.import_module("tensorrt")
     except ImportError:
-        return Probe(
-            "tensorrt",
-            False,
-            'not installed: pip install "nuwa-edge[trt]" on a machine with an NVIDIA GPU '
-            "(JetPack ships it on Jetson)",
-        )
+        return Probe("tensorrt", False, f"not installed: {install_hints.TENSORRT}")
     return Probe("tensorrt", True, str(trt.__version__))
 
 
@@ -77,7 +73,7 @@ def probe_int8_cpu() -> Probe:
             "exports are refused here); weight layers run as the Q/DQ graph is written",
         )
     try:
-        from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
+        from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import resolve_int8_kernels
 
         kernels = resolve_int8_kernels("auto")
     except ImportError:  # no ONNX Runtime: the onnxruntime probe says what to install
@@ -116,7 +112,7 @@ def model_report(model_dir: str | Path) -> str:
     ``input_rules.json``: caption grammar and words, sketch palette, frame size, mask
     convention. A directory without the file gets the built-in rules, said so."""
     from nuwa.runtime.media import check_input_directory
-    from nuwa.runtime.tasks import load_input_rules
+    from nuwa.runtime.model_directory import load_input_rules
     from nuwa.spec.model_spec import ModelSpec
 
     model_dir = Path(model_dir)

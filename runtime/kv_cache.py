@@ -1,55 +1,120 @@
-"""Ring-buffer KV caches on the runtime side (DESIGN §5), as NumPy arrays or ONNX Runtime values.
+"""The runtime's ring-buffer KV cache (DESIGN §5), one class for every backend.
 
-Per decoder layer a ``(key, value)`` pair, each ``[batch, heads, slots, head_dim]`` with
-``slots = (et+1)*H*W``; raster position ``n`` lives in slot ``n % slots`` (the decoder step graph
-writes it). The buffers never grow: long videos slide through the same memory.
+Per decoder layer a key and a value, each ``[rows, heads, slots, head_dim]``; the geometry
+(:class:`nuwa.spec.cache_geometry.CacheGeometry`) comes from the manifest's ``decoder`` entry.
+Raster position ``n`` lives in slot ``n % slots`` (the decoder step graph writes it). The buffers
+never grow: long videos slide through the same memory.
+
+The buffers are the backend's arrays (NumPy, ONNX Runtime ``OrtValue``, TensorRT device
+buffers), flat in the order the step graph takes them (``[key 0, value 0, key 1, ...]``), in two
+sets: ``past`` (the cache now) and ``present`` (where a step writes the next cache). A backend
+that writes the cache in place binds the same set twice; one that double-buffers swaps the
+roles after each step (ping-pong); one that gets new arrays back from each step
+:meth:`RingCache.replace` s the past set. The torch reference is
+:class:`nuwa.model.kv_cache.RingKVCache`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from nuwa.spec.model_spec import ModelSpec
+from nuwa.spec.cache_geometry import CacheGeometry
 
 
-def cache_shape(spec: ModelSpec, rows: int) -> tuple[int, int, int, int]:
-    return (rows, spec.n_heads, spec.cache_slots, spec.head_dim)
+class _HasGeometry(Protocol):  # ModelSpec and friends
+    n_decoder_layers: int
+    n_heads: int
+    cache_slots: int
+    head_dim: int
 
 
-def slot_of(position: int, slots: int) -> int:
-    return position % slots
+def geometry_of(source: CacheGeometry | _HasGeometry) -> CacheGeometry:
+    """A :class:`CacheGeometry` itself, or the one of a model spec."""
+    if isinstance(source, CacheGeometry):
+        return source
+    return CacheGeometry(
+        source.n_decoder_layers, source.n_heads, source.cache_slots, source.head_dim
+    )
+
+
+def _nbytes(x: Any) -> int:
+    if isinstance(x, np.ndarray):
+        return int(x.nbytes)
+    if hasattr(x, "data_type_numpy"):  # onnxruntime.OrtValue
+        return int(np.prod(x.shape())) * np.dtype(x.data_type_numpy()).itemsize
+    return int(x.nbytes)  # a device buffer with nbytes
 
 
 @dataclass
 class RingCache:
-    """The ``past`` of every decoder layer, in the order the decoder step graph takes them."""
+    """The ``past`` (and ``present``) buffers of every decoder layer."""
 
-    layers: list[tuple[Any, Any]]  # (key, value) per layer: np.ndarray or onnxruntime.OrtValue
+    buffers: list[list[Any]]  # two sets (the same list twice when written in place)
+    current: int = 0  # which set holds the cache now (bound as past)
 
     @classmethod
-    def zeros(cls, spec: ModelSpec, rows: int, dtype: np.dtype = np.float32) -> RingCache:
-        shape = cache_shape(spec, rows)
-        return cls(
-            [(np.zeros(shape, dtype), np.zeros(shape, dtype)) for _ in range(spec.n_decoder_layers)]
-        )
+    def of(cls, values: list[Any]) -> RingCache:
+        """One set of buffers, written in place or replaced by each step."""
+        return cls([values, values])
+
+    @classmethod
+    def zeros(
+        cls, geometry: CacheGeometry | _HasGeometry, rows: int, dtype: Any = np.float32
+    ) -> RingCache:
+        """Zeroed NumPy caches for ``rows`` rows (one set)."""
+        g = geometry_of(geometry)
+        shape = g.shape(rows)
+        return cls.of([np.zeros(shape, dtype) for _ in range(2 * g.layers)])
+
+    @property
+    def past(self) -> list[Any]:
+        return self.buffers[self.current]
+
+    @property
+    def present(self) -> list[Any]:
+        return self.buffers[1 - self.current]
+
+    @property
+    def in_place(self) -> bool:
+        return self.buffers[0] is self.buffers[1]
+
+    def swap(self) -> None:
+        """After a step that wrote ``present``: it is the cache now."""
+        self.current = 1 - self.current
+
+    def advance(self, present: list[Any]) -> None:
+        """After a double-buffered step that wrote ``present`` (the present set, or buffers
+        that replace it): they are the cache now, the old past set the next present."""
+        self.buffers[1 - self.current] = present
+        self.swap()
+
+    def replace(self, values: list[Any]) -> None:
+        """A step returned new arrays: they are the cache now (one set)."""
+        self.buffers = [values, values]
+        self.current = 0
+
+    @property
+    def layers(self) -> list[tuple[Any, Any]]:
+        """``(key, value)`` per layer of the cache now."""
+        past = self.past
+        return list(zip(past[0::2], past[1::2], strict=True))
 
     @property
     def nbytes(self) -> int:
-        total = 0
-        for k, v in self.layers:
-            for x in (k, v):
-                if isinstance(x, np.ndarray):
-                    total += x.nbytes
-                else:  # OrtValue
-                    total += int(np.prod(x.shape())) * np.dtype(x.data_type_numpy()).itemsize
-        return total
+        """Bytes of the cache now (one set)."""
+        return sum(_nbytes(x) for x in self.past)
 
-    def feeds(self, names: list[tuple[str, str]]) -> dict[str, Any]:
+    def feeds(self, names: list[str]) -> dict[str, Any]:
         """Graph inputs ``{past_key_values.i.key: ..., past_key_values.i.value: ...}``."""
-        out: dict[str, Any] = {}
-        for (kname, vname), (k, v) in zip(names, self.layers, strict=True):
-            out[kname], out[vname] = k, v
-        return out
+        return dict(zip(names, self.past, strict=True))
+
+    def host_layers(
+        self, to_host: Callable[[Any], np.ndarray] = np.asarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The cache now as NumPy ``(key, value)`` per layer (for tests and debugging)."""
+        arrays = [to_host(v) for v in self.past]
+        return list(zip(arrays[0::2], arrays[1::2], strict=True))

@@ -146,13 +146,6 @@ def check_fps(fps: object) -> float:
     return float(fps)
 
 
-def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of ``(..., H, W, C)`` by an integer factor."""
-    if factor <= 1:
-        return frames
-    return frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
-
-
 def contact_sheet(frames: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` side by side in a grid (``columns`` default: up to 8), on grey."""
     t, h, w, c = frames.shape

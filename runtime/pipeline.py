@@ -16,9 +16,8 @@ or for the pipeline.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,122 +25,31 @@ import numpy as np
 
 from nuwa.runtime.backends import DEFAULT_BACKEND, Backend, load_backend
 from nuwa.runtime.engine import generate_tokens
-from nuwa.runtime.media import (
-    DEFAULT_FPS,
-    check_fps,
-    check_input_directory,
-    contact_sheet,
-    read_frames,
-    read_image,
-    read_mask,
-    write_image,
-    write_video,
-)
-from nuwa.runtime.sampler import SamplingOptions
-from nuwa.runtime.tasks import (
-    TASKS,
-    Rect,
-    TaskPlan,
-    builtin_input_rules,
-    check_int,
-    load_input_rules,
-    parse_rect,
-    plan_task,
-    task_info,
-)
+from nuwa.runtime.generation_result import GenerationResult, StepCallback, StepEvent
+from nuwa.runtime.input_reading import ImageInput, MaskInput, read_inputs
+from nuwa.runtime.model_directory import ModelDirectory, builtin_input_rules, default_model_dir
+from nuwa.runtime.request_checks import check_flag, check_real, task_info
+from nuwa.runtime.request_sampling import resolve_sampling
+from nuwa.runtime.task_request import TaskRequest, check_task_request
+from nuwa.runtime.tasks import TaskPlan, encode_request
 from nuwa.spec.errors import NuwaInputError
-from nuwa.spec.generation_config import (
-    UNGUIDED_TASKS,
-    GenerationConfig,
-    GenerationConfigError,
-)
+from nuwa.spec.generation_config import GenerationConfig
 from nuwa.spec.input_rules import InputRules
-from nuwa.spec.model_spec import CONFIG_FILE, ModelSpec
+from nuwa.spec.sampling import SamplingOptions
 
-ImageInput = np.ndarray | str | Path
-MaskInput = np.ndarray | Rect | str | Path
-
-
-@dataclass
-class StepEvent:
-    """What a step callback sees after each decoded position."""
-
-    position: int  # last raster position done (0-based)
-    total: int  # positions in the whole request
-    tokens: np.ndarray  # (B, position+1) int64: every token so far
-    frame: int | None = None  # index of the frame this step finished, if it finished one
-    frame_pixels: np.ndarray | None = None  # (B, S, S, 3) uint8 of that frame (stream_frames)
-
-    @property
-    def fraction(self) -> float:
-        return (self.position + 1) / self.total
-
-
-StepCallback = Callable[[StepEvent], None]
-
-
-@dataclass
-class GenerationResult:
-    """Frames and tokens of one call. Batch rows are prompts x ``batch`` (prompt-major)."""
-
-    task: str
-    frames: np.ndarray  # (B, T, S, S, 3) uint8
-    tokens: np.ndarray  # (B, T, h, w) int64
-    prompts: list[str] = field(default_factory=list)
-    options: SamplingOptions | None = None
-
-    @property
-    def video(self) -> bool:
-        return bool(TASKS[self.task].video)
-
-    @property
-    def images(self) -> list[np.ndarray]:
-        """First frame of every row, ``(S, S, 3)`` each (the result of an image task)."""
-        return [row[0] for row in self.frames]
-
-    @property
-    def videos(self) -> list[np.ndarray]:
-        return list(self.frames)
-
-    def __len__(self) -> int:
-        return int(self.frames.shape[0])
-
-    def contact_sheet(self, index: int = 0) -> np.ndarray:
-        return contact_sheet(self.frames[index])
-
-    def save(self, path: str | Path, index: int = 0, fps: float = DEFAULT_FPS) -> Path:
-        """Save row ``index``: an image task as PNG; a video as GIF, MP4 or (``.png``) a contact
-        sheet of its frames."""
-        if not isinstance(path, (str, Path)):
-            raise NuwaInputError(f"path must be a str or Path, got {type(path).__name__}")
-        path = Path(path)
-        index = check_int(index, "index", -len(self))  # type: ignore[assignment]
-        if index >= len(self):
-            raise NuwaInputError(f"index {index} is past the result's {len(self)} row(s)")
-        fps = check_fps(fps)
-        if self.video or path.suffix.lower() in (".gif", ".mp4"):
-            return write_video(path, self.frames[index], fps)
-        if path.suffix.lower() != ".png":
-            raise NuwaInputError(f"cannot write {path}: an image is saved as .png")
-        return write_image(path, self.frames[index, 0])
-
-    def save_all(
-        self, path: str | Path, fps: float = DEFAULT_FPS, sheet: bool | None = None
-    ) -> list[Path]:
-        """Save every row: ``out.gif`` for one row, ``out-0.gif``, ``out-1.gif`` ... for more.
-        ``sheet`` (default: on for video saved as GIF/MP4) also writes ``<stem>.sheet.png``."""
-        path = Path(path)
-        names = (
-            [path]
-            if len(self) == 1
-            else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(len(self))]
-        )
-        written = []
-        for i, name in enumerate(names):
-            written.append(self.save(name, i, fps))
-            if sheet if sheet is not None else (self.video and name.suffix.lower() != ".png"):
-                written.append(write_image(name.with_suffix(".sheet.png"), self.contact_sheet(i)))
-        return written
+__all__ = [  # with the names `nuwa.runtime.pipeline` has always offered, from their homes
+    "GenerationResult",
+    "ImageInput",
+    "MaskInput",
+    "Pipeline",
+    "PreparedRequest",
+    "StepCallback",
+    "StepEvent",
+    "check_flag",
+    "check_real",
+    "default_model_dir",
+    "resolve_sampling",
+]
 
 
 @dataclass(frozen=True)
@@ -150,30 +58,6 @@ class PreparedRequest:
 
     plan: TaskPlan
     options: SamplingOptions
-
-
-def _as_pixels(x: ImageInput | None, what: str, video: bool) -> np.ndarray | None:
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if not isinstance(x, (str, Path)):
-        raise NuwaInputError(
-            f"{what} must be a NumPy array or a file path (str or Path), got {type(x).__name__}"
-        )
-    return read_frames(x, what) if video else read_image(x, what)
-
-
-def _as_mask(mask: MaskInput | None, threshold: int = 127) -> np.ndarray | Rect | None:
-    if mask is None or isinstance(mask, (np.ndarray, tuple)):
-        return mask
-    if not isinstance(mask, (str, Path)):
-        raise NuwaInputError(
-            "mask must be a bool array, a rectangle (x0, y0, x1, y1), 'x0,y0,x1,y1' or a mask "
-            f"picture's path, got {type(mask).__name__}"
-        )
-    path = Path(mask)
-    if path.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp") or path.exists():
-        return read_mask(path, threshold)
-    return parse_rect(str(mask))
 
 
 class Pipeline:
@@ -197,7 +81,7 @@ class Pipeline:
     @classmethod
     def from_pretrained(
         cls,
-        model_dir: str | Path | None = None,
+        model_dir: str | Path | ModelDirectory | None = None,
         backend: str = DEFAULT_BACKEND,
         precision: str | None = None,
         device: str | None = None,
@@ -209,8 +93,9 @@ class Pipeline:
         ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
         defaults come from the directory's ``generation_config.json``, the input rules (sketch
         palette and snapping, sizes, mask convention, the words it knows) from its
-        ``input_rules.json`` (:mod:`nuwa.spec.input_rules`)."""
-        if model_dir is not None and not isinstance(model_dir, (str, Path)):
+        ``input_rules.json`` (:mod:`nuwa.spec.input_rules`); a :class:`ModelDirectory` already
+        read is not read again."""
+        if model_dir is not None and not isinstance(model_dir, (str, Path, ModelDirectory)):
             raise NuwaInputError(
                 f"model_dir must be a str or Path (or None), got {type(model_dir).__name__}"
             )
@@ -220,20 +105,16 @@ class Pipeline:
         check_flag(progress, "progress")
         if log is not None and not callable(log):
             raise NuwaInputError(f"log must be callable, got {type(log).__name__}")
-        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        check_input_directory(model_dir, "model directory")
-        if (model_dir / CONFIG_FILE).is_file():  # a checkpoint: its config checked before loading
-            ModelSpec.from_model_dir(model_dir)
-        try:
-            generation = GenerationConfig.load(model_dir)
-        except GenerationConfigError as exc:
-            raise NuwaInputError(str(exc)) from None
-        rules = load_input_rules(model_dir, ModelSpec.from_model_dir(model_dir))
+        directory = (
+            model_dir
+            if isinstance(model_dir, ModelDirectory)
+            else ModelDirectory.read(model_dir if model_dir is not None else default_model_dir())
+        )
         return cls(
-            load_backend(backend, model_dir, precision, device, log=log, progress=progress),
+            load_backend(backend, directory.path, precision, device, log=log, progress=progress),
             progress,
-            generation,
-            rules,
+            directory.generation_config,
+            directory.input_rules,
         )
 
     def describe(self) -> str:
@@ -324,20 +205,22 @@ class Pipeline:
         options = resolve_sampling(
             self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
         )
-        plan = plan_task(
-            self.backend,
+        request = check_task_request(
+            self.spec,
+            self.input_rules,
             info.name,
             prompt=prompt,
-            sketch=_as_pixels(sketch, "sketch", video=True),
-            image=_as_pixels(image, "image", video=False),
-            mask=_as_mask(mask, self.input_rules.mask_threshold),
-            video=_as_pixels(video, "video", video=True),
+            **read_inputs(sketch, image, mask, video, self.input_rules.mask_threshold),  # type: ignore[arg-type]
             num_frames=num_frames,
             batch=batch,
             guidance=options.uses_guidance,
-            rules=self.input_rules,
         )
-        return PreparedRequest(plan, options)
+        return self.encode(request, options)
+
+    def encode(self, request: TaskRequest, options: SamplingOptions) -> PreparedRequest:
+        """A request checked already (``nuwa generate`` checks it before the model loads) with
+        its resolved options -> :meth:`run`'s input: the conditions encoded on the backend."""
+        return PreparedRequest(encode_request(self.backend, request), options)
 
     def run(
         self,
@@ -421,62 +304,3 @@ class Pipeline:
         self, prompt: str, video: ImageInput, mask: MaskInput, **kw: Any
     ) -> GenerationResult:
         return self("tv2v", prompt, video=video, mask=mask, **kw)
-
-
-def resolve_sampling(
-    generation: GenerationConfig,
-    task: str,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    guidance_scale: float | None = None,
-    seed: int | None = None,
-) -> SamplingOptions:
-    """The checked sampling options of a ``task`` request: the values given, the model's
-    defaults (``generation``) for those left ``None``. ``top_k=0`` turns top-k off; guidance
-    other than 1 for a task that takes none is an error; so is a value of the wrong type
-    (``top_k`` and ``seed`` are ints, the others real numbers) or not finite."""
-    info = task_info(task)
-    check_int(seed, "seed", 0, optional=True)
-    check_int(top_k, "top_k", 0, optional=True)
-    for name, value in (
-        ("temperature", temperature),
-        ("top_p", top_p),
-        ("guidance_scale", guidance_scale),
-    ):
-        check_real(value, name)
-    if info.name in UNGUIDED_TASKS and guidance_scale not in (None, 1.0):
-        raise NuwaInputError(
-            f"{info.name} ({info.title}) takes no classifier-free guidance (its condition is "
-            f"the empty prompt); got guidance_scale {guidance_scale}"
-        )
-    values = generation.resolve(info.name, temperature, top_k, top_p, guidance_scale)
-    options = SamplingOptions(**values, seed=seed)
-    options.validate()
-    return options
-
-
-def check_real(value: object, name: str) -> None:
-    """``None`` or a finite real number (int or float, not bool)."""
-    if value is None:
-        return
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise NuwaInputError(
-            f"{name} must be a number (or None), got {type(value).__name__} {value!r}"
-        )
-    if not math.isfinite(value):
-        raise NuwaInputError(f"{name} must be a finite number, got {value}")
-
-
-def check_flag(value: object, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise NuwaInputError(f"{name} must be True or False, got {type(value).__name__}")
-
-
-def default_model_dir() -> Path:
-    """The demo checkpoint shipped inside the package (``nuwa/model/checkpoints/demo``)."""
-    import nuwa.model
-
-    return Path(nuwa.model.__file__).parent / "checkpoints" / "demo"

@@ -3,44 +3,23 @@ reproducible from a seed through an explicit ``numpy.random.Generator``.
 
 The same rules as the PyTorch reference (``nuwa.model.sampling``): greedy (temperature 0) is an
 argmax and matches it exactly; sampled tokens are reproducible per backend for a given seed.
+The options and their defaults are :mod:`nuwa.spec.sampling`'s (re-exported here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.sampling import SamplingOptions
 
-
-@dataclass
-class SamplingOptions:
-    temperature: float = 1.0  # 0 -> greedy (argmax)
-    top_k: int | None = None  # keep the k most likely tokens
-    top_p: float | None = None  # keep the smallest set with cumulative probability >= top_p
-    guidance_scale: float = 1.0  # classifier-free guidance; 1 = off (no unconditional rows)
-    seed: int | None = None  # None -> fresh entropy
-
-    def validate(self) -> None:
-        if not self.temperature >= 0:
-            raise NuwaInputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise NuwaInputError(f"top-k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise NuwaInputError(f"top-p must be in (0, 1], got {self.top_p}")
-        if not self.guidance_scale >= 0:
-            raise NuwaInputError(f"guidance scale must be >= 0, got {self.guidance_scale}")
-        if self.seed is not None and self.seed < 0:
-            raise NuwaInputError(f"seed must be >= 0, got {self.seed}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
-    def uses_guidance(self) -> bool:
-        return self.guidance_scale != 1.0
+__all__ = [
+    "Sampler",
+    "SamplingOptions",
+    "apply_guidance",
+    "filter_logits",
+    "sampling_distribution",
+    "softmax",
+]
 
 
 def apply_guidance(cond: np.ndarray, uncond: np.ndarray, scale: float) -> np.ndarray:

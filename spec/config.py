@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nuwa.spec.cache_geometry import ring_slots
+
 # a 3DNA neighbourhood extent per axis (time, height, width); nuwa.model.attention3d reads it here
 Extents = tuple[int, int, int]
 
@@ -100,9 +102,7 @@ class TransformerConfig:
     @property
     def cache_slots(self) -> int:
         """Ring-buffer KV slots per decoder layer: (et+1)*H*W (DESIGN §5)."""
-        et = self.decoder_self_extents[0]
-        frames = self.frames if et < 0 else min(et + 1, self.frames)
-        return frames * self.tokens_per_frame
+        return ring_slots(self.frames, self.decoder_self_extents[0], self.grid_h, self.grid_w)
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:

@@ -10,7 +10,8 @@ Hugging Face's file of that name).
 ``defaults`` applies to every task and ``tasks`` overrides it per task (lower-case task names,
 t2i ... tv2v); ``null`` turns top-k / top-p off. Image completion and video prediction (i2i,
 v2v) take no guidance (their condition is the empty prompt) and always get 1. What the file does
-not set comes from :data:`BUILTIN_SAMPLING` (also what a directory without the file gets).
+not set comes from :data:`nuwa.spec.sampling.BUILTIN_SAMPLING` (also what a directory without
+the file gets); the task names and which tasks take guidance are :mod:`nuwa.spec.tasks`'s.
 ``nuwa generate``, the :class:`nuwa.runtime.pipeline.Pipeline`, ``nuwa evaluate`` and the
 quantization gates use these values unless the caller passes its own; ``nuwa export`` and
 ``nuwa quantize`` carry the file along.
@@ -26,18 +27,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the task table and the sampling defaults are defined in nuwa.spec.tasks / nuwa.spec.sampling
+from nuwa.spec.sampling import BUILTIN_SAMPLING, NO_GUIDANCE, SAMPLING_KEYS
+from nuwa.spec.tasks import TASK_NAMES, UNGUIDED_TASKS
+
+__all__ = [
+    "BUILTIN_SAMPLING",
+    "GENERATION_CONFIG_FILE",
+    "SAMPLING_KEYS",
+    "TASK_NAMES",
+    "UNGUIDED_TASKS",
+    "GenerationConfig",
+    "GenerationConfigError",
+    "copy_generation_config",
+]
+
 GENERATION_CONFIG_FILE = "generation_config.json"
-TASK_NAMES = ("t2i", "s2i", "i2i", "ti2i", "t2v", "s2v", "v2v", "tv2v")
-SAMPLING_KEYS = ("temperature", "top_k", "top_p", "guidance_scale")
-# their condition is the empty prompt, so there is nothing to guide towards: guidance stays 1
-UNGUIDED_TASKS = ("i2i", "v2v")
-# low temperature, top-k and mild guidance: what the demo model was first evaluated with
-BUILTIN_SAMPLING: dict[str, Any] = {
-    "temperature": 0.5,
-    "top_k": 16,
-    "top_p": None,
-    "guidance_scale": 2.0,
-}
 
 
 class GenerationConfigError(ValueError):
@@ -102,7 +107,7 @@ class GenerationConfig:
             raise GenerationConfigError(f"unknown task {task!r}; known: {list(TASK_NAMES)}")
         values = {**BUILTIN_SAMPLING, **self.defaults, **self.tasks.get(name, {})}
         if name in UNGUIDED_TASKS:
-            values["guidance_scale"] = 1.0
+            values["guidance_scale"] = NO_GUIDANCE
         return values
 
     def resolve(

@@ -5,7 +5,10 @@ names (with the decoder's patterns ``past_key_values.%d.key`` ...), shapes with 
 dtypes, the cache geometry, the model config, opset, target, precision, and a SHA-256 per file.
 The runtime reads it with :func:`load_manifest`; no shape or name is defined twice.
 
-This module imports no torch (an edge device reads it without PyTorch).
+This module imports no torch (an edge device reads it without PyTorch). The entries live in
+:mod:`nuwa.spec.manifest_entries`, the file hashes in :mod:`nuwa.spec.file_hashes`, the schema
+checks of an untrusted file in :mod:`nuwa.spec.manifest_checks`; graph and tensor names in
+:mod:`nuwa.spec.graph_names`.
 
 Schema (``format_version`` 1)::
 
@@ -38,17 +41,47 @@ Schema (``format_version`` 1)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nuwa.spec import graph_names as names
+from nuwa.spec.file_hashes import CHECKPOINT_FILES, checkpoint_sha256, sha256_file
 from nuwa.spec.manifest_checks import (
     check_external_data_locations,
     check_inside,
     check_manifest_schema,
 )
+from nuwa.spec.manifest_entries import (
+    ConditionInfo,
+    DecoderInfo,
+    DecoderStepInfo,
+    GraphInfo,
+    TensorInfo,
+)
+
+# The manifest module is where callers find everything an export directory's manifest holds:
+# the entries (nuwa.spec.manifest_entries) and the file hashes it records (nuwa.spec.file_hashes).
+__all__ = [
+    "CHECKPOINT_FILES",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "GRAPH_REVISION",
+    "MANIFEST_FILE",
+    "TARGETS",
+    "ConditionInfo",
+    "DecoderInfo",
+    "DecoderStepInfo",
+    "GraphInfo",
+    "Manifest",
+    "ManifestError",
+    "TensorInfo",
+    "checkpoint_sha256",
+    "load_manifest",
+    "sha256_file",
+    "write_manifest",
+]
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "nuwa-onnx"
@@ -63,197 +96,6 @@ TARGETS = ("portable", "tensorrt")
 
 class ManifestError(RuntimeError):
     """A missing, malformed or stale export directory."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# The files whose bytes identify a checkpoint, in hashing order (nuwa.model.checkpoint's
-# CONFIG_FILE and WEIGHT_FILES; that module imports torch, this one may not).
-CHECKPOINT_FILES = (
-    "config.json",
-    "transformer.safetensors",
-    "vqgan.safetensors",
-    "vqgan_seg.safetensors",
-)
-
-
-def checkpoint_sha256(model_dir: str | Path) -> str:
-    """SHA-256 over a checkpoint's config and weight files (names and bytes; absent files
-    skipped): the manifest's ``model.checkpoint_sha256``, which ties an export to the
-    checkpoint it was made from. Equals ``nuwa.model.checkpoint.checkpoint_hash`` (tested)."""
-    model_dir = Path(model_dir)
-    digest = hashlib.sha256()
-    for name in CHECKPOINT_FILES:
-        path = model_dir / name
-        if path.is_file():
-            digest.update(name.encode())
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str  # numpy name: float32, float16, int64, int32, ...
-    shape: tuple[int | str, ...]  # ints are fixed, strings are symbolic ("batch")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TensorInfo:
-        return cls(str(d["name"]), str(d["dtype"]), tuple(d["shape"]))
-
-
-@dataclass(frozen=True)
-class GraphInfo:
-    name: str  # key in the manifest, the file stem
-    file: str
-    kind: str  # vq_encoder | vq_decoder | sketch_encoder | condition_encoder | decoder_step
-    sha256: str
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    attention_nodes: int = 0  # NearbyAttention3D nodes in the graph
-    meta: dict[str, Any] = field(default_factory=dict)
-    # ONNX Runtime vs PyTorch on random inputs at export: max_abs_error, code_mismatch, batch,
-    # tolerance (empty when the export ran without verification)
-    check: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "kind": self.kind,
-            "sha256": self.sha256,
-            "attention_nodes": self.attention_nodes,
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-            "meta": self.meta,
-            "check": self.check,
-        }
-
-    @classmethod
-    def from_dict(cls, name: str, d: dict[str, Any]) -> GraphInfo:
-        return cls(
-            name=name,
-            file=str(d["file"]),
-            kind=str(d["kind"]),
-            sha256=str(d["sha256"]),
-            inputs=tuple(TensorInfo.from_dict(t) for t in d["inputs"]),
-            outputs=tuple(TensorInfo.from_dict(t) for t in d["outputs"]),
-            attention_nodes=int(d.get("attention_nodes", 0)),
-            meta=dict(d.get("meta", {})),
-            check=dict(d.get("check", {})),
-        )
-
-
-@dataclass(frozen=True)
-class DecoderInfo:
-    """Geometry and I/O names of every ``decoder_step`` graph."""
-
-    num_layers: int
-    num_heads: int
-    head_dim: int
-    cache_slots: int
-    vocab_size: int
-    bos_id: int
-    grid: tuple[int, int, int]  # trained target grid (T, H, W)
-    input_ids: str = "input_ids"
-    positions: str = "positions"
-    logits: str = "logits"
-    past_key: str = "past_key_values.%d.key"
-    past_value: str = "past_key_values.%d.value"
-    present_key: str = "present.%d.key"
-    present_value: str = "present.%d.value"
-    cross_key: str = "cross_key_values.%d.key"
-    cross_value: str = "cross_key_values.%d.value"
-    cache_layout: tuple[str, ...] = ("batch", "heads", "slots", "head_dim")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "cache_slots": self.cache_slots,
-            "vocab_size": self.vocab_size,
-            "bos_id": self.bos_id,
-            "grid": list(self.grid),
-            "cache_layout": list(self.cache_layout),
-            "inputs": {
-                "input_ids": self.input_ids,
-                "positions": self.positions,
-                "past_key": self.past_key,
-                "past_value": self.past_value,
-                "cross_key": self.cross_key,
-                "cross_value": self.cross_value,
-            },
-            "outputs": {
-                "logits": self.logits,
-                "present_key": self.present_key,
-                "present_value": self.present_value,
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DecoderInfo:
-        return cls(
-            num_layers=int(d["num_layers"]),
-            num_heads=int(d["num_heads"]),
-            head_dim=int(d["head_dim"]),
-            cache_slots=int(d["cache_slots"]),
-            vocab_size=int(d["vocab_size"]),
-            bos_id=int(d["bos_id"]),
-            grid=tuple(int(x) for x in d["grid"]),  # type: ignore[arg-type]
-            cache_layout=tuple(d.get("cache_layout", cls.cache_layout)),
-            **{k: str(v) for k, v in d["inputs"].items()},
-            **{k: str(v) for k, v in d["outputs"].items()},
-        )
-
-    def past_names(self) -> list[str]:
-        return [p % i for i in range(self.num_layers) for p in (self.past_key, self.past_value)]
-
-    def present_names(self) -> list[str]:
-        return [
-            p % i for i in range(self.num_layers) for p in (self.present_key, self.present_value)
-        ]
-
-    def cross_names(self) -> list[str]:
-        return [p % i for i in range(self.num_layers) for p in (self.cross_key, self.cross_value)]
-
-
-@dataclass(frozen=True)
-class ConditionInfo:
-    key: str  # "text" | "sketch_t{Ts}"
-    encoder: str  # graph name producing the cross K/V
-    grid: tuple[int, int, int]  # condition token grid: (1, 1, L) or (Ts, h, w)
-    cross_extents: tuple[int, int, int]  # 3DNA extents of decoder -> condition attention
-
-    @property
-    def kind(self) -> str:
-        return "text" if self.key == "text" else "sketch"
-
-
-@dataclass(frozen=True)
-class DecoderStepInfo:
-    graph: str
-    condition: str
-    frames: int  # query-grid frames T = min(num_frames, trained frames)
-    target_grid: tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -286,10 +128,10 @@ class Manifest:
     def condition_key(self, kind: str, cond_frames: int = 1) -> str:
         """Key of :attr:`conditions` for a ``"text"`` or ``"sketch"`` condition of
         ``cond_frames`` sketch frames (``min(num_frames, sketch_frames)``)."""
-        if kind == "text":
-            key = "text"
+        if kind == names.TEXT_CONDITION:
+            key = names.TEXT_CONDITION
         elif kind == "sketch":
-            key = f"sketch_t{cond_frames}"
+            key = names.sketch_condition_key(cond_frames)
         else:
             raise ManifestError(f"unknown condition kind {kind!r}; expected 'text' or 'sketch'")
         if key not in self.conditions:

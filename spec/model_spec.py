@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nuwa.spec.cache_geometry import ring_slots
 from nuwa.spec.config import check_config_dict
 from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.manifest import MANIFEST_FILE  # an export directory holds the config there
 
 CONFIG_FILE = "config.json"
-MANIFEST_FILE = "manifest.json"  # an export directory holds the config in its manifest
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,6 @@ class ModelSpec:
         downsample = 2 ** (len(vq["channel_mult"]) - 1)
         et = int(tr["decoder_self_extents"][0])
         frames = int(tr["frames"])
-        slot_frames = frames if et < 0 else min(et + 1, frames)
         d, nh = int(tr["d_model"]), int(tr["n_heads"])
         return cls(
             name=str(data.get("name", "custom")),
@@ -72,7 +72,7 @@ class ModelSpec:
             n_decoder_layers=int(tr["n_decoder_layers"]),
             n_heads=nh,
             head_dim=d // nh,
-            cache_slots=slot_frames * int(tr["grid_h"]) * int(tr["grid_w"]),
+            cache_slots=ring_slots(frames, et, int(tr["grid_h"]), int(tr["grid_w"])),
         )
 
     @classmethod

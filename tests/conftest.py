@@ -143,7 +143,7 @@ def tiny_export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Pa
 
 @pytest.fixture(scope="session")
 def ort_backend(tiny_export_dir: Path):
-    from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend.from_model_dir(tiny_export_dir, device="cpu", threads=1)
 

@@ -38,9 +38,7 @@ def test_full_cli_parser_stays_light() -> None:
 
 
 def test_nuwa_info_reports_version_and_backends() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "nuwa.cli", "info"], capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "nuwa.cli", "info"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "nuwa 0.1.0" in out.stdout
     for word in ("onnxruntime", "torch", "tensorrt", "plugins", "int8 (CPU)"):
@@ -48,7 +46,17 @@ def test_nuwa_info_reports_version_and_backends() -> None:
 
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("model", "export", "plugins", "calibration", "runtime")
+PACKAGES = (
+    "spec",
+    "data",
+    "plugins",
+    "model",
+    "export",
+    "runtime",
+    "calibration",
+    "quality",
+    "training",
+)
 
 
 @pytest.mark.slow  # builds the wheel (pip, scikit-build-core)
@@ -68,7 +76,7 @@ def test_wheel_ships_the_packages_and_their_data_only(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {n for n in names if not n.startswith("nuwa_edge-")}
 
-    expected = {"nuwa/__init__.py", "nuwa/plugins/include/nuwa_plugins.h"}
+    expected = {"nuwa/__init__.py", "nuwa/cli.py", "nuwa/plugins/include/nuwa_plugins.h"}
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
             if "__pycache__" not in path.parts:

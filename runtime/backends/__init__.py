@@ -13,6 +13,9 @@ from pathlib import Path
 
 from nuwa.runtime.backends.base import Backend, Condition
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
+from nuwa.spec.install_hints import BACKEND_HINTS
+from nuwa.spec.manifest import MANIFEST_FILE
+from nuwa.spec.model_spec import CONFIG_FILE
 
 __all__ = [
     "BACKENDS",
@@ -34,11 +37,6 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch": ("fp32", "fp16", "bf16"),
     "tensorrt": ("fp32", "fp16", "int8"),
 }
-INSTALL_HINTS: dict[str, str] = {
-    "onnxruntime": 'pip install "nuwa-edge" (onnxruntime), or "nuwa-edge[gpu]" for CUDA',
-    "torch": 'pip install "nuwa-edge[torch]"',
-    "tensorrt": 'pip install "nuwa-edge[trt]" on a machine with an NVIDIA GPU (JetPack on Jetson)',
-}
 
 
 def _installed(module: str) -> bool:
@@ -54,7 +52,7 @@ def can_run(name: str) -> tuple[bool, str]:
         return False, f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
     module = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}[name]
     if not _installed(module):
-        return False, f"{name} is not installed: {INSTALL_HINTS[name]}"
+        return False, f"{name} is not installed: {BACKEND_HINTS[name]}"
     return True, "installed"
 
 
@@ -103,16 +101,16 @@ def load_backend(
     if not model_dir.is_dir():
         raise NuwaInputError(f"model directory {model_dir} does not exist")
     if name == "torch":
-        if not (model_dir / "config.json").is_file() and (model_dir / "manifest.json").is_file():
+        if not (model_dir / CONFIG_FILE).is_file() and (model_dir / MANIFEST_FILE).is_file():
             raise NuwaInputError(
                 f"{model_dir} is an ONNX export; the torch backend runs the checkpoint "
-                "directory it was exported from (config.json + safetensors)"
+                f"directory it was exported from ({CONFIG_FILE} + safetensors)"
             )
         from nuwa.runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend(model_dir, precision=precision or "fp32", device=device)
     if name == "onnxruntime":
-        from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend.from_model_dir(
             model_dir, precision=precision, device=device, log=log, progress=progress

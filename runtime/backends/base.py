@@ -5,12 +5,14 @@ A backend owns the networks of one model directory and speaks NumPy at its edges
 - conditions: :meth:`Backend.text_condition` / :meth:`Backend.sketch_condition` run the encoder
   once and return the cross-attention K/V of every decoder layer (kept in the backend's own
   arrays, e.g. on the GPU);
-- :meth:`Backend.new_cache` and :meth:`Backend.decoder_step` — one token per batch row against
-  the ring-buffer KV cache (DESIGN §5), logits back as NumPy; optionally
-  :meth:`Backend.prefill_frames` — known leading frames into the cache in one call;
+- :meth:`Backend.start_request` — a request's :class:`RequestState`: the step graph, its
+  bindings, dtypes and the ring-buffer KV cache (DESIGN §5) resolved once;
+  :meth:`RequestState.step` feeds one token per batch row and returns the logits as NumPy,
+  :meth:`RequestState.prefill` known leading frames in one call where the backend can;
 - the VQ-GAN: :meth:`Backend.frames_to_codes` / :meth:`Backend.codes_to_frames`.
 
-The decode loop (``runtime/engine.py``), sampling and the task layouts are backend-independent.
+The decode loop (``runtime/engine.py``), sampling and the task layouts are backend-independent:
+per token, engine -> ``state.step`` -> sampler.
 """
 
 from __future__ import annotations
@@ -36,6 +38,25 @@ class Condition:
     grid: Grid  # condition token grid, (1, 1, L) for text
     kind: str  # "text" or "sketch"
     batch: int
+
+
+class RequestState(ABC):
+    """One request's decoder on a backend, made by :meth:`Backend.start_request` for one
+    condition (its rows, guidance rows included) and frame count: what a step needs is resolved
+    once here, not per token. ``cache`` is the request's ring KV cache."""
+
+    cache: Any
+
+    @abstractmethod
+    def step(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """One step: ``tokens (R,)`` (the token at ``positions - 1``, ``<bos>`` at 0) and
+        ``positions (R,)`` int64 -> logits ``(R, V)`` float32 NumPy; the cache advances."""
+
+    def prefill(self, frames: np.ndarray) -> bool:
+        """Known whole frames ``(R, F, H, W)`` from position 0 in one call: the cache as
+        ``F*H*W`` :meth:`step` calls would leave it; ``False`` (nothing done) where the backend
+        has no prefill for the condition (the engine then feeds the prefix step by step)."""
+        return False
 
 
 class Backend(ABC):
@@ -72,26 +93,9 @@ class Backend(ABC):
     # ---- decoder ---------------------------------------------------------------------------
 
     @abstractmethod
-    def new_cache(self, rows: int) -> Any:
-        """Zeroed ring KV caches for ``rows`` batch rows (opaque to the caller)."""
-
-    @abstractmethod
-    def decoder_step(
-        self,
-        tokens: np.ndarray,
-        positions: np.ndarray,
-        cache: Any,
-        cond: Condition,
-        num_frames: int,
-    ) -> tuple[np.ndarray, Any]:
-        """One step: ``tokens (R,)`` (the token at ``positions - 1``, ``<bos>`` at 0) and
-        ``positions (R,)`` int64 -> (logits ``(R, V)`` float32 NumPy, the updated cache)."""
-
-    def prefill_frames(self, frames: np.ndarray, cache: Any, cond: Condition) -> Any | None:
-        """Known whole frames ``(R, F, H, W)`` from position 0 in one call: the cache as
-        ``F*H*W`` :meth:`decoder_step` calls would leave it, or ``None`` where this backend has
-        no prefill for the condition (the engine then feeds the prefix step by step)."""
-        return None
+    def start_request(self, cond: Condition, num_frames: int) -> RequestState:
+        """The decoder state of a request of ``num_frames`` frames for condition ``cond`` (all
+        its rows: ``cond.batch``), with a zeroed ring KV cache."""
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 

@@ -8,16 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from nuwa.runtime.backends.base import Backend, Condition
+from nuwa.runtime.backends.base import Backend, Condition, RequestState
 from nuwa.spec.errors import BackendUnavailableError
+from nuwa.spec.install_hints import TORCH
 from nuwa.spec.model_spec import ModelSpec
 
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - exercised where torch is absent
-    raise BackendUnavailableError(
-        'the torch backend needs PyTorch: pip install "nuwa-edge[torch]"'
-    ) from exc
+    raise BackendUnavailableError(f"the torch backend needs PyTorch: {TORCH}") from exc
 
 from nuwa.model.nuwa import NuwaModel
 
@@ -75,30 +74,8 @@ class TorchBackend(Backend):
 
     # ---- decoder ---------------------------------------------------------------------------
 
-    def new_cache(self, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return self.model.transformer.empty_cache(rows, self.device).layers
-
-    @torch.no_grad()
-    def decoder_step(
-        self,
-        tokens: np.ndarray,
-        positions: np.ndarray,
-        cache: Any,
-        cond: Condition,
-        num_frames: int,
-    ) -> tuple[np.ndarray, Any]:
-        t = self.model.transformer
-        extents = t.cfg.text_extents if cond.kind == "text" else t.cfg.sketch_cross_extents
-        logits, present = t.decode_step(
-            torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(self.device),
-            torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(self.device),
-            cache,
-            cond.cross,
-            cond.grid,
-            extents,
-            num_frames,
-        )
-        return logits.float().cpu().numpy(), present
+    def start_request(self, cond: Condition, num_frames: int) -> TorchRequestState:
+        return TorchRequestState(self, cond, num_frames)
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 
@@ -111,3 +88,28 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         return f"torch ({self.precision}, {self.device})"
+
+
+class TorchRequestState(RequestState):
+    """A request's decoder on the torch backend: the condition's 3DNA extents resolved once,
+    the model's ring caches (no prefill graph: the engine steps through a prefix)."""
+
+    def __init__(self, backend: TorchBackend, cond: Condition, num_frames: int) -> None:
+        self.backend, self.cond, self.num_frames = backend, cond, num_frames
+        t = backend.model.transformer
+        self.extents = t.cfg.text_extents if cond.kind == "text" else t.cfg.sketch_cross_extents
+        self.cache = t.empty_cache(cond.batch, backend.device).layers
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        device = self.backend.device
+        logits, self.cache = self.backend.model.transformer.decode_step(
+            torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(device),
+            torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device),
+            self.cache,
+            self.cond.cross,
+            self.cond.grid,
+            self.extents,
+            self.num_frames,
+        )
+        return logits.float().cpu().numpy()

@@ -30,7 +30,7 @@ from nuwa.calibration.task_samples import (
     make_batch,
     score,
 )
-from nuwa.export.onnx_function import is_attention_node
+from nuwa.export.attention_node import is_attention_node
 from nuwa.quality.gate_config import GateConfig
 from nuwa.quality.precision_gates import GATED_SCORES, PrecisionGates, run_gates
 from nuwa.runtime.backends.tensorrt.engine_build import check_tensorrt_graph
@@ -145,7 +145,7 @@ def test_matmul_nbits_kernels_stay_at_least_as_close_to_fp32_as_qdq(
     finer than the calibrated per-tensor ones, agrees with FP32's top-1 token at least as often on
     every task and diverges less in the mean over the tasks (measured: 4 of 5 tasks lower, V2V
     0.0078 vs 0.0075)."""
-    from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
+    from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import resolve_int8_kernels
 
     cfg = GateConfig(count=GATE_COUNT, streams=1, int8_kernels="matmulnbits")
     if resolve_int8_kernels("auto") != "matmulnbits":  # ORT < 1.22, or x86 without VNNI
@@ -187,7 +187,7 @@ def test_int8_cpu_kernels_run_the_same_int8_weights_either_way(
     """The ONNX Runtime backend's two CPU INT8 kernel choices on one decoder step: MatMulNBits
     (every Q/DQ weight layer rewritten, activations quantized per block at run time) and the
     Q/DQ graph as written; both near FP32, and the rewrite leaves no Q/DQ weight layer."""
-    from nuwa.runtime.backends.int8_cpu_kernels import resolve_int8_kernels
+    from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import resolve_int8_kernels
 
     ref = ExportRunner(tiny_portable)
     graph = ref.manifest.decoder_step("text", 3)
@@ -353,7 +353,8 @@ def test_full_range_int8_is_refused_where_the_cpu_kernels_saturate(
     """Full-range weights on an x86 CPU without VNNI would make ONNX Runtime's int8 kernels
     saturate: a clear error instead of wrong outputs. 7-bit weights, CPUs with VNNI and
     simulated Q/DQ (no int8 kernels) load."""
-    from nuwa.runtime.backends import onnxruntime_backend as ortb
+    from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from nuwa.runtime.backends.onnxruntime import int8_cpu_kernels as kernels
     from nuwa.spec.errors import BackendUnavailableError
 
     full = tmp_path / "full"
@@ -366,15 +367,15 @@ def test_full_range_int8_is_refused_where_the_cpu_kernels_saturate(
         and load_manifest(tiny_int8).int8_weight_max == 63
     )
 
-    monkeypatch.setattr(ortb, "int8_products_saturate", lambda: True)
+    monkeypatch.setattr(kernels, "int8_products_saturate", lambda: True)
     with pytest.raises(BackendUnavailableError, match=r"without VNNI.*--weight-range reduced"):
-        ortb.OnnxRuntimeBackend(load_manifest(full), device="cpu")
+        OnnxRuntimeBackend(load_manifest(full), device="cpu")
     with pytest.raises(BackendUnavailableError, match="without VNNI"):
         ExportRunner(full)
     ExportRunner(full, simulate_qdq=True)  # Q/DQ executed as written: nothing saturates
-    ortb.OnnxRuntimeBackend(load_manifest(tiny_int8), device="cpu")  # 7-bit weights
-    monkeypatch.setattr(ortb, "int8_products_saturate", lambda: False)
-    ortb.OnnxRuntimeBackend(load_manifest(full), device="cpu")
+    OnnxRuntimeBackend(load_manifest(tiny_int8), device="cpu")  # 7-bit weights
+    monkeypatch.setattr(kernels, "int8_products_saturate", lambda: False)
+    OnnxRuntimeBackend(load_manifest(full), device="cpu")
 
 
 def test_cpu_flags_tell_whether_int8_products_saturate(tmp_path: Path, monkeypatch) -> None:

@@ -10,7 +10,7 @@ import torch
 from nuwa.cli import main
 from nuwa.export import Manifest, load_manifest
 from nuwa.export.exporter import default_frames, export_model
-from nuwa.export.graphs import GraphSpec, build_graph_specs
+from nuwa.export.graph_specs import GraphSpec, build_graph_specs
 from nuwa.model.nuwa import NuwaModel
 from nuwa.spec.config import NuwaConfig
 

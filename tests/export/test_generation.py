@@ -1,19 +1,98 @@
 """A whole greedy generation through ONNX Runtime gives the PyTorch reference loop's tokens:
 text->image, text->video (also sliding past the trained frames, so the ring cache wraps) and
-sketch->video, on the tiny model, with the sketch tokens made by the exported VQ-GAN-Seg."""
+sketch->video, on the tiny model, with the sketch tokens made by the exported VQ-GAN-Seg.
+
+The decode loop over the exported graphs (:class:`OrtGreedyDecoder`) lives here, not in
+``nuwa.export``: export is below the runtime (DESIGN §2), and decoding is the runtime's."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from nuwa.export.verify import OrtGreedyDecoder
+from nuwa.export.verify import session as ort_session
 from nuwa.model.generate import generate_tokens
 from nuwa.model.sampling import SamplingOptions
+from nuwa.spec.manifest import Manifest
 
 PROMPTS = ["a red square moves left", "the digit 3 in blue moves down"]
 GREEDY = SamplingOptions(temperature=0.0)
+
+
+class OrtGreedyDecoder:
+    """Greedy generation over an export directory with ONNX Runtime (no PyTorch): the smallest
+    decode loop over the exported graphs, spelled out here so that a failure points at a graph
+    rather than at the runtime's engine (which ``tests/runtime`` checks against the same
+    PyTorch reference).
+
+    The same steps as :func:`nuwa.model.generate.generate_tokens` with ``temperature=0`` and no
+    guidance: encode the condition, then feed ``<bos>`` and each chosen token back with its
+    raster position; ``present.*`` of one step is ``past_key_values.*`` of the next.
+    """
+
+    def __init__(self, manifest: Manifest, threads: int = 1) -> None:
+        self.manifest = manifest
+        self.threads = threads
+        self._sessions: dict[str, Any] = {}
+
+    def session(self, graph: str) -> Any:
+        if graph not in self._sessions:
+            self._sessions[graph] = ort_session(self.manifest.path(graph), self.threads)
+        return self._sessions[graph]
+
+    def condition(self, key: str, inputs: np.ndarray) -> list[np.ndarray]:
+        """Cross K/V of every decoder layer (in ``cross_names`` order) for a condition."""
+        graph = self.manifest.graph(self.manifest.conditions[key].encoder)
+        sess = self.session(graph.name)
+        return list(sess.run(graph.output_names, {graph.input_names[0]: inputs}))
+
+    def prefill(self, condition_key: str, cross: list[np.ndarray], prefix: np.ndarray) -> list:
+        """Ring caches after the known ``prefix (B, F, H, W)`` frames, in one call."""
+        dec = self.manifest.decoder
+        graph = self.manifest.decoder_prefill(condition_key)
+        feeds = dict(zip(dec.cross_names(), cross, strict=True))
+        feeds[graph.input_names[0]] = prefix
+        feeds = {name: feeds[name] for name in graph.input_names}
+        return list(self.session(graph.name).run(dec.present_names(), feeds))
+
+    def generate(
+        self,
+        condition_key: str,
+        condition_inputs: np.ndarray,
+        num_frames: int,
+        prefix: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Token grid ``(B, num_frames, H, W)`` int64 chosen by argmax at every position after
+        the optional known ``prefix (B, F, H, W)`` frames (fed through ``decoder_prefill``)."""
+        dec = self.manifest.decoder
+        _, h, w = dec.grid
+        cross = self.condition(condition_key, condition_inputs)
+        batch = cross[0].shape[0]
+        step = self.manifest.decoder_step(condition_key, num_frames)
+        sess = self.session(step.name)
+        cache_shape = (batch, dec.num_heads, dec.cache_slots, dec.head_dim)
+        past = [np.zeros(cache_shape, np.float32) for _ in dec.past_names()]
+        feeds: dict[str, np.ndarray] = dict(zip(dec.cross_names(), cross, strict=True))
+        n = num_frames * h * w
+        out = np.zeros((batch, n), np.int64)
+        prev = np.full((batch,), dec.bos_id, np.int64)
+        start = 0
+        if prefix is not None:
+            past = self.prefill(condition_key, cross, prefix)
+            start = prefix.shape[1] * h * w
+            out[:, :start] = prefix.reshape(batch, start)
+            prev = out[:, start - 1]
+        for pos in range(start, n):
+            feeds[dec.input_ids] = prev
+            feeds[dec.positions] = np.full((batch,), pos, np.int64)
+            feeds.update(zip(dec.past_names(), past, strict=True))
+            logits, *past = sess.run([dec.logits, *dec.present_names()], feeds)
+            prev = logits.argmax(-1).astype(np.int64)
+            out[:, pos] = prev
+        return out.reshape(batch, num_frames, h, w)
 
 
 def reference(model, cond, num_frames: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nuwa.export import ManifestError, load_manifest
-from nuwa.export.onnx_function import DOMAIN, OP_TYPE, Attention3DAttrs, is_attention_node
+from nuwa.export.attention_node import DOMAIN, OP_TYPE, Attention3DAttrs, is_attention_node
 from nuwa.export.verify import check_graph, session
 from nuwa.export.weights import WEIGHTS_FILE
 from nuwa.spec.config import NuwaConfig
@@ -185,7 +185,7 @@ def test_channel_norm_vqgan_graphs_match_pytorch(tmp_path, name):
     """A VQ-GAN with ``norm="channel"`` (per-position normalisation) exports and runs in ONNX
     Runtime like PyTorch (export_graph raises on a mismatch; checked here again at batch 1)."""
     from nuwa.export.exporter import DEFAULT_OPSET, default_frames, export_graph
-    from nuwa.export.graphs import build_graph_specs
+    from nuwa.export.graph_specs import build_graph_specs
     from nuwa.model.nuwa import NuwaModel
 
     cfg = NuwaConfig.from_name("tiny")

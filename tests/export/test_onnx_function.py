@@ -17,20 +17,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from nuwa.export.onnx_function import (
-    ATTRIBUTE_NAMES,
-    DOMAIN,
+from nuwa.export.attention_masks import (
     MAX_TABLE_ENTRIES,
-    OP_TYPE,
-    ORT_TRT_PLUGIN_DOMAIN,
-    Attention3DAttrs,
-    attach_functions,
     bias_table_model,
     grid_bias_table,
     position_bias_table,
+)
+from nuwa.export.attention_node import (
+    ATTRIBUTE_NAMES,
+    DOMAIN,
+    OP_TYPE,
+    ORT_TRT_PLUGIN_DOMAIN,
+    Attention3DAttrs,
     to_ort_tensorrt,
     to_tensorrt,
 )
+from nuwa.export.onnx_function import attach_functions
 from nuwa.export.verify import session
 from nuwa.model.attention3d import (
     NearbyAttentionSpec,

@@ -14,7 +14,7 @@ import pytest
 
 from nuwa.export import load_manifest
 from nuwa.export.weights import WEIGHTS_FILE, SharedWeights, materialize_weights
-from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from nuwa.runtime.export_cache import BUNDLED_EXPORT_DIR
 from nuwa.runtime.pipeline import Pipeline, default_model_dir
 from nuwa.spec.generation_config import GenerationConfig

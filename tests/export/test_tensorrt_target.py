@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 import nuwa
-from nuwa.export.onnx_function import is_attention_node
+from nuwa.export.attention_node import is_attention_node
 from nuwa.export.verify import runnable_copy, session
 
 PLUGIN_FIELDS_HEADER = (

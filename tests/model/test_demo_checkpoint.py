@@ -20,15 +20,13 @@ from nuwa.data.object_reading import track_objects
 from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.nuwa import NuwaModel
 from nuwa.model.sampling import SamplingOptions
-from nuwa.quality.evaluation import (
-    EVAL_SEED,
-    Evaluator,
-    caption_choice_accuracy,
-    reconstruction_psnr,
-    rival_values,
-    with_first,
-)
+from nuwa.quality.caption_choice import caption_choice_accuracy, rival_values, with_first
+from nuwa.quality.evaluation import reconstruction_psnr
+from nuwa.quality.evaluation_tasks import EVAL_SEED
+from nuwa.quality.evaluator import Evaluator
 from nuwa.spec.config import NuwaConfig
+
+from ..quality.torch_reference import TorchReference
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "model" / "checkpoints" / "demo"
 SIZE_LIMIT = 25 * 2**20
@@ -68,7 +66,7 @@ def test_sketch_to_image_follows_the_sketch_far_above_chance(demo: NuwaModel) ->
     # sample's sketch (an image that ignored its sketch would score the same both ways).
     ds = SyntheticVideoDataset(8, seed=EVAL_SEED, split="heldout")
     options = CARD_SAMPLING
-    evaluator = Evaluator(demo, ds, options, batch_size=8)
+    evaluator = Evaluator(TorchReference(demo), ds, options, batch_size=8)
     sketches = np.stack([ds.image_sample(i).sketch for i in range(8)])
     images = evaluator.sketch_to_images(sketches)
     paired = zip(images, sketches, strict=True)
@@ -94,7 +92,7 @@ def test_text_to_image_draws_the_captioned_colour_and_position(demo: NuwaModel) 
     # over 64 held-out captions)
     ds = SyntheticVideoDataset(16, seed=EVAL_SEED, split="heldout")
     options = CARD_SAMPLING
-    scores = Evaluator(demo, ds, options, batch_size=16).run("T2I", range(16))
+    scores = Evaluator(TorchReference(demo), ds, options, batch_size=16).run("T2I", range(16))
     assert np.mean([s["colour"] for s in scores]) >= 0.5
     assert np.mean([s["position"] for s in scores]) >= 0.5
 
@@ -106,7 +104,7 @@ def test_text_to_video_moves_the_way_the_caption_says(demo: NuwaModel) -> None:
     # allows), so chance is measured on the same videos: 0.94 own vs 0.06 rival measured on
     # these 16 (direction 0.88 over 64 held-out captions)
     ds = SyntheticVideoDataset(16, seed=EVAL_SEED, split="heldout")
-    evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=16)
+    evaluator = Evaluator(TorchReference(demo), ds, CARD_SAMPLING, batch_size=16)
     clips = [ds[i] for i in range(16)]
     videos = evaluator.text_to_video([c.caption for c in clips])
     own, rival = [], []
@@ -131,7 +129,7 @@ def test_text_to_video_draws_the_object_of_a_caption_that_leaves_attributes_out(
     # in 4 of 4 and the green circle green in 4 of 4 (stage 7: green in 3, cyan in 1).
     captions = ["a red square moves left"] * 4 + ["a green circle"] * 4
     ds = SyntheticVideoDataset(1, seed=EVAL_SEED, split="heldout")
-    evaluator = Evaluator(demo, ds, CARD_SAMPLING, batch_size=8)
+    evaluator = Evaluator(TorchReference(demo), ds, CARD_SAMPLING, batch_size=8)
     videos = evaluator.text_to_video(captions)
     largest = [next(iter(track_objects(v)), None) for v in videos]
     colours = [t.colour if t is not None else None for t in largest]  # of the largest object
@@ -145,7 +143,9 @@ def test_video_prediction_follows_the_motion(demo: NuwaModel) -> None:
     # over 64 held-out clips); a video that froze the last given frame scores much worse
     ds = SyntheticVideoDataset(8, seed=EVAL_SEED, split="heldout")
     options = dataclasses.replace(CARD_SAMPLING, guidance_scale=1.0)  # nothing to guide
-    scores = Evaluator(demo, ds, options, batch_size=8, v2v_given=2).run("V2V", range(8))
+    scores = Evaluator(TorchReference(demo), ds, options, batch_size=8, v2v_given=2).run(
+        "V2V", range(8)
+    )
     predicted = float(np.mean([s["position_error"] for s in scores]))
     frozen = float(
         np.mean(

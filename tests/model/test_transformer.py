@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nuwa.model.attention3d import NearbyAttentionSpec, resolve_impl
-from nuwa.model.transformer import Condition, NuwaTransformer, count_parameters
+from nuwa.model.transformer import EncodedCondition, NuwaTransformer, count_parameters
 from nuwa.spec.config import NuwaConfig
 
 
@@ -20,7 +20,7 @@ def _pair() -> tuple[NuwaTransformer, NuwaTransformer]:
     return gather, dense
 
 
-def _conditions(model: NuwaTransformer, kind: str, batch: int) -> Condition:
+def _conditions(model: NuwaTransformer, kind: str, batch: int) -> EncodedCondition:
     cfg = model.cfg
     if kind == "text":
         return model.encode_text(torch.randint(0, 256, (batch, cfg.max_text_len)))

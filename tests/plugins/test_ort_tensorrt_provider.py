@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nuwa.plugins import library
-from nuwa.runtime.backends import onnxruntime_backend as ort_backend
+from nuwa.runtime.backends.onnxruntime import providers as ort_backend
 
 
 @pytest.fixture

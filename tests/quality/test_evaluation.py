@@ -16,20 +16,20 @@ from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS
 from nuwa.data.long_video_scores import frame_blocks, score_long_video
 from nuwa.data.synthetic_data import SyntheticVideoDataset
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.sampling import SamplingOptions
-from nuwa.quality.evaluation import (
+from nuwa.quality.caption_choice import (
     CAPTION_GROUPS,
-    LONG_TASKS,
-    Evaluator,
     by_caption_group,
     caption_choice_accuracy,
     caption_choice_chance,
     caption_group,
-    check_long_frames,
     rival_values,
-    summarise_blocks,
 )
+from nuwa.quality.evaluator import Evaluator
+from nuwa.quality.long_generation import LONG_TASKS, check_long_frames, summarise_blocks
+from nuwa.runtime.sampler import SamplingOptions
 from nuwa.spec.config import NuwaConfig
+
+from .torch_reference import TorchReference
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,9 @@ class GroundTruthEvaluator(Evaluator):
 
 def test_long_generation_of_the_ground_truth_scores_perfectly(model: NuwaModel) -> None:
     ds = SyntheticVideoDataset(3, seed=3, frames=8, split="heldout")  # 64 px: the checker's size
-    evaluator = GroundTruthEvaluator(model, ds, SamplingOptions(), batch_size=3, v2v_given=2)
+    evaluator = GroundTruthEvaluator(
+        TorchReference(model), ds, SamplingOptions(), batch_size=3, v2v_given=2
+    )
     evaluator.frames = 8  # blocks of the demo's trained length (the tiny model trains 3)
     for task in LONG_TASKS:
         table = summarise_blocks(evaluator.long_generation(task, [0, 1, 2], 20))
@@ -173,8 +175,11 @@ def test_long_generation_of_the_ground_truth_scores_perfectly(model: NuwaModel) 
 
 
 def test_long_generation_runs_the_tiny_model_past_its_trained_length(model: NuwaModel) -> None:
+    from nuwa.runtime.backends.torch_backend import TorchBackend
+
     ds = SyntheticVideoDataset(2, seed=5, frames=3, size=16, split="heldout")
-    evaluator = Evaluator(model, ds, SamplingOptions(temperature=0.0), batch_size=2, v2v_given=1)
+    backend = TorchBackend(model=model, device="cpu")  # through the runtime's decode loop
+    evaluator = Evaluator(backend, ds, SamplingOptions(temperature=0.0), batch_size=2, v2v_given=1)
     clips = [ds.long_clip(i, 7) for i in range(2)]
     for task in LONG_TASKS:
         videos, given = evaluator.long_videos(task, clips, 7)

@@ -1,5 +1,6 @@
-"""RuntimeEvaluator: the reference evaluation's tasks through a runtime backend; under greedy
-decoding it generates what the PyTorch reference evaluator generates, and scores the same."""
+"""The evaluation's tasks through a runtime backend (``Evaluator`` over a backend); under greedy
+decoding it generates what the PyTorch reference (``TorchReference``: the model's conditions, the
+reference decode loop ``nuwa.model.generate``, its VQ-GAN) generates, and scores the same."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import numpy as np
 import pytest
 
 from nuwa.data.synthetic_data import SyntheticVideoDataset
-from nuwa.model.sampling import SamplingOptions
-from nuwa.quality.evaluation import Evaluator
-from nuwa.quality.runtime_evaluation import RuntimeEvaluator
+from nuwa.quality.evaluator import Evaluator
+from nuwa.quality.generation import Request
+from nuwa.runtime.backends import load_backend
+from nuwa.runtime.sampler import SamplingOptions
+
+from .torch_reference import TorchReference
 
 GREEDY_CFG = SamplingOptions(temperature=0.0, guidance_scale=2.0)
 
@@ -44,22 +48,20 @@ def test_torch_backend_scores_exactly_like_the_reference(dataset, tmp_path):
     torch.manual_seed(0)
     model = NuwaModel(cfg).eval()
     model.save_pretrained(tmp_path)
-    ref = Evaluator(model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
-    ours = RuntimeEvaluator(model, dataset, GREEDY_CFG, 2, 1, tmp_path, "torch")
+    ref = Evaluator(TorchReference(model), dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = Evaluator(load_backend("torch", tmp_path, device="cpu"), dataset, GREEDY_CFG, 2, 1)
     for task in ("T2I", "T2V", "S2I", "S2V", "V2V", "I2I", "TI2I", "TV2V"):
         assert_same_scores(ours.run(task, [0, 1]), ref.run(task, [0, 1]), task)
     assert_same_scores(ours.open_captions([0, 1]), ref.open_captions([0, 1]), "open captions")
 
 
 def test_onnxruntime_backend_generates_the_reference_pixels(tiny_model, tiny_export_dir, dataset):
-    ref = Evaluator(tiny_model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
-    ours = RuntimeEvaluator(tiny_model, dataset, GREEDY_CFG, 2, 1, tiny_export_dir, "onnxruntime")
+    ref = Evaluator(TorchReference(tiny_model), dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = Evaluator(load_backend("onnxruntime", tiny_export_dir), dataset, GREEDY_CFG, 2, 1)
     prompts = ["a red square moves left", "the digit 3 in blue"]  # within 47 bytes
     sketches = np.stack([dataset[i].sketch for i in range(2)])
-    for a, b in (
-        (ours._generate(ours._text(prompts), 3), ref._generate(ref._text(prompts), 3)),
-        (ours._generate(ours._sketch(sketches), 3), ref._generate(ref._sketch(sketches), 3)),
-    ):
+    for request in (Request(3, prompts=prompts), Request(3, sketch=sketches)):
+        a, b = ours.generate(request), ref.generate(request)
         assert a.shape == b.shape == (2, 3, 16, 16, 3)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert len(ours.run("V2V", [0, 1])) == 2
@@ -159,8 +161,8 @@ def test_long_generation_through_a_backend_scores_like_the_reference(
 ):
     """Past the trained length (the window slides): the torch backend's per-block scores are
     the reference's, and ONNX Runtime generates the reference's pixels."""
-    ref = Evaluator(tiny_model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
-    ours = RuntimeEvaluator(tiny_model, dataset, GREEDY_CFG, 2, 1, tiny_export_dir, "onnxruntime")
+    ref = Evaluator(TorchReference(tiny_model), dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = Evaluator(load_backend("onnxruntime", tiny_export_dir), dataset, GREEDY_CFG, 2, 1)
     clips = [dataset.long_clip(i, 7) for i in range(2)]
     for task in ("V2V", "T2V"):
         (a, given_a), (b, given_b) = (
@@ -184,8 +186,8 @@ def test_torch_backend_long_generation_scores_exactly_like_the_reference(dataset
     torch.manual_seed(0)
     model = NuwaModel(cfg).eval()
     model.save_pretrained(tmp_path)
-    ref = Evaluator(model, dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
-    ours = RuntimeEvaluator(model, dataset, GREEDY_CFG, 2, 1, tmp_path, "torch")
+    ref = Evaluator(TorchReference(model), dataset, GREEDY_CFG, batch_size=2, v2v_given=1)
+    ours = Evaluator(load_backend("torch", tmp_path, device="cpu"), dataset, GREEDY_CFG, 2, 1)
     for task in ("V2V", "T2V"):
         got, want = ours.long_generation(task, [0, 1], 8), ref.long_generation(task, [0, 1], 8)
         for block in want[0]:

@@ -1,6 +1,7 @@
-"""The CPU INT8 kernel choice (nuwa.runtime.backends.int8_cpu_kernels): ONNX Runtime's 8-bit
-MatMulNBits against its NumPy reference, and the Q/DQ -> MatMulNBits rewrite of graphs written by
-the project's own Q/DQ inserter, checked against that reference layer by layer."""
+"""The CPU INT8 kernel choice (nuwa.runtime.backends.onnxruntime.int8_cpu_kernels): ONNX
+Runtime's 8-bit MatMulNBits against its NumPy reference, and the Q/DQ -> MatMulNBits rewrite of
+graphs written by the project's own Q/DQ inserter, checked against that reference layer by
+layer."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from nuwa.calibration.qdq import (
     quantize_bias,
     quantize_weight,
 )
-from nuwa.runtime.backends import int8_cpu_kernels as kernels
-from nuwa.runtime.backends.int8_cpu_kernels import (
+from nuwa.runtime.backends.onnxruntime import int8_cpu_kernels as kernels
+from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import (
     NBitsWeights,
     block_size_for,
     matmul_nbits_available,

@@ -17,11 +17,9 @@ import pytest
 
 from nuwa.export import load_manifest
 from nuwa.runtime.backends import load_backend
-from nuwa.runtime.backends.onnxruntime_backend import (
-    BoundRingCache,
-    OnnxRuntimeBackend,
-    _scatters_cache_once,
-)
+from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime.request_state import BoundRequestState, to_host
+from nuwa.runtime.backends.onnxruntime.sessions import scatters_cache_once
 from nuwa.runtime.engine import DecodeState
 from nuwa.runtime.export_cache import (
     BUNDLED_EXPORT_DIR,
@@ -64,8 +62,8 @@ def test_io_binding_matches_plain_run_and_torch(
     backend = ort_backend
     assert ort_backend.cache_in_place  # the CPU default for the exported step graphs
     if not in_place:
-        backend = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, threads=1)
-        backend._cache_in_place = False  # the double-buffered binding
+        backend = OnnxRuntimeBackend(ort_backend.manifest, threads=1, cache_in_place=False)
+        assert not backend.cache_in_place  # the double-buffered binding
     bound = step_logits(backend, task, steps, **kw)
     ref = step_logits(plain, task, steps, **kw)
     torch_logits = step_logits(torch_backend, task, steps, **kw)
@@ -96,7 +94,7 @@ def test_prefill_of_whole_frames_equals_stepping_through_them(
         prev = known[:, pos]
     assert prefilled.prefill_frames(known, 2 * hw + 3) == 2 * hw  # whole frames only
     assert prefilled.steps == 1
-    host = [s.cache.host_layers() if io_binding else s.cache.layers for s in (stepped, prefilled)]
+    host = [s.request.cache.host_layers(to_host) for s in (stepped, prefilled)]
     for (ka, va), (kb, vb) in zip(*host, strict=True):
         np.testing.assert_allclose(kb, ka, atol=1e-5, rtol=0)
         np.testing.assert_allclose(vb, va, atol=1e-5, rtol=0)
@@ -109,15 +107,16 @@ def test_prefill_of_whole_frames_equals_stepping_through_them(
 def test_ring_cache_buffers_are_fixed_and_swap(ort_backend) -> None:
     plan = plan_task(ort_backend, "t2i", prompt="a red square")
     state = DecodeState(ort_backend, plan.cond, None, 9)
-    cache = state.cache
-    assert isinstance(cache, BoundRingCache) and cache.in_place  # one set: past is present
+    assert isinstance(state.request, BoundRequestState)
+    cache = state.request.cache
+    assert cache.in_place  # one set: past is present
     buffers = [id(v) for v in cache.buffers[0] + cache.buffers[1]]
     prev = np.array([ort_backend.spec.bos_id])
     for pos in range(40):
         prev = state.step(prev, pos).argmax(-1)
-        assert state.cache is cache and cache.current == (pos + 1) % 2
+        assert state.request.cache is cache and cache.current == (pos + 1) % 2
     assert [id(v) for v in cache.buffers[0] + cache.buffers[1]] == buffers
-    (k0, _), _ = cache.host_layers()
+    (k0, _), _ = cache.host_layers(to_host)
     assert k0.shape == (1, 4, 32, 8) and np.abs(k0).sum() > 0
     plain = OnnxRuntimeBackend(ort_backend.manifest, io_binding=False).new_cache(1)
     assert isinstance(plain, RingCache) and plain.nbytes == 2 * 2 * 4 * 32 * 8 * 4
@@ -129,12 +128,12 @@ def test_the_cache_is_written_in_place_only_where_the_scatter_is_its_one_reader(
     graph = ort_backend.manifest.decoder_steps[0].graph
     model = onnx.load(str(ort_backend.manifest.path(graph)), load_external_data=False)
     past, present = ort_backend.past_names, ort_backend.present_names
-    assert _scatters_cache_once(model, past, present)
+    assert scatters_cache_once(model, past, present)
     extra = onnx.helper.make_node("Identity", [past[3]], ["peek"])  # a second reader of a past
     model.graph.node.insert(0, extra)
-    assert not _scatters_cache_once(model, past, present)
+    assert not scatters_cache_once(model, past, present)
     del model.graph.node[0]
-    assert not _scatters_cache_once(model, past, present[::-1])  # writes another output
+    assert not scatters_cache_once(model, past, present[::-1])  # writes another output
     gpu = OnnxRuntimeBackend(ort_backend.manifest)
     gpu.device_kind = "cuda"  # not run on a GPU yet: ping-pong there
     assert not gpu.cache_in_place
@@ -230,9 +229,9 @@ def test_condition_encoder_runs_in_row_chunks_equal_to_torch(
     kind, ort_backend, torch_backend, task_inputs
 ) -> None:
     """An odd batch larger than ENCODER_ROWS_PER_RUN: the chunked encoder's rows equal PyTorch's."""
-    from nuwa.runtime.backends import onnxruntime_backend
+    from nuwa.runtime.backends.onnxruntime import ENCODER_ROWS_PER_RUN
 
-    rows = 2 * onnxruntime_backend.ENCODER_ROWS_PER_RUN + 1
+    rows = 2 * ENCODER_ROWS_PER_RUN + 1
     if kind == "text":
         ids = np.random.default_rng(0).integers(0, 256, (rows, ort_backend.spec.max_text_len))
 

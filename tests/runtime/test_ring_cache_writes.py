@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nuwa.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-from nuwa.runtime.backends.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
+from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from nuwa.runtime.backends.onnxruntime.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
+from nuwa.runtime.backends.onnxruntime.sessions import GraphPasses
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -70,9 +71,9 @@ def test_the_cpu_backend_runs_the_rewritten_step(step_pair) -> None:
     model = backend.prepare_graph(graph.name, onnx.load(str(backend.manifest.path(graph.name))))
     assert "ScatterElements" not in [n.op_type for n in model.graph.node]
     assert backend.cache_in_place  # the rewritten write keeps the in-place cache
-    gpu = OnnxRuntimeBackend(backend.manifest)
-    gpu.device_kind = "cuda"  # other providers run the graph as exported
-    model = gpu.prepare_graph(graph.name, onnx.load(str(backend.manifest.path(graph.name))))
+    gpu = GraphPasses.for_device("cuda", None, backend.past_names, backend.present_names)
+    assert not gpu.changes(graph)  # other providers run the graph as exported
+    model = gpu.apply(graph, onnx.load(str(backend.manifest.path(graph.name))))
     assert "ScatterND" not in [n.op_type for n in model.graph.node]
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from nuwa.runtime.backends import load_backend
 from nuwa.runtime.backends.tensorrt import backend as trt_backend
+from nuwa.runtime.backends.tensorrt.device_memory import DeviceArray, numpy_dtype
+from nuwa.runtime.backends.tensorrt.engine_runner import EngineRunner
 from nuwa.runtime.backends.tensorrt.engines_json import (
     ENGINES_FILE,
     EngineInfo,
@@ -26,6 +28,7 @@ from nuwa.runtime.backends.tensorrt.engines_json import (
     load_metadata,
     write_metadata,
 )
+from nuwa.spec import environment
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 from nuwa.spec.manifest import Manifest
 
@@ -211,7 +214,7 @@ def _runner(tmp_path: Path, dtype: str, profile: tuple[list[int], ...]):
     runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine)
     path = tmp_path / "decoder_step.text.engine"
     path.write_bytes(b"plan")
-    return trt_backend.EngineRunner(trt, runtime, path, _FakeCudart(), 0), engine
+    return EngineRunner(trt, runtime, path, _FakeCudart(), 0), engine
 
 
 @pytest.mark.parametrize(
@@ -219,12 +222,12 @@ def _runner(tmp_path: Path, dtype: str, profile: tuple[list[int], ...]):
     [("FLOAT", "float32"), ("HALF", "float16"), ("BF16", "bfloat16"), ("INT64", "int64")],
 )
 def test_tensorrt_types_map_to_numpy_bf16_included(name: str, expected: str) -> None:
-    assert trt_backend.numpy_dtype(_DataType(name)) == np.dtype(expected)
+    assert numpy_dtype(_DataType(name)) == np.dtype(expected)
 
 
 def test_types_without_a_host_type_are_named() -> None:
     with pytest.raises(BackendUnavailableError, match="tensor type INT4 has no host"):
-        trt_backend.numpy_dtype(_DataType("INT4"))
+        numpy_dtype(_DataType("INT4"))
 
 
 def test_bf16_engine_io_runs_and_converts(tmp_path: Path) -> None:
@@ -248,7 +251,7 @@ def test_out_of_profile_shape_names_the_profile_range(tmp_path: Path) -> None:
 
 def test_device_buffer_of_another_dtype_is_refused(tmp_path: Path) -> None:
     runner, _ = _runner(tmp_path, "HALF", ([1, 4], [2, 4], [8, 4]))
-    wrong = trt_backend.DeviceArray(_FakeCudart(), (2, 4), np.float32)
+    wrong = DeviceArray(_FakeCudart(), (2, 4), np.float32)
     with pytest.raises(ValueError, match="'x' is float32, the engine takes float16"):
         runner.run({"x": wrong})
 
@@ -327,19 +330,23 @@ def test_cache_buffers_take_the_graphs_cache_dtype(tiny_tensorrt: Path, cache_dt
     backend.cudart, backend.stream = _FakeCudart(), 0
     cache = backend.new_cache(rows=3)
     dec = backend.manifest.decoder
-    assert len(cache.current) == len(cache.spare) == len(past) == 2 * dec.num_layers
-    for buf in cache.current + cache.spare:
+    assert not cache.in_place  # two sets: ping-pong
+    assert len(cache.past) == len(cache.present) == len(past) == 2 * dec.num_layers
+    for buf in cache.past + cache.present:
         assert buf.dtype == np.dtype(cache_dtype)
         assert buf.nbytes == 3 * dec.num_heads * dec.cache_slots * dec.head_dim * buf.dtype.itemsize
 
 
+@pytest.mark.parametrize("given", ["file", "folder"])
 def test_backend_refuses_engines_of_another_plugin_library(
-    tmp_path: Path, tiny_tensorrt: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_tensorrt: Path, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
+    """NUWA_PLUGINS_LIB (the one name nuwa.plugins reads too: a file or its folder) overrides
+    the library engines.json records; a library of another hash is refused."""
     library = tmp_path / "libnuwa_plugins.so"
     library.write_bytes(b"a rebuilt plugin library")
     _metadata(tmp_path, tiny_tensorrt)  # built with a library of SHA-256 000...
-    monkeypatch.setenv(trt_backend.PLUGIN_ENV, str(library))
+    monkeypatch.setenv(environment.PLUGINS_LIB, str(library if given == "file" else tmp_path))
     monkeypatch.setattr(
         trt_backend, "_import_tensorrt", lambda: types.SimpleNamespace(__version__="10.14.1")
     )

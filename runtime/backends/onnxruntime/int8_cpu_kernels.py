@@ -37,11 +37,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nuwa.runtime.cpu_features import INT8_KERNELS, int8_products_saturate
+from nuwa.runtime.cpu_features import (
+    INT8_KERNELS,
+    SATURATION_FREE_WEIGHT_MAX,
+    int8_products_saturate,
+)
+from nuwa.spec.errors import BackendUnavailableError
+from nuwa.spec.manifest import Manifest
 
 __all__ = [
     "INT8_KERNELS",
     "check_int8_kernels",
+    "check_int8_weight_range",
     "matmul_nbits_reference",
     "resolve_int8_kernels",
     "rewrite_to_matmul_nbits",
@@ -360,3 +367,21 @@ def resolve_int8_kernels(choice: str) -> str:
             "whose int8 products do not saturate (VNNI on x86); use 'qdq' here"
         )
     return "matmulnbits" if usable else "qdq"
+
+
+def check_int8_weight_range(manifest: Manifest) -> None:
+    """Refuse an export whose INT8 weights would saturate this CPU's int8 kernels (full-range
+    weights on x86 without VNNI: wrong outputs); call it only where the kernels run."""
+    weight_max = manifest.int8_weight_max
+    if (
+        weight_max is not None
+        and weight_max > SATURATION_FREE_WEIGHT_MAX
+        and int8_products_saturate()
+    ):
+        raise BackendUnavailableError(
+            f"{manifest.directory}: INT8 weights in [-{weight_max}, {weight_max}] on "
+            "an x86 CPU without VNNI, where ONNX Runtime's int8 kernels saturate and would "
+            "give wrong outputs; quantize for this CPU with `nuwa quantize --weight-range "
+            "reduced` (the default for portable exports), or skip the quality gates "
+            "(--no-gates) when the export is meant for another machine"
+        )

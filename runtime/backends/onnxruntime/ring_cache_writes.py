@@ -12,7 +12,8 @@ contiguous values at a time and writes the same result.
 :func:`rewrite_ring_writes_to_scatter_nd` makes that change in memory when a CPU session is
 created (the file on disk is never changed): one small index computation per step shared by all
 layers, then every ring write becomes a ``ScatterND`` with the same data, updates and output, so
-the cache is still written in place under IO binding (``OnnxRuntimeBackend.cache_in_place``).
+the cache is still written in place under IO binding
+(:attr:`.backend.OnnxRuntimeBackend.cache_in_place`).
 It only rewrites the pattern the exporter writes (checked node by node) and leaves any other
 graph as it is. The tests compare the rewritten step with the exported one on random inputs
 (bit-identical outputs) and ``bench/precision.py`` times the step as the runtime runs it.

@@ -44,20 +44,18 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from nuwa.export.onnx_function import OP_TYPE, PLUGIN_NAMESPACE, is_attention_node
+from nuwa.export.attention_node import OP_TYPE, PLUGIN_NAMESPACE, is_attention_node
 from nuwa.runtime.backends.tensorrt.engines_json import (
     EngineInfo,
     EngineMetadata,
     engine_cache_key,
     write_metadata,
 )
+from nuwa.spec import install_hints
 from nuwa.spec.manifest import MANIFEST_FILE, GraphInfo, ManifestError, load_manifest, sha256_file
 
-TENSORRT_INSTALL = (
-    'TensorRT is not installed: pip install "nuwa-edge[trt]" (the tensorrt wheel) on a machine '
-    "with an NVIDIA GPU; JetPack ships it on Jetson"
-)
-CUDA_PYTHON_INSTALL = "cuda-python is not installed: pip install cuda-python (CUDA runtime API)"
+TENSORRT_INSTALL = f"TensorRT is not installed: {install_hints.TENSORRT}"
+CUDA_PYTHON_INSTALL = f"cuda-python is not installed: {install_hints.CUDA_PYTHON}"
 TIMING_CACHE = "timing-{key}.cache"  # keyed like the engines (engine_metadata.engine_cache_key)
 ROW_SCALED_KINDS = ("vq_encoder", "vq_decoder", "sketch_encoder")  # batch = rows x frames
 
@@ -156,8 +154,8 @@ def check_plugin_library(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EngineBuildError(
-            f"plugin library {path} not found; build it with `cmake -S . -B build "
-            "-DTensorRT_ROOT=... && cmake --build build`"
+            f"plugin library {path} not found; build it with "
+            f"`{install_hints.PLUGIN_BUILD_TENSORRT}`"
         )
     try:
         lib = ctypes.CDLL(str(path.resolve()))
@@ -170,7 +168,7 @@ def check_plugin_library(path: str | Path) -> dict[str, Any]:
     if not has_trt:
         raise EngineBuildError(
             f"{path} was built without the TensorRT plugin ({info}); rebuild with "
-            "TensorRT headers (cmake -DTensorRT_ROOT=...)"
+            f"TensorRT headers: {install_hints.PLUGIN_BUILD_TENSORRT}"
         )
     return {
         "library": str(path.resolve()),

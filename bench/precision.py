@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from nuwa.spec.manifest import MANIFEST_FILE
+from nuwa.spec.model_spec import CONFIG_FILE
 from nuwa.spec.tasks import TRAINED_TASK_CODES
 
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
@@ -89,7 +91,7 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, str
 
         torch.set_num_threads(1)
         model_dir = Path(args.model_dir) if args.model_dir else None
-        if model_dir is None and DEMO_CHECKPOINT.joinpath("config.json").is_file():
+        if model_dir is None and DEMO_CHECKPOINT.joinpath(CONFIG_FILE).is_file():
             model_dir = DEMO_CHECKPOINT
         if model_dir is None:
             from nuwa.model.nuwa import NuwaModel
@@ -215,9 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
     gates = {}
-    raws = {
-        name: json.loads((dirs[name] / "manifest.json").read_text()) for name in ("int8", "fp16")
-    }
+    raws = {name: json.loads((dirs[name] / MANIFEST_FILE).read_text()) for name in ("int8", "fp16")}
     for name, raw in raws.items():
         gates[name] = raw.get("quality_gates")
     int8 = raws["int8"]

@@ -209,7 +209,7 @@ def profile_ops(onnx: Path, frames: int) -> str:
     opts.profile_file_prefix = str(Path(tempfile.gettempdir()) / "nuwa_decode_profile")
     model = backend.prepare_graph(graph.name, onnx_lib.load(str(backend.manifest.path(graph.name))))
     session = ort.InferenceSession(model.SerializeToString(), opts)  # as the backend runs it
-    backend._sessions[graph.name] = session
+    backend.sessions.use_session(graph.name, session)
     state = DecodeState(backend, plan.cond, None, frames)
     prev = np.full((1,), backend.spec.bos_id, dtype=np.int64)
     for pos in range(4 * backend.spec.tokens_per_frame):
@@ -220,6 +220,8 @@ def profile_ops(onnx: Path, frames: int) -> str:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             by_op[e["args"]["op_name"]] += e["dur"]
     total = sum(by_op.values())
+    if not total:
+        raise RuntimeError(f"the profile of {graph.name} holds no kernel events")
     return ", ".join(f"{op} {100 * t / total:.0f}%" for op, t in by_op.most_common(6))
 
 

@@ -50,6 +50,12 @@ from nuwa.calibration.task_samples import TASKS
 from nuwa.export.weights import materialize_weights
 from nuwa.runtime.cpu_features import int8_products_saturate
 from nuwa.spec.generation_config import copy_generation_config
+from nuwa.spec.graph_names import (
+    CONDITION_ENCODER_KIND,
+    DECODER_PREFILL_KIND,
+    DECODER_STEP_KIND,
+    VQ_DECODER_KIND,
+)
 from nuwa.spec.input_rules import copy_input_rules
 from nuwa.spec.manifest import MANIFEST_FILE, ManifestError, load_manifest, sha256_file
 
@@ -70,8 +76,8 @@ class QualityGate(Protocol):
 
 PRECISIONS = ("int8", "fp16")
 WEIGHT_RANGES = ("auto", "full", "reduced")
-INT8_KINDS = ("decoder_step", "condition_encoder")
-FP16_KINDS = ("decoder_step", "decoder_prefill", "condition_encoder", "vq_decoder")
+INT8_KINDS = (DECODER_STEP_KIND, CONDITION_ENCODER_KIND)
+FP16_KINDS = (DECODER_STEP_KIND, DECODER_PREFILL_KIND, CONDITION_ENCODER_KIND, VQ_DECODER_KIND)
 
 
 class QuantizeError(ValueError):
@@ -202,7 +208,7 @@ def quantize_export(
         name: "kept_fp32" if name.startswith(keep_fp32) else g.kind
         for name, g in manifest.graphs.items()
     }
-    int8_kinds = INT8_KINDS + (("vq_decoder",) if int8_vq_decoder else ())
+    int8_kinds = INT8_KINDS + ((VQ_DECODER_KIND,) if int8_vq_decoder else ())
     changed_kinds = int8_kinds if precision == "int8" else FP16_KINDS
     models = {name: onnx.load(str(manifest.path(name))) for name in manifest.graphs}
     for model in models.values():  # weights the export stores as float16 + Cast, or as

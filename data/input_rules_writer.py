@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nuwa.data.clip_specs import ALLOWED_DIRECTIONS, COLOURS, DIGITS, DIRECTIONS, POSITIONS, SHAPES
+from nuwa.spec.checkpoint_files import CONFIG_FILE
 from nuwa.spec.input_rule_parts import CaptionGrammar, SketchRules
 from nuwa.spec.input_rules import SNAP_DISTANCE, InputRules, InputRulesError
 from nuwa.spec.sketch_palette import SKETCH_CLASSES, SKETCH_PALETTE
@@ -80,7 +81,7 @@ GENERATED_NOTE = (
 def write_input_rules(model_dir: str | Path) -> Path:
     """Write ``model_dir/input_rules.json`` from its ``config.json`` and the training data."""
     model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
     return rules_from_training_data(config).save(model_dir, note=GENERATED_NOTE)
 
 

@@ -12,7 +12,6 @@ Weights load with safetensors only (never pickle). Every failure says which file
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,14 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nuwa.spec.checkpoint_files import CONFIG_FILE
 from nuwa.spec.config import NuwaConfig
-from nuwa.spec.model_spec import CONFIG_FILE  # defined once there (the runtime reads it too)
-
-WEIGHT_FILES = {
-    "transformer": "transformer.safetensors",
-    "vqgan": "vqgan.safetensors",
-    "vqgan_seg": "vqgan_seg.safetensors",
-}
 
 
 class CheckpointError(RuntimeError):
@@ -87,15 +80,3 @@ def load_module(module: nn.Module, path: str | Path) -> nn.Module:
         state[name] = tensor.to(expected[name].dtype)
     module.load_state_dict(state, strict=True)
     return module
-
-
-def checkpoint_hash(model_dir: str | Path) -> str:
-    """SHA-256 over the config and weight files: the key of export caches."""
-    model_dir = Path(model_dir)
-    digest = hashlib.sha256()
-    for name in [CONFIG_FILE, *WEIGHT_FILES.values()]:
-        path = model_dir / name
-        if path.is_file():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()

@@ -13,15 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nuwa.model.checkpoint import (
-    CONFIG_FILE,
-    WEIGHT_FILES,
-    load_module,
-    read_config,
-    save_module,
-)
+from nuwa.model.checkpoint import load_module, read_config, save_module
 from nuwa.model.transformer import EncodedCondition, NuwaTransformer
 from nuwa.model.vqgan import VQGAN
+from nuwa.spec.checkpoint_files import CONFIG_FILE, WEIGHT_FILES
 from nuwa.spec.config import NuwaConfig
 from nuwa.spec.pixel_scaling import PIXEL_SCALE, PIXEL_SHIFT
 from nuwa.spec.tokenizer import ByteTokenizer

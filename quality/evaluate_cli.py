@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nuwa.quality.evaluation_tasks import ALL_TASKS, DEFAULT_TASKS, EVAL_SEED
+from nuwa.spec.checkpoint_files import CONFIG_FILE
 
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -84,14 +85,13 @@ def parse_long_frames(text: str | None) -> list[int]:
 def export_precision(model_dir: Path, export_dir: Path) -> str:
     """The precision of ``export_dir``, checked to be an export of the checkpoint ``model_dir``
     (the evaluation scores its pixels with that checkpoint's tokenizers and prompts)."""
-    from nuwa.model.checkpoint import checkpoint_hash
-    from nuwa.spec.manifest import ManifestError, load_manifest
+    from nuwa.spec.manifest import ManifestError, checkpoint_sha256, load_manifest
 
     try:
         manifest = load_manifest(export_dir, verify_hashes=False)
     except ManifestError as exc:
         raise ValueError(f"--onnx {export_dir}: {exc}") from None
-    if manifest.model.get("checkpoint_sha256") != checkpoint_hash(model_dir):
+    if manifest.model.get("checkpoint_sha256") != checkpoint_sha256(model_dir):
         raise ValueError(
             f"--onnx {export_dir} was exported from another checkpoint than --model {model_dir}"
         )
@@ -114,8 +114,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not (args.model / "config.json").is_file():
-        raise FileNotFoundError(f"{args.model} is not a model directory (no config.json)")
+    if not (args.model / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{args.model} is not a model directory (no {CONFIG_FILE})")
     if args.onnx is not None and args.backend != "onnxruntime":
         raise ValueError(f"--onnx is for --backend onnxruntime, not {args.backend}")
     held = export_precision(args.model, args.onnx) if args.onnx else "fp32"  # checks it, too

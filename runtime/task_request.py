@@ -156,7 +156,8 @@ def check_task_request(
         ids = encode_prompts(tok, prompts)  # once; a bad prompt fails before any input is read
         warn_unknown_words(prompts, rules)
     guided = guidance and info.guided
-    empty = np.stack([tok.empty()] * batch)
+    empty_ids = tok.empty()  # the unconditional prompt, tokenized once
+    empty = np.stack([empty_ids] * batch)
     source = forced = None
     row_prompts: list[str] = []
 
@@ -210,7 +211,7 @@ def check_task_request(
         assert prompts is not None and ids is not None
         row_prompts = prompts * batch
         condition = np.concatenate([ids] * batch)
-    uncondition = np.stack([tok.empty()] * len(condition)) if guided else None
+    uncondition = np.stack([empty_ids] * len(condition)) if guided else None
     return TaskRequest(info, frames, row_prompts, condition, uncondition, source, forced)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from nuwa.spec.checkpoint_files import CHECKPOINT_FILES
+
 
 def sha256_file(path: str | Path) -> str:
     """SHA-256 of a file's bytes (hex)."""
@@ -17,20 +19,10 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-# The files whose bytes identify a checkpoint, in hashing order (nuwa.model.checkpoint's
-# CONFIG_FILE and WEIGHT_FILES; that module imports torch, this one may not).
-CHECKPOINT_FILES = (
-    "config.json",
-    "transformer.safetensors",
-    "vqgan.safetensors",
-    "vqgan_seg.safetensors",
-)
-
-
 def checkpoint_sha256(model_dir: str | Path) -> str:
     """SHA-256 over a checkpoint's config and weight files (names and bytes; absent files
     skipped): the manifest's ``model.checkpoint_sha256``, which ties an export to the
-    checkpoint it was made from. Equals ``nuwa.model.checkpoint.checkpoint_hash`` (tested)."""
+    checkpoint it was made from, and the key of the export cache."""
     model_dir = Path(model_dir)
     digest = hashlib.sha256()
     for name in CHECKPOINT_FILES:

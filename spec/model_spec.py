@@ -7,17 +7,17 @@ path never imports torch).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nuwa.spec.cache_geometry import ring_slots
+from nuwa.spec.checkpoint_files import CONFIG_FILE
 from nuwa.spec.config import check_config_dict
 from nuwa.spec.errors import NuwaInputError
-from nuwa.spec.manifest import MANIFEST_FILE  # an export directory holds the config there
-
-CONFIG_FILE = "config.json"
+from nuwa.spec.manifest import MANIFEST_FILE, Manifest  # an export holds the config there
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,19 @@ class ModelSpec:
             n_heads=nh,
             head_dim=d // nh,
             cache_slots=ring_slots(frames, et, int(tr["grid_h"]), int(tr["grid_w"])),
+        )
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> ModelSpec:
+        """The spec of an export: its config, with the decoder's geometry (layers, heads, head
+        size, ring slots) as the manifest records it, so a backend never recomputes it."""
+        d = manifest.decoder
+        return dataclasses.replace(
+            cls.from_dict(manifest.config),
+            n_decoder_layers=d.num_layers,
+            n_heads=d.num_heads,
+            head_dim=d.head_dim,
+            cache_slots=d.cache_slots,
         )
 
     @classmethod

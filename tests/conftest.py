@@ -50,26 +50,22 @@ GATE_COUNT = 3
 
 
 @pytest.fixture(scope="session")
-def tiny_portable(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    import torch
-
-    from nuwa.export.exporter import export_model
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tiny_portable")
-    export_model(tiny_model_dir, out, target="portable", verify=False)
-    return out
+def tiny_portable(tiny_export_dir: Path) -> Path:
+    """The tiny model's portable export: the one export of the session (``tiny_export_dir``)."""
+    return tiny_export_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_tensorrt(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model's ``--target tensorrt`` export, made once per session through the
+    ``nuwa export`` command (so the command's path is the one every TensorRT test reads)."""
     import torch
 
-    from nuwa.export.exporter import export_model
+    from nuwa.cli import main
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny_tensorrt")
-    export_model(tiny_model_dir, out, target="tensorrt", verify=False)
+    assert main(["export", str(tiny_model_dir), "-o", str(out), "--target", "tensorrt", "-q"]) == 0
     return out
 
 
@@ -133,9 +129,14 @@ def torch_backend(tiny_model_dir: Path):
 
 @pytest.fixture(scope="session")
 def tiny_export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """``nuwa export`` of the tiny model, sketch conditions for 1, 2 and 3 frames."""
+    """``nuwa export`` of the tiny model (portable, verified; sketch conditions for 1, 2 and 3
+    frames, its default): the session's one portable export, which every test reads and none
+    writes into (a test that changes files copies them first)."""
+    import torch
+
     from nuwa.export.exporter import export_model
 
+    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny_onnx")
     export_model(tiny_model_dir, out, frames=[1, 2, 3])
     return out

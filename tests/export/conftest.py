@@ -1,5 +1,6 @@
-"""Fixtures of the export tests: the tiny model exported once per session (portable through
-:func:`nuwa.export.export_model`, tensorrt through the ``nuwa export`` command), and a tiny model
+"""Fixtures of the export tests: the manifests of the session's tiny exports (made once, in
+``tests/conftest.py``: portable through :func:`nuwa.export.export_model`, tensorrt through the
+``nuwa export`` command), and a tiny model
 whose weights are float16 values, as the shipped checkpoints' are (stored compactly)."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nuwa.cli import main
 from nuwa.export import Manifest, load_manifest
 from nuwa.export.exporter import default_frames, export_model
 from nuwa.export.graph_specs import GraphSpec, build_graph_specs
@@ -16,17 +16,15 @@ from nuwa.spec.config import NuwaConfig
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tiny_model_dir, tmp_path_factory) -> Manifest:
-    torch.set_num_threads(1)
-    return export_model(tiny_model_dir, tmp_path_factory.mktemp("tiny_onnx"))
+def tiny_export(tiny_export_dir) -> Manifest:
+    """The manifest of the session's portable tiny export (``tests/conftest.py``)."""
+    return load_manifest(tiny_export_dir)
 
 
 @pytest.fixture(scope="session")
-def tiny_trt_export(tiny_model_dir, tmp_path_factory) -> Manifest:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tiny_onnx_trt")
-    assert main(["export", str(tiny_model_dir), "-o", str(out), "--target", "tensorrt", "-q"]) == 0
-    return load_manifest(out)
+def tiny_trt_export(tiny_tensorrt) -> Manifest:
+    """The manifest of the session's tensorrt tiny export (made by the ``nuwa export`` command)."""
+    return load_manifest(tiny_tensorrt)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from nuwa.model.checkpoint import CheckpointError, checkpoint_hash
+from nuwa.model.checkpoint import CheckpointError
 from nuwa.model.nuwa import NuwaModel
 
 
@@ -18,7 +18,6 @@ def test_round_trip_preserves_every_tensor(tiny_model, tiny_model_dir) -> None:
         tiny_model.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
-    assert len(checkpoint_hash(tiny_model_dir)) == 64
 
 
 def test_fp16_storage_loads_back_as_fp32(tiny_model, tmp_path) -> None:

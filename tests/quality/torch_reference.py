@@ -11,7 +11,7 @@ import torch
 
 from nuwa.model.generate import generate_tokens
 from nuwa.model.nuwa import NuwaModel
-from nuwa.model.transformer import Condition
+from nuwa.model.transformer import EncodedCondition
 from nuwa.quality.generation import Request
 from nuwa.runtime.sampler import SamplingOptions
 from nuwa.spec.model_spec import ModelSpec
@@ -25,7 +25,9 @@ class TorchReference:
     def frames_to_codes(self, frames: np.ndarray) -> np.ndarray:
         return self.model.frames_to_codes(frames).cpu().numpy()
 
-    def conditions(self, request: Request, guided: bool) -> tuple[Condition, Condition | None]:
+    def conditions(
+        self, request: Request, guided: bool
+    ) -> tuple[EncodedCondition, EncodedCondition | None]:
         if request.sketch is not None:
             cond = self.model.sketch_condition(request.sketch)
             b, t = request.sketch.shape[:2]

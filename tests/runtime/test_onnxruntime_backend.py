@@ -308,15 +308,23 @@ def test_a_bundled_export_of_another_checkpoint_is_ignored(
     assert len(notes) == 1 and "checkpoint_sha256" in notes[0]
 
 
-def test_the_checkpoint_hash_needs_no_torch_and_equals_the_model_package_one(
-    tiny_model_dir,
+def test_the_checkpoint_hash_covers_the_config_and_every_weights_file(
+    tiny_model_dir, tmp_path
 ) -> None:
-    from nuwa.model.checkpoint import checkpoint_hash
+    from nuwa.spec.checkpoint_files import CHECKPOINT_FILES
     from nuwa.spec.manifest import checkpoint_sha256
 
-    assert checkpoint_sha256(tiny_model_dir) == checkpoint_hash(tiny_model_dir)
+    reference = checkpoint_sha256(tiny_model_dir)
+    assert len(reference) == 64
+    for name in CHECKPOINT_FILES:  # one changed byte in any file changes the hash
+        copy = tmp_path / name.replace(".", "_")
+        shutil.copytree(tiny_model_dir, copy)
+        data = bytearray((copy / name).read_bytes())
+        data[-1] ^= 1
+        (copy / name).write_bytes(bytes(data))
+        assert checkpoint_sha256(copy) != reference, name
     assert load_manifest(DEMO / BUNDLED_EXPORT_DIR).model["checkpoint_sha256"] == (
-        checkpoint_hash(DEMO)
+        checkpoint_sha256(DEMO)
     )
 
 

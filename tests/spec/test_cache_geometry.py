@@ -43,9 +43,20 @@ def test_the_export_the_attention_and_the_runtime_cache_agree(tiny_export_dir) -
     manifest = load_manifest(tiny_export_dir)
     t = NuwaConfig.from_dict(manifest.config).transformer
     assert manifest.decoder.cache_slots == t.cache_slots
+    # a backend's spec takes the geometry from the manifest, not from the config
+    spec = ModelSpec.from_manifest(manifest)
+    d = manifest.decoder
+    assert (spec.cache_slots, spec.n_decoder_layers, spec.n_heads, spec.head_dim) == (
+        d.cache_slots,
+        d.num_layers,
+        d.num_heads,
+        d.head_dim,
+    )
     grid = (t.frames, t.grid_h, t.grid_w)
-    spec = NearbyAttentionSpec(grid, grid, t.decoder_self_extents, causal=True, ring_cache=True)
-    assert spec.ring_capacity() == t.cache_slots
+    attention = NearbyAttentionSpec(
+        grid, grid, t.decoder_self_extents, causal=True, ring_cache=True
+    )
+    assert attention.ring_capacity() == t.cache_slots
     d = manifest.decoder
     geometry = CacheGeometry(d.num_layers, d.num_heads, d.cache_slots, d.head_dim)
     cache = RingCache.zeros(geometry, rows=3)

@@ -88,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
         check_optimization(optimization)
         self.manifest = manifest
         self.precision = manifest.precision
-        self.spec = ModelSpec.from_dict(manifest.config)
+        self.spec = ModelSpec.from_manifest(manifest)
         self.device_kind, self.device_id = parse_device(device)
         self.providers = providers_for(self.device_kind, self.device_id, self.precision)
         self.ort_device = "cpu" if self.device_kind == "cpu" else "cuda"

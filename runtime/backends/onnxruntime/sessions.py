@@ -175,6 +175,12 @@ class GraphSessions:
             self._sessions[graph] = self._create(self.manifest.graph(graph))
         return self._sessions[graph]
 
+    def use_session(self, graph: str, session: ort.InferenceSession) -> None:
+        """Run ``graph`` with the caller's ``session`` from now on: one it made of
+        :meth:`prepare`'s model with options of its own (the decode bench's profiling run)."""
+        self.manifest.graph(graph)  # a clear error for a graph the export does not have
+        self._sessions[graph] = session
+
     def prepare(self, graph: GraphInfo, model: onnx.ModelProto) -> onnx.ModelProto:
         """``model`` as the session of ``graph`` runs it: the hooks' edits and the passes."""
         hooks = self.hooks

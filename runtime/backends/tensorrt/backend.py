@@ -104,7 +104,7 @@ class TensorRTBackend(Backend):
         self.meta: EngineMetadata = meta
         self.precision = precision
         self.manifest = Manifest.from_dict(self.directory, meta.onnx_manifest)
-        self.spec = ModelSpec.from_dict(self.manifest.config)
+        self.spec = ModelSpec.from_manifest(self.manifest)
 
         self.cudart = cudart()
         ok(self.cudart.cudaSetDevice(index))

@@ -52,12 +52,13 @@ from nuwa.runtime.backends.tensorrt.engines_json import (
     write_metadata,
 )
 from nuwa.spec import install_hints
+from nuwa.spec.graph_names import SKETCH_ENCODER_KIND, VQ_DECODER_KIND, VQ_ENCODER_KIND
 from nuwa.spec.manifest import MANIFEST_FILE, GraphInfo, ManifestError, load_manifest, sha256_file
 
 TENSORRT_INSTALL = f"TensorRT is not installed: {install_hints.TENSORRT}"
 CUDA_PYTHON_INSTALL = f"cuda-python is not installed: {install_hints.CUDA_PYTHON}"
 TIMING_CACHE = "timing-{key}.cache"  # keyed like the engines (engine_metadata.engine_cache_key)
-ROW_SCALED_KINDS = ("vq_encoder", "vq_decoder", "sketch_encoder")  # batch = rows x frames
+ROW_SCALED_KINDS = (VQ_ENCODER_KIND, VQ_DECODER_KIND, SKETCH_ENCODER_KIND)  # batch = rows x frames
 
 
 class EngineBuildError(RuntimeError):

@@ -1,6 +1,8 @@
 """Where the ONNX Runtime backend finds its graphs: an export directory (with ``manifest.json``)
 given directly, the export bundled in a model directory, or the export cache, filled on first
-use.
+use. The TensorRT backend's engine cache (:mod:`nuwa.runtime.backends.tensorrt.engine_cache`)
+takes a checkpoint's ``tensorrt``-target export from here too (``ensure_export(...,
+target="tensorrt")``).
 
 - A model directory may carry its export in ``onnx/`` (the Hugging Face / Optimum layout of a
   model repository; the shipped demo does): used when its manifest's
@@ -74,10 +76,10 @@ def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
     return environment.cache_dir() / "onnx" / entry
 
 
-def bundled_export(model_dir: str | Path) -> Path | None:
-    """``model_dir/onnx`` when it is a portable FP32 export of exactly this checkpoint (its
-    manifest's ``model.checkpoint_sha256``), else ``None``. The files' own SHA-256 are checked
-    when the backend loads the manifest."""
+def bundled_export(model_dir: str | Path, target: str = "portable") -> Path | None:
+    """``model_dir/onnx`` when it is an FP32 export for ``target`` of exactly this checkpoint
+    (its manifest's ``model.checkpoint_sha256``), else ``None``. The files' own SHA-256 are
+    checked when the backend loads the manifest."""
     from nuwa.spec.manifest import checkpoint_sha256  # no torch
 
     path = Path(model_dir) / BUNDLED_EXPORT_DIR
@@ -85,13 +87,30 @@ def bundled_export(model_dir: str | Path) -> Path | None:
         return None
     try:
         raw = json.loads((path / MANIFEST_FILE).read_text())
-        model, target, precision = raw.get("model") or {}, raw.get("target"), raw.get("precision")
+        model, found, precision = raw.get("model") or {}, raw.get("target"), raw.get("precision")
         recorded = model.get("checkpoint_sha256")
     except (OSError, ValueError, AttributeError):
         return None
-    if target != "portable" or precision != "fp32":
+    if found != target or precision != "fp32":
         return None
     return path if recorded == checkpoint_sha256(model_dir) else None
+
+
+def check_checkpoint_precision(precision: str, target: str = "portable") -> None:
+    """A checkpoint is exported on first use at fp32 only; other precisions need an export
+    converted beforehand (:class:`BackendUnavailableError` saying how)."""
+    if precision == "fp32":
+        return
+    if target == "portable":
+        raise BackendUnavailableError(
+            f"precision {precision} on onnxruntime needs a converted export: convert the model "
+            "with nuwa.calibration and pass that directory as the model"
+        )
+    raise BackendUnavailableError(
+        f"precision {precision} on {target} needs a converted export: `nuwa export --target "
+        f"{target}`, then `nuwa quantize --precision {precision}` it, and pass that directory "
+        "as the model"
+    )
 
 
 def ensure_export(
@@ -99,36 +118,35 @@ def ensure_export(
     precision: str = "fp32",
     log: Callable[[str], None] | None = None,
     progress: bool = True,
+    target: str = "portable",
 ) -> Path:
     """The export directory of ``model_dir``: itself if it holds a manifest, else its bundled
-    ``onnx/`` export (:func:`bundled_export`), else the cache entry, exported now if missing
-    (needs PyTorch; ``progress``: a progress bar over the graphs on stderr)."""
+    ``onnx/`` export (:func:`bundled_export`), else the cache entry for ``target``
+    (``"portable"``: ONNX Runtime; ``"tensorrt"``: the graphs engines are built from), exported
+    now if missing (needs PyTorch; ``progress``: a progress bar over the graphs on stderr)."""
     model_dir = Path(model_dir)
     if is_export_dir(model_dir):
         return model_dir
-    if precision != "fp32":
-        raise BackendUnavailableError(
-            f"precision {precision} on onnxruntime needs a converted export: convert the model "
-            "with nuwa.calibration and pass that directory as the model"
-        )
-    bundled = bundled_export(model_dir)
+    check_checkpoint_precision(precision, target)
+    bundled = bundled_export(model_dir, target)
     if bundled is not None:
         return bundled
     if log and is_export_dir(model_dir / BUNDLED_EXPORT_DIR):
         log(
-            f"ignoring {model_dir / BUNDLED_EXPORT_DIR}: not a portable fp32 export of this "
+            f"ignoring {model_dir / BUNDLED_EXPORT_DIR}: not a {target} fp32 export of this "
             "checkpoint (manifest target, precision or checkpoint_sha256 differ)"
         )
     check_cache_root(write=False)
-    out = export_dir_for(model_dir)
+    out = export_dir_for(model_dir, target)
     if is_export_dir(out):
         return out
     try:
         from nuwa.export.exporter import export_model
     except ImportError as exc:
+        command = "nuwa export" if target == "portable" else f"nuwa export --target {target}"
         raise BackendUnavailableError(
             f"{model_dir} has not been exported to ONNX yet and exporting needs PyTorch: "
-            f"{TORCH}, or run `nuwa export` elsewhere and pass the export directory as the "
+            f"{TORCH}, or run `{command}` elsewhere and pass the export directory as the "
             f"model ({exc})"
         ) from exc
     check_cache_root(write=True)
@@ -138,5 +156,5 @@ def ensure_export(
             "or two on a laptop CPU; later runs reuse it)"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_model(model_dir, out, progress=progress)
+    export_model(model_dir, out, target=target, progress=progress)
     return out

@@ -83,13 +83,19 @@ def load_backend(
 ) -> Backend:
     """Load ``model_dir`` on backend ``name``.
 
-    ``model_dir``: a checkpoint directory (``config.json`` + safetensors) or, for onnxruntime,
-    an export directory written by ``nuwa export`` or ``nuwa quantize`` (``manifest.json``).
+    ``model_dir``: a checkpoint directory (``config.json`` + safetensors) or, for onnxruntime
+    and tensorrt, an export directory written by ``nuwa export`` or ``nuwa quantize``
+    (``manifest.json``; tensorrt needs ``--target tensorrt``), or for tensorrt an engine
+    directory written by ``nuwa build-engine`` (``engines.json``). tensorrt builds the engines
+    of an export on this GPU on first use and caches them (a checkpoint is exported first):
+    :mod:`nuwa.runtime.backends.tensorrt.engine_cache`.
     ``precision``: None runs what the directory holds (fp32 for a checkpoint; the manifest's
-    precision for an export); a value that the directory does not hold is an error.
+    precision for an export; fp32 on tensorrt); a value that the directory does not hold is an
+    error.
     ``device``: "cpu" (default for onnxruntime), "cuda", "tensorrt" (onnxruntime's TensorRT
     execution provider), or None for the backend's default. ``log`` receives one-line notices
-    (e.g. "exporting on first use"); ``progress``: a progress bar while a first use exports.
+    (e.g. "exporting on first use", "building TensorRT engines"); ``progress``: a progress bar
+    while a first use exports.
     """
     check_backend(name)
     if precision is not None:
@@ -117,4 +123,6 @@ def load_backend(
         )
     from nuwa.runtime.backends.tensorrt.backend import TensorRTBackend
 
-    return TensorRTBackend(model_dir, precision=precision or "fp32", device=device)
+    return TensorRTBackend.from_model_dir(
+        model_dir, precision=precision or "fp32", device=device, log=log, progress=progress
+    )

@@ -389,7 +389,7 @@ def test_a_first_use_export_says_what_it_does_and_passes_the_progress_flag(
     notes: list[str] = []
     out = ensure_export(tiny_model_dir, log=notes.append, progress=progress)
     assert out == export_dir_for(tiny_model_dir)
-    assert calls == [{"progress": progress}]
+    assert calls == [{"target": "portable", "progress": progress}]  # the ONNX Runtime graphs
     assert len(notes) == 1 and notes[0].startswith(f"exporting {tiny_model_dir} to ONNX in")
     assert "first use" in notes[0]
 

@@ -1,6 +1,10 @@
-"""The TensorRT backend: engines from ``nuwa build-engine`` with the 3DNA plugin (DESIGN §6–§9).
+"""The TensorRT backend: engines with the 3DNA plugin (DESIGN §6–§9), built on this GPU on
+first use and cached, or written by ``nuwa build-engine``.
 
-``load_backend("tensorrt", ENGINE_DIR, precision=...)`` opens an engine directory:
+``load_backend("tensorrt", DIR, precision=...)`` (:meth:`TensorRTBackend.from_model_dir`) takes
+an engine directory (``engines.json``) as it is, a ``--target tensorrt`` export (its engines from
+the engine cache, built on first use) or a checkpoint (its ``tensorrt`` export from the export
+cache first): :mod:`.engine_cache`. Then it opens the engine directory:
 
 1. TensorRT must be importable (else :class:`BackendUnavailableError` naming what to install);
 2. ``engines.json`` (:mod:`.engines_json`) must exist, match the requested
@@ -26,6 +30,7 @@ the checks before TensorRT is touched and the engine runner are tested with fake
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ import numpy as np
 
 from nuwa.plugins.library import LIBRARY_NAME
 from nuwa.runtime.backends.base import Backend, Condition, RequestState
+from nuwa.runtime.backends.tensorrt import engine_cache
 from nuwa.runtime.backends.tensorrt.device_memory import DeviceArray, cudart, ok
 from nuwa.runtime.backends.tensorrt.engine_runner import EngineRunner
 from nuwa.runtime.backends.tensorrt.engines_json import (
@@ -65,6 +71,18 @@ def _import_tensorrt() -> Any:
     return trt
 
 
+def _device_index(device: str | None) -> int:
+    """The CUDA device of ``device`` (None, "cuda" or "cuda:N"); other devices are refused."""
+    if device not in (None, "cuda") and not str(device).startswith("cuda:"):
+        raise NuwaInputError(f"the tensorrt backend runs on cuda devices, not {device!r}")
+    if device and ":" in device:
+        index = device.split(":", 1)[1]
+        if not index.isdigit():
+            raise NuwaInputError(f"cuda device {device!r}: the index must be a number")
+        return int(index)
+    return 0
+
+
 def _gpu_identity(device: int) -> dict[str, Any]:
     from nuwa.runtime.backends.tensorrt.engine_build import EngineBuildError, gpu_identity
 
@@ -91,11 +109,7 @@ class TensorRTBackend(Backend):
                 f"the engines in {self.directory} are {meta.precision}, not {precision}: ask for "
                 f"--precision {meta.precision} or build engines from a {precision} export"
             )
-        index = 0
-        if device not in (None, "cuda") and not str(device).startswith("cuda:"):
-            raise NuwaInputError(f"the tensorrt backend runs on cuda devices, not {device!r}")
-        if device and ":" in device:
-            index = int(device.split(":", 1)[1])
+        index = _device_index(device)
         # the engine cache key's four parts: TensorRT version, GPU, precision, plugin library
         gpu = _gpu_identity(index)
         check_compatible(meta, str(trt.__version__), gpu, precision)
@@ -115,6 +129,35 @@ class TensorRTBackend(Backend):
         self._load_plugin(trt, library)
         self.runtime = trt.Runtime(self.logger)
         self._engines: dict[str, EngineRunner] = {}
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: str | Path,
+        precision: str = "fp32",
+        device: str | None = None,
+        log: Callable[[str], None] | None = None,
+        progress: bool = True,
+    ) -> TensorRTBackend:
+        """The backend for an engine directory, a ``tensorrt`` export or a checkpoint
+        (:mod:`.engine_cache`): what the directory holds and the device are checked first, then
+        TensorRT, the GPU and the plugin library are found, then a checkpoint is exported and
+        engines are built where the caches lack them (``log``: one line before each)."""
+        model_dir = Path(model_dir)
+        index = _device_index(device)
+        if engine_cache.check_source(model_dir, precision) != engine_cache.SOURCE_ENGINES:
+            trt = _import_tensorrt()
+            gpu = _gpu_identity(index)
+            model_dir = engine_cache.ensure_engine_dir(
+                model_dir,
+                precision,
+                str(trt.__version__),
+                gpu,
+                engine_cache.plugin_library(),
+                log,
+                progress,
+            )
+        return cls(model_dir, precision=precision, device=device)
 
     @staticmethod
     def _plugin_library(meta: EngineMetadata) -> str:

@@ -356,7 +356,9 @@ def build_engines(
             f.write(plan)
         os.replace(f.name, out_dir / file)
         engines[n] = EngineInfo(n, file, sha256_file(out_dir / file), [profiles[n]])
-    cache_path.write_bytes(bytes(cache.serialize()))
+    with tempfile.NamedTemporaryFile(dir=cache_path.parent, delete=False) as f:
+        f.write(bytes(cache.serialize()))  # atomic: builds sharing the cache never read half
+    os.replace(f.name, cache_path)
 
     meta = EngineMetadata(
         tensorrt_version=str(trt.__version__),

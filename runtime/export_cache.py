@@ -7,11 +7,13 @@ target="tensorrt")``).
 - A model directory may carry its export in ``onnx/`` (the Hugging Face / Optimum layout of a
   model repository; the shipped demo does): used when its manifest's
   ``model.checkpoint_sha256`` is the checkpoint's (:func:`nuwa.spec.manifest.checkpoint_sha256`)
-  and it is a portable FP32 export. Nothing is exported and PyTorch is never needed.
+  and it is an FP32 export for the target asked for (portable for ONNX Runtime). Nothing is
+  exported and PyTorch is never needed.
 - Otherwise the cache, ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a
-  SHA-256 over the model directory's files and the exporter's graph revision, so a changed
-  checkpoint or exporter is exported again. Exporting needs PyTorch (``nuwa.export``) and takes
-  about a minute for the demo, shown as a progress bar; using a filled cache does not import it.
+  SHA-256 over the model directory's files, the target and the exporter's graph revision, so a
+  changed checkpoint or exporter is exported again. Exporting needs PyTorch (``nuwa.export``)
+  and takes about a minute for the demo, shown as a progress bar; using a filled cache does not
+  import it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The TensorRT engine cache with fakes (no TensorRT or GPU here): ``load_backend("tensorrt",
-DIR)`` on an engine directory, a ``tensorrt`` export or a checkpoint. The builder, TensorRT's
-version, the GPU and the CUDA runtime are replaced; the cache entry, its key, the atomic
-first-use build and the refusals are the real code."""
+DIR)`` on an engine directory, a ``tensorrt`` export or a checkpoint (through the export cache,
+or its bundled ``tensorrt`` export). The builder, TensorRT's version, the GPU and the CUDA
+runtime are replaced; the cache entry, its key, the atomic first-use build and the refusals are
+the real code."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from nuwa.runtime.backends.tensorrt.engines_json import (
     load_metadata,
     write_metadata,
 )
-from nuwa.runtime.export_cache import export_dir_for, model_key
+from nuwa.runtime.export_cache import BUNDLED_EXPORT_DIR, bundled_export, export_dir_for, model_key
 from nuwa.spec import environment
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 from nuwa.spec.manifest import MANIFEST_FILE, load_manifest, sha256_file
@@ -315,3 +316,32 @@ def test_a_checkpoint_goes_through_the_tensorrt_export_cache(
     assert again.directory == backend.directory
     assert len(machine.exports) == 1 and len(machine.builds) == 1 and len(notes) == 2
     assert ENGINES_FILE in {p.name for p in backend.directory.iterdir()}
+
+
+def test_a_checkpoint_bundling_its_tensorrt_export_builds_from_it(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    tiny_portable: Path,
+    tiny_tensorrt: Path,
+    machine: _Machine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_export(*args: Any, **kw: Any) -> None:
+        raise AssertionError("a bundled export of the right target is not exported again")
+
+    monkeypatch.setattr("nuwa.export.exporter.export_model", no_export)
+    portable = tmp_path / "portable_bundle"
+    shutil.copytree(tiny_model_dir, portable)
+    shutil.copytree(tiny_portable, portable / BUNDLED_EXPORT_DIR)
+    assert bundled_export(portable) == portable / BUNDLED_EXPORT_DIR  # ONNX Runtime's, as before
+    assert bundled_export(portable, "tensorrt") is None  # not the graphs engines are built from
+
+    model = tmp_path / "tensorrt_bundle"
+    shutil.copytree(tiny_model_dir, model)
+    shutil.copytree(tiny_tensorrt, model / BUNDLED_EXPORT_DIR)
+    assert bundled_export(model, "tensorrt") == model / BUNDLED_EXPORT_DIR
+    assert bundled_export(model) is None
+    backend = trt_backend.TensorRTBackend.from_model_dir(model)
+    assert [b["onnx_dir"] for b in machine.builds] == [model / BUNDLED_EXPORT_DIR]
+    assert backend.directory == _entry(model / BUNDLED_EXPORT_DIR, machine)
+    assert not (environment.cache_dir() / "onnx").exists()  # nothing exported

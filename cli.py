@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import nuwa
 from nuwa.spec.install_hints import for_module
 
-# (module, function) pairs that add subcommands; a module that is not there yet is skipped.
+# (module, function) pairs that add subcommands, each the part's own module
 SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
     ("nuwa.export.cli", "add_export_parser"),
     ("nuwa.training.cli", "add_train_parser"),
@@ -98,15 +98,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of the product is not in this build
             if exc.name and not exc.name.startswith("nuwa"):
                 _missing_dependency_parser(sub, command, exc.name.split(".")[0])
                 continue
-            raise
-        add: Callable[[argparse._SubParsersAction], None] | None = getattr(module, func_name, None)
-        if add is not None:
-            add(sub)
+            raise  # a provider of the package itself is missing: a broken install, say so
+        add: Callable[[argparse._SubParsersAction], None] = getattr(module, func_name)
+        add(sub)
     return parser
 
 

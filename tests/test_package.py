@@ -37,6 +37,24 @@ def test_full_cli_parser_stays_light() -> None:
     )
 
 
+def test_every_subcommand_is_registered() -> None:
+    """The registry adds every command (none skipped silently), in its documented order."""
+    import argparse
+
+    from nuwa.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(sub.choices) == [
+        "info",
+        "export",
+        "train",
+        "evaluate",
+        "generate",
+        "quantize",
+        "build-engine",
+    ]
+
+
 def test_nuwa_info_reports_version_and_backends() -> None:
     out = subprocess.run([sys.executable, "-m", "nuwa.cli", "info"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

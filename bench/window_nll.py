@@ -1,0 +1,159 @@
+"""Why videos past the trained length break (issue 36): teacher-forced loss per frame of held-out
+clips rendered past the trained length (the dataset's ground truth, objects bouncing off the
+borders), three ways, side by side on the same clips and codes:
+
+- ``window``: the trained forward over frames 1–8 (what training sees);
+- ``slide``: the runtime's decode loop (ONNX Runtime, the model's export) over all frames, the
+  ring cache sliding past frame 8; every frame past it takes frame 8's time row;
+- ``reencode``: frame ``f > 8`` as the last frame of the 8-frame window ``f-7 .. f`` encoded
+  afresh at the trained positions (what a runtime that re-encoded its window for each new frame
+  would see).
+
+Each condition twice: the clip's caption (T2V) and the empty prompt (V2V's condition); frames
+past 8 split by whether an object has met a border yet (no training clip shows one).
+
+    python3 bench/window_nll.py [--model model/checkpoints/demo] [--clips 24] [--frames 16]
+
+Prints a table and writes JSON (``--json FILE``); leaves ``bench/RESULTS.md`` alone (a diagnosis,
+not a benchmark of the product). Needs PyTorch (the ``window`` and ``reencode`` rows)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from nuwa.calibration.task_samples import TeacherForcing
+from nuwa.data.synthetic_data import SyntheticVideoDataset
+from nuwa.model.nuwa import NuwaModel
+from nuwa.runtime.backends import load_backend
+from nuwa.runtime.engine import generate_tokens
+from nuwa.runtime.sampler import SamplingOptions
+from nuwa.spec.tokenizer import ByteTokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+CONDITIONS = {"T2V": lambda clip: clip.caption, "V2V": lambda clip: ""}
+
+
+def met_border(clip, size: int) -> np.ndarray:
+    """Per frame: whether any object has touched a border at or before it."""
+    b = clip.boxes  # (T, N, 4); -1 where not visible
+    edge = ((b[..., 0] <= 0) | (b[..., 1] <= 0) | (b[..., 2] >= size) | (b[..., 3] >= size)).any(-1)
+    return np.maximum.accumulate(edge)
+
+
+def frame_losses(logits: torch.Tensor, codes: torch.Tensor, per_frame: int) -> list[float]:
+    """Mean cross-entropy (nats/token) of ``logits (N, V)`` against ``codes`` per frame."""
+    nll = F.cross_entropy(logits, codes.reshape(-1), reduction="none")
+    return nll.view(-1, per_frame).mean(1).tolist()
+
+
+def measure(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    model = NuwaModel.from_pretrained(args.model).eval()
+    backend = load_backend("onnxruntime", args.model, progress=False)
+    cfg = model.config.transformer
+    trained, per_frame = cfg.frames, cfg.tokens_per_frame
+    if args.frames <= trained:
+        raise SystemExit(f"--frames must be past the trained {trained}")
+    size = model.config.vqgan.image_size
+    clips = SyntheticVideoDataset(
+        args.clips, seed=args.seed, frames=args.frames, size=size, split="heldout"
+    )
+    tok = ByteTokenizer(backend.spec.max_text_len)
+    rows = {f"{k}/{c}": [] for k in ("window", "slide", "reencode") for c in CONDITIONS}
+    by_border: dict[str, list[float]] = {"reencode/before": [], "reencode/after": []}
+    by_border |= {"slide/before": [], "slide/after": []}
+    with torch.no_grad():
+        for i in tqdm(range(args.clips), desc="clips"):
+            clip = clips[i]
+            codes = model.frames_to_codes(clip.frames[None])[0]  # (T, h, w)
+            met = met_border(clip, size)
+            for c, prompt_of in CONDITIONS.items():
+                prompt = prompt_of(clip)
+                cond = model.text_condition([prompt], allow_empty=True)
+                logits = model.transformer(cond, codes[None, :trained])[0]
+                rows[f"window/{c}"].append(frame_losses(logits, codes[:trained], per_frame))
+                again = []
+                for f in range(trained, args.frames):
+                    window = codes[None, f - trained + 1 : f + 1]
+                    last = model.transformer(cond, window)[0][-per_frame:]
+                    again += frame_losses(last, codes[f], per_frame)
+                rows[f"reencode/{c}"].append(again)
+                forcing = TeacherForcing(codes.reshape(1, -1).numpy())
+                bcond = backend.text_condition(tok.encode_batch([prompt], allow_empty=True))
+                options = SamplingOptions(temperature=0.0)
+                generate_tokens(
+                    backend, bcond, args.frames, options, progress=False, choose=forcing
+                )
+                slide = frame_losses(torch.from_numpy(forcing.logits[:, 0]), codes, per_frame)
+                rows[f"slide/{c}"].append(slide)
+                if c == "T2V":
+                    for f in range(trained, args.frames):
+                        when = "after" if met[f] else "before"
+                        by_border[f"reencode/{when}"].append(again[f - trained])
+                        by_border[f"slide/{when}"].append(slide[f])
+    return {
+        "model": str(args.model),
+        "clips": args.clips,
+        "frames": args.frames,
+        "trained_frames": trained,
+        "per_frame": {k: np.mean(v, axis=0).round(3).tolist() for k, v in rows.items()},
+        "past_trained_by_border": {
+            k: {"frames": len(v), "nll": round(float(np.mean(v)), 3) if v else None}
+            for k, v in by_border.items()
+        },
+    }
+
+
+def table(result: dict) -> str:
+    t, frames = result["trained_frames"], result["frames"]
+    starts = list(range(0, frames, t))
+    names = [f"frames {a + 1}–{min(a + t, frames)}" for a in starts]
+    lines = [
+        f"teacher-forced nats/token, {result['clips']} held-out clips of {frames} frames",
+        "| way / condition | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for k, v in result["per_frame"].items():
+        v = np.asarray(v)
+        offset = t if k.startswith("reencode") else 0  # reencode starts past the trained frames
+        cells = []
+        for a in starts:
+            part = v[max(a - offset, 0) : a + t - offset] if a >= offset else v[:0]
+            cells.append(f"{part.mean():.2f}" if part.size else "—")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for k, v in result["past_trained_by_border"].items():
+        way, when = k.split("/")
+        lines.append(
+            f"past frame {t}, {way}, {when} an object met a border: {v['nll']} nats/token "
+            f"over {v['frames']} frames"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=REPO / "model" / "checkpoints" / "demo")
+    p.add_argument("--clips", type=int, default=24)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--seed", type=int, default=77)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = p.parse_args(argv)
+    result = measure(args)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

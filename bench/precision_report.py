@@ -79,7 +79,7 @@ def section(result: dict[str, Any]) -> str:
         f"{KERNEL_NOTES[result.get('int8_kernels', 'qdq')]}"
         + (
             " Every graph runs as the runtime's CPU backend runs it (ring-cache writes as "
-            "`ScatterND`, `nuwa.runtime.backends.onnxruntime.ring_cache_writes`); "
+            "`ScatterND`, `nuwa.export.ring_cache_writes`); "
             "`fp32-exported` is the FP32 file as written (`ScatterElements` ring writes), for "
             "comparison."
             if any(r["precision"] == "fp32-exported" for r in result["rows"])

@@ -32,6 +32,7 @@ place, and the manifest is written last, atomically: a failed run leaves no mani
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -47,6 +48,7 @@ from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.fp16 import FP32_OPS, convert_to_fp16
 from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
 from nuwa.calibration.task_samples import TASKS
+from nuwa.export.prepared_graphs import write_prepared_cpu
 from nuwa.export.weights import materialize_weights
 from nuwa.runtime.cpu_features import int8_products_saturate
 from nuwa.spec.generation_config import copy_generation_config
@@ -273,6 +275,7 @@ def quantize_export(
     scheme["graphs"] = graph_precision
     tmp = Path(tempfile.mkdtemp(prefix=".nuwa-quantize-", dir=out_dir))
     raw = json.loads((onnx_dir / MANIFEST_FILE).read_text())
+    decoder, prepared_files = manifest.decoder, list[str]()
     try:
         for name, info in manifest.graphs.items():
             dst = tmp / info.file
@@ -288,11 +291,19 @@ def quantize_export(
                 shutil.copyfile(manifest.path(name), dst)
             raw["graphs"][name]["sha256"] = sha256_file(dst)
             raw["graphs"][name].setdefault("meta", {})["precision"] = graph_precision[name]
+            # the prepared forms are made again from the graph as written here
+            raw["graphs"][name].pop("prepared", None)
+            if manifest.target == "portable":
+                entry = write_prepared_cpu(tmp, dataclasses.replace(info, prepared={}), decoder)
+                for key, form in entry.prepared.items():
+                    raw["graphs"][name].setdefault("prepared", {})[key] = form.to_dict()
+                    prepared_files.append(form.file)
         # graphs copied unchanged still point at the export's shared weights file(s)
         external = list(raw.get("external_data", {}))
         for file in external:
             shutil.copyfile(onnx_dir / file, tmp / file)
-        for file in [*external, *(info.file for info in manifest.graphs.values())]:
+        files = [*external, *(info.file for info in manifest.graphs.values()), *prepared_files]
+        for file in files:
             os.replace(tmp / file, out_dir / file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

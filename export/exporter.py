@@ -36,6 +36,7 @@ from nuwa.export.attention_marker import attention_as_onnx_nodes, register_symbo
 from nuwa.export.attention_node import DOMAIN, DOMAIN_VERSION, is_attention_node, to_tensorrt
 from nuwa.export.graph_specs import GraphSpec, build_graph_specs, condition_grids
 from nuwa.export.onnx_function import attach_functions
+from nuwa.export.prepared_graphs import write_prepared_cpu
 from nuwa.export.verify import FLOAT_TOLERANCE, check_graph
 from nuwa.export.weights import WEIGHTS_FILE, SharedWeights
 from nuwa.model.checkpoint import CheckpointError
@@ -247,6 +248,24 @@ def export_model(
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # files and manifest never disagree
 
     specs = build_graph_specs(model, frames)
+    decoder = DecoderInfo(
+        num_layers=cfg.n_decoder_layers,
+        num_heads=cfg.n_heads,
+        head_dim=cfg.head_dim,
+        cache_slots=cfg.cache_slots,
+        vocab_size=cfg.image_vocab_size,
+        bos_id=cfg.bos_id,
+        grid=cfg.target_grid,
+        input_ids=names.INPUT_IDS,
+        positions=names.POSITIONS,
+        logits=names.LOGITS,
+        past_key=names.PAST_KEY,
+        past_value=names.PAST_VALUE,
+        present_key=names.PRESENT_KEY,
+        present_value=names.PRESENT_VALUE,
+        cross_key=names.CROSS_KEY,
+        cross_value=names.CROSS_VALUE,
+    )
     graphs: dict[str, GraphInfo] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".nuwa-export-", dir=out_dir))
     try:
@@ -261,8 +280,11 @@ def export_model(
                 graphs[spec.name] = export_graph(
                     spec, model, tmp / spec.file, target, opset, verify, weights
                 )
+        if target == "portable":  # and each decoder step as ONNX Runtime's CPU runs it
+            graphs = {n: write_prepared_cpu(tmp, g, decoder) for n, g in graphs.items()}
         external = {WEIGHTS_FILE: sha256_file(weights.path)}
-        for file in [*external, *(info.file for info in graphs.values())]:
+        prepared = [p.file for info in graphs.values() for p in info.prepared.values()]
+        for file in [*external, *(info.file for info in graphs.values()), *prepared]:
             os.replace(tmp / file, out_dir / file)
     except OSError as exc:
         raise ExportError(f"cannot write the export into {out_dir}: {exc}") from exc
@@ -299,24 +321,7 @@ def export_model(
         precision=PRECISION,
         model={"name": model.config.name, "checkpoint_sha256": checkpoint_sha256(model_dir)},
         config=model.config.to_dict(),
-        decoder=DecoderInfo(
-            num_layers=cfg.n_decoder_layers,
-            num_heads=cfg.n_heads,
-            head_dim=cfg.head_dim,
-            cache_slots=cfg.cache_slots,
-            vocab_size=cfg.image_vocab_size,
-            bos_id=cfg.bos_id,
-            grid=cfg.target_grid,
-            input_ids=names.INPUT_IDS,
-            positions=names.POSITIONS,
-            logits=names.LOGITS,
-            past_key=names.PAST_KEY,
-            past_value=names.PAST_VALUE,
-            present_key=names.PRESENT_KEY,
-            present_value=names.PRESENT_VALUE,
-            cross_key=names.CROSS_KEY,
-            cross_value=names.CROSS_VALUE,
-        ),
+        decoder=decoder,
         conditions=conditions,
         decoder_steps=steps,
         graphs=graphs,

@@ -54,10 +54,12 @@ from nuwa.spec.manifest_checks import (
     check_manifest_schema,
 )
 from nuwa.spec.manifest_entries import (
+    PREPARED_CPU,
     ConditionInfo,
     DecoderInfo,
     DecoderStepInfo,
     GraphInfo,
+    PreparedGraph,
     TensorInfo,
 )
 
@@ -69,6 +71,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GRAPH_REVISION",
     "MANIFEST_FILE",
+    "PREPARED_CPU",
     "TARGETS",
     "ConditionInfo",
     "DecoderInfo",
@@ -76,6 +79,7 @@ __all__ = [
     "GraphInfo",
     "Manifest",
     "ManifestError",
+    "PreparedGraph",
     "TensorInfo",
     "checkpoint_sha256",
     "load_manifest",
@@ -90,7 +94,8 @@ FORMAT_VERSION = 1
 # caches (nuwa.runtime.export_cache) are keyed by it, so a changed exporter re-exports.
 # 2: decode-step graphs without shape arithmetic, scatter ring writes, position-table 3DNA bodies.
 # 3: grid-table 3DNA bodies for whole-grid calls (encoders, prefill).
-GRAPH_REVISION = 3
+# 4: the decoder steps' prepared CPU form written beside them (graphs.<name>.prepared.cpu).
+GRAPH_REVISION = 4
 TARGETS = ("portable", "tensorrt")
 
 
@@ -117,6 +122,12 @@ class Manifest:
 
     def path(self, graph: str) -> Path:
         return self.directory / self.graph(graph).file
+
+    def prepared_path(self, graph: str, key: str) -> Path | None:
+        """The file of ``graph``'s prepared form ``key`` (``PREPARED_CPU``, ...), ``None`` when
+        the export carries none (the runtime then prepares the graph in memory)."""
+        prepared = self.graph(graph).prepared.get(key)
+        return None if prepared is None else self.directory / prepared.file
 
     def graph(self, name: str) -> GraphInfo:
         if name not in self.graphs:
@@ -266,6 +277,8 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
         check_manifest_schema(data)
         for name, graph in data["graphs"].items():
             check_inside(directory, graph["file"], f"graphs.{name}.file")
+            for key, prepared in (graph.get("prepared") or {}).items():
+                check_inside(directory, prepared["file"], f"graphs.{name}.prepared.{key}.file")
         for name in data.get("external_data") or {}:
             check_inside(directory, name, "external_data file")
     except ValueError as exc:
@@ -277,21 +290,24 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
     if manifest.target not in TARGETS:
         raise ManifestError(f"{path}: unknown target {manifest.target!r}")
     for name, graph in manifest.graphs.items():
-        file = directory / graph.file
-        if not file.is_file():
-            raise ManifestError(f"{path}: graph {name!r} file {file} is missing")
-        if verify_hashes and sha256_file(file) != graph.sha256:
-            raise ManifestError(
-                f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
-            )
-        try:
-            check_external_data_locations(file, directory)
-        except ValueError as exc:
-            raise ManifestError(f"{path}: graph {name!r}: {exc}") from None
-        except Exception as exc:  # onnx raises its own types for a file that is no graph
-            raise ManifestError(
-                f"{path}: graph {name!r} file {file} is not an ONNX graph: {exc}"
-            ) from None
+        files = [(name, graph.file, graph.sha256)]
+        files += [(f"{name} ({key})", p.file, p.sha256) for key, p in graph.prepared.items()]
+        for what, file_name, digest in files:
+            file = directory / file_name
+            if not file.is_file():
+                raise ManifestError(f"{path}: graph {what!r} file {file} is missing")
+            if verify_hashes and sha256_file(file) != digest:
+                raise ManifestError(
+                    f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
+                )
+            try:
+                check_external_data_locations(file, directory)
+            except ValueError as exc:
+                raise ManifestError(f"{path}: graph {what!r}: {exc}") from None
+            except Exception as exc:  # onnx raises its own types for a file that is no graph
+                raise ManifestError(
+                    f"{path}: graph {what!r} file {file} is not an ONNX graph: {exc}"
+                ) from None
     for name, digest in manifest.external_data.items():
         file = directory / name
         if not file.is_file():

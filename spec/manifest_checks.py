@@ -146,7 +146,12 @@ MANIFEST_SCHEMA: Check = fields(
                     "inputs": list_of(_tensor()),
                     "outputs": list_of(_tensor()),
                 },
-                {"attention_nodes": integer, "meta": anything_object, "check": anything_object},
+                {
+                    "attention_nodes": integer,
+                    "meta": anything_object,
+                    "check": anything_object,
+                    "prepared": map_of(fields({"file": string, "sha256": string})),
+                },
             )
         ),
     },

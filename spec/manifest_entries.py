@@ -26,6 +26,29 @@ class TensorInfo:
         return cls(str(d["name"]), str(d["dtype"]), tuple(d["shape"]))
 
 
+# The prepared forms of a graph an export may carry (``graphs.<name>.prepared``): the graph as
+# one runtime runs it, written once by the exporter (or ``nuwa quantize``) instead of being
+# rewritten in memory by every client. "cpu": as ONNX Runtime's CPU runs it (the decoder step's
+# ring-cache writes as ScatterND; Q/DQ weight layers as written).
+PREPARED_CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class PreparedGraph:
+    """A prepared form of a graph: its file (same inputs, outputs and external weights) and
+    SHA-256."""
+
+    file: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreparedGraph:
+        return cls(str(d["file"]), str(d["sha256"]))
+
+
 @dataclass(frozen=True)
 class GraphInfo:
     name: str  # key in the manifest, the file stem
@@ -39,6 +62,8 @@ class GraphInfo:
     # ONNX Runtime vs PyTorch on random inputs at export: max_abs_error, code_mismatch, batch,
     # tolerance (empty when the export ran without verification)
     check: dict[str, Any] = field(default_factory=dict)
+    # prepared forms by runtime key (PREPARED_CPU, ...); empty when the export carries none
+    prepared: dict[str, PreparedGraph] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -58,6 +83,11 @@ class GraphInfo:
             "outputs": [t.to_dict() for t in self.outputs],
             "meta": self.meta,
             "check": self.check,
+            **(
+                {"prepared": {k: v.to_dict() for k, v in self.prepared.items()}}
+                if self.prepared
+                else {}
+            ),
         }
 
     @classmethod
@@ -72,6 +102,7 @@ class GraphInfo:
             attention_nodes=int(d.get("attention_nodes", 0)),
             meta=dict(d.get("meta", {})),
             check=dict(d.get("check", {})),
+            prepared={k: PreparedGraph.from_dict(v) for k, v in d.get("prepared", {}).items()},
         )
 
 

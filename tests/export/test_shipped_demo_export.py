@@ -33,6 +33,7 @@ def write_plain_export(src: Path, dst: Path) -> Path:
         store.externalize(model)
         onnx.save(model, str(dst / graph["file"]))
         graph["sha256"] = sha256_file(dst / graph["file"])
+        graph.pop("prepared", None)  # the copy's steps are prepared in memory: compared too
     raw["external_data"] = {WEIGHTS_FILE: sha256_file(dst / WEIGHTS_FILE)}
     for extra in src.iterdir():  # generation config, input rules
         if extra.suffix == ".json" and extra.name != MANIFEST_FILE:

@@ -2,8 +2,9 @@
 
 - :mod:`.providers` — execution providers: which device runs the graphs;
 - :mod:`.sessions` — the sessions of an export and the graph passes made when they are created
-  (:mod:`.int8_cpu_kernels`: Q/DQ weight layers as ``MatMulNBits``; :mod:`.ring_cache_writes`:
-  the ring-cache writes as ``ScatterND``), with the public hooks calibration composes with;
+  (:mod:`.int8_cpu_kernels`: Q/DQ weight layers as ``MatMulNBits``; the ring-cache writes as
+  ``ScatterND``, read from the export's prepared ``cpu`` step graphs where it carries them,
+  :mod:`nuwa.export.prepared_graphs`), with the public hooks calibration composes with;
 - :mod:`.request_state` — one request's decoder: step graph, bindings and dtypes resolved once;
 - :mod:`.backend` — :class:`OnnxRuntimeBackend`, the backend interface over them.
 

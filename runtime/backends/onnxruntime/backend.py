@@ -250,14 +250,18 @@ class OnnxRuntimeBackend(Backend):
     def cache_in_place(self) -> bool:
         """Whether IO-bound decoder steps write the ring cache in place (one buffer set bound as
         both past and present) instead of ping-ponging between two sets: on the CPU, where every
-        exported step graph reads each past input only as the data of one ``ScatterElements``
-        whose output is the matching present (on the CPU it runs as ``ScatterND``,
-        :mod:`.ring_cache_writes`; ONNX Runtime's CPU scatters skip their copy of the data
-        when the output is the input's buffer: 8 cache copies a step saved)."""
+        step graph the sessions read (the export's prepared ``cpu`` form, or the exported file)
+        reads each past input only as the data of one scatter (``ScatterND`` on the CPU,
+        :mod:`nuwa.export.ring_cache_writes`) whose output is the matching present (ONNX
+        Runtime's CPU scatters skip their copy of the data when the output is the input's
+        buffer: 8 cache copies a step saved)."""
         if self._cache_in_place is None:
             self._cache_in_place = self.device_kind == "cpu" and all(
                 scatters_cache_once(
-                    onnx.load(str(self.manifest.path(g.graph)), load_external_data=False),
+                    onnx.load(
+                        str(self.sessions.source(self.manifest.graph(g.graph))[0]),
+                        load_external_data=False,
+                    ),
                     self.past_names,
                     self.present_names,
                 )

@@ -6,7 +6,10 @@
    (calibration attaches 3DNA function bodies to a TensorRT-target graph);
 2. :class:`GraphPasses` rewrite it in memory (the file on disk is never changed): Q/DQ weight
    layers as ``MatMulNBits`` where those CPU kernels were chosen (:mod:`.int8_cpu_kernels`), and
-   on the CPU the decoder step's ring-cache writes as ``ScatterND`` (:mod:`.ring_cache_writes`);
+   on the CPU the decoder step's ring-cache writes as ``ScatterND``
+   (:mod:`nuwa.export.ring_cache_writes`) — unless the export carries that step's prepared
+   ``cpu`` form (:mod:`nuwa.export.prepared_graphs`), which is then read instead and only the
+   passes left (``MatMulNBits``) are applied;
 3. a caller's :attr:`GraphHooks.after_passes` may change it again (calibration adds the
    activations it observes as outputs);
 4. :func:`session_options` (threads, optimization level, memory arena) and the execution
@@ -22,19 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import rewrite_to_matmul_nbits
-from nuwa.runtime.backends.onnxruntime.ring_cache_writes import (
+from nuwa.export.ring_cache_writes import (
     rewrite_ring_writes_to_scatter_nd,
 )
+from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import rewrite_to_matmul_nbits
 from nuwa.spec.errors import BackendUnavailableError
 from nuwa.spec.graph_names import DECODER_STEP_KIND
-from nuwa.spec.manifest import GraphInfo, Manifest
+from nuwa.spec.manifest import PREPARED_CPU, GraphInfo, Manifest
 
 # Graph kinds whose sessions use ONNX Runtime's CPU memory arena. An arena keeps its peak for the
 # session's life, one arena per graph: the graphs run once per request on a whole batch
@@ -85,9 +89,9 @@ def session_options(
 
 def scatters_cache_once(model: onnx.ModelProto, past: list[str], present: list[str]) -> bool:
     """Whether each ``past`` input is read by exactly one node, a ``ScatterElements`` (as
-    exported) or ``ScatterND`` (as rewritten for the CPU, :mod:`.ring_cache_writes`) taking it
-    as its data and writing the matching ``present`` output: then that output may share the
-    input's buffer (nothing else sees the cache before or after the write)."""
+    exported) or ``ScatterND`` (as prepared for the CPU, :mod:`nuwa.export.ring_cache_writes`)
+    taking it as its data and writing the matching ``present`` output: then that output may
+    share the input's buffer (nothing else sees the cache before or after the write)."""
     readers: dict[str, list[onnx.NodeProto]] = {name: [] for name in past}
     for node in model.graph.node:
         for name in set(node.input) & readers.keys():
@@ -124,6 +128,15 @@ class GraphPasses:
 
     def _scatter_nd(self, graph: GraphInfo) -> bool:
         return self.ring_writes_as_scatter_nd and graph.kind == DECODER_STEP_KIND
+
+    def prepared_key(self, graph: GraphInfo) -> str | None:
+        """The prepared form of ``graph`` an export may carry for these passes' ring writes
+        (:data:`~nuwa.spec.manifest.PREPARED_CPU` on the CPU), else ``None``."""
+        return PREPARED_CPU if self._scatter_nd(graph) else None
+
+    def after_prepared(self) -> GraphPasses:
+        """What is left to do to a prepared form: everything but the ring-write rewrite."""
+        return GraphPasses(self.int8_kernels, False, self.past, self.present)
 
     def apply(self, graph: GraphInfo, model: onnx.ModelProto) -> onnx.ModelProto:
         """``model`` (the file of ``graph``) rewritten in place; same outputs as the file."""
@@ -191,13 +204,29 @@ class GraphSessions:
             model = hooks.after_passes(graph.name, model)
         return model
 
+    def source(self, graph: GraphInfo) -> tuple[Path, GraphPasses]:
+        """The file a session of ``graph`` reads and the passes still to apply to it: the
+        export's prepared form where it carries the one these passes make (and no hook edits
+        the graph first), else the graph's own file and every pass."""
+        key = self.passes.prepared_key(graph)
+        prepared = self.manifest.prepared_path(graph.name, key) if key else None
+        if prepared is not None and self.hooks.before_passes is None:
+            return prepared, self.passes.after_prepared()
+        return self.manifest.path(graph.name), self.passes
+
     def _create(self, graph: GraphInfo) -> ort.InferenceSession:
-        path = self.manifest.path(graph.name)
+        path, passes = self.source(graph)
         opts = session_options(self.threads, self.optimization, uses_memory_arena(graph))
         hooks = self.hooks
         source: str | bytes = str(path)
-        if hooks.before_passes or hooks.after_passes or self.passes.changes(graph):
-            source = self.prepare(graph, onnx.load(str(path))).SerializeToString()
+        if hooks.before_passes or hooks.after_passes or passes.changes(graph):
+            model = onnx.load(str(path))
+            if hooks.before_passes is not None:
+                model = hooks.before_passes(graph.name, model)
+            model = passes.apply(graph, model)
+            if hooks.after_passes is not None:
+                model = hooks.after_passes(graph.name, model)
+            source = model.SerializeToString()
         try:
             return ort.InferenceSession(source, sess_options=opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own exception types

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nuwa.export.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
 from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from nuwa.runtime.backends.onnxruntime.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
 from nuwa.runtime.backends.onnxruntime.sessions import GraphPasses
 
 

@@ -51,6 +51,15 @@ def all_whole(clip) -> np.ndarray:
     return whole_in_truth(clip).all(axis=1)
 
 
+def frame_means(rows: list[list[float]]) -> list[float | None]:
+    """Per frame, the mean over clips of the frames kept (``None`` where no clip kept it)."""
+    a = np.asarray(rows, dtype=np.float64)
+    kept = ~np.isnan(a)
+    sums = np.where(kept, a, 0.0).sum(axis=0)
+    counts = kept.sum(axis=0)
+    return [round(float(s / c), 3) if c else None for s, c in zip(sums, counts, strict=True)]
+
+
 def masked(values: list[float], keep: np.ndarray) -> list[float]:
     """``values`` with NaN where ``keep`` is False."""
     return [v if k else float("nan") for v, k in zip(values, keep, strict=True)]
@@ -113,7 +122,7 @@ def measure(args: argparse.Namespace) -> dict:
         "clips": args.clips,
         "frames": args.frames,
         "trained_frames": trained,
-        "per_frame": {k: np.nanmean(v, axis=0).round(3).tolist() for k, v in rows.items()},
+        "per_frame": {k: frame_means(v) for k, v in rows.items()},
         "whole_frames": {k: np.sum(~np.isnan(v), axis=0).tolist() for k, v in rows.items()},
         "past_trained_by_visibility": {
             k: {"frames": len(v), "nll": round(float(np.mean(v)), 3) if v else None}
@@ -133,7 +142,7 @@ def table(result: dict) -> str:
         "|---|" + "---:|" * len(names),
     ]
     for k, v in result["per_frame"].items():
-        v = np.asarray(v)
+        v = np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
         offset = t if k.startswith("reencode") else 0  # reencode starts past the trained frames
         cells = []
         for a in starts:

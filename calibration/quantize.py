@@ -48,7 +48,7 @@ from nuwa.calibration.capture import CalibrationSet, calibrate
 from nuwa.calibration.fp16 import FP32_OPS, convert_to_fp16
 from nuwa.calibration.qdq import INT8_MAX, REDUCED_WEIGHT_MAX, find_targets, insert_qdq
 from nuwa.calibration.task_samples import TASKS
-from nuwa.export.prepared_graphs import write_prepared_cpu
+from nuwa.export.prepared_graphs import write_prepared_cpu, write_prepared_cpu_matmulnbits
 from nuwa.export.weights import materialize_weights
 from nuwa.runtime.cpu_features import int8_products_saturate
 from nuwa.spec.generation_config import copy_generation_config
@@ -295,6 +295,8 @@ def quantize_export(
             raw["graphs"][name].pop("prepared", None)
             if manifest.target == "portable":
                 entry = write_prepared_cpu(tmp, dataclasses.replace(info, prepared={}), decoder)
+                if precision == "int8" and name in converted:
+                    entry = write_prepared_cpu_matmulnbits(tmp, entry, decoder, converted[name])
                 for key, form in entry.prepared.items():
                     raw["graphs"][name].setdefault("prepared", {})[key] = form.to_dict()
                     prepared_files.append(form.file)

@@ -7,10 +7,15 @@ being rewritten in memory by every client (the Python runtime, serving, the C/C+
   bit-identical outputs). Written for every ``decoder_step`` of a portable export by the
   exporter, and by ``nuwa quantize`` for the steps it writes (an FP16 step's writes are not the
   pattern: it has none, and runs as written, as it did when prepared in memory).
+- ``cpu-matmulnbits`` (:data:`~nuwa.spec.manifest_entries.PREPARED_CPU_MATMULNBITS`): an INT8
+  graph as ONNX Runtime's CPU runs it with its 8-bit ``MatMulNBits`` kernels — the ``cpu`` form
+  of a step, and every Q/DQ weight layer as one ``MatMulNBits`` node holding the same int8
+  weights (:mod:`nuwa.export.matmul_nbits`). Written by ``nuwa quantize --precision int8`` for
+  every graph with weight layers; self-contained (its weights are new tensors).
 
-A prepared file is ``<graph>.<key>.onnx`` in the export directory; it reads the same external
-weights file as its graph (the rewrite adds only small inline index constants), so it costs a
-graph's structure, not its weights. A runtime that finds no prepared form (an export written
+A prepared file is ``<graph>.<key>.onnx`` in the export directory. A ``cpu`` form reads the same
+external weights file as its graph (the rewrite adds only small inline index constants), so it
+costs a graph's structure, not its weights. A runtime that finds no prepared form (an export written
 before them) prepares the graph in memory the same way.
 """
 
@@ -21,10 +26,17 @@ from pathlib import Path
 
 import onnx
 
+from nuwa.export.matmul_nbits import rewrite_to_matmul_nbits
 from nuwa.export.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
 from nuwa.spec.file_hashes import sha256_file
 from nuwa.spec.graph_names import DECODER_STEP_KIND
-from nuwa.spec.manifest_entries import PREPARED_CPU, DecoderInfo, GraphInfo, PreparedGraph
+from nuwa.spec.manifest_entries import (
+    PREPARED_CPU,
+    PREPARED_CPU_MATMULNBITS,
+    DecoderInfo,
+    GraphInfo,
+    PreparedGraph,
+)
 
 
 def prepared_file(graph: GraphInfo, key: str) -> str:
@@ -54,3 +66,21 @@ def write_prepared_cpu(directory: Path, graph: GraphInfo, decoder: DecoderInfo) 
     onnx.save(model, str(directory / file))
     prepared = {**graph.prepared, PREPARED_CPU: PreparedGraph(file, sha256_file(directory / file))}
     return dataclasses.replace(graph, prepared=prepared)
+
+
+def write_prepared_cpu_matmulnbits(
+    directory: Path, graph: GraphInfo, decoder: DecoderInfo, model: onnx.ModelProto
+) -> GraphInfo:
+    """Write the ``cpu-matmulnbits`` form of ``graph`` (``model``: the INT8 graph as written,
+    weights loaded; not changed) into ``directory`` and return the entry with the form listed; a
+    graph without Q/DQ weight layers comes back unchanged."""
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    if not rewrite_to_matmul_nbits(prepared):
+        return graph
+    if graph.kind == DECODER_STEP_KIND:
+        prepare_cpu(prepared, decoder)
+    file = prepared_file(graph, PREPARED_CPU_MATMULNBITS)
+    onnx.save(prepared, str(directory / file))
+    form = PreparedGraph(file, sha256_file(directory / file))
+    return dataclasses.replace(graph, prepared={**graph.prepared, PREPARED_CPU_MATMULNBITS: form})

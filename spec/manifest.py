@@ -55,6 +55,7 @@ from nuwa.spec.manifest_checks import (
 )
 from nuwa.spec.manifest_entries import (
     PREPARED_CPU,
+    PREPARED_CPU_MATMULNBITS,
     ConditionInfo,
     DecoderInfo,
     DecoderStepInfo,
@@ -72,6 +73,7 @@ __all__ = [
     "GRAPH_REVISION",
     "MANIFEST_FILE",
     "PREPARED_CPU",
+    "PREPARED_CPU_MATMULNBITS",
     "TARGETS",
     "ConditionInfo",
     "DecoderInfo",

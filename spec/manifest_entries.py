@@ -29,8 +29,10 @@ class TensorInfo:
 # The prepared forms of a graph an export may carry (``graphs.<name>.prepared``): the graph as
 # one runtime runs it, written once by the exporter (or ``nuwa quantize``) instead of being
 # rewritten in memory by every client. "cpu": as ONNX Runtime's CPU runs it (the decoder step's
-# ring-cache writes as ScatterND; Q/DQ weight layers as written).
+# ring-cache writes as ScatterND; Q/DQ weight layers as written). "cpu-matmulnbits": the same
+# with an INT8 export's Q/DQ weight layers as com.microsoft::MatMulNBits (its int8 CPU kernels).
 PREPARED_CPU = "cpu"
+PREPARED_CPU_MATMULNBITS = "cpu-matmulnbits"
 
 
 @dataclass(frozen=True)

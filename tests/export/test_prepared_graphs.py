@@ -16,10 +16,18 @@ import pytest
 from nuwa.export.prepared_graphs import prepare_cpu
 from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from nuwa.runtime.backends.onnxruntime import sessions as sessions_module
+from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import matmul_nbits_available
+from nuwa.runtime.cpu_features import int8_products_saturate
 from nuwa.runtime.engine import generate_tokens
 from nuwa.runtime.sampler import SamplingOptions
 from nuwa.spec.graph_names import DECODER_STEP_KIND
-from nuwa.spec.manifest import MANIFEST_FILE, PREPARED_CPU, ManifestError, load_manifest
+from nuwa.spec.manifest import (
+    MANIFEST_FILE,
+    PREPARED_CPU,
+    PREPARED_CPU_MATMULNBITS,
+    ManifestError,
+    load_manifest,
+)
 from nuwa.spec.tokenizer import ByteTokenizer
 
 
@@ -76,13 +84,7 @@ def test_the_backend_reads_the_prepared_step_and_an_export_without_it_runs_the_s
     assert not calls  # nothing rewritten in memory
     assert prepared.cache_in_place
 
-    old = tmp_path / "old_export"  # the same export as written before prepared forms
-    shutil.copytree(tiny_export_dir, old)
-    raw = json.loads((old / MANIFEST_FILE).read_text())
-    for graph in raw["graphs"].values():
-        for form in graph.pop("prepared", {}).values():
-            (old / form["file"]).unlink()
-    (old / MANIFEST_FILE).write_text(json.dumps(raw))
+    old = _strip_prepared(tiny_export_dir, tmp_path / "old_export")  # made before them
     in_memory = OnnxRuntimeBackend.from_model_dir(old, threads=1, io_binding=io_binding)
     assert in_memory.sessions.source(step)[0] == old / step.file
     np.testing.assert_array_equal(_greedy(in_memory), with_files)
@@ -103,16 +105,51 @@ def test_prepared_files_are_checked_like_graphs(tiny_export_dir: Path, tmp_path:
         load_manifest(copy)
 
 
-def test_quantize_prepares_the_steps_it_writes(tiny_int8: Path, tiny_fp16: Path) -> None:
+def _ops(path: Path | None) -> list[str]:
+    assert path is not None
+    return [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+def test_quantize_prepares_the_graphs_it_writes(tiny_int8: Path, tiny_fp16: Path) -> None:
     int8 = load_manifest(tiny_int8)
+    layers = [g for g in int8.graphs.values() if g.meta.get("precision") == "int8"]
+    assert any(g.kind == DECODER_STEP_KIND for g in layers)
     for g in int8.graphs.values():
-        if g.kind != DECODER_STEP_KIND:
-            continue
-        prepared = onnx.load(
-            str(int8.prepared_path(g.name, PREPARED_CPU)), load_external_data=False
-        )
-        ops = [n.op_type for n in prepared.graph.node]
-        assert "ScatterND" in ops and "DequantizeLinear" in ops  # made from the int8 graph
+        if g.kind == DECODER_STEP_KIND:  # made from the int8 graph: its Q/DQ as written
+            ops = _ops(int8.prepared_path(g.name, PREPARED_CPU))
+            assert "ScatterND" in ops and "DequantizeLinear" in ops
+        if g in layers:  # every weight layer one MatMulNBits; a step's writes as ScatterND
+            ops = _ops(int8.prepared_path(g.name, PREPARED_CPU_MATMULNBITS))
+            assert "MatMulNBits" in ops and "MatMul" not in ops and "Gemm" not in ops
+            assert ("ScatterND" in ops) == (g.kind == DECODER_STEP_KIND)
+        else:
+            assert PREPARED_CPU_MATMULNBITS not in g.prepared
     # an FP16 step's writes are not the exporter's pattern: it runs as written, none listed
     fp16 = load_manifest(tiny_fp16)
     assert not any(g.prepared for g in fp16.graphs.values())
+
+
+def _strip_prepared(src: Path, dst: Path) -> Path:
+    """A copy of an export without its prepared forms (an export made before them)."""
+    shutil.copytree(src, dst)
+    raw = json.loads((dst / MANIFEST_FILE).read_text())
+    for graph in raw["graphs"].values():
+        for form in graph.pop("prepared", {}).values():
+            (dst / form["file"]).unlink()
+    (dst / MANIFEST_FILE).write_text(json.dumps(raw))
+    return dst
+
+
+def test_the_int8_backend_reads_its_matmulnbits_forms(tiny_int8: Path, tmp_path: Path) -> None:
+    if not matmul_nbits_available() or int8_products_saturate():
+        pytest.skip("this CPU or ONNX Runtime has no usable 8-bit MatMulNBits kernel")
+    files = OnnxRuntimeBackend.from_model_dir(tiny_int8, threads=1, int8_kernels="matmulnbits")
+    step = files.manifest.decoder_step("text", 2)
+    path, left = files.sessions.source(step)
+    assert path == files.manifest.prepared_path(step.name, PREPARED_CPU_MATMULNBITS)
+    assert not left.changes(step)  # nothing left to rewrite in memory
+    old = _strip_prepared(tiny_int8, tmp_path / "old")
+    memory = OnnxRuntimeBackend.from_model_dir(old, threads=1, int8_kernels="matmulnbits")
+    np.testing.assert_array_equal(_greedy(files), _greedy(memory))
+    qdq = OnnxRuntimeBackend.from_model_dir(tiny_int8, threads=1, int8_kernels="qdq")
+    assert qdq.sessions.source(step)[0] == qdq.manifest.prepared_path(step.name, PREPARED_CPU)

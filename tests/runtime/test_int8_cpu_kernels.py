@@ -22,16 +22,18 @@ from nuwa.calibration.qdq import (
     quantize_bias,
     quantize_weight,
 )
-from nuwa.runtime.backends.onnxruntime import int8_cpu_kernels as kernels
-from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import (
+from nuwa.export.matmul_nbits import (
     NBitsWeights,
     block_size_for,
-    matmul_nbits_available,
     matmul_nbits_model,
     matmul_nbits_reference,
     nbits_weights,
-    resolve_int8_kernels,
     rewrite_to_matmul_nbits,
+)
+from nuwa.runtime.backends.onnxruntime import int8_cpu_kernels as kernels
+from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import (
+    matmul_nbits_available,
+    resolve_int8_kernels,
 )
 from nuwa.runtime.cpu_features import int8_products_saturate
 

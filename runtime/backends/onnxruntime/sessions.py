@@ -32,13 +32,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from nuwa.export.matmul_nbits import rewrite_to_matmul_nbits
 from nuwa.export.ring_cache_writes import (
     rewrite_ring_writes_to_scatter_nd,
 )
-from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import rewrite_to_matmul_nbits
 from nuwa.spec.errors import BackendUnavailableError
 from nuwa.spec.graph_names import DECODER_STEP_KIND
-from nuwa.spec.manifest import PREPARED_CPU, GraphInfo, Manifest
+from nuwa.spec.manifest import PREPARED_CPU, PREPARED_CPU_MATMULNBITS, GraphInfo, Manifest
 
 # Graph kinds whose sessions use ONNX Runtime's CPU memory arena. An arena keeps its peak for the
 # session's life, one arena per graph: the graphs run once per request on a whole batch
@@ -129,14 +129,20 @@ class GraphPasses:
     def _scatter_nd(self, graph: GraphInfo) -> bool:
         return self.ring_writes_as_scatter_nd and graph.kind == DECODER_STEP_KIND
 
-    def prepared_key(self, graph: GraphInfo) -> str | None:
-        """The prepared form of ``graph`` an export may carry for these passes' ring writes
-        (:data:`~nuwa.spec.manifest.PREPARED_CPU` on the CPU), else ``None``."""
-        return PREPARED_CPU if self._scatter_nd(graph) else None
-
-    def after_prepared(self) -> GraphPasses:
-        """What is left to do to a prepared form: everything but the ring-write rewrite."""
-        return GraphPasses(self.int8_kernels, False, self.past, self.present)
+    def prepared_forms(self, graph: GraphInfo) -> list[tuple[str, GraphPasses]]:
+        """The prepared forms of ``graph`` an export may carry that do these passes, best first,
+        each with the passes left to apply to it: ``cpu-matmulnbits`` (everything) where the
+        ``MatMulNBits`` kernels run, ``cpu`` (all but ``MatMulNBits``) for a CPU step."""
+        forms = []
+        if self.int8_kernels == "matmulnbits":
+            forms.append(
+                (PREPARED_CPU_MATMULNBITS, GraphPasses(None, False, self.past, self.present))
+            )
+        if self._scatter_nd(graph):
+            forms.append(
+                (PREPARED_CPU, GraphPasses(self.int8_kernels, False, self.past, self.present))
+            )
+        return forms
 
     def apply(self, graph: GraphInfo, model: onnx.ModelProto) -> onnx.ModelProto:
         """``model`` (the file of ``graph``) rewritten in place; same outputs as the file."""
@@ -208,10 +214,11 @@ class GraphSessions:
         """The file a session of ``graph`` reads and the passes still to apply to it: the
         export's prepared form where it carries the one these passes make (and no hook edits
         the graph first), else the graph's own file and every pass."""
-        key = self.passes.prepared_key(graph)
-        prepared = self.manifest.prepared_path(graph.name, key) if key else None
-        if prepared is not None and self.hooks.before_passes is None:
-            return prepared, self.passes.after_prepared()
+        if self.hooks.before_passes is None:
+            for key, left in self.passes.prepared_forms(graph):
+                prepared = self.manifest.prepared_path(graph.name, key)
+                if prepared is not None:
+                    return prepared, left
         return self.manifest.path(graph.name), self.passes
 
     def _create(self, graph: GraphInfo) -> ort.InferenceSession:

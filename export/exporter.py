@@ -1,6 +1,6 @@
 """``nuwa export``: every graph the runtime needs, checked, hashed and listed in the manifest.
 
-Each :class:`~nuwa.export.graphs.GraphSpec` is traced with the TorchScript ONNX exporter
+Each :class:`~nuwa.export.graph_specs.GraphSpec` is traced with the TorchScript ONNX exporter
 (``dynamo=False``: module-scoped, path-like node names such as
 ``/transformer/decoder_layers.0/self_attn/NearbyAttention3D`` that quantization can target, and
 a ``symbolic`` hook that emits the custom 3DNA node). Then, per target:

@@ -1,0 +1,204 @@
+"""A whole generation against the sum of its decoder steps (issue 37: a whole generation should
+cost at most 15% more than its steps), plus cold start and peak memory.
+
+Text→video of the trained 8 frames through ``Pipeline`` on ONNX Runtime's CPU (one intra-op
+thread), FP32 (the demo's export) and INT8 (quantized from it unless ``--int8-dir``), without
+guidance (one row) and with it (two rows: the conditional and unconditional one). In the same
+process the backend's calls are timed where they happen — each request state's ``step``, the
+text encoder (``text_condition``), the VQ decoder (``codes_to_frames``) — so a generation splits
+into steps, encoders, VQ decoder and the rest (sampling, guidance, callbacks, Python), medians
+over ``--repeats`` generations. Each precision runs in a process of its own (this file with
+``--worker``), which also reports the **cold start** (from the worker script's first line to
+the first token of its first generation: nuwa's imports, session creation, the text encoder) and
+its peak RSS.
+
+    python3 bench/decode_whole.py [--int8-dir Q] [--repeats 5] [--no-write]
+
+Writes the ``decode_whole`` section of ``bench/RESULTS.md`` unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
+from decode_setup import cpu_name
+from results_file import write_marked_section
+
+START = time.perf_counter()  # a worker's cold start counts from here (nuwa's imports included)
+REPO = Path(__file__).resolve().parent.parent
+DEMO_EXPORT = REPO / "model" / "checkpoints" / "demo" / "onnx"
+PROMPT = "a red square at the top left moves right"
+TARGET = 1.15  # whole generation / sum of its steps
+
+
+def _peak_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One precision: cold start, then ``repeats`` timed generations per guidance setting."""
+    import numpy as np
+
+    from nuwa.runtime import Pipeline
+    from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from nuwa.spec.generation_config import GenerationConfig
+
+    timers: dict[str, float] = {"steps": 0.0, "encoder": 0.0, "vq_decoder": 0.0}
+    counts: dict[str, int] = {"steps": 0}
+
+    def timed(fn: Any, key: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers[key] += time.perf_counter() - t0
+                counts[key] = counts.get(key, 0) + 1
+
+        return call
+
+    backend = OnnxRuntimeBackend.from_model_dir(spec["dir"], threads=1)
+    start_request = backend.start_request
+
+    def start(cond: Any, num_frames: int) -> Any:
+        state = start_request(cond, num_frames)
+        state.step = timed(state.step, "steps")  # type: ignore[method-assign]
+        return state
+
+    backend.start_request = start  # type: ignore[method-assign]
+    backend.text_condition = timed(backend.text_condition, "encoder")  # type: ignore[method-assign]
+    backend.codes_to_frames = timed(backend.codes_to_frames, "vq_decoder")  # type: ignore[method-assign]
+    pipe = Pipeline(backend, progress=False, generation_config=GenerationConfig.load(spec["dir"]))
+    first: list[float] = []
+
+    def on_step(event: Any) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    pipe("t2v", PROMPT, seed=0, guidance_scale=1.0, callback=on_step)
+    cold = first[0] - START
+    rows = {}
+    for guidance in (1.0, 2.0):
+        runs = []
+        for r in range(spec["repeats"]):
+            for k in timers:
+                timers[k] = 0.0
+            counts["steps"] = 0
+            t0 = time.perf_counter()
+            pipe("t2v", PROMPT, seed=r, guidance_scale=guidance)
+            wall = time.perf_counter() - t0
+            runs.append({**timers, "wall": wall, "positions": counts["steps"]})
+        med = {k: float(np.median([run[k] for run in runs])) for k in runs[0]}
+        med["rest"] = med["wall"] - med["steps"] - med["encoder"] - med["vq_decoder"]
+        med["ratio"] = float(np.median([run["wall"] / run["steps"] for run in runs]))
+        rows["guided" if guidance != 1.0 else "unguided"] = med
+    return {"cold_start_s": cold, "peak_rss_mib": _peak_mib(), "rows": rows}
+
+
+def run_worker(directory: Path, repeats: int) -> dict[str, Any]:
+    spec = json.dumps({"dir": str(directory), "repeats": repeats})
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", spec],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the worker for {directory} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def quantize(fp32: Path, calib_count: int) -> Path:
+    from nuwa.calibration.capture import CalibrationSet
+    from nuwa.calibration.quantize import quantize_export
+
+    out = Path(tempfile.mkdtemp(prefix="nuwa-decode-whole-int8-")) / "int8"
+    print(f"[decode_whole] quantizing {fp32} -> {out} (int8, no gates)", file=sys.stderr)
+    quantize_export(fp32, out, "int8", CalibrationSet(count=calib_count, seed=0), None)
+    return out
+
+
+def section(result: dict[str, Any]) -> str:
+    lines = [
+        f"`python bench/decode_whole.py` — {result['date']}, {result['machine']}; text→video, "
+        f"{result['frames']} frames, one intra-op thread, each precision in a process of its "
+        f"own; medians over {result['repeats']} generations; VQ decoder = all frames at the end.",
+        "",
+        "| precision | guidance (rows) | whole s | steps s | encoder s | VQ decoder s | rest s | "
+        "whole / steps | target | ms/token whole, step |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, res in result["precisions"].items():
+        for guided, row in res["rows"].items():
+            rows = 2 if guided == "guided" else 1
+            verdict = "met" if row["ratio"] <= TARGET else "not met"
+            per = 1e3 / row["positions"]
+            lines.append(
+                f"| {name} | {guided} ({rows}) | {row['wall']:.3f} | {row['steps']:.3f} | "
+                f"{row['encoder']:.3f} | {row['vq_decoder']:.3f} | {row['rest']:.3f} | "
+                f"{row['ratio']:.2f}x | <= {TARGET}x: {verdict} | "
+                f"{row['wall'] * per:.2f}, {row['steps'] * per:.2f} |"
+            )
+    lines += [""]
+    for name, res in result["precisions"].items():
+        lines.append(
+            f"{name}: cold start (from the worker's first line to its first token: nuwa's "
+            "imports, the sessions, the encoder) "
+            f"{res['cold_start_s']:.2f} s; peak RSS {res['peak_rss_mib']:.0f} MiB."
+        )
+    lines += [
+        "",
+        "`rest` is everything a generation does besides the backend calls timed: sampling, "
+        "guidance, the callbacks, the engine's and the pipeline's Python.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(sys.argv[2]))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--onnx-dir", default=str(DEMO_EXPORT), help="the FP32 export (default: demo's)")
+    p.add_argument("--int8-dir", help="an INT8 export of it (default: quantized here, no gates)")
+    p.add_argument("--calib-count", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = p.parse_args(argv)
+    fp32 = Path(args.onnx_dir)
+    int8 = Path(args.int8_dir) if args.int8_dir else quantize(fp32, args.calib_count)
+    from nuwa.spec.manifest import load_manifest
+
+    frames = int(load_manifest(fp32, verify_hashes=False).decoder.grid[0])
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": cpu_name(),
+        "frames": frames,
+        "repeats": args.repeats,
+        "precisions": {
+            name: run_worker(d, args.repeats) for name, d in (("fp32", fp32), ("int8", int8))
+        },
+    }
+    text = section(result)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if not args.no_write:
+        write_marked_section(text, "decode_whole")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -36,12 +35,10 @@ from typing import Any
 import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
+from cpu_exports import add_export_options, int8_export, report
 from decode_setup import cpu_name
 from precision_timing import step_feeds, time_alone
-from results_file import write_marked_section
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_EXPORT = REPO / "model" / "checkpoints" / "demo" / "onnx"
 TARGETS = {"fp32": 1.3, "int8": 2.0}  # step / floor at batch 1
 INT8_SPEEDUP_TARGET = 2.0
 WEIGHT_LAYER_OPS = ("MatMul", "Gemm", "MatMulNBits")
@@ -116,10 +113,11 @@ def floor_model(model: Any, batch: int) -> tuple[Any, int, int]:
         seen.add(id(node))
         nodes.append(node)
 
+    constants = set(inits)
     for layer in graph.node:
         if layer.op_type not in WEIGHT_LAYER_OPS or len(layer.input) < 2:
             continue
-        if not _constant(layer.input[1], producer, set(inits)):
+        if not _constant(layer.input[1], producer, constants):
             continue
         act = _activation(layer.input[0], producer)
         k = _layer_k(layer, shapes)
@@ -198,7 +196,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import resolve_int8_kernels
 
     fp32 = Path(args.onnx_dir)
-    int8 = Path(args.int8_dir) if args.int8_dir else quantize(fp32, args)
+    int8 = int8_export(args, "decode_floor")
     kernels = resolve_int8_kernels("auto")
     work = Path(tempfile.mkdtemp(prefix="nuwa-decode-floor-"))
     rows: dict[str, dict[str, Any]] = {}
@@ -233,9 +231,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rows[name] = {
             "weight_bytes": size,
             "layers": layers,
-            "kernels": ("matmulnbits" if kernels == "matmulnbits" else "qdq")
-            if name == "int8"
-            else "fp32",
+            "kernels": kernels if name == "int8" else "fp32",
             "source": path.name,
             "cache_bytes": cache_bytes,
             "step_cpu": [],
@@ -272,16 +268,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "int8_speedup": rows["fp32"]["step_ms"] / rows["int8"]["step_ms"],
     }
-
-
-def quantize(fp32: Path, args: argparse.Namespace) -> Path:
-    from nuwa.calibration.capture import CalibrationSet
-    from nuwa.calibration.quantize import quantize_export
-
-    out = Path(tempfile.mkdtemp(prefix="nuwa-decode-floor-int8-")) / "int8"
-    _log(f"quantizing {fp32} -> {out} (int8, {args.calib_count} calibration samples, no gates)")
-    quantize_export(fp32, out, "int8", CalibrationSet(count=args.calib_count, seed=0), None)
-    return out
 
 
 def section(result: dict[str, Any]) -> str:
@@ -321,22 +307,13 @@ def section(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--onnx-dir", default=str(DEMO_EXPORT), help="the FP32 export (default: demo's)")
-    p.add_argument("--int8-dir", help="an INT8 export of it (default: quantized here, no gates)")
-    p.add_argument("--calib-count", type=int, default=2)
+    add_export_options(p)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--steps", type=int, default=2000, help="timed steps per graph, all rounds")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)
     result = measure(args)
-    text = section(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if not args.no_write:
-        write_marked_section(text, "decode_floor")
+    report(section(result), result, args, "decode_floor")
     return 0
 
 

@@ -24,18 +24,15 @@ import datetime
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also when loaded by path
+from cpu_exports import add_export_options, int8_export, report
 from decode_setup import cpu_name
-from results_file import write_marked_section
 
 START = time.perf_counter()  # a worker's cold start counts from here (nuwa's imports included)
-REPO = Path(__file__).resolve().parent.parent
-DEMO_EXPORT = REPO / "model" / "checkpoints" / "demo" / "onnx"
 PROMPT = "a red square at the top left moves right"
 TARGET = 1.15  # whole generation / sum of its steps
 
@@ -119,16 +116,6 @@ def run_worker(directory: Path, repeats: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def quantize(fp32: Path, calib_count: int) -> Path:
-    from nuwa.calibration.capture import CalibrationSet
-    from nuwa.calibration.quantize import quantize_export
-
-    out = Path(tempfile.mkdtemp(prefix="nuwa-decode-whole-int8-")) / "int8"
-    print(f"[decode_whole] quantizing {fp32} -> {out} (int8, no gates)", file=sys.stderr)
-    quantize_export(fp32, out, "int8", CalibrationSet(count=calib_count, seed=0), None)
-    return out
-
-
 def section(result: dict[str, Any]) -> str:
     lines = [
         f"`python bench/decode_whole.py` — {result['date']}, {result['machine']}; text→video, "
@@ -170,15 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(sys.argv[2]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--onnx-dir", default=str(DEMO_EXPORT), help="the FP32 export (default: demo's)")
-    p.add_argument("--int8-dir", help="an INT8 export of it (default: quantized here, no gates)")
-    p.add_argument("--calib-count", type=int, default=2)
+    add_export_options(p)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)
     fp32 = Path(args.onnx_dir)
-    int8 = Path(args.int8_dir) if args.int8_dir else quantize(fp32, args.calib_count)
+    int8 = int8_export(args, "decode_whole")
     from nuwa.spec.manifest import load_manifest
 
     frames = int(load_manifest(fp32, verify_hashes=False).decoder.grid[0])
@@ -191,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             name: run_worker(d, args.repeats) for name, d in (("fp32", fp32), ("int8", int8))
         },
     }
-    text = section(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if not args.no_write:
-        write_marked_section(text, "decode_whole")
+    report(section(result), result, args, "decode_whole")
     return 0
 
 

@@ -264,6 +264,17 @@ def write_manifest(manifest: Manifest) -> Path:
     return path
 
 
+def _check_file(manifest_path: Path, file: Path, digest: str | None, what: str) -> None:
+    """A :class:`ManifestError` when ``file`` (a ``what`` the manifest lists) is missing or,
+    with ``digest``, does not match that SHA-256."""
+    if not file.is_file():
+        raise ManifestError(f"{manifest_path}: {what} {file} is missing")
+    if digest is not None and sha256_file(file) != digest:
+        raise ManifestError(
+            f"{file} does not match its SHA-256 in {manifest_path} (modified or corrupt; re-export)"
+        )
+
+
 def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest:
     """Read and validate an export directory's manifest; with ``verify_hashes`` every graph
     file must exist and match its SHA-256."""
@@ -296,12 +307,7 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
         files += [(f"{name} ({key})", p.file, p.sha256) for key, p in graph.prepared.items()]
         for what, file_name, digest in files:
             file = directory / file_name
-            if not file.is_file():
-                raise ManifestError(f"{path}: graph {what!r} file {file} is missing")
-            if verify_hashes and sha256_file(file) != digest:
-                raise ManifestError(
-                    f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
-                )
+            _check_file(path, file, digest if verify_hashes else None, f"graph {what!r} file")
             try:
                 check_external_data_locations(file, directory)
             except ValueError as exc:
@@ -311,13 +317,7 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True) -> Manifest
                     f"{path}: graph {what!r} file {file} is not an ONNX graph: {exc}"
                 ) from None
     for name, digest in manifest.external_data.items():
-        file = directory / name
-        if not file.is_file():
-            raise ManifestError(f"{path}: weights file {file} is missing")
-        if verify_hashes and sha256_file(file) != digest:
-            raise ManifestError(
-                f"{file} does not match its SHA-256 in {path} (modified or corrupt; re-export)"
-            )
+        _check_file(path, directory / name, digest if verify_hashes else None, "weights file")
     for c in manifest.conditions.values():
         manifest.graph(c.encoder)
     for s in manifest.decoder_steps:

@@ -133,6 +133,127 @@ def sampling_chooser(options: SamplingOptions) -> TokenChooser:
     return lambda position, logits: sampler(logits)
 
 
+class TokenWalk:
+    """One request's walk through its raster positions, whoever drives the steps.
+
+    The request's own thread makes it and runs :meth:`start` (the forced prefix goes into its
+    cache); then each step a driver feeds :meth:`feed` at :attr:`position` to the request's
+    rows — alone (:func:`generate_tokens`), or beside other requests in a shared batch
+    (:class:`nuwa.runtime.decode_scheduler.DecodeScheduler`) — and hands the rows' logits to
+    :meth:`accept`, which chooses (or forces) the position's tokens. One definition of what a
+    request does per position, so a request decodes the same alone and in company."""
+
+    def __init__(
+        self,
+        state: DecodeState,
+        options: SamplingOptions,
+        known: np.ndarray | None = None,
+        known_mask: np.ndarray | None = None,
+        callback: StepObserver | None = None,
+        progress: bool = True,
+        choose: TokenChooser | None = None,
+    ) -> None:
+        spec = state.backend.spec
+        b = state.batch
+        n = state.num_frames * spec.tokens_per_frame
+        given = (known, known_mask)
+        if any(x is not None for x in given):
+            if any(x is None or x.shape != (b, n) for x in given):
+                raise ValueError(f"known and known_mask must both have shape {(b, n)}")
+            known = np.asarray(known, dtype=np.int64)
+            known_mask = np.asarray(known_mask, dtype=bool)
+        self.state = state
+        self.options = options
+        self.known, self.known_mask = known, known_mask
+        self.callback = callback
+        self.choose = choose or sampling_chooser(options)
+        self.total = n
+        self.out = np.zeros((b, n), dtype=np.int64)
+        self.prev = np.full((b,), spec.bos_id, dtype=np.int64)
+        self.position = 0
+        self.bar = tqdm(total=n, disable=not progress, desc="decoding", unit="tok", leave=False)
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.total
+
+    @property
+    def rows(self) -> int:
+        """Batch rows a step feeds (the samples, and their unconditional rows under guidance)."""
+        return self.state.rows
+
+    def start(self) -> None:
+        """Feed the forced prefix (every row's known leading tokens) into the cache."""
+        known, known_mask = self.known, self.known_mask
+        start = forced_prefix_length(known_mask)
+        if start and known is not None:
+            self.prev = prefill(self.state, known, start, self.prev)
+            self.out[:, :start] = known[:, :start]
+            self.position = start
+            self.bar.update(start)
+            if self.callback is not None:
+                self.callback(start - 1, self.out[:, :start])
+
+    def feed(self) -> np.ndarray:
+        """The tokens ``(rows,)`` to feed at :attr:`position` (the previous position's)."""
+        state = self.state
+        return np.tile(self.prev, state.rows // state.batch)
+
+    def accept(self, logits: np.ndarray) -> None:
+        """The logits ``(rows, V)`` of :attr:`position`: choose its tokens, move on."""
+        pos = self.position
+        known, known_mask = self.known, self.known_mask
+        if known_mask is not None and known is not None and known_mask[:, pos].all():
+            tok = known[:, pos]  # the step only filled the cache; nothing to sample
+        else:
+            tok = self.choose(pos, self.state.guided_logits(logits, self.options.guidance_scale))
+            if known_mask is not None and known is not None:
+                tok = np.where(known_mask[:, pos], known[:, pos], tok)
+        self.out[:, pos] = tok
+        self.prev = tok
+        self.position = pos + 1
+        self.bar.update(1)
+        if self.callback is not None:
+            self.callback(pos, self.out[:, : pos + 1])
+
+    def tokens(self) -> np.ndarray:
+        """The token grid ``(B, num_frames, H, W)``."""
+        spec = self.state.backend.spec
+        return self.out.reshape(self.state.batch, self.state.num_frames, spec.grid_h, spec.grid_w)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def start_walk(
+    backend: Backend,
+    cond: Condition,
+    num_frames: int,
+    options: SamplingOptions | None = None,
+    uncond: Condition | None = None,
+    known: np.ndarray | None = None,
+    known_mask: np.ndarray | None = None,
+    callback: StepObserver | None = None,
+    progress: bool = True,
+    choose: TokenChooser | None = None,
+) -> TokenWalk:
+    """A checked request's :class:`TokenWalk`, its forced prefix already in its cache (the
+    arguments of :func:`generate_tokens`)."""
+    if options is None:  # the defaults of a request without options (nuwa.spec.sampling)
+        options = default_sampling_options(guided=uncond is not None)
+    options.validate()
+    if options.uses_guidance and uncond is None:
+        raise ValueError("classifier-free guidance needs an unconditional condition")
+    state = DecodeState(backend, cond, uncond if options.uses_guidance else None, num_frames)
+    walk = TokenWalk(state, options, known, known_mask, callback, progress, choose)
+    try:
+        walk.start()
+    except BaseException:
+        walk.close()
+        raise
+    return walk
+
+
 def generate_tokens(
     backend: Backend,
     cond: Condition,
@@ -145,53 +266,19 @@ def generate_tokens(
     progress: bool = True,
     choose: TokenChooser | None = None,
 ) -> np.ndarray:
-    """Generate a ``(B, num_frames, H, W)`` int64 token grid.
+    """Generate a ``(B, num_frames, H, W)`` int64 token grid, stepping the request alone.
 
     ``known (B, N)`` / ``known_mask (B, N)`` (``N = num_frames*H*W``) force given tokens; other
     positions are chosen by ``choose`` from their guided logits (default: sampled with
     ``options``). ``uncond`` is used when ``options.guidance_scale != 1``. ``callback`` observes
     the tokens after every position.
     """
-    if options is None:  # the defaults of a request without options (nuwa.spec.sampling)
-        options = default_sampling_options(guided=uncond is not None)
-    options.validate()
-    choose = choose or sampling_chooser(options)
-    spec = backend.spec
-    b = cond.batch
-    n = num_frames * spec.tokens_per_frame
-    given = (known, known_mask)
-    if any(x is not None for x in given):
-        if any(x is None or x.shape != (b, n) for x in given):
-            raise ValueError(f"known and known_mask must both have shape {(b, n)}")
-        known = np.asarray(known, dtype=np.int64)
-        known_mask = np.asarray(known_mask, dtype=bool)
-    if options.uses_guidance and uncond is None:
-        raise ValueError("classifier-free guidance needs an unconditional condition")
-    state = DecodeState(backend, cond, uncond if options.uses_guidance else None, num_frames)
-    out = np.zeros((b, n), dtype=np.int64)
-    prev = np.full((b,), spec.bos_id, dtype=np.int64)
-    bar = tqdm(total=n, disable=not progress, desc="decoding", unit="tok", leave=False)
+    walk = start_walk(
+        backend, cond, num_frames, options, uncond, known, known_mask, callback, progress, choose
+    )
     try:
-        start = forced_prefix_length(known_mask)
-        if start and known is not None:
-            prev = prefill(state, known, start, prev)
-            out[:, :start] = known[:, :start]
-            bar.update(start)
-            if callback is not None:
-                callback(start - 1, out[:, :start])
-        for pos in range(start, n):
-            if known_mask is not None and known is not None and known_mask[:, pos].all():
-                state.step(prev, pos)  # fill the cache; nothing to sample
-                tok = known[:, pos]
-            else:
-                tok = decode_one_token(state, prev, pos, choose, options.guidance_scale)
-                if known_mask is not None and known is not None:
-                    tok = np.where(known_mask[:, pos], known[:, pos], tok)
-            out[:, pos] = tok
-            prev = tok
-            bar.update(1)
-            if callback is not None:
-                callback(pos, out[:, : pos + 1])
+        while not walk.done:
+            walk.accept(walk.state.step(walk.prev, walk.position))
     finally:
-        bar.close()
-    return out.reshape(b, num_frames, spec.grid_h, spec.grid_w)
+        walk.close()
+    return walk.tokens()

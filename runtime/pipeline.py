@@ -12,6 +12,12 @@ Every task is one method (and :meth:`Pipeline.__call__` with ``task=``); each re
 ``stream_frames=True`` the event also carries the pixels of a frame the moment its last token is
 sampled, so a UI can show the video as it is made. The progress bar can be turned off per call
 or for the pipeline.
+
+A pipeline may be called from several threads at once (a server's request threads): calls in
+flight share decoder steps — continuous batching, :mod:`nuwa.runtime.decode_scheduler` — each
+with its own random stream, so a call's result does not depend on what else runs. A call's
+``callback`` runs in the calling thread; one that raises ends that call alone (a timeout, a
+client gone).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from nuwa.runtime.backends import DEFAULT_BACKEND, Backend, load_backend
-from nuwa.runtime.engine import generate_tokens
+from nuwa.runtime.decode_scheduler import DecodeScheduler
+from nuwa.runtime.engine import start_walk
 from nuwa.runtime.generation_result import GenerationResult, StepCallback, StepEvent
 from nuwa.runtime.input_reading import ImageInput, MaskInput, read_inputs
 from nuwa.runtime.model_directory import ModelDirectory, builtin_input_rules, default_model_dir
@@ -77,6 +84,8 @@ class Pipeline:
         self.generation_config = generation_config or GenerationConfig()
         # how inputs are read and the words the model knows (the directory's input_rules.json)
         self.input_rules = input_rules or builtin_input_rules(self.spec)
+        # concurrent calls share decoder steps (continuous batching)
+        self.scheduler = DecodeScheduler(backend)
 
     @classmethod
     def from_pretrained(
@@ -235,7 +244,7 @@ class Pipeline:
         step_callback = None
         if callback is not None:
             step_callback = self._step_callback(callback, plan.num_frames, stream_frames)
-        tokens = generate_tokens(
+        walk = start_walk(
             self.backend,
             plan.cond,
             plan.num_frames,
@@ -246,6 +255,7 @@ class Pipeline:
             callback=step_callback,
             progress=self.progress if progress is None else progress,
         )
+        tokens = self.scheduler.run(walk, step_callback)
         frames = self.backend.codes_to_frames(tokens)
         return GenerationResult(plan.task, frames, tokens, plan.prompts, options)
 

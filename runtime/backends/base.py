@@ -9,6 +9,9 @@ A backend owns the networks of one model directory and speaks NumPy at its edges
   bindings, dtypes and the ring-buffer KV cache (DESIGN §5) resolved once;
   :meth:`RequestState.step` feeds one token per batch row and returns the logits as NumPy,
   :meth:`RequestState.prefill` known leading frames in one call where the backend can;
+- continuous batching: :meth:`Backend.new_step_pool` — requests that run the same decoder graph
+  (equal :attr:`RequestState.graph_key`) stepped as one batch, joining and leaving at step
+  boundaries (:class:`StepPool`); a backend without one steps each request alone;
 - the VQ-GAN: :meth:`Backend.frames_to_codes` / :meth:`Backend.codes_to_frames`.
 
 The decode loop (``runtime/engine.py``), sampling and the task layouts are backend-independent:
@@ -18,6 +21,7 @@ per token, engine -> ``state.step`` -> sampler.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +50,9 @@ class RequestState(ABC):
     once here, not per token. ``cache`` is the request's ring KV cache."""
 
     cache: Any
+    # requests whose states have equal keys run the same decoder graph and can share a step
+    # (a backend's :meth:`Backend.new_step_pool`); None: this state steps alone
+    graph_key: str | None = None
 
     @abstractmethod
     def step(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -57,6 +64,31 @@ class RequestState(ABC):
         ``F*H*W`` :meth:`step` calls would leave it; ``False`` (nothing done) where the backend
         has no prefill for the condition (the engine then feeds the prefix step by step)."""
         return False
+
+
+class StepPool(ABC):
+    """Requests that run the same decoder graph, stepped together as one batch (continuous
+    batching): a member joins with its :class:`RequestState` (its cache copied into the pool's
+    rows) and leaves at a step boundary; every step advances every member by one position, each
+    at its own position. A member's logits equal what its own state's :meth:`RequestState.step`
+    gives (up to the rounding of batched kernels)."""
+
+    @abstractmethod
+    def add(self, member: Hashable, state: RequestState) -> None:
+        """``state`` (a request's cache so far, its condition) joins the batch as ``member``."""
+
+    @abstractmethod
+    def remove(self, member: Hashable) -> None:
+        """``member`` leaves; its rows are freed."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Members in the pool."""
+
+    @abstractmethod
+    def step(self, feeds: Mapping[Hashable, tuple[np.ndarray, int]]) -> dict[Hashable, np.ndarray]:
+        """One step of every member: ``{member: (tokens (rows,), position)}`` -> ``{member:
+        logits (rows, V)}``; every member's cache advances."""
 
 
 class Backend(ABC):
@@ -96,6 +128,11 @@ class Backend(ABC):
     def start_request(self, cond: Condition, num_frames: int) -> RequestState:
         """The decoder state of a request of ``num_frames`` frames for condition ``cond`` (all
         its rows: ``cond.batch``), with a zeroed ring KV cache."""
+
+    def new_step_pool(self, state: RequestState) -> StepPool | None:
+        """A pool for requests with ``state``'s :attr:`~RequestState.graph_key` (``state`` not
+        added yet), or None where this backend steps each request alone."""
+        return None
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 

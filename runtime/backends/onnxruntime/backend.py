@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from nuwa.runtime.backends.base import Backend, Condition, RequestState
+from nuwa.runtime.backends.base import Backend, Condition, RequestState, StepPool
+from nuwa.runtime.backends.onnxruntime.default_precision import default_precision
 from nuwa.runtime.backends.onnxruntime.int8_cpu_kernels import (
     check_int8_kernels,
     check_int8_weight_range,
@@ -35,6 +36,7 @@ from nuwa.runtime.backends.onnxruntime.request_state import (
     io_dtype,
     to_host,
 )
+from nuwa.runtime.backends.onnxruntime.row_pool import RowPool
 from nuwa.runtime.backends.onnxruntime.sessions import (
     GraphHooks,
     GraphPasses,
@@ -42,7 +44,7 @@ from nuwa.runtime.backends.onnxruntime.sessions import (
     check_optimization,
     scatters_cache_once,
 )
-from nuwa.runtime.export_cache import ensure_export
+from nuwa.runtime.export_cache import ensure_export, is_export_dir
 from nuwa.runtime.kv_cache import RingCache
 from nuwa.spec.cache_geometry import CacheGeometry
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
@@ -132,9 +134,13 @@ class OnnxRuntimeBackend(Backend):
         int8_kernels: str = "auto",
         progress: bool = True,
     ) -> OnnxRuntimeBackend:
-        """An export directory (``manifest.json``), or a checkpoint directory exported to the
-        cache on first use (keyed by its hash; exporting needs PyTorch once). ``progress``: a
-        progress bar while a first use exports."""
+        """An export directory (``manifest.json``), or a checkpoint directory: its bundled
+        export of ``precision`` — ``None``: on the CPU the precision its
+        ``runtime_defaults.json`` names, else fp32 (:mod:`.default_precision`) — or, at fp32,
+        the export cache, filled on first use (keyed by its hash; exporting needs PyTorch once).
+        ``progress``: a progress bar while a first use exports."""
+        if precision is None and not is_export_dir(model_dir):
+            precision = default_precision(model_dir, parse_device(device)[0], log)
         export_dir = ensure_export(model_dir, precision or "fp32", log, progress)
         try:
             manifest = load_manifest(export_dir)
@@ -305,7 +311,17 @@ class OnnxRuntimeBackend(Backend):
                 self.sessions, step, prefill, cache, [to_host(x) for x in cross]
             )
         device_cross = [self._device_value(x) for x in cross]
-        return BoundRequestState(step, prefill, cache, device_cross, cond.batch)
+        state = BoundRequestState(step, prefill, cache, device_cross, cond.batch)
+        if self.device_kind == "cpu" and cache.in_place:
+            state.graph_key = step.info.name  # can share steps (new_step_pool)
+        return state
+
+    def new_step_pool(self, state: RequestState) -> StepPool | None:
+        """Requests of one CPU step graph share its runs (:class:`.row_pool.RowPool`); on a GPU
+        (or with ping-pong caches) each request steps alone."""
+        if isinstance(state, BoundRequestState) and state.graph_key is not None:
+            return RowPool(state.graph)
+        return None
 
     # ---- VQ-GAN ----------------------------------------------------------------------------
 

@@ -99,19 +99,16 @@ class RowPool(StepPool):
         used = slice(0, self.size)
 
         def grown(old: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+            """``capacity`` rows shaped like ``like``'s rows, the rows in use kept."""
             new = np.zeros((capacity, *like.shape[1:]), like.dtype)
             if old is not None:
                 new[used] = old[used]
             return new
 
-        self.cache = [
-            grown(self.cache[i] if self.cache else None, like) for i, like in enumerate(cache)
-        ]
-        self.cross = [
-            grown(self.cross[i] if self.cross else None, like) for i, like in enumerate(cross)
-        ]
-        self.ids = grown(self.ids, self.ids[:1].reshape(0))
-        self.positions = grown(self.positions, self.positions[:1].reshape(0))
+        self.cache = [grown(self.cache[i] if self.cache else None, x) for i, x in enumerate(cache)]
+        self.cross = [grown(self.cross[i] if self.cross else None, x) for i, x in enumerate(cross)]
+        self.ids = grown(self.ids, self.ids)
+        self.positions = grown(self.positions, self.positions)
         self.logits = grown(self.logits, self.logits)
         self.capacity = capacity
         self._binding = None

@@ -25,6 +25,7 @@ SUBCOMMAND_PROVIDERS: list[tuple[str, str]] = [
     ("nuwa.runtime.generate_cli", "add_generate_parser"),
     ("nuwa.quality.quantize_cli", "add_quantize_parser"),
     ("nuwa.runtime.build_engine_cli", "add_build_engine_parser"),
+    ("nuwa.serving.cli", "add_serve_parser"),
 ]
 # libraries a provider's commands cannot run without, though building its parser does not
 # import them (so `nuwa --help` stays fast): where one is missing the command is listed and says
@@ -33,6 +34,7 @@ SUBCOMMAND_NEEDS: dict[str, tuple[str, ...]] = {
     "nuwa.export.cli": ("torch",),  # exports a PyTorch model
     "nuwa.training.cli": ("torch",),
     "nuwa.quality.evaluate_cli": ("torch",),  # loads the checkpoint to score any backend's pixels
+    "nuwa.serving.cli": ("pytriton",),  # Triton Inference Server through PyTriton ([serve])
 }
 
 

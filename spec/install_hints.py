@@ -23,6 +23,7 @@ ONNXRUNTIME = f'{CORE} (onnxruntime), or "{DISTRIBUTION}[gpu]" for onnxruntime-g
 ONNXRUNTIME_GPU = f"{pip_install('gpu')} (onnxruntime-gpu) on a machine with an NVIDIA GPU"
 TENSORRT = f"{pip_install('trt')} (the tensorrt wheel) {ON_NVIDIA_GPU}"
 CUDA_PYTHON = "pip install cuda-python (CUDA runtime API)"
+SERVE = f"{pip_install('serve')} (nvidia-pytriton: Triton Inference Server; tritonclient)"
 # the native plugin library: the install builds it; by hand from the repository root
 EDITABLE_INSTALL = "pip install -e ."
 
@@ -52,4 +53,6 @@ def for_module(module: str) -> str:
         "onnxruntime": ONNXRUNTIME,
         "tensorrt": TENSORRT,
         "cuda": CUDA_PYTHON,
+        "pytriton": SERVE,
+        "tritonclient": SERVE,
     }.get(module, f"install {module}")

@@ -1,0 +1,138 @@
+"""One request, start to end: decode its tensors, admit it, run it as one ``Pipeline`` call with
+a deadline, hand back its frames (all at once, or each as it is finished).
+
+Each request is one ``pipeline(...)`` call on the thread that serves it; the pipeline accepts
+concurrent calls, so requests in flight share the engine. The step callback ends a request that
+runs past its deadline (an exception raised in the callback ends that call alone). Streaming
+sends frames in order, each once: a frame the engine finished without an event of its own (the
+given frames before a video prediction's prefill) is decoded from the tokens when a later frame
+arrives, and any frame not yet sent goes out when the call returns.
+
+Every failure comes out as one of :mod:`nuwa.serving.errors`'s classes: bad input carries the
+runtime's one-line message; anything else raised inside the engine is that request's failure
+alone (:class:`~nuwa.serving.errors.InternalRequestError`), never the server's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from nuwa.runtime.generation_result import StepEvent
+from nuwa.runtime.pipeline import Pipeline
+from nuwa.serving.admission import Admission
+from nuwa.serving.errors import (
+    InternalRequestError,
+    InvalidRequestError,
+    RequestError,
+    RequestTimeoutError,
+)
+from nuwa.serving.request_decoding import ServingRequest, decode_request
+from nuwa.spec.errors import NuwaInputError
+
+LOG = logging.getLogger("nuwa.serving")
+
+FrameSink = Callable[[int, np.ndarray], None]  # (frame index, (H, W, 3) uint8)
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    max_rows: int = 8  # decoder rows in flight (guidance: 2 per sample)
+    max_queue: int = 8  # requests waiting for rows
+    max_frames: int = 64  # frames one request may make
+    timeout_s: float = 300.0  # per request, waiting included
+
+
+class RequestRunner:
+    """Serves requests on one pipeline under one set of limits; safe to call from many
+    threads."""
+
+    def __init__(self, pipeline: Pipeline, limits: ServingLimits) -> None:
+        self.pipeline = pipeline
+        self.limits = limits
+        self.admission = Admission(limits.max_rows, limits.max_queue)
+
+    def decode(self, inputs: Mapping[str, object]) -> ServingRequest:
+        return decode_request(
+            inputs, self.pipeline.spec, self.pipeline.generation_config, self.limits.max_frames
+        )
+
+    def run(
+        self, inputs: Mapping[str, object], on_frame: FrameSink | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Run one request: its frames ``(T, H, W, 3)`` uint8 and the seed used. With
+        ``on_frame``, every frame is also handed over, in order, as soon as it is finished."""
+        try:
+            return self._run(inputs, on_frame)
+        except NuwaInputError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        except RequestError:
+            raise
+        except Exception as exc:  # inside the engine: this request fails, the server goes on
+            LOG.exception("request failed inside the engine")
+            raise InternalRequestError(f"internal error: {type(exc).__name__}: {exc}") from None
+
+    def _run(
+        self, inputs: Mapping[str, object], on_frame: FrameSink | None
+    ) -> tuple[np.ndarray, int]:
+        deadline = time.monotonic() + self.limits.timeout_s
+        request = self.decode(inputs)
+        stream = FrameStream(self.pipeline, on_frame) if on_frame is not None else None
+
+        def on_step(event: StepEvent) -> None:
+            if time.monotonic() > deadline:
+                raise RequestTimeoutError(
+                    f"the request ran past the server's timeout of {self.limits.timeout_s:g} s "
+                    "(nuwa serve --timeout)"
+                )
+            if stream is not None and event.frame is not None:
+                stream.finished(event)
+
+        with self.admission.admitted(request.rows, deadline):
+            result = self.pipeline(
+                **request.call, callback=on_step, stream_frames=stream is not None, progress=False
+            )
+        frames = result.frames[0]
+        if stream is not None:
+            stream.rest(frames)
+        return frames, request.seed
+
+
+class FrameStream:
+    """Hands a request's frames to ``sink`` in order, each once (the module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, sink: FrameSink) -> None:
+        self.pipeline = pipeline
+        self.sink = sink
+        self.sent = 0  # frames handed over so far
+
+    def finished(self, event: StepEvent) -> None:
+        frame = event.frame
+        assert frame is not None
+        if frame < self.sent:
+            return
+        if frame > self.sent:  # earlier frames finished without an event: decode their tokens
+            for index, pixels in enumerate(self._decode(event.tokens, self.sent, frame), self.sent):
+                self.sink(index, pixels)
+        pixels = event.frame_pixels[0] if event.frame_pixels is not None else None
+        if pixels is None:
+            pixels = self._decode(event.tokens, frame, frame + 1)[0]
+        self.sink(frame, pixels)
+        self.sent = frame + 1
+
+    def rest(self, frames: np.ndarray) -> None:
+        """After the call: every frame not handed over yet."""
+        for index in range(self.sent, frames.shape[0]):
+            self.sink(index, frames[index])
+        self.sent = frames.shape[0]
+
+    def _decode(self, tokens: np.ndarray, start: int, stop: int) -> np.ndarray:
+        spec = self.pipeline.spec
+        per_frame = spec.tokens_per_frame
+        codes = tokens[:1, start * per_frame : stop * per_frame]
+        codes = codes.reshape(1, stop - start, spec.grid_h, spec.grid_w)
+        return self.pipeline.backend.codes_to_frames(codes)[0]

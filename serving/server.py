@@ -1,0 +1,88 @@
+"""``nuwa serve``: the model on Triton Inference Server, in this process, through PyTriton.
+
+Start-up order makes "ready" mean ready: the pipeline loads, one generation runs (warm-up: the
+first run's lazy set-up is paid before any client waits on it), and only then does Triton start
+and load the two models, so ``/v2/health/ready`` and ``/v2/models/nuwa/ready`` turn true after
+the model is loaded and warm. Before Triton starts, the environment is set so that its Python
+backend runs on this interpreter (:mod:`nuwa.serving.python_library`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nuwa.runtime.pipeline import Pipeline
+from nuwa.serving.python_library import prepare_python_backend
+from nuwa.serving.request_runner import RequestRunner, ServingLimits
+from nuwa.serving.triton_models import bind_models
+
+LOG = logging.getLogger("nuwa.serving")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    model: Path | None = None  # None: the shipped demo checkpoint
+    backend: str = "onnxruntime"
+    precision: str | None = None
+    device: str | None = None
+    host: str = "0.0.0.0"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    limits: ServingLimits = ServingLimits()
+
+
+def warm_up(pipeline: Pipeline) -> float:
+    """One short generation before the server says it is ready; its seconds."""
+    start = time.perf_counter()
+    pipeline("t2i", "warm up", seed=0, progress=False)
+    return time.perf_counter() - start
+
+
+def load_runner(options: ServerOptions, log: Callable[[str], None] = print) -> RequestRunner:
+    pipeline = Pipeline.from_pretrained(
+        options.model, options.backend, options.precision, options.device, progress=False
+    )
+    log(f"nuwa serve: {pipeline.describe()}")
+    log(f"nuwa serve: warm-up generation {warm_up(pipeline):.2f} s")
+    return RequestRunner(pipeline, options.limits)
+
+
+def triton_config(options: ServerOptions) -> Any:
+    from pytriton.triton import TritonConfig
+
+    return TritonConfig(
+        http_address=options.host,
+        http_port=options.http_port,
+        grpc_address=options.host,
+        grpc_port=options.grpc_port,
+        metrics_port=options.metrics_port,
+        exit_on_error=True,
+        strict_readiness=True,
+    )
+
+
+def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
+    """Load, warm up, start Triton and serve until interrupted (SIGINT / SIGTERM)."""
+    from pytriton.triton import Triton
+
+    runner = load_runner(options, log)
+    prepare_python_backend()
+    triton = Triton(config=triton_config(options))
+    try:
+        bind_models(triton, runner)
+        triton.run()  # starts the server, loads both models and waits until they are ready
+        log(
+            f"nuwa serve: ready: HTTP {options.host}:{options.http_port}, gRPC "
+            f"{options.host}:{options.grpc_port}, metrics :{options.metrics_port} (models nuwa, "
+            f"nuwa_stream; max rows {options.limits.max_rows}, max queue "
+            f"{options.limits.max_queue})",
+        )
+        triton.serve()  # until SIGINT / SIGTERM or the server dies
+    finally:
+        triton.stop()

@@ -1,0 +1,130 @@
+"""Servers for the serving tests: ``nuwa serve`` started the way a user starts it (a subprocess
+of this interpreter, ``LD_LIBRARY_PATH`` as the shell left it) on free loopback ports with the
+demo checkpoint (its bundled ONNX export; no torch), stopped at the end.
+
+The tests need the ``[serve]`` extra (PyTriton, tritonclient); without it they are skipped,
+unless ``NUWA_REQUIRE_SERVE=1`` (CI sets it where it installs the extra) makes that an error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("NUWA_REQUIRE_SERVE") != "1":
+    pytest.importorskip("pytriton", reason="needs the [serve] extra (nvidia-pytriton)")
+    pytest.importorskip("tritonclient.grpc", reason="needs the [serve] extra (tritonclient)")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "model" / "checkpoints" / "demo"
+START_TIMEOUT_S = 180.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def http(self):
+        import tritonclient.http as httpclient
+
+        return httpclient.InferenceServerClient(self.http_url, network_timeout=300.0)
+
+    def grpc(self):
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(self.grpc_url)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_ready(server: Server, timeout_s: float = START_TIMEOUT_S) -> None:
+    client = server.http()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(
+                f"nuwa serve exited ({server.process.returncode}):\n{server.log_tail()}"
+            )
+        try:
+            if client.is_server_ready() and client.is_model_ready("nuwa_stream"):
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"nuwa serve not ready after {timeout_s:g} s:\n{server.log_tail()}")
+
+
+def start_server(log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = [
+        sys.executable, "-m", "nuwa.cli", "serve", "--model", str(DEMO), "--host", "127.0.0.1",
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), *args,
+    ]  # fmt: skip
+    if env is None:
+        env = dict(os.environ)
+        env.pop("LD_LIBRARY_PATH", None)  # as a shell leaves it: `nuwa serve` sets what it needs
+    env.setdefault("OMP_NUM_THREADS", "1")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    server = Server(process, http_port, grpc_port, metrics_port, log)
+    try:
+        wait_ready(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The suite's main server: room for the load test's clients."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    s = start_server(log, "--max-rows", "6", "--max-queue", "6", "--max-frames", "8")
+    yield s
+    stop_server(s)

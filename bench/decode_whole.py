@@ -5,12 +5,13 @@ Text→video of the trained 8 frames through ``Pipeline`` on ONNX Runtime's CPU 
 thread), FP32 (the demo's export) and INT8 (quantized from it unless ``--int8-dir``), without
 guidance (one row) and with it (two rows: the conditional and unconditional one). In the same
 process the backend's calls are timed where they happen — each request state's ``step``, the
-text encoder (``text_condition``), the VQ decoder (``codes_to_frames``) — so a generation splits
-into steps, encoders, VQ decoder and the rest (sampling, guidance, callbacks, Python), medians
-over ``--repeats`` generations. Each precision runs in a process of its own (this file with
-``--worker``), which also reports the **cold start** (from the worker script's first line to
-the first token of its first generation: nuwa's imports, session creation, the text encoder) and
-its peak RSS.
+text encoder (``text_condition``), the VQ decoder (``codes_to_frames``), the step pool's runs
+(the Pipeline steps its requests through the continuous-batching scheduler, alone here) — so a
+generation splits into steps, encoders, VQ decoder and the rest (sampling, guidance, callbacks,
+Python), medians over ``--repeats`` generations. Each precision runs in a process of its own
+(this file with ``--worker``), which also reports the **cold start** (from the worker script's
+first line to the first token of its first generation: nuwa's imports, session creation, the
+text encoder) and its peak RSS.
 
     python3 bench/decode_whole.py [--int8-dir Q] [--repeats 5] [--no-write]
 
@@ -75,6 +76,15 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         return state
 
     backend.start_request = start  # type: ignore[method-assign]
+    new_step_pool = backend.new_step_pool
+
+    def pool(state: Any) -> Any:  # the Pipeline's requests step in a pool (continuous batching)
+        made = new_step_pool(state)
+        if made is not None:
+            made.step = timed(made.step, "steps")  # type: ignore[method-assign]
+        return made
+
+    backend.new_step_pool = pool  # type: ignore[method-assign]
     backend.text_condition = timed(backend.text_condition, "encoder")  # type: ignore[method-assign]
     backend.codes_to_frames = timed(backend.codes_to_frames, "vq_decoder")  # type: ignore[method-assign]
     pipe = Pipeline(backend, progress=False, generation_config=GenerationConfig.load(spec["dir"]))

@@ -111,14 +111,18 @@ def test_concurrent_calls_of_all_eight_tasks_equal_lone_calls(
     ort_backend, task_inputs, options
 ) -> None:
     pipe = Pipeline(ort_backend, progress=False)
-    tasks = [*sorted(TASKS), "t2v", "t2i"]  # repeats: requests of one graph certainly overlap
+    # the model's guidance (2 rows a sample) for the guided tasks; repeats with 2 samples and
+    # without guidance: requests of one graph certainly overlap, with different row counts
+    requests = [(task, {}) for task in sorted(TASKS)]
+    requests += [("t2v", {"batch": 2}), ("t2i", {"guidance_scale": 1.0})]
+    tasks = [task for task, _ in requests]
     calls = [
         (
-            lambda task=task, seed=seed: pipe(
-                task, **task_kwargs(task, task_inputs), seed=seed, **options
+            lambda task=task, seed=seed, extra=extra: pipe(
+                task, **task_kwargs(task, task_inputs), seed=seed, **options, **extra
             )
         )
-        for seed, task in enumerate(tasks)
+        for seed, (task, extra) in enumerate(requests)
     ]
     lone = [call() for call in calls]
     steps_alone = pipe.scheduler.steps

@@ -2,12 +2,14 @@
 of this interpreter, ``LD_LIBRARY_PATH`` as the shell left it) on free loopback ports with the
 demo checkpoint (its bundled ONNX export; no torch), stopped at the end.
 
-The tests need the ``[serve]`` extra (PyTriton, tritonclient); without it they are skipped,
-unless ``NUWA_REQUIRE_SERVE=1`` (CI sets it where it installs the extra) makes that an error.
+The server tests need the ``[serve]`` extra (PyTriton, tritonclient): each such module calls
+:func:`require_serve_extra` first, which skips it without the extra, unless
+``NUWA_REQUIRE_SERVE=1`` (CI sets it where it installs the extra) makes that an error.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -20,13 +22,20 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("NUWA_REQUIRE_SERVE") != "1":
-    pytest.importorskip("pytriton", reason="needs the [serve] extra (nvidia-pytriton)")
-    pytest.importorskip("tritonclient.grpc", reason="needs the [serve] extra (tritonclient)")
-
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "model" / "checkpoints" / "demo"
 START_TIMEOUT_S = 180.0
+SERVE_MODULES = ("pytriton", "tritonclient.http", "tritonclient.grpc")
+
+
+def require_serve_extra() -> None:
+    """Skip the calling test module without the ``[serve]`` extra (an error where
+    ``NUWA_REQUIRE_SERVE=1``)."""
+    for module in SERVE_MODULES:
+        if os.environ.get("NUWA_REQUIRE_SERVE") == "1":
+            importlib.import_module(module)
+        else:
+            pytest.importorskip(module, reason='needs the [serve] extra: pip install ".[serve]"')
 
 
 def free_ports(count: int) -> list[int]:

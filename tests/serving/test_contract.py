@@ -4,15 +4,19 @@ lone request gets equal the Python API's; streaming sends each frame once, in or
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from .conftest import require_serve_extra
 
-from nuwa.runtime import Pipeline
-from nuwa.serving.client import generate, stream
-from nuwa.serving.contract import INPUTS, MODEL, OUTPUTS, STREAM_MODEL, STREAM_OUTPUTS
+require_serve_extra()
 
-from .conftest import DEMO
-from .serving_requests import SIZE, task_requests, values_of
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nuwa.runtime import Pipeline  # noqa: E402
+from nuwa.serving.client import generate, stream  # noqa: E402
+from nuwa.serving.contract import INPUTS, MODEL, OUTPUTS, STREAM_MODEL, STREAM_OUTPUTS  # noqa: E402
+
+from .conftest import DEMO  # noqa: E402
+from .serving_requests import SIZE, task_requests, values_of  # noqa: E402
 
 TASKS = task_requests()
 

@@ -1,0 +1,83 @@
+"""Admission on arrival, in the server (a server of its own: 2 rows, a queue of 1, a 6 s
+timeout): requests reach admission concurrently, a full server answers at once, a request past
+its timeout ends with its error, and the server is ready after each."""
+
+from __future__ import annotations
+
+from .conftest import require_serve_extra
+
+require_serve_extra()
+
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from nuwa.serving.client import generate  # noqa: E402
+from nuwa.serving.errors import error_line  # noqa: E402
+
+from .conftest import Server, start_server, stop_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("serve_small") / "serve.log"
+    args = ["--max-rows", "2", "--max-queue", "1", "--timeout", "6", "--max-frames", "160"]
+    s = start_server(log, *args)
+    yield s
+    stop_server(s)
+
+
+class Call(threading.Thread):
+    """One request on its own thread and client; its result or error and when it ended."""
+
+    def __init__(self, server: Server, task: str, **values: object) -> None:
+        super().__init__(daemon=True)
+        self.server, self.task, self.values = server, task, values
+        self.result: object = None
+        self.error: str | None = None
+        self.ended = 0.0
+
+    def run(self) -> None:
+        try:
+            self.result = generate(self.server.http(), self.task, **self.values)
+        except InferenceServerException as exc:
+            self.error = str(exc.message())
+        self.ended = time.monotonic()
+
+
+def test_full_server_answers_at_once_and_the_queue_is_served(small_server) -> None:
+    # A: 2 rows (guidance) for about 2 s; B: 1 row, waits in the queue; C: finds the queue full
+    a = Call(small_server, "t2v", prompt="a red square moves left", num_frames=8, seed=1)
+    b = Call(small_server, "t2i", prompt="a blue circle", guidance_scale=1.0, seed=2)
+    a.start()
+    time.sleep(0.3)
+    b.start()
+    time.sleep(0.3)
+    asked = time.monotonic()
+    with pytest.raises(InferenceServerException) as raised:
+        generate(small_server.http(), "t2i", prompt="a green square", seed=3)
+    refused = time.monotonic()
+    a.join(60)
+    b.join(60)
+    kind, message = error_line(str(raised.value.message())) or ("", "")
+    assert kind == "ServerBusyError" and "--max-queue 1" in message, message
+    assert refused - asked < 1.0 and refused < a.ended, "refused at once, while A still ran"
+    assert a.error is None and b.error is None, (a.error, b.error)
+    assert b.ended >= a.ended  # B waited for A's rows
+    assert small_server.http().is_server_ready()
+
+
+def test_a_request_past_the_timeout_ends_with_its_error(small_server) -> None:
+    start = time.monotonic()
+    with pytest.raises(InferenceServerException) as raised:
+        # about 16 s on a 2-core VM alone: ended at 6 s by the server
+        generate(small_server.grpc(), "t2v", prompt="a red square moves left", num_frames=160)
+    took = time.monotonic() - start
+    kind, message = error_line(str(raised.value.message())) or ("", "")
+    assert kind == "RequestTimeoutError" and "timeout of 6 s" in message, message
+    assert took < 12, took  # ended at its deadline, not after the 160 frames
+    frames, _ = generate(small_server.grpc(), "t2i", prompt="a red square", seed=0)
+    assert frames.shape == (1, 64, 64, 3)  # the rows it held are free again

@@ -138,6 +138,7 @@ class DecodeScheduler:
     # ---- the loop (its own thread) -----------------------------------------------------
 
     def _loop(self) -> None:
+        self.backend.use_in_thread()
         while True:
             with self._lock:
                 if not self._arrivals and not self._groups:

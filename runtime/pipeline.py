@@ -210,6 +210,7 @@ class Pipeline:
     ) -> PreparedRequest:
         """Check a request and lay it out (inputs read, conditions encoded), generating
         nothing: the arguments of :meth:`__call__`."""
+        self.backend.use_in_thread()  # a request thread of a server, say
         info = task_info(task)
         options = resolve_sampling(
             self.generation_config, info.name, temperature, top_k, top_p, guidance_scale, seed
@@ -240,6 +241,7 @@ class Pipeline:
         progress: bool | None = None,
     ) -> GenerationResult:
         """Generate a :meth:`prepare`-d request."""
+        self.backend.use_in_thread()
         plan, options = request.plan, request.options
         step_callback = None
         if callback is not None:

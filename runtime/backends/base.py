@@ -144,5 +144,11 @@ class Backend(ABC):
     def codes_to_frames(self, codes: np.ndarray) -> np.ndarray:
         """Codes ``(B, T, h, w)`` -> uint8 ``(B, T, S, S, 3)``."""
 
+    def use_in_thread(self) -> None:
+        """Make this backend usable from the calling thread (called by each thread that runs
+        it besides the one that made it; a GPU backend selects its device there). Nothing to do
+        on the CPU."""
+        return None
+
     def describe(self) -> str:
         return f"{self.name} ({self.precision})"

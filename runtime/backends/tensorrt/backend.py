@@ -121,6 +121,7 @@ class TensorRTBackend(Backend):
         self.spec = ModelSpec.from_manifest(self.manifest)
 
         self.cudart = cudart()
+        self.device_index = index
         ok(self.cudart.cudaSetDevice(index))
         self.stream = ok(self.cudart.cudaStreamCreate())
         self.trt = trt
@@ -276,6 +277,11 @@ class TensorRTBackend(Backend):
                         f"({found[name]} vs {dtype}); re-export the model"
                     )
         return found
+
+    def use_in_thread(self) -> None:
+        """The CUDA runtime's current device is per thread: make it this backend's GPU in the
+        calling thread (the decode scheduler's loop, a server's request threads)."""
+        ok(self.cudart.cudaSetDevice(self.device_index))
 
     def start_request(self, cond: Condition, num_frames: int) -> RequestState:
         """The request's step engine resolved once, its cache allocated on the device."""

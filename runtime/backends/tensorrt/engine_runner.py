@@ -7,6 +7,7 @@ shape outside the engine's optimization profile (TensorRT 10.x API: ``deserializ
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class EngineRunner:
         self.outputs = [n for n in names if engine.get_tensor_mode(n) != mode]
         self.dtypes = {n: numpy_dtype(engine.get_tensor_dtype(n)) for n in names}
         self.name = path.name
+        self._lock = threading.Lock()  # one execution context: one run at a time
 
     def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
         """``set_input_shape``, whose ``False`` (a shape outside the optimization profile) becomes
@@ -55,7 +57,16 @@ class EngineRunner:
         outputs: dict[str, DeviceArray] | None = None,
     ) -> dict[str, DeviceArray]:
         """Run with host or device inputs; outputs go to the given device buffers or to new ones
-        sized from the input shapes."""
+        sized from the input shapes. Runs of one engine from several threads take turns (they
+        share its execution context)."""
+        with self._lock:
+            return self._run(inputs, outputs)
+
+    def _run(
+        self,
+        inputs: dict[str, np.ndarray | DeviceArray],
+        outputs: dict[str, DeviceArray] | None,
+    ) -> dict[str, DeviceArray]:
         keep: list[DeviceArray] = []
         for name in self.inputs:
             value = inputs[name]

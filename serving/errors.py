@@ -4,7 +4,8 @@ PyTriton 0.7 answers a model's error as HTTP 500 / gRPC INTERNAL whose text is a
 traceback ending in ``nuwa.serving.errors.<Kind>: <message>``; :func:`error_line` finds that line
 in a client's error text. The kinds: :class:`InvalidRequestError` (bad input: the runtime's own
 one-line message, as the CLI prints it), :class:`ServerBusyError` (rows in flight and queue
-full, answered at once), :class:`RequestTimeoutError` (past ``nuwa serve --timeout``) and
+full, answered at once), :class:`RequestTimeoutError` (past ``nuwa serve --timeout``),
+:class:`RequestCancelledError` (the client went away, where Triton tells) and
 :class:`InternalRequestError` (something failed inside the engine: this request alone).
 """
 
@@ -29,15 +30,40 @@ class RequestTimeoutError(RequestError):
     """A request ran past the server's per-request timeout (``nuwa serve --timeout``)."""
 
 
+class RequestCancelledError(RequestError):
+    """The client went away (where Triton tells: the model repository's Python backend)."""
+
+
 class InternalRequestError(RequestError):
     """Something failed inside the engine; only this request is affected."""
 
 
 KINDS = {
     cls.__name__: cls
-    for cls in (InvalidRequestError, ServerBusyError, RequestTimeoutError, InternalRequestError)
+    for cls in (
+        InvalidRequestError,
+        ServerBusyError,
+        RequestTimeoutError,
+        RequestCancelledError,
+        InternalRequestError,
+    )
 }
+# Triton's error code of each kind where a model can set it (the model repository's Python
+# backend; PyTriton 0.7 answers every error as INTERNAL): INVALID_ARG is HTTP 400, UNAVAILABLE 503
+TRITON_CODES = {"InvalidRequestError": "INVALID_ARG", "ServerBusyError": "UNAVAILABLE"}
 _LINE = re.compile(r"nuwa\.serving\.errors\.(\w+): (.*)")
+
+
+def client_line(exc: RequestError) -> str:
+    """The line a client gets: ``nuwa.serving.errors.<Kind>: <message>``."""
+    return f"{__name__}.{type(exc).__name__}: {exc}"
+
+
+def triton_code_name(text: str) -> str:
+    """The name of Triton's error code for an error text (``INTERNAL`` unless it is one of
+    ours with a code of its own)."""
+    found = error_line(text)
+    return TRITON_CODES.get(found[0], "INTERNAL") if found else "INTERNAL"
 
 
 def error_line(text: str) -> tuple[str, str] | None:

@@ -12,7 +12,6 @@ classifier-free guidance: the unconditional row) and the frames it makes.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +21,11 @@ import numpy as np
 from nuwa.runtime.request_checks import task_info
 from nuwa.runtime.request_sampling import resolve_sampling
 from nuwa.serving.contract import INPUT_BY_NAME, TensorSpec
+from nuwa.serving.seeds import draw_seed
 from nuwa.spec.errors import NuwaInputError
 from nuwa.spec.generation_config import GenerationConfig
 from nuwa.spec.model_spec import ModelSpec
 
-SEED_LIMIT = 2**63  # seeds are INT64 >= 0
 TEXT_INPUTS = ("task", "prompt")
 IMAGE_INPUTS = ("image", "sketch", "video", "mask")
 INT_OPTIONS = ("num_frames", "seed", "top_k")
@@ -118,7 +117,7 @@ def decode_request(
         raise NuwaInputError(f"num_frames must be >= 1, got {values['num_frames']}")
     seed = values.get("seed")
     if seed is None:
-        seed = secrets.randbelow(2**31)  # short enough to type back in
+        seed = draw_seed()
     options = resolve_sampling(
         generation,
         info.name,

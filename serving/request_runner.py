@@ -28,6 +28,7 @@ from nuwa.serving.admission import Admission
 from nuwa.serving.errors import (
     InternalRequestError,
     InvalidRequestError,
+    RequestCancelledError,
     RequestError,
     RequestTimeoutError,
 )
@@ -62,12 +63,16 @@ class RequestRunner:
         )
 
     def run(
-        self, inputs: Mapping[str, object], on_frame: FrameSink | None = None
+        self,
+        inputs: Mapping[str, object],
+        on_frame: FrameSink | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> tuple[np.ndarray, int]:
         """Run one request: its frames ``(T, H, W, 3)`` uint8 and the seed used. With
-        ``on_frame``, every frame is also handed over, in order, as soon as it is finished."""
+        ``on_frame``, every frame is also handed over, in order, as soon as it is finished;
+        ``cancelled`` (where the server can tell that nobody waits any more) ends it early."""
         try:
-            return self._run(inputs, on_frame)
+            return self._run(inputs, on_frame, cancelled)
         except NuwaInputError as exc:
             raise InvalidRequestError(str(exc)) from None
         except RequestError:
@@ -77,7 +82,10 @@ class RequestRunner:
             raise InternalRequestError(f"internal error: {type(exc).__name__}: {exc}") from None
 
     def _run(
-        self, inputs: Mapping[str, object], on_frame: FrameSink | None
+        self,
+        inputs: Mapping[str, object],
+        on_frame: FrameSink | None,
+        cancelled: Callable[[], bool] | None,
     ) -> tuple[np.ndarray, int]:
         deadline = time.monotonic() + self.limits.timeout_s
         request = self.decode(inputs)
@@ -89,6 +97,8 @@ class RequestRunner:
                     f"the request ran past the server's timeout of {self.limits.timeout_s:g} s "
                     "(nuwa serve --timeout)"
                 )
+            if cancelled is not None and cancelled():
+                raise RequestCancelledError("the client cancelled the request")
             if stream is not None and event.frame is not None:
                 stream.finished(event)
 

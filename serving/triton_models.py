@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 
 from nuwa.serving.contract import INPUTS, OUTPUTS, STREAM_OUTPUTS, TensorSpec
-from nuwa.serving.request_runner import RequestRunner
+from nuwa.serving.request_runner import RequestRunner, ServingLimits
 
 Responses = list[dict[str, np.ndarray]]
 
 
-def model_instances(runner: RequestRunner) -> int:
+def instances_for(limits: ServingLimits) -> int:
     """Instances of the ``nuwa`` model: every request admission may hold, plus one."""
-    return runner.limits.max_rows + runner.limits.max_queue + 1
+    return limits.max_rows + limits.max_queue + 1
 
 
 def _data(request: Any) -> dict[str, np.ndarray]:
@@ -46,7 +46,7 @@ def infer_callables(runner: RequestRunner) -> list[Callable[[Sequence[Any]], Res
             responses.append({"frames": frames, "seed": np.array([seed], dtype=np.int64)})
         return responses
 
-    return [infer for _ in range(model_instances(runner))]
+    return [infer for _ in range(instances_for(runner.limits))]
 
 
 _DONE = object()
@@ -55,7 +55,7 @@ _DONE = object()
 def stream_callable(runner: RequestRunner) -> Callable[[Sequence[Any]], AsyncIterator[Responses]]:
     """``nuwa_stream``'s callable (one instance serves every stream)."""
     workers = ThreadPoolExecutor(
-        max_workers=model_instances(runner), thread_name_prefix="nuwa-stream"
+        max_workers=instances_for(runner.limits), thread_name_prefix="nuwa-stream"
     )
 
     async def infer_stream(requests: Sequence[Any]) -> AsyncIterator[Responses]:

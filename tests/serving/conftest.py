@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,22 +97,28 @@ def wait_ready(server: Server, timeout_s: float = START_TIMEOUT_S) -> None:
     raise AssertionError(f"nuwa serve not ready after {timeout_s:g} s:\n{server.log_tail()}")
 
 
-def start_server(log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    http_port, grpc_port, metrics_port = free_ports(3)
+def start_server(log: Path, *args: str) -> Server:
+    """``nuwa serve`` of the demo checkpoint with ``args``, ready."""
+    ports = free_ports(3)
     command = [
         sys.executable, "-m", "nuwa.cli", "serve", "--model", str(DEMO), "--host", "127.0.0.1",
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--metrics-port", str(metrics_port), *args,
+        "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+        "--metrics-port", str(ports[2]), *args,
     ]  # fmt: skip
-    if env is None:
-        env = dict(os.environ)
-        env.pop("LD_LIBRARY_PATH", None)  # as a shell leaves it: `nuwa serve` sets what it needs
+    return start_process(command, ports, log)
+
+
+def start_process(command: list[str], ports: list[int], log: Path) -> Server:
+    """A server started by ``command`` on ``ports`` (HTTP, gRPC, metrics), ready; the
+    environment as a shell leaves it (no LD_LIBRARY_PATH: the server sets what it needs)."""
+    env = dict(os.environ)
+    env.pop("LD_LIBRARY_PATH", None)
     env.setdefault("OMP_NUM_THREADS", "1")
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    server = Server(process, http_port, grpc_port, metrics_port, log)
+    server = Server(process, *ports, log)
     try:
         wait_ready(server)
     except BaseException:
@@ -137,3 +144,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = start_server(log, "--max-rows", "6", "--max-queue", "6", "--max-frames", "8")
     yield s
     stop_server(s)
+
+
+class Call(threading.Thread):
+    """One request on its own thread and client; its result or error and when it ended."""
+
+    def __init__(self, server: Server, task: str, **values: object) -> None:
+        super().__init__(daemon=True)
+        self.server, self.task, self.values = server, task, values
+        self.result: object = None
+        self.error: str | None = None
+        self.ended = 0.0
+
+    def run(self) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        from nuwa.serving.client import generate
+
+        try:
+            self.result = generate(self.server.http(), self.task, **self.values)
+        except InferenceServerException as exc:
+            self.error = str(exc.message())
+        self.ended = time.monotonic()

@@ -8,7 +8,6 @@ from .conftest import require_serve_extra
 
 require_serve_extra()
 
-import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -18,7 +17,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from nuwa.serving.client import generate  # noqa: E402
 from nuwa.serving.errors import error_line  # noqa: E402
 
-from .conftest import Server, start_server, stop_server  # noqa: E402
+from .conftest import Call, Server, start_server, stop_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,24 +27,6 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = start_server(log, *args)
     yield s
     stop_server(s)
-
-
-class Call(threading.Thread):
-    """One request on its own thread and client; its result or error and when it ended."""
-
-    def __init__(self, server: Server, task: str, **values: object) -> None:
-        super().__init__(daemon=True)
-        self.server, self.task, self.values = server, task, values
-        self.result: object = None
-        self.error: str | None = None
-        self.ended = 0.0
-
-    def run(self) -> None:
-        try:
-            self.result = generate(self.server.http(), self.task, **self.values)
-        except InferenceServerException as exc:
-            self.error = str(exc.message())
-        self.ended = time.monotonic()
 
 
 def test_full_server_answers_at_once_and_the_queue_is_served(small_server) -> None:

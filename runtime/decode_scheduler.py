@@ -61,13 +61,15 @@ class AlonePool(StepPool):
 class Ticket:
     """A request in the scheduler: its walk, the events its own thread reads, its fate."""
 
-    def __init__(self, walk: TokenWalk) -> None:
+    def __init__(self, walk: TokenWalk, every: int = 1) -> None:
         self.walk = walk
+        self.every = every  # observe the positions that end a run of ``every`` (a frame, say)
         self.events: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
         self.cancelled = False  # set by the request's thread; read by the loop
 
     def observe(self, position: int, tokens: np.ndarray) -> None:
-        self.events.put(("step", position, tokens))
+        if (position + 1) % self.every == 0:
+            self.events.put(("step", position, tokens))
 
     def finish(self) -> None:
         self.events.put(("done", None, None))
@@ -101,10 +103,16 @@ class DecodeScheduler:
         self._alone = itertools.count()  # keys of groups of one
         self.steps = 0  # shared runs so far (for tests and benchmarks)
 
-    def run(self, walk: TokenWalk, observer: StepObserver | None = None) -> np.ndarray:
+    def run(
+        self, walk: TokenWalk, observer: StepObserver | None = None, every: int = 1
+    ) -> np.ndarray:
         """Decode a started walk (its prefix fed) to the end beside whatever else is in flight;
-        ``observer`` runs in this thread after each position. Returns the token grid."""
-        ticket = Ticket(walk)
+        ``observer`` runs in this thread after each position that ends a run of ``every``
+        positions (1: all; a frame's tokens: the last one of each frame). Returns the token
+        grid."""
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        ticket = Ticket(walk, every)
         if observer is not None:
             walk.callback = ticket.observe
         with self._lock:

@@ -32,6 +32,7 @@ import numpy as np
 from nuwa.runtime.backends import DEFAULT_BACKEND, Backend, load_backend
 from nuwa.runtime.decode_scheduler import DecodeScheduler
 from nuwa.runtime.engine import start_walk
+from nuwa.runtime.frame_decoding import FrameDecoder
 from nuwa.runtime.generation_result import GenerationResult, StepCallback, StepEvent
 from nuwa.runtime.input_reading import ImageInput, MaskInput, read_inputs
 from nuwa.runtime.model_directory import ModelDirectory, builtin_input_rules, default_model_dir
@@ -243,9 +244,9 @@ class Pipeline:
         """Generate a :meth:`prepare`-d request."""
         self.backend.use_in_thread()
         plan, options = request.plan, request.options
-        step_callback = None
-        if callback is not None:
-            step_callback = self._step_callback(callback, plan.num_frames, stream_frames)
+        # frames decoded as they finish, in this thread, while decoding goes on
+        decoder = FrameDecoder(self.backend, plan.num_frames)
+        on_step = self._step_observer(decoder, callback, plan.num_frames, stream_frames)
         walk = start_walk(
             self.backend,
             plan.cond,
@@ -254,35 +255,42 @@ class Pipeline:
             uncond=plan.uncond,
             known=plan.known,
             known_mask=plan.known_mask,
-            callback=step_callback,
+            callback=on_step,
             progress=self.progress if progress is None else progress,
         )
-        tokens = self.scheduler.run(walk, step_callback)
-        frames = self.backend.codes_to_frames(tokens)
-        return GenerationResult(plan.task, frames, tokens, plan.prompts, options)
+        every = 1 if callback is not None else self.spec.tokens_per_frame
+        tokens = self.scheduler.run(walk, on_step, every)
+        return GenerationResult(plan.task, decoder.frames(tokens), tokens, plan.prompts, options)
 
     def sampling_defaults(self, task: str) -> dict[str, Any]:
         """The sampling options ``task`` runs with when the caller passes none: the model's
         ``generation_config.json``, then the built-in defaults."""
         return self.generation_config.for_task(task_info(task).name)
 
-    def _step_callback(
-        self, callback: StepCallback, num_frames: int, stream_frames: bool
+    def _step_observer(
+        self,
+        decoder: FrameDecoder,
+        callback: StepCallback | None,
+        num_frames: int,
+        stream_frames: bool,
     ) -> Callable[[int, np.ndarray], None]:
+        """The decode loop's observer of one call: finished frames to ``decoder``; the caller's
+        ``callback`` (if any) gets a :class:`StepEvent` per position, with a finished frame's
+        pixels when ``stream_frames``."""
         per_frame = self.spec.tokens_per_frame
         total = num_frames * per_frame
-        h, w = self.spec.grid_h, self.spec.grid_w
 
         def on_step(position: int, tokens: np.ndarray) -> None:
             done = position + 1
             if done % per_frame:  # mid-frame
-                callback(StepEvent(position, total, tokens))
+                if callback is not None:
+                    callback(StepEvent(position, total, tokens))
+                return
+            decoder.update(tokens)
+            if callback is None:
                 return
             frame = done // per_frame - 1  # (after a prefill: the last given frame)
-            pixels = None
-            if stream_frames:
-                codes = tokens[:, frame * per_frame : done].reshape(-1, 1, h, w)
-                pixels = self.backend.codes_to_frames(codes)[:, 0]
+            pixels = decoder.pixels[frame] if stream_frames else None
             callback(StepEvent(position, total, tokens, frame, pixels))
 
         return on_step

@@ -1,0 +1,45 @@
+"""Frames decoded as they finish (:class:`FrameDecoder`) against the obvious reference: one VQ-GAN
+call on the whole grid; and the Pipeline's results built from them."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nuwa.runtime import Pipeline
+from nuwa.runtime.frame_decoding import FrameDecoder
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cuts=st.lists(st.integers(0, 3 * 16), max_size=4), seed=st.integers(0, 2**16))
+def test_frames_decoded_as_they_finish_equal_the_whole_grid_decoded(
+    ort_backend, cuts, seed
+) -> None:
+    spec = ort_backend.spec
+    frames = 3
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, spec.image_vocab_size, (2, frames, spec.grid_h, spec.grid_w))
+    flat = tokens.reshape(2, -1)
+    decoder = FrameDecoder(ort_backend, frames)
+    for done in sorted(cuts):  # the observer sees every token so far, at any position
+        decoder.update(flat[:, :done])
+    np.testing.assert_array_equal(decoder.frames(tokens), ort_backend.codes_to_frames(tokens))
+
+
+def test_a_pipeline_result_holds_the_frames_of_its_tokens(ort_backend, task_inputs) -> None:
+    pipe = Pipeline(ort_backend, progress=False)
+    streamed: list[np.ndarray] = []
+
+    def keep(event) -> None:
+        if event.frame_pixels is not None:
+            streamed.append(event.frame_pixels)
+
+    for kwargs in ({"callback": keep, "stream_frames": True}, {}):
+        out = pipe("v2v", video=task_inputs["video"][:2], seed=3, **kwargs)
+        np.testing.assert_array_equal(out.frames, ort_backend.codes_to_frames(out.tokens))
+    # the stream: the given frames' last one after the prefix, then every new frame
+    assert len(streamed) == 2
+    np.testing.assert_array_equal(streamed[-1], out.frames[:, -1])

@@ -22,6 +22,7 @@ client gone).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from nuwa.runtime.frame_decoding import FrameDecoder
 from nuwa.runtime.generation_result import GenerationResult, StepCallback, StepEvent
 from nuwa.runtime.input_reading import ImageInput, MaskInput, read_inputs
 from nuwa.runtime.model_directory import ModelDirectory, builtin_input_rules, default_model_dir
-from nuwa.runtime.request_checks import check_flag, check_real, task_info
+from nuwa.runtime.request_checks import check_flag, check_int, check_real, task_info
 from nuwa.runtime.request_sampling import resolve_sampling
 from nuwa.runtime.task_request import TaskRequest, check_task_request
 from nuwa.runtime.tasks import TaskPlan, encode_request
@@ -149,6 +150,7 @@ class Pipeline:
         top_p: float | None = None,
         guidance_scale: float | None = None,
         callback: StepCallback | None = None,
+        callback_steps: int = 1,
         stream_frames: bool = False,
         progress: bool | None = None,
     ) -> GenerationResult:
@@ -166,12 +168,18 @@ class Pipeline:
         turns it off) and ``guidance_scale`` (1.0 turns classifier-free guidance off); each one
         left ``None`` takes the model's default for ``task`` (:meth:`sampling_defaults`).
 
+        ``callback`` runs in the calling thread after every ``callback_steps``-th position and
+        after every finished frame; ``callback_steps=pipe.spec.tokens_per_frame`` gives one
+        event per finished frame, which spares the decode loop an event per token. One that
+        raises ends this call alone.
+
         Every argument is checked (types, values, files, the memory limit) before anything is
         generated: a bad one raises :class:`NuwaInputError` naming it. ``__call__`` is
         :meth:`prepare` then :meth:`run`.
         """
         if callback is not None and not callable(callback):
             raise NuwaInputError(f"callback must be callable, got {type(callback).__name__}")
+        check_int(callback_steps, "callback_steps", 1)
         check_flag(stream_frames, "stream_frames")
         if progress is not None:
             check_flag(progress, "progress")
@@ -190,7 +198,13 @@ class Pipeline:
             top_p=top_p,
             guidance_scale=guidance_scale,
         )
-        return self.run(request, callback=callback, stream_frames=stream_frames, progress=progress)
+        return self.run(
+            request,
+            callback=callback,
+            callback_steps=callback_steps,
+            stream_frames=stream_frames,
+            progress=progress,
+        )
 
     def prepare(
         self,
@@ -238,15 +252,19 @@ class Pipeline:
         request: PreparedRequest,
         *,
         callback: StepCallback | None = None,
+        callback_steps: int = 1,
         stream_frames: bool = False,
         progress: bool | None = None,
     ) -> GenerationResult:
-        """Generate a :meth:`prepare`-d request."""
+        """Generate a :meth:`prepare`-d request (``callback*``, ``stream_frames``, ``progress``:
+        as :meth:`__call__`)."""
         self.backend.use_in_thread()
         plan, options = request.plan, request.options
         # frames decoded as they finish, in this thread, while decoding goes on
         decoder = FrameDecoder(self.backend, plan.num_frames)
-        on_step = self._step_observer(decoder, callback, plan.num_frames, stream_frames)
+        on_step = self._step_observer(
+            decoder, callback, callback_steps, plan.num_frames, stream_frames
+        )
         walk = start_walk(
             self.backend,
             plan.cond,
@@ -258,8 +276,9 @@ class Pipeline:
             callback=on_step,
             progress=self.progress if progress is None else progress,
         )
-        every = 1 if callback is not None else self.spec.tokens_per_frame
-        tokens = self.scheduler.run(walk, on_step, every)
+        # the loop's events: the caller's callback_steps, or only frame ends (to decode them)
+        every = math.gcd(callback_steps, self.spec.tokens_per_frame) if callback else 0
+        tokens = self.scheduler.run(walk, on_step, every or self.spec.tokens_per_frame)
         return GenerationResult(plan.task, decoder.frames(tokens), tokens, plan.prompts, options)
 
     def sampling_defaults(self, task: str) -> dict[str, Any]:
@@ -271,19 +290,20 @@ class Pipeline:
         self,
         decoder: FrameDecoder,
         callback: StepCallback | None,
+        callback_steps: int,
         num_frames: int,
         stream_frames: bool,
     ) -> Callable[[int, np.ndarray], None]:
         """The decode loop's observer of one call: finished frames to ``decoder``; the caller's
-        ``callback`` (if any) gets a :class:`StepEvent` per position, with a finished frame's
-        pixels when ``stream_frames``."""
+        ``callback`` (if any) gets a :class:`StepEvent` every ``callback_steps`` positions and
+        at every frame end, with the finished frame's pixels when ``stream_frames``."""
         per_frame = self.spec.tokens_per_frame
         total = num_frames * per_frame
 
         def on_step(position: int, tokens: np.ndarray) -> None:
             done = position + 1
             if done % per_frame:  # mid-frame
-                if callback is not None:
+                if callback is not None and done % callback_steps == 0:
                     callback(StepEvent(position, total, tokens))
                 return
             decoder.update(tokens)

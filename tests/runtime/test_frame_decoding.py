@@ -4,11 +4,13 @@ call on the whole grid; and the Pipeline's results built from them."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nuwa.runtime import Pipeline
 from nuwa.runtime.frame_decoding import FrameDecoder
+from nuwa.spec.errors import NuwaInputError
 
 
 @settings(
@@ -43,3 +45,24 @@ def test_a_pipeline_result_holds_the_frames_of_its_tokens(ort_backend, task_inpu
     # the stream: the given frames' last one after the prefix, then every new frame
     assert len(streamed) == 2
     np.testing.assert_array_equal(streamed[-1], out.frames[:, -1])
+
+
+def test_callback_steps_thins_the_events_and_keeps_every_frame_end(ort_backend) -> None:
+    pipe = Pipeline(ort_backend, progress=False)
+    per_frame = pipe.spec.tokens_per_frame
+    for steps, expect in ((1, list(range(3 * per_frame))), (5, None), (per_frame, None)):
+        seen: list[int] = []
+        pipe(
+            "t2v",
+            "a red square",
+            seed=0,
+            callback=lambda e, seen=seen: seen.append(e.position),
+            callback_steps=steps,
+        )
+        if expect is None:
+            expect = [
+                p for p in range(3 * per_frame) if (p + 1) % steps == 0 or (p + 1) % per_frame == 0
+            ]
+        assert seen == expect, steps
+    with pytest.raises(NuwaInputError, match="callback_steps"):
+        pipe("t2v", "a red square", callback=print, callback_steps=0)

@@ -23,6 +23,7 @@ tells whether a step graph may write its cache in place.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,11 +189,16 @@ class GraphSessions:
         self.optimization = optimization
         self.hooks = hooks or GraphHooks()
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._creating = threading.Lock()  # concurrent first uses make one session, not two
 
     def session(self, graph: str) -> ort.InferenceSession:
-        if graph not in self._sessions:
-            self._sessions[graph] = self._create(self.manifest.graph(graph))
-        return self._sessions[graph]
+        made = self._sessions.get(graph)
+        if made is None:
+            with self._creating:
+                if graph not in self._sessions:
+                    self._sessions[graph] = self._create(self.manifest.graph(graph))
+                made = self._sessions[graph]
+        return made
 
     def use_session(self, graph: str, session: ort.InferenceSession) -> None:
         """Run ``graph`` with the caller's ``session`` from now on: one it made of

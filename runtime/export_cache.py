@@ -4,11 +4,14 @@ use. The TensorRT backend's engine cache (:mod:`nuwa.runtime.backends.tensorrt.e
 takes a checkpoint's ``tensorrt``-target export from here too (``ensure_export(...,
 target="tensorrt")``).
 
-- A model directory may carry its export in ``onnx/`` (the Hugging Face / Optimum layout of a
-  model repository; the shipped demo does): used when its manifest's
-  ``model.checkpoint_sha256`` is the checkpoint's (:func:`nuwa.spec.manifest.checkpoint_sha256`)
-  and it is an FP32 export for the target asked for (portable for ONNX Runtime). Nothing is
-  exported and PyTorch is never needed.
+- A model directory may carry its exports, one directory per precision: ``onnx/`` (FP32),
+  ``onnx_int8/`` and ``onnx_fp16/`` (written by ``nuwa quantize``) — the Hugging Face / Optimum
+  layout of a model repository; the shipped demo bundles FP32 and INT8. One is used when its
+  manifest's ``model.checkpoint_sha256`` is the checkpoint's
+  (:func:`nuwa.spec.manifest.checkpoint_sha256`) and it is an export of the precision and for
+  the target asked for (portable for ONNX Runtime). Nothing is exported and PyTorch is never
+  needed. Which precision ONNX Runtime runs on the CPU when none is asked for is the
+  directory's ``runtime_defaults.json`` (:class:`nuwa.runtime.model_directory.RuntimeDefaults`).
 - Otherwise the cache, ``$NUWA_CACHE_DIR/onnx/<key>/`` (default ``~/.cache/nuwa``), keyed by a
   SHA-256 over the model directory's files, the target and the exporter's graph revision, so a
   changed checkpoint or exporter is exported again. Exporting needs PyTorch (``nuwa.export``)
@@ -23,13 +26,16 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nuwa.spec import environment
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 from nuwa.spec.install_hints import TORCH
 from nuwa.spec.manifest import MANIFEST_FILE
 
-BUNDLED_EXPORT_DIR = "onnx"  # a model directory's own export (Hugging Face / Optimum layout)
+# a model directory's own exports, one directory per precision (Hugging Face / Optimum layout)
+BUNDLED_EXPORT_DIRS = {"fp32": "onnx", "fp16": "onnx_fp16", "int8": "onnx_int8"}
+BUNDLED_EXPORT_DIR = BUNDLED_EXPORT_DIRS["fp32"]
 
 
 def check_cache_root(write: bool) -> Path:
@@ -78,24 +84,49 @@ def export_dir_for(model_dir: str | Path, target: str = "portable") -> Path:
     return environment.cache_dir() / "onnx" / entry
 
 
-def bundled_export(model_dir: str | Path, target: str = "portable") -> Path | None:
-    """``model_dir/onnx`` when it is an FP32 export for ``target`` of exactly this checkpoint
-    (its manifest's ``model.checkpoint_sha256``), else ``None``. The files' own SHA-256 are
-    checked when the backend loads the manifest."""
+def bundled_export(
+    model_dir: str | Path, target: str = "portable", precision: str = "fp32"
+) -> Path | None:
+    """``model_dir``'s bundled export of ``precision`` (``onnx/`` for fp32, ``onnx_int8/``,
+    ``onnx_fp16/``: :data:`BUNDLED_EXPORT_DIRS`) when it is a ``precision`` export for
+    ``target`` of exactly this checkpoint (its manifest's ``model.checkpoint_sha256``), else
+    ``None``. The files' own SHA-256 are checked when the backend loads the manifest."""
     from nuwa.spec.manifest import checkpoint_sha256  # no torch
 
-    path = Path(model_dir) / BUNDLED_EXPORT_DIR
+    if precision not in BUNDLED_EXPORT_DIRS:
+        return None
+    path = Path(model_dir) / BUNDLED_EXPORT_DIRS[precision]
+    raw = _bundled_manifest(path)
+    if raw is None:
+        return None
+    try:
+        model, found, held = raw.get("model") or {}, raw.get("target"), raw.get("precision")
+        recorded = model.get("checkpoint_sha256")
+    except AttributeError:
+        return None
+    if found != target or held != precision:
+        return None
+    return path if recorded == checkpoint_sha256(model_dir) else None
+
+
+def _bundled_manifest(path: Path) -> dict[str, Any] | None:
     if not is_export_dir(path):
         return None
     try:
         raw = json.loads((path / MANIFEST_FILE).read_text())
-        model, found, precision = raw.get("model") or {}, raw.get("target"), raw.get("precision")
-        recorded = model.get("checkpoint_sha256")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return None
-    if found != target or precision != "fp32":
-        return None
-    return path if recorded == checkpoint_sha256(model_dir) else None
+    return raw if isinstance(raw, dict) else None
+
+
+def quality_gates_passed(export_dir: str | Path) -> bool:
+    """Whether ``nuwa quantize`` ran its quality gates on ``export_dir`` and they passed (its
+    manifest's ``quality_gates.passed``); an FP32 export has none to pass and is True."""
+    raw = _bundled_manifest(Path(export_dir)) or {}
+    if raw.get("precision") == "fp32":
+        return True
+    gates = raw.get("quality_gates")
+    return isinstance(gates, dict) and gates.get("passed") is True
 
 
 def check_checkpoint_precision(precision: str, target: str = "portable") -> None:
@@ -106,7 +137,8 @@ def check_checkpoint_precision(precision: str, target: str = "portable") -> None
     if target == "portable":
         raise BackendUnavailableError(
             f"precision {precision} on onnxruntime needs a converted export: convert the model "
-            "with nuwa.calibration and pass that directory as the model"
+            "with nuwa.calibration and pass that directory as the model (or bundle it in the "
+            f"model directory as {BUNDLED_EXPORT_DIRS.get(precision, 'onnx_' + precision)}/)"
         )
     raise BackendUnavailableError(
         f"precision {precision} on {target} needs a converted export: `nuwa export --target "
@@ -123,16 +155,17 @@ def ensure_export(
     target: str = "portable",
 ) -> Path:
     """The export directory of ``model_dir``: itself if it holds a manifest, else its bundled
-    ``onnx/`` export (:func:`bundled_export`), else the cache entry for ``target``
-    (``"portable"``: ONNX Runtime; ``"tensorrt"``: the graphs engines are built from), exported
-    now if missing (needs PyTorch; ``progress``: a progress bar over the graphs on stderr)."""
+    export of ``precision`` (:func:`bundled_export`), else (fp32 only) the cache entry for
+    ``target`` (``"portable"``: ONNX Runtime; ``"tensorrt"``: the graphs engines are built
+    from), exported now if missing (needs PyTorch; ``progress``: a progress bar over the graphs
+    on stderr)."""
     model_dir = Path(model_dir)
     if is_export_dir(model_dir):
         return model_dir
-    check_checkpoint_precision(precision, target)
-    bundled = bundled_export(model_dir, target)
+    bundled = bundled_export(model_dir, target, precision)
     if bundled is not None:
         return bundled
+    check_checkpoint_precision(precision, target)
     if log and is_export_dir(model_dir / BUNDLED_EXPORT_DIR):
         log(
             f"ignoring {model_dir / BUNDLED_EXPORT_DIR}: not a {target} fp32 export of this "

@@ -124,4 +124,28 @@ def model_report(model_dir: str | Path) -> str:
         if rules.source is not None
         else "no input_rules.json: the built-in rules (exact palette colours, no vocabulary)"
     )
-    return f"model {spec.name} in {model_dir} ({source})\n{rules.describe()}"
+    head = f"model {spec.name} in {model_dir} ({source})"
+    return f"{head}\n{rules.describe()}{_precision_line(model_dir)}"
+
+
+def _precision_line(model_dir: Path) -> str:
+    """A checkpoint's default precision on ONNX Runtime's CPU, and what this CPU runs (empty for
+    an export directory: it holds one precision)."""
+    from nuwa.runtime.model_directory import RUNTIME_DEFAULTS_FILE, load_runtime_defaults
+    from nuwa.spec.model_spec import CONFIG_FILE
+
+    if not (model_dir / CONFIG_FILE).is_file():
+        return ""
+    defaults = load_runtime_defaults(model_dir)
+    wanted = defaults.onnxruntime_cpu_precision
+    source = RUNTIME_DEFAULTS_FILE if defaults.source else f"no {RUNTIME_DEFAULTS_FILE}"
+    line = f"\ndefault precision on onnxruntime (CPU): {wanted} ({source})"
+    if wanted == "fp32":
+        return line
+    try:
+        from nuwa.runtime.backends.onnxruntime.default_precision import default_precision
+    except ImportError:  # no ONNX Runtime: the backends list says what to install
+        return line
+    notes: list[str] = []
+    here = default_precision(model_dir, "cpu", log=notes.append)
+    return line + (f"; this CPU runs {here}: {notes[0]}" if here != wanted and notes else "")

@@ -89,9 +89,11 @@ def load_backend(
     directory written by ``nuwa build-engine`` (``engines.json``). tensorrt builds the engines
     of an export on this GPU on first use and caches them (a checkpoint is exported first):
     :mod:`nuwa.runtime.backends.tensorrt.engine_cache`.
-    ``precision``: None runs what the directory holds (fp32 for a checkpoint; the manifest's
-    precision for an export; fp32 on tensorrt); a value that the directory does not hold is an
-    error.
+    ``precision``: None runs the directory's default: for a checkpoint on onnxruntime's CPU
+    the precision its ``runtime_defaults.json`` names (the shipped demo: int8, from its bundled
+    ``onnx_int8/``; fp32 with a one-line note through ``log`` where this CPU refuses that
+    export), else fp32; the manifest's precision for an export; fp32 on torch and tensorrt.
+    A value that the directory does not hold is an error.
     ``device``: "cpu" (default for onnxruntime), "cuda", "tensorrt" (onnxruntime's TensorRT
     execution provider), or None for the backend's default. ``log`` receives one-line notices
     (e.g. "exporting on first use", "building TensorRT engines"); ``progress``: a progress bar

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nuwa.serving.request_runner import ServingLimits
+from nuwa.serving.limits import ServingLimits
 from nuwa.spec.errors import NuwaInputError
 
 DEFAULTS = ServingLimits()

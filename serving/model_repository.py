@@ -32,8 +32,8 @@ from nuwa.serving.contract import (
     STREAM_OUTPUTS,
     TensorSpec,
 )
+from nuwa.serving.limits import ServingLimits
 from nuwa.serving.python_library import interpreter_library_dir, python_version_tag
-from nuwa.serving.request_runner import ServingLimits
 from nuwa.spec.errors import NuwaInputError
 
 HERE = Path(__file__).resolve().parent

@@ -24,7 +24,8 @@ import triton_python_backend_utils as pb_utils  # only inside Triton's Python ba
 
 from nuwa.serving.contract import INPUT_NAMES
 from nuwa.serving.errors import RequestError, client_line, triton_code_name
-from nuwa.serving.request_runner import RequestRunner, ServingLimits
+from nuwa.serving.limits import ServingLimits
+from nuwa.serving.request_runner import RequestRunner
 from nuwa.serving.server import ServerOptions, load_runner
 from nuwa.serving.triton_models import instances_for
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,20 +31,13 @@ from nuwa.serving.errors import (
     RequestError,
     RequestTimeoutError,
 )
+from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_decoding import ServingRequest, decode_request
 from nuwa.spec.errors import NuwaInputError
 
 LOG = logging.getLogger("nuwa.serving")
 
 FrameSink = Callable[[int, np.ndarray], None]  # (frame index, (H, W, 3) uint8)
-
-
-@dataclass(frozen=True)
-class ServingLimits:
-    max_rows: int = 8  # decoder rows in flight (guidance: 2 per sample)
-    max_queue: int = 8  # requests waiting for rows
-    max_frames: int = 64  # frames one request may make
-    timeout_s: float = 300.0  # per request, waiting included
 
 
 class RequestRunner:

@@ -2,8 +2,10 @@
 
 Start-up order makes "ready" mean ready: the pipeline loads, one generation runs (warm-up: the
 first run's lazy set-up is paid before any client waits on it), and only then does Triton start
-and load the two models, so ``/v2/health/ready`` and ``/v2/models/nuwa/ready`` turn true after
-the model is loaded and warm. Before Triton starts, the environment is set so that its Python
+(its ports open) and load the two models, so ``/v2/models/nuwa/ready`` (and ``nuwa_stream``'s)
+turns true once the model is loaded and warm; ``/v2/health/ready`` is true from Triton's start,
+after the warm-up too, but a few seconds before the models finish loading (PyTriton loads them
+into the running server). Before Triton starts, the environment is set so that its Python
 backend runs on this interpreter (:mod:`nuwa.serving.python_library`).
 """
 
@@ -18,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from nuwa.runtime.pipeline import Pipeline
+from nuwa.serving.limits import ServingLimits
 from nuwa.serving.python_library import prepare_python_backend
-from nuwa.serving.request_runner import RequestRunner, ServingLimits
+from nuwa.serving.request_runner import RequestRunner
 from nuwa.serving.triton_models import bind_models
 
 LOG = logging.getLogger("nuwa.serving")
+LOAD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,28 @@ def triton_config(options: ServerOptions) -> Any:
         grpc_port=options.grpc_port,
         metrics_port=options.metrics_port,
         exit_on_error=True,
-        strict_readiness=True,
+        # PyTriton loads the models after the server starts (explicit model control), so a
+        # strict server is ready before they load as well; and a strict server stays not ready
+        # after one failed load, which would block the load's retry (start_models)
+        strict_readiness=False,
     )
+
+
+def start_models(triton: Any, log: Callable[[str], None], attempts: int = LOAD_ATTEMPTS) -> None:
+    """Start Triton and load both models, waiting until they are ready. A model instance of
+    PyTriton 0.7 that is not its model's first waits only 1 s for the first one's handshake
+    (``get_config_from_handshake_server``), so on a loaded machine a many-instance model can
+    fail to load; the load is tried again (the server keeps running; a failed load leaves
+    nothing behind in this process)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            triton.run()
+            return
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log(f"nuwa serve: model load failed ({first_line}); trying again")
 
 
 def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
@@ -79,7 +103,7 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     triton = Triton(config=triton_config(options))
     try:
         bind_models(triton, runner)
-        triton.run()  # starts the server, loads both models and waits until they are ready
+        start_models(triton, log)
         log(
             f"nuwa serve: ready: HTTP {options.host}:{options.http_port}, gRPC "
             f"{options.host}:{options.grpc_port}, metrics :{options.metrics_port} (models nuwa, "

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from nuwa.serving.contract import INPUTS, OUTPUTS, STREAM_OUTPUTS, TensorSpec
-from nuwa.serving.request_runner import RequestRunner, ServingLimits
+from nuwa.serving.limits import ServingLimits
+from nuwa.serving.request_runner import RequestRunner
 
 Responses = list[dict[str, np.ndarray]]
 

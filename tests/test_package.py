@@ -52,6 +52,7 @@ def test_every_subcommand_is_registered() -> None:
         "generate",
         "quantize",
         "build-engine",
+        "serve",
     ]
 
 
@@ -74,6 +75,7 @@ PACKAGES = (
     "calibration",
     "quality",
     "training",
+    "serving",
 )
 
 

@@ -11,7 +11,8 @@ being rewritten in memory by every client (the Python runtime, serving, the C/C+
   graph as ONNX Runtime's CPU runs it with its 8-bit ``MatMulNBits`` kernels — the ``cpu`` form
   of a step, and every Q/DQ weight layer as one ``MatMulNBits`` node holding the same int8
   weights (:mod:`nuwa.export.matmul_nbits`). Written by ``nuwa quantize --precision int8`` for
-  every graph with weight layers; self-contained (its weights are new tensors).
+  every graph with weight layers; its weights are new tensors, stored in the INT8 export's shared
+``weights.int8.bin`` (one copy for the steps of every condition) or inline.
 
 A prepared file is ``<graph>.<key>.onnx`` in the export directory. A ``cpu`` form reads the same
 external weights file as its graph (the rewrite adds only small inline index constants), so it
@@ -28,6 +29,7 @@ import onnx
 
 from nuwa.export.matmul_nbits import rewrite_to_matmul_nbits
 from nuwa.export.ring_cache_writes import rewrite_ring_writes_to_scatter_nd
+from nuwa.export.weights import SharedWeights
 from nuwa.spec.file_hashes import sha256_file
 from nuwa.spec.graph_names import DECODER_STEP_KIND
 from nuwa.spec.manifest_entries import (
@@ -69,17 +71,25 @@ def write_prepared_cpu(directory: Path, graph: GraphInfo, decoder: DecoderInfo) 
 
 
 def write_prepared_cpu_matmulnbits(
-    directory: Path, graph: GraphInfo, decoder: DecoderInfo, model: onnx.ModelProto
+    directory: Path,
+    graph: GraphInfo,
+    decoder: DecoderInfo,
+    model: onnx.ModelProto,
+    store: SharedWeights | None = None,
 ) -> GraphInfo:
     """Write the ``cpu-matmulnbits`` form of ``graph`` (``model``: the INT8 graph as written,
     weights loaded; not changed) into ``directory`` and return the entry with the form listed; a
-    graph without Q/DQ weight layers comes back unchanged."""
+    graph without Q/DQ weight layers comes back unchanged. ``store``: a weights file in
+    ``directory`` that keeps its large initializers (shared with the other graphs' forms),
+    else the form is self-contained."""
     prepared = onnx.ModelProto()
     prepared.CopyFrom(model)
     if not rewrite_to_matmul_nbits(prepared):
         return graph
     if graph.kind == DECODER_STEP_KIND:
         prepare_cpu(prepared, decoder)
+    if store is not None:
+        store.externalize(prepared)
     file = prepared_file(graph, PREPARED_CPU_MATMULNBITS)
     onnx.save(prepared, str(directory / file))
     form = PreparedGraph(file, sha256_file(directory / file))

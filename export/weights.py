@@ -40,6 +40,8 @@ ALIGNMENT = 64  # byte alignment of each tensor in the file
 STORED_SUFFIX = "/stored"  # initializer name of a stored form, before its Cast/Transpose
 NODE_PREFIX = "weights/"  # names of the Cast/Transpose nodes the storage pass adds
 FOLDED_OPS = ("Cast", "Transpose")
+# nodes whose initializer inputs are stored as they are (see SharedWeights.externalize)
+PLAIN_OPS = ("QuantizeLinear", "DequantizeLinear", "MatMulNBits")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,13 @@ class SharedWeights:
             self._size += pad + len(data)
         return self._offsets[key]
 
-    def place(self, value: np.ndarray) -> Placement:
-        """Where ``value`` is read from, storing it first if no stored form gives it."""
+    def place(self, value: np.ndarray, plain: bool = False) -> Placement:
+        """Where ``value`` is read from, storing it first if no stored form gives it.
+        ``plain``: stored as it is (its own dtype, no Cast/Transpose), whatever ``compact``."""
+        if plain:
+            offset, length = self._store(np.ascontiguousarray(value).tobytes())
+            data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
+            return Placement(StoredTensor(offset, length, data_type, tuple(value.shape), False))
         key = content_key(value)
         if key in self._placements:
             return self._placements[key]
@@ -142,26 +149,39 @@ class SharedWeights:
             entry.key, entry.value = key, value
         return tensor
 
-    def externalize(self, model: onnx.ModelProto) -> int:
+    def externalize(self, model: onnx.ModelProto, base_dir: Path | None = None) -> int:
         """Move ``model``'s large initializers into the file (in place), each as its
         :class:`Placement`: a plain external initializer, or a stored form behind ``Cast`` /
-        ``Transpose`` nodes (prepended to the graph) that produce the original name. Returns
-        how many initializers moved."""
+        ``Transpose`` nodes (prepended to the graph) that produce the original name. What a
+        quantization node reads (:data:`PLAIN_OPS`: int8 weights, scales, zero points, the
+        packed weights of ``MatMulNBits``) is stored as it is: ONNX Runtime's int8 fusions and
+        pre-packing want those as initializers. ``base_dir``: initializers stored in other
+        files there (the TorchScript exporter writes a graph over 2 GB so, one file per tensor)
+        are read one at a time and moved in too, so the whole model is never in memory at once.
+        Returns how many initializers moved."""
         graph = model.graph
+        plain = quantization_inputs(graph)
         taken = _names(graph)
         initializers: list[TensorProto] = []
         nodes: list[onnx.NodeProto] = []
         moved = 0
         for tensor in graph.initializer:
             if tensor.data_location == TensorProto.EXTERNAL:
-                initializers.append(tensor)
-                continue
-            value = numpy_helper.to_array(tensor)
-            if value.nbytes < MIN_EXTERNAL_BYTES:
-                initializers.append(tensor)
+                if base_dir is None or external_location(tensor) == self.path.name:
+                    initializers.append(tensor)
+                    continue
+                value = numpy_helper.to_array(tensor, base_dir=str(base_dir))
+            else:
+                value = numpy_helper.to_array(tensor)
+            if value.nbytes < MIN_EXTERNAL_BYTES:  # inline (read from its file if it had one)
+                initializers.append(
+                    tensor
+                    if tensor.data_location != TensorProto.EXTERNAL
+                    else numpy_helper.from_array(value, tensor.name)
+                )
                 continue
             moved += 1
-            placement = self.place(value)
+            placement = self.place(value, plain=tensor.name in plain)
             stored = placement.stored
             if not (stored.cast_to_float or placement.transpose):
                 initializers.append(self._external(tensor.name, stored))
@@ -188,6 +208,16 @@ class SharedWeights:
         del graph.node[:]
         graph.node.extend(nodes + rest)
         return moved
+
+
+def external_location(tensor: TensorProto) -> str:
+    """The file an external tensor's bytes are in (its ``location`` entry)."""
+    return next((e.value for e in tensor.external_data if e.key == "location"), "")
+
+
+def quantization_inputs(graph: onnx.GraphProto) -> set[str]:
+    """Names read by the graph's :data:`PLAIN_OPS` nodes."""
+    return {name for n in graph.node if n.op_type in PLAIN_OPS for name in n.input}
 
 
 def _names(graph: onnx.GraphProto) -> set[str]:

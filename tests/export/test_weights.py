@@ -236,3 +236,81 @@ def test_weights_file_sizes(tmp_path: Path, compact: bool) -> None:
     store = SharedWeights(tmp_path / "weights.bin", compact=compact)
     _externalized(_linear_graph(w, np.ascontiguousarray(w.T), {}), store, tmp_path / "m")
     assert (tmp_path / "weights.bin").stat().st_size == (w.size * 2 if compact else 2 * w.nbytes)
+
+
+def test_tensors_in_files_of_their_own_move_in_one_at_a_time_to_the_same_layout(
+    tmp_path: Path,
+) -> None:
+    """A graph whose tensors lie in one file each (how the TorchScript exporter writes a graph
+    over 2 GB), loaded without its data: ``externalize(base_dir=...)`` reads each tensor from
+    its file and stores exactly what it stores for the graph loaded whole."""
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((256, 32)).astype(np.float16).astype(np.float32)
+    extra = {"derived": rng.standard_normal(256).astype(np.float32)}
+    plain = _linear_graph(w, np.ascontiguousarray(w.T), extra)
+    traced = tmp_path / "traced"
+    traced.mkdir()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(plain)  # onnx.save moves a model's tensors out in place
+    onnx.save(
+        copy,
+        str(traced / "g.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=0,
+    )
+    structure = onnx.load(str(traced / "g.onnx"), load_external_data=False)
+    assert all(t.data_location == TensorProto.EXTERNAL for t in structure.graph.initializer)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = onnx.load(str(traced / "g.onnx"))
+    SharedWeights(tmp_path / "a" / "weights.bin").externalize(whole)
+    moved = SharedWeights(tmp_path / "b" / "weights.bin").externalize(structure, base_dir=traced)
+    assert moved == len(plain.graph.initializer)
+    assert structure.SerializeToString() == whole.SerializeToString()
+    a, b = (tmp_path / d / "weights.bin" for d in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    onnx.save(structure, str(tmp_path / "b" / "g.onnx"))
+    x = rng.standard_normal((3, 32)).astype(np.float32)
+    (want,) = session(plain).run(None, {"x": x})
+    (got,) = session(tmp_path / "b" / "g.onnx").run(None, {"x": x})
+    assert _same_bits(want, got)
+
+
+def test_what_quantization_nodes_read_is_stored_as_it_is(tmp_path: Path) -> None:
+    """A DequantizeLinear's int8 weight and float scale (float16-exact values here) are stored
+    plain, never behind a Cast: ONNX Runtime's int8 fusions want initializers. A float weight
+    beside them is still stored compactly; the graph computes the same."""
+    rng = np.random.default_rng(3)
+    q = rng.integers(-127, 128, (512, 32)).astype(np.int8)
+    scale = np.full(512, 0.5, np.float32)  # per output channel (axis 0)
+    w = rng.standard_normal((32, 512)).astype(np.float16).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 512])
+    graph = helper.make_graph(
+        [
+            helper.make_node("DequantizeLinear", ["q", "scale"], ["wq"], axis=0),
+            helper.make_node("Gemm", ["x", "wq"], ["a"], transB=1),
+            helper.make_node("MatMul", ["x", "w"], ["m"]),
+            helper.make_node("Add", ["a", "m"], ["y"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [numpy_helper.from_array(v, n) for n, v in (("q", q), ("scale", scale), ("w", w))],
+    )
+    plain = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = onnx.ModelProto()
+    model.CopyFrom(plain)
+    store = SharedWeights(tmp_path / "weights.bin")
+    assert store.externalize(model) == 3
+    stored = {t.name: t for t in model.graph.initializer}
+    assert stored["q"].data_type == TensorProto.INT8
+    assert stored["scale"].data_type == TensorProto.FLOAT  # float16-exact, yet plain
+    assert "w" not in stored and stored["w/stored"].data_type == TensorProto.FLOAT16
+    assert [n.op_type for n in model.graph.node if n.name.startswith(NODE_PREFIX)] == ["Cast"]
+    onnx.save(model, str(tmp_path / "g.onnx"))
+    feeds = {"x": rng.standard_normal((2, 32)).astype(np.float32)}
+    (want,) = session(plain).run(None, feeds)
+    (got,) = session(tmp_path / "g.onnx").run(None, feeds)
+    assert _same_bits(want, got)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx.external_data_helper import load_external_data_for_tensor
 from tqdm import tqdm
 
 import nuwa
@@ -38,7 +39,7 @@ from nuwa.export.graph_specs import GraphSpec, build_graph_specs, condition_grid
 from nuwa.export.onnx_function import attach_functions
 from nuwa.export.prepared_graphs import write_prepared_cpu
 from nuwa.export.verify import FLOAT_TOLERANCE, check_graph
-from nuwa.export.weights import WEIGHTS_FILE, SharedWeights
+from nuwa.export.weights import WEIGHTS_FILE, SharedWeights, external_location
 from nuwa.model.checkpoint import CheckpointError
 from nuwa.model.nuwa import NuwaModel
 from nuwa.spec import graph_names as names
@@ -131,9 +132,11 @@ def set_io_shapes(
 
 
 def finalize_graph(
-    onnx_model: onnx.ModelProto, target: str, opset: int, name: str
+    onnx_model: onnx.ModelProto, target: str, opset: int, name: str, path: Path | None = None
 ) -> onnx.ModelProto:
-    """Attach 3DNA functions (portable) or plugin tags (tensorrt); check; set metadata."""
+    """Attach 3DNA functions (portable) or plugin tags (tensorrt); check; set metadata.
+    ``path``: save the graph there and check the file (a graph whose weights are external, in
+    files beside ``path``: too big to check in memory), else check it in memory."""
     if target == "portable":
         attach_functions(onnx_model, opset)
     else:
@@ -142,11 +145,39 @@ def finalize_graph(
     onnx_model.producer_name = "nuwa-export"
     onnx_model.producer_version = nuwa.__version__
     onnx_model.graph.name = name
+    checked: onnx.ModelProto | str = onnx_model
+    if path is not None:
+        onnx.save(onnx_model, str(path))
+        checked = str(path)
     if target == "portable":
-        onnx.checker.check_model(onnx_model, full_check=True)
+        onnx.checker.check_model(checked, full_check=True)
     else:  # the plugin node has no schema here; TensorRT checks it when it parses
-        onnx.checker.check_model(onnx_model)
+        onnx.checker.check_model(checked)
     return onnx_model
+
+
+def _traced_weight_files(onnx_model: onnx.ModelProto, directory: Path) -> set[Path]:
+    """The files the TorchScript exporter wrote a graph's tensors into (a graph over 2 GB:
+    one file per tensor beside it); empty for a graph saved in one piece."""
+    tensors = [*onnx_model.graph.initializer]
+    for node in onnx_model.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    return {
+        directory / external_location(t)
+        for t in tensors
+        if t.data_location == onnx.TensorProto.EXTERNAL
+    }
+
+
+def _inline_node_tensors(onnx_model: onnx.ModelProto, directory: Path) -> None:
+    """Load, in place, the tensors of the main graph's node attributes (``Constant`` values)
+    that the TorchScript exporter stored in files of their own."""
+    for node in onnx_model.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                load_external_data_for_tensor(attr.t, str(directory))
+                attr.t.data_location = onnx.TensorProto.DEFAULT
+                del attr.t.external_data[:]
 
 
 def export_graph(
@@ -160,12 +191,27 @@ def export_graph(
 ) -> GraphInfo:
     """Trace one graph to ``path``, check it (ONNX checker; ONNX Runtime against PyTorch on
     random batch-2 inputs when ``verify``), move its weights into ``weights`` (else they stay
-    inline) and return its manifest entry."""
+    inline) and return its manifest entry. A graph over 2 GB (the paper preset's decoder), which
+    the TorchScript exporter writes as one file per tensor, never lies in memory whole: its
+    tensors move into ``weights`` one at a time and the file is checked by the ONNX checker from
+    disk; it needs ``weights`` and ``verify=False`` (ONNX Runtime's check runs in memory)."""
     output_shapes = _trace(spec, model, path, opset)
-    onnx_model = onnx.load(str(path))
+    onnx_model = onnx.load(str(path), load_external_data=False)
+    traced = _traced_weight_files(onnx_model, path.parent)
+    if traced and (weights is None or verify):  # a graph over 2 GB, its tensors in files
+        why = "a shared weights file" if weights is None else "--no-verify"
+        raise ExportError(f"{spec.file} is over 2 GB: exporting it needs {why}")
+    if not traced:  # the usual graph: one file, loaded whole
+        onnx_model = onnx.load(str(path))
     set_io_shapes(onnx_model, spec, output_shapes)
+    if traced:  # moved into the weights file one tensor at a time; never whole in memory
+        assert weights is not None
+        _inline_node_tensors(onnx_model, path.parent)
+        weights.externalize(onnx_model, base_dir=path.parent)
+        for file in traced:
+            file.unlink()
     try:
-        onnx_model = finalize_graph(onnx_model, target, opset, spec.name)
+        onnx_model = finalize_graph(onnx_model, target, opset, spec.name, path if traced else None)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc
@@ -210,6 +256,29 @@ def _validate(target: str, opset: int) -> None:
         raise ExportError(f"opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
 
 
+def decoder_info(model: NuwaModel) -> DecoderInfo:
+    """The manifest's decoder section of ``model``: cache geometry, vocabulary, I/O names."""
+    cfg = model.config.transformer
+    return DecoderInfo(
+        num_layers=cfg.n_decoder_layers,
+        num_heads=cfg.n_heads,
+        head_dim=cfg.head_dim,
+        cache_slots=cfg.cache_slots,
+        vocab_size=cfg.image_vocab_size,
+        bos_id=cfg.bos_id,
+        grid=cfg.target_grid,
+        input_ids=names.INPUT_IDS,
+        positions=names.POSITIONS,
+        logits=names.LOGITS,
+        past_key=names.PAST_KEY,
+        past_value=names.PAST_VALUE,
+        present_key=names.PRESENT_KEY,
+        present_value=names.PRESENT_VALUE,
+        cross_key=names.CROSS_KEY,
+        cross_value=names.CROSS_VALUE,
+    )
+
+
 def export_model(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -248,24 +317,7 @@ def export_model(
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # files and manifest never disagree
 
     specs = build_graph_specs(model, frames)
-    decoder = DecoderInfo(
-        num_layers=cfg.n_decoder_layers,
-        num_heads=cfg.n_heads,
-        head_dim=cfg.head_dim,
-        cache_slots=cfg.cache_slots,
-        vocab_size=cfg.image_vocab_size,
-        bos_id=cfg.bos_id,
-        grid=cfg.target_grid,
-        input_ids=names.INPUT_IDS,
-        positions=names.POSITIONS,
-        logits=names.LOGITS,
-        past_key=names.PAST_KEY,
-        past_value=names.PAST_VALUE,
-        present_key=names.PRESENT_KEY,
-        present_value=names.PRESENT_VALUE,
-        cross_key=names.CROSS_KEY,
-        cross_value=names.CROSS_VALUE,
-    )
+    decoder = decoder_info(model)
     graphs: dict[str, GraphInfo] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".nuwa-export-", dir=out_dir))
     try:

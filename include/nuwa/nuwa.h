@@ -1,0 +1,123 @@
+/* nuwa C API: NÜWA-style visual synthesis from an export directory, over ONNX Runtime.
+ *
+ * libnuwa_runtime.so runs an export directory (`nuwa export`; its manifest.json is the only
+ * contract) with the same prepared graphs, ring-cache bindings, positions and guidance rows as
+ * the Python runtime (nuwa.runtime.engine), so under greedy decoding (temperature 0) its tokens
+ * and frames equal the Python runtime's.
+ *
+ * Conventions:
+ *  - every function that can fail returns a nuwa_status; on failure nuwa_last_error() holds a
+ *    one-line message (per thread) naming the problem, the Python runtime's message where it
+ *    has one. No C++ exception crosses this boundary.
+ *  - buffers are the caller's: nuwa_request_shape() says how large they must be.
+ *  - thread safety: one nuwa_model may be used by several threads at once (each nuwa_generate
+ *    call has its own cache and bindings; sessions are created once under a lock).
+ *  - structs carry their size (set by the *_init functions): newer libraries read older callers.
+ */
+#ifndef NUWA_NUWA_H
+#define NUWA_NUWA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define NUWA_API __declspec(dllimport)
+#elif defined(NUWA_BUILDING_RUNTIME)
+#define NUWA_API __attribute__((visibility("default")))
+#else
+#define NUWA_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI version: the library's SONAME is libnuwa_runtime.so.<NUWA_ABI_VERSION>. */
+#define NUWA_ABI_VERSION 0
+
+typedef enum nuwa_status {
+  NUWA_OK = 0,
+  NUWA_ERROR_INPUT = 1,     /* bad request input (the Python runtime's NuwaInputError) */
+  NUWA_ERROR_MODEL = 2,     /* missing or malformed export directory / manifest */
+  NUWA_ERROR_BACKEND = 3,   /* ONNX Runtime failed (cannot load a graph, a run failed) */
+  NUWA_ERROR_CANCELLED = 4, /* the frame callback asked to stop */
+  NUWA_ERROR_INTERNAL = 5   /* a bug: please report it with nuwa_last_error() */
+} nuwa_status;
+
+typedef struct nuwa_model nuwa_model; /* an opened export directory */
+
+/* "0.1.0" and the like; static storage. */
+NUWA_API const char* nuwa_version(void);
+/* NUWA_ABI_VERSION of the library loaded (compare with the header's). */
+NUWA_API int nuwa_abi_version(void);
+/* The message of this thread's last failed call ("" if none); valid until this thread's next
+ * call into the library. */
+NUWA_API const char* nuwa_last_error(void);
+
+typedef struct nuwa_open_options {
+  size_t struct_size;
+  int threads; /* intra-op threads per ONNX Runtime session; 0: ONNX Runtime's default */
+} nuwa_open_options;
+
+NUWA_API void nuwa_open_options_init(nuwa_open_options* options);
+
+/* Open an export directory (manifest.json, graph files); options may be NULL. */
+NUWA_API nuwa_status nuwa_open(const char* export_dir, const nuwa_open_options* options,
+                               nuwa_model** out);
+NUWA_API void nuwa_close(nuwa_model* model); /* NULL is fine */
+
+typedef struct nuwa_model_info {
+  size_t struct_size;
+  int image_size;      /* frame side in pixels (S) */
+  int frames;          /* trained frames (the decoder's T) */
+  int grid_h, grid_w;  /* tokens per frame side */
+  int vocab_size;      /* visual codebook size */
+  int max_prompt_bytes;/* longest prompt (UTF-8 bytes after normalising) */
+} nuwa_model_info;
+
+NUWA_API nuwa_status nuwa_model_get_info(const nuwa_model* model, nuwa_model_info* info);
+
+typedef struct nuwa_request {
+  size_t struct_size;
+  const char* task;            /* t2i or t2v (this version); either case */
+  const char* const* prompts;  /* UTF-8 prompts, num_prompts of them */
+  size_t num_prompts;
+  int num_frames;              /* 0: the task's default (1 for images, the trained frames) */
+  int batch;                   /* samples per prompt (>= 1) */
+  double temperature;          /* 0: greedy (this version decodes greedily only) */
+  double guidance_scale;       /* 1: off; else conditional + unconditional rows */
+} nuwa_request;
+
+NUWA_API void nuwa_request_init(nuwa_request* request); /* t2i, batch 1, greedy, guidance 1 */
+
+typedef struct nuwa_output_shape {
+  size_t struct_size;
+  int rows;       /* B: prompts x batch, prompt-major */
+  int frames;     /* T */
+  int image_size; /* S */
+  int grid_h, grid_w;
+  size_t frame_bytes;  /* B*T*S*S*3: the frames buffer */
+  size_t token_count;  /* B*T*grid_h*grid_w: the tokens buffer (int64) */
+} nuwa_output_shape;
+
+/* Check a request (every check of nuwa_generate, nothing run) and say its output's shape. */
+NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_request* request,
+                                        nuwa_output_shape* shape);
+
+/* Called when frame `frame` is decoded: `pixels` is (rows, S, S, 3) uint8, valid during the
+ * call. Return 0 to go on, non-zero to stop (nuwa_generate then returns NUWA_ERROR_CANCELLED). */
+typedef int (*nuwa_frame_callback)(void* user_data, int frame, const uint8_t* pixels, int rows,
+                                   int image_size);
+
+/* Generate: frames (B, T, S, S, 3) uint8 into `frames` (frame_bytes of them) and the token grid
+ * (B, T, grid_h, grid_w) int64 into `tokens` (may be NULL). `callback` may be NULL. */
+NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* request,
+                                   uint8_t* frames, size_t frames_size, int64_t* tokens,
+                                   size_t tokens_count, nuwa_frame_callback callback,
+                                   void* user_data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NUWA_NUWA_H */

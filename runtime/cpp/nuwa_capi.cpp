@@ -1,0 +1,199 @@
+// The C boundary (include/nuwa/nuwa.h): every entry point catches everything, turns it into a
+// nuwa_status and this thread's nuwa_last_error() message. No exception crosses it.
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "nuwa/nuwa.h"
+#include "nuwa_error.hpp"
+#include "runtime_model.hpp"
+#include "task_request.hpp"
+#include "token_walk.hpp"
+
+#ifndef NUWA_RUNTIME_VERSION
+#define NUWA_RUNTIME_VERSION "0.0.0"
+#endif
+
+struct nuwa_model {
+  nuwa::Model model;
+  nuwa_model(const std::string& dir, int threads) : model(dir, threads) {}
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+struct Cancelled {};  // thrown by the frame callback's wrapper, caught below
+
+template <typename F>
+nuwa_status guarded(F&& body) {
+  try {
+    last_error.clear();
+    body();
+    return NUWA_OK;
+  } catch (const nuwa::Error& e) {
+    last_error = e.what();
+    return e.status();
+  } catch (const Cancelled&) {
+    last_error = "cancelled by the frame callback";
+    return NUWA_ERROR_CANCELLED;
+  } catch (const std::bad_alloc&) {
+    last_error = "out of memory";
+    return NUWA_ERROR_INTERNAL;
+  } catch (const std::exception& e) {
+    last_error = std::string("internal error: ") + e.what();
+    return NUWA_ERROR_INTERNAL;
+  } catch (...) {
+    last_error = "internal error: unknown exception";
+    return NUWA_ERROR_INTERNAL;
+  }
+}
+
+void require(bool ok, const char* message) {
+  if (!ok) nuwa::input_error(message);
+}
+
+nuwa_output_shape shape_of(const nuwa::Manifest& m, const nuwa::TaskRequest& r) {
+  nuwa_output_shape s{};
+  s.struct_size = sizeof(s);
+  s.rows = r.rows;
+  s.frames = r.num_frames;
+  s.image_size = m.config.image_size;
+  s.grid_h = m.decoder.grid_h;
+  s.grid_w = m.decoder.grid_w;
+  s.frame_bytes = static_cast<size_t>(s.rows) * s.frames * s.image_size * s.image_size * 3;
+  s.token_count = static_cast<size_t>(s.rows) * s.frames * s.grid_h * s.grid_w;
+  return s;
+}
+
+}  // namespace
+
+extern "C" {
+
+NUWA_API const char* nuwa_version(void) { return NUWA_RUNTIME_VERSION; }
+
+NUWA_API int nuwa_abi_version(void) { return NUWA_ABI_VERSION; }
+
+NUWA_API const char* nuwa_last_error(void) { return last_error.c_str(); }
+
+NUWA_API void nuwa_open_options_init(nuwa_open_options* options) {
+  if (options == nullptr) return;
+  std::memset(options, 0, sizeof(*options));
+  options->struct_size = sizeof(*options);
+}
+
+NUWA_API nuwa_status nuwa_open(const char* export_dir, const nuwa_open_options* options,
+                               nuwa_model** out) {
+  return guarded([&] {
+    require(out != nullptr, "nuwa_open: out must not be NULL");
+    *out = nullptr;
+    require(export_dir != nullptr, "model_dir must be a str or Path (or None), got NoneType");
+    int threads = 0;
+    if (options != nullptr) {
+      require(options->struct_size >= sizeof(nuwa_open_options),
+              "nuwa_open_options.struct_size is too small: call nuwa_open_options_init() first");
+      require(options->threads >= 0, "threads must be >= 0 (0: ONNX Runtime's default)");
+      threads = options->threads;
+    }
+    *out = new nuwa_model(export_dir, threads);
+  });
+}
+
+NUWA_API void nuwa_close(nuwa_model* model) { delete model; }
+
+NUWA_API nuwa_status nuwa_model_get_info(const nuwa_model* model, nuwa_model_info* info) {
+  return guarded([&] {
+    require(model != nullptr && info != nullptr, "nuwa_model_get_info: model and info must not be NULL");
+    require(info->struct_size >= sizeof(nuwa_model_info),
+            "nuwa_model_info.struct_size must be sizeof(nuwa_model_info)");
+    const nuwa::Manifest& m = model->model.manifest();
+    info->image_size = m.config.image_size;
+    info->frames = m.decoder.frames;
+    info->grid_h = m.decoder.grid_h;
+    info->grid_w = m.decoder.grid_w;
+    info->vocab_size = m.decoder.vocab_size;
+    info->max_prompt_bytes = m.config.max_text_len - 1;
+  });
+}
+
+NUWA_API void nuwa_request_init(nuwa_request* request) {
+  if (request == nullptr) return;
+  std::memset(request, 0, sizeof(*request));
+  request->struct_size = sizeof(*request);
+  request->task = "t2i";
+  request->batch = 1;
+  request->temperature = 0.0;
+  request->guidance_scale = 1.0;
+}
+
+NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_request* request,
+                                        nuwa_output_shape* shape) {
+  return guarded([&] {
+    require(model != nullptr && request != nullptr && shape != nullptr,
+            "nuwa_request_shape: model, request and shape must not be NULL");
+    const nuwa::Manifest& m = model->model.manifest();
+    *shape = shape_of(m, nuwa::check_request(m, *request));
+  });
+}
+
+NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* request,
+                                   uint8_t* frames, size_t frames_size, int64_t* tokens,
+                                   size_t tokens_count, nuwa_frame_callback callback,
+                                   void* user_data) {
+  return guarded([&] {
+    require(model != nullptr && request != nullptr, "nuwa_generate: model and request must not be NULL");
+    nuwa::Model& mod = model->model;
+    const nuwa::Manifest& m = mod.manifest();
+    nuwa::TaskRequest r = nuwa::check_request(m, *request);
+    nuwa_output_shape s = shape_of(m, r);
+    if (frames == nullptr || frames_size < s.frame_bytes) {
+      nuwa::input_error("the frames buffer holds " + std::to_string(frames == nullptr ? 0 : frames_size) +
+                        " bytes; this request needs " + std::to_string(s.frame_bytes) +
+                        " (rows x frames x S x S x 3: nuwa_request_shape)");
+    }
+    if (tokens != nullptr && tokens_count < s.token_count) {
+      nuwa::input_error("the tokens buffer holds " + std::to_string(tokens_count) +
+                        " values; this request needs " + std::to_string(s.token_count));
+    }
+    // the condition, then the unconditional rows under guidance (concat_conditions)
+    std::vector<nuwa::ort::HostTensor> cross = mod.encode_text(r.condition, r.rows);
+    if (r.guided) {
+      std::vector<nuwa::ort::HostTensor> uncond = mod.encode_text(r.uncondition, r.rows);
+      for (size_t k = 0; k < cross.size(); ++k) {
+        std::vector<int64_t> shape = cross[k].shape;
+        shape[0] *= 2;
+        nuwa::ort::HostTensor both(shape, cross[k].type);
+        std::memcpy(both.bytes.data(), cross[k].bytes.data(), cross[k].bytes.size());
+        std::memcpy(both.bytes.data() + cross[k].bytes.size(), uncond[k].bytes.data(),
+                    uncond[k].bytes.size());
+        cross[k] = std::move(both);
+      }
+    }
+    const int64_t per_frame = m.tokens_per_frame();
+    const int64_t total = per_frame * r.num_frames;
+    const size_t frame_pixels = static_cast<size_t>(s.image_size) * s.image_size * 3;
+    std::vector<uint8_t> pixels(static_cast<size_t>(r.rows) * frame_pixels);
+    auto frame_done = [&](int frame, const std::vector<int64_t>& grid) {
+      std::vector<int64_t> codes(static_cast<size_t>(r.rows) * per_frame);
+      for (int b = 0; b < r.rows; ++b) {
+        std::memcpy(codes.data() + b * per_frame, grid.data() + b * total + frame * per_frame,
+                    per_frame * sizeof(int64_t));
+      }
+      mod.decode_frames(codes, r.rows, pixels.data());
+      for (int b = 0; b < r.rows; ++b) {
+        std::memcpy(frames + (static_cast<size_t>(b) * r.num_frames + frame) * frame_pixels,
+                    pixels.data() + b * frame_pixels, frame_pixels);
+      }
+      if (callback != nullptr &&
+          callback(user_data, frame, pixels.data(), r.rows, s.image_size) != 0) {
+        throw Cancelled{};
+      }
+    };
+    std::vector<int64_t> out =
+        nuwa::greedy_tokens(mod, r.rows, r.num_frames, std::move(cross), r.guidance_scale, frame_done);
+    if (tokens != nullptr) std::memcpy(tokens, out.data(), out.size() * sizeof(int64_t));
+  });
+}
+
+}  // extern "C"

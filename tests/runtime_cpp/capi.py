@@ -1,0 +1,184 @@
+"""ctypes bindings of ``include/nuwa/nuwa.h`` for the tests: the structs, the entry points, and
+:func:`generate`, which runs one request and returns its tokens, frames and streamed frames."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NUWA_OK = 0
+NUWA_ERROR_INPUT = 1
+NUWA_ERROR_MODEL = 2
+NUWA_ERROR_BACKEND = 3
+NUWA_ERROR_CANCELLED = 4
+
+FRAME_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.c_int,
+    ctypes.POINTER(ctypes.c_uint8),
+    ctypes.c_int,
+    ctypes.c_int,
+)
+
+
+class OpenOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("threads", ctypes.c_int)]
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("image_size", ctypes.c_int),
+        ("frames", ctypes.c_int),
+        ("grid_h", ctypes.c_int),
+        ("grid_w", ctypes.c_int),
+        ("vocab_size", ctypes.c_int),
+        ("max_prompt_bytes", ctypes.c_int),
+    ]
+
+
+class Request(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("task", ctypes.c_char_p),
+        ("prompts", ctypes.POINTER(ctypes.c_char_p)),
+        ("num_prompts", ctypes.c_size_t),
+        ("num_frames", ctypes.c_int),
+        ("batch", ctypes.c_int),
+        ("temperature", ctypes.c_double),
+        ("guidance_scale", ctypes.c_double),
+    ]
+
+
+class OutputShape(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("rows", ctypes.c_int),
+        ("frames", ctypes.c_int),
+        ("image_size", ctypes.c_int),
+        ("grid_h", ctypes.c_int),
+        ("grid_w", ctypes.c_int),
+        ("frame_bytes", ctypes.c_size_t),
+        ("token_count", ctypes.c_size_t),
+    ]
+
+
+def load(path: Path) -> ctypes.CDLL:
+    """The library with every entry point's signature declared."""
+    lib = ctypes.CDLL(str(path))
+    p = ctypes.POINTER
+    sigs = {
+        "nuwa_version": ([], ctypes.c_char_p),
+        "nuwa_abi_version": ([], ctypes.c_int),
+        "nuwa_last_error": ([], ctypes.c_char_p),
+        "nuwa_open_options_init": ([p(OpenOptions)], None),
+        "nuwa_open": ([ctypes.c_char_p, p(OpenOptions), p(ctypes.c_void_p)], ctypes.c_int),
+        "nuwa_close": ([ctypes.c_void_p], None),
+        "nuwa_model_get_info": ([ctypes.c_void_p, p(ModelInfo)], ctypes.c_int),
+        "nuwa_request_init": ([p(Request)], None),
+        "nuwa_request_shape": ([ctypes.c_void_p, p(Request), p(OutputShape)], ctypes.c_int),
+        "nuwa_generate": (
+            [
+                ctypes.c_void_p,
+                p(Request),
+                p(ctypes.c_uint8),
+                ctypes.c_size_t,
+                p(ctypes.c_int64),
+                ctypes.c_size_t,
+                FRAME_CALLBACK,
+                ctypes.c_void_p,
+            ],
+            ctypes.c_int,
+        ),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    return lib
+
+
+class CApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check(lib: ctypes.CDLL, status: int) -> None:
+    if status != NUWA_OK:
+        raise CApiError(status, lib.nuwa_last_error().decode())
+
+
+def open_model(lib: ctypes.CDLL, export_dir: Path | str, threads: int = 1) -> ctypes.c_void_p:
+    options = OpenOptions()
+    lib.nuwa_open_options_init(ctypes.byref(options))
+    options.threads = threads
+    handle = ctypes.c_void_p()
+    check(lib, lib.nuwa_open(str(export_dir).encode(), ctypes.byref(options), ctypes.byref(handle)))
+    return handle
+
+
+def make_request(
+    lib: ctypes.CDLL,
+    task: str | None,
+    prompts: list[bytes | None] | None,
+    num_frames: int = 0,
+    batch: int = 1,
+    temperature: float = 0.0,
+    guidance_scale: float = 1.0,
+) -> tuple[Request, object]:
+    """The request and what its pointers point at (keep it alive while the request is used)."""
+    request = Request()
+    lib.nuwa_request_init(ctypes.byref(request))
+    task_bytes = None if task is None else task.encode()
+    request.task = task_bytes
+    array = None
+    if prompts is not None:
+        array = (ctypes.c_char_p * max(len(prompts), 1))(*prompts)
+        request.prompts = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
+        request.num_prompts = len(prompts)
+    request.num_frames = num_frames
+    request.batch = batch
+    request.temperature = temperature
+    request.guidance_scale = guidance_scale
+    return request, (task_bytes, array)
+
+
+@dataclass
+class CResult:
+    tokens: np.ndarray  # (B, T, h, w) int64
+    frames: np.ndarray  # (B, T, S, S, 3) uint8
+    streamed: dict[int, np.ndarray]  # frame -> (B, S, S, 3) as the callback saw it
+
+
+def generate(lib: ctypes.CDLL, model: ctypes.c_void_p, request: Request) -> CResult:
+    shape = OutputShape()
+    shape.struct_size = ctypes.sizeof(OutputShape)
+    check(lib, lib.nuwa_request_shape(model, ctypes.byref(request), ctypes.byref(shape)))
+    b, t, s = shape.rows, shape.frames, shape.image_size
+    frames = np.zeros((b, t, s, s, 3), dtype=np.uint8)
+    tokens = np.zeros((b, t, shape.grid_h, shape.grid_w), dtype=np.int64)
+    assert frames.nbytes == shape.frame_bytes and tokens.size == shape.token_count
+    streamed: dict[int, np.ndarray] = {}
+
+    def on_frame(_user: object, frame: int, pixels: object, rows: int, size: int) -> int:
+        data = np.ctypeslib.as_array(pixels, shape=(rows, size, size, 3))
+        streamed[frame] = data.copy()
+        return 0
+
+    callback = FRAME_CALLBACK(on_frame)
+    status = lib.nuwa_generate(
+        model,
+        ctypes.byref(request),
+        frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+        frames.nbytes,
+        tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+        tokens.size,
+        callback,
+        None,
+    )
+    check(lib, status)
+    return CResult(tokens, frames, streamed)

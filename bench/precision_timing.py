@@ -11,6 +11,7 @@ from an ONNX Runtime node profile.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,19 @@ def time_alone(
     return result["wall"], result["cpu"]
 
 
+def run_alone(
+    model_path: Path,
+    feeds_path: Path,
+    cache: dict[str, str],
+    threads: int,
+    steps: int,
+    warmup: int = 20,
+) -> dict[str, Any]:
+    """:func:`time_alone`, with the worker process's peak RSS: ``{"wall": [...], "cpu": [...],
+    "maxrss_kib": int}`` (the session, its weights and one IO binding)."""
+    return _run_worker(model_path, feeds_path, cache, threads, steps, warmup)
+
+
 def _run_worker(
     model_path: Path,
     feeds_path: Path,
@@ -163,7 +177,20 @@ def worker(spec_json: str) -> None:
         sess.run_with_iobinding(binding)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    print(json.dumps({"wall": wall, "cpu": cpu}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "maxrss_kib": peak_rss_kib()}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (KiB): ``VmHWM`` of its own address space. (Linux's
+    ``ru_maxrss`` also counts the parent's peak when the process was spawned by ``vfork`` +
+    ``exec``, as ``subprocess`` does.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def profile_split(

@@ -15,7 +15,8 @@ from nuwa.calibration.fp16 import convert_to_fp16
 from nuwa.calibration.onnx_runner import session_options
 from nuwa.calibration.qdq import find_targets, insert_qdq
 from nuwa.export import load_manifest
-from nuwa.export.weights import NODE_PREFIX, SharedWeights, with_plain_weights
+from nuwa.export.weights import NODE_PREFIX, WEIGHTS_FILE, SharedWeights, with_plain_weights
+from nuwa.spec.manifest import sha256_file
 
 RNG = np.random.default_rng(4)
 
@@ -120,3 +121,36 @@ def test_quantized_exports_convert_every_layer_of_the_stored_graphs(
         reference = convert_to_fp16(with_plain_weights(model))
         assert _initializers(half) == _initializers(reference), name
     assert stored > 0  # the prefill reads transposed copies through Transpose nodes
+
+
+def test_an_int8_export_stores_each_tensor_once_in_its_own_weights_file(
+    tiny_portable: Path, tiny_int8: Path
+) -> None:
+    """Every graph of an INT8 export (Q/DQ, kept FP32, prepared forms) reads its large tensors
+    from the export's own ``weights.bin``, listed with its SHA-256; the int8 weights are stored
+    as int8, and the decoder steps of every condition read the same bytes."""
+    raw = json.loads((tiny_int8 / "manifest.json").read_text())
+    assert raw["external_data"] == {WEIGHTS_FILE: sha256_file(tiny_int8 / WEIGHTS_FILE)}
+    manifest = load_manifest(tiny_int8)
+    files = [tiny_int8 / g.file for g in manifest.graphs.values()]
+    files += [tiny_int8 / p.file for g in manifest.graphs.values() for p in g.prepared.values()]
+    for file in files:
+        for t in onnx.load(str(file), load_external_data=False).graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                location = {e.key: e.value for e in t.external_data}["location"]
+                assert location == WEIGHTS_FILE, (file.name, t.name)
+            else:  # inline: only what is under 1 KiB
+                assert len(numpy_helper.to_array(t).tobytes()) < 1024, (file.name, t.name)
+    int8_offsets = []
+    for graph in manifest.graphs.values():
+        if graph.kind == "decoder_step":
+            model = onnx.load(str(tiny_int8 / graph.file), load_external_data=False)
+            int8_offsets.append(
+                {
+                    {e.key: e.value for e in t.external_data}["offset"]
+                    for t in model.graph.initializer
+                    if t.data_type == TensorProto.INT8 and t.data_location == TensorProto.EXTERNAL
+                }
+            )
+    assert len(int8_offsets) > 1 and int8_offsets[0]
+    assert all(offsets == int8_offsets[0] for offsets in int8_offsets)  # one copy for all steps

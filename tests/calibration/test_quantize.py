@@ -31,12 +31,11 @@ from nuwa.calibration.task_samples import (
     score,
 )
 from nuwa.export.attention_node import is_attention_node
-from nuwa.export.weights import WEIGHTS_FILE
 from nuwa.quality.gate_config import GateConfig
 from nuwa.quality.precision_gates import GATED_SCORES, PrecisionGates, run_gates
 from nuwa.runtime.backends.tensorrt.engine_build import check_tensorrt_graph
 from nuwa.spec.generation_config import GenerationConfig
-from nuwa.spec.manifest import load_manifest, sha256_file
+from nuwa.spec.manifest import load_manifest
 
 from ..conftest import CALIB_COUNT, GATE_COUNT
 
@@ -71,19 +70,7 @@ def test_int8_files_valid_and_manifest(tiny_portable: Path, tiny_int8: Path) -> 
         family = [g for g in runs if graph_family(g) == graph_family(name)]
         assert runs.get(name, 0) > 0 or (name in borrowed and family), name
         assert raw["graphs"][name]["meta"]["precision"] == "int8"
-        # int8 weights stored once, in the export's own weights.bin (listed with its SHA-256)
-        bare = onnx.load(str(out.path(name)), load_external_data=False)
-        int8 = [  # the weights (zero points and weights under 1 KiB stay inline)
-            i
-            for i in bare.graph.initializer
-            if i.data_type == onnx.TensorProto.INT8
-            and (i.data_location == onnx.TensorProto.EXTERNAL or len(i.raw_data) >= 1024)
-        ]
-        assert int8 and all(i.data_location == onnx.TensorProto.EXTERNAL for i in int8), name
-        assert {e.value for i in int8 for e in i.external_data if e.key == "location"} == {
-            WEIGHTS_FILE
-        }
-    assert raw["external_data"] == {WEIGHTS_FILE: sha256_file(tiny_int8 / WEIGHTS_FILE)}
+        # (how its weights are stored: test_compact_weights.py)
     assert raw["source"]["precision"] == "fp32"
     # S2I runs the 1-frame sketch graphs, S2V the 3-frame ones; other lengths borrow
     assert set(borrowed) == {n for n in quantized if not runs.get(n)}

@@ -101,7 +101,8 @@ class Pipeline:
     ) -> Pipeline:
         """Load a model directory (a checkpoint, or an export from ``nuwa export`` /
         ``nuwa quantize``) on ``backend``. ``model_dir=None`` is the shipped demo checkpoint.
-        ``precision=None`` runs what the directory holds (fp32 for a checkpoint). Sampling
+        ``precision=None`` runs the directory's default (an export: its precision; a checkpoint
+        on onnxruntime's CPU: its ``runtime_defaults.json``, int8 for the demo; else fp32). Sampling
         defaults come from the directory's ``generation_config.json``, the input rules (sketch
         palette and snapping, sizes, mask convention, the words it knows) from its
         ``input_rules.json`` (:mod:`nuwa.spec.input_rules`); a :class:`ModelDirectory` already

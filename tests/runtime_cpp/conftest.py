@@ -46,8 +46,8 @@ def unavailable(reason: str) -> None:
 
 
 def build_library(build_dir: Path, sanitize: bool = False) -> Path:
-    """Configure and build the ``nuwa_runtime`` target into ``build_dir`` (incremental; one
-    process at a time: pytest-xdist workers share the folder)."""
+    """Configure and build the ``nuwa_runtime`` and ``nuwa_generate`` targets into
+    ``build_dir`` (incremental; one process at a time: pytest-xdist workers share the folder)."""
     include = ort_include_dir()
     if not (include / "onnxruntime_c_api.h").is_file():
         unavailable(f"{include}/onnxruntime_c_api.h is missing (set ONNXRUNTIME_INCLUDE_DIR)")
@@ -69,7 +69,8 @@ def build_library(build_dir: Path, sanitize: bool = False) -> Path:
         if "libnuwa_runtime.so ON" not in done.stdout:
             lines = [line for line in done.stdout.splitlines() if "runtime" in line]
             unavailable(lines[0] if lines else done.stdout[-500:])
-        build = ["cmake", "--build", str(build_dir), "--target", "nuwa_runtime", "-j", "2"]
+        targets = ["nuwa_runtime", "nuwa_generate"]  # the library and examples/cpp's app
+        build = ["cmake", "--build", str(build_dir), "--target", *targets, "-j", "2"]
         done = subprocess.run(build, capture_output=True, text=True)
         if done.returncode != 0:
             output = done.stdout[-4000:] + done.stderr[-3000:]
@@ -84,12 +85,18 @@ def runtime_lib_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def build_dir(runtime_lib_path: Path) -> Path:
+    """The folder the library was built in (the example app and libonnxruntime.so.1 beside it)."""
+    return runtime_lib_path.parent
+
+
+@pytest.fixture(scope="session")
 def lib(runtime_lib_path: Path) -> ctypes.CDLL:
     return capi.load(runtime_lib_path)
 
 
 @pytest.fixture(scope="session")
-def tiny_model(lib: ctypes.CDLL, tiny_export_dir: Path):
+def tiny_c_model(lib: ctypes.CDLL, tiny_export_dir: Path):
     handle = capi.open_model(lib, tiny_export_dir, threads=1)
     yield handle
     lib.nuwa_close(handle)

@@ -100,16 +100,16 @@ def tiny_pipeline(tiny_export_dir: Path) -> Pipeline:
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
-def test_bad_request_has_python_message(lib, tiny_model, tiny_pipeline, case) -> None:
+def test_bad_request_has_python_message(lib, tiny_c_model, tiny_pipeline, case) -> None:
     _, c_args, py_args = case
     want = python_message(tiny_pipeline, py_args)
     request, _keep = capi.make_request(lib, **c_args)
     shape = capi.OutputShape()
-    status = lib.nuwa_request_shape(tiny_model, ctypes.byref(request), ctypes.byref(shape))
+    status = lib.nuwa_request_shape(tiny_c_model, ctypes.byref(request), ctypes.byref(shape))
     assert (status, lib.nuwa_last_error().decode()) == (capi.NUWA_ERROR_INPUT, want)
     frames = np.full(64, 7, dtype=np.uint8)  # refused before anything is written
     status = lib.nuwa_generate(
-        tiny_model,
+        tiny_c_model,
         ctypes.byref(request),
         frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
         frames.nbytes,
@@ -152,7 +152,7 @@ def test_bad_manifest_is_an_error_not_a_crash(lib, tmp_path: Path) -> None:
     assert "manifest.json is malformed" in str(got.value)
 
 
-def test_null_arguments_and_small_buffers(lib, tiny_model) -> None:
+def test_null_arguments_and_small_buffers(lib, tiny_c_model) -> None:
     handle = ctypes.c_void_p()
     assert lib.nuwa_open(None, None, ctypes.byref(handle)) == capi.NUWA_ERROR_INPUT
     assert handle.value is None
@@ -165,7 +165,7 @@ def test_null_arguments_and_small_buffers(lib, tiny_model) -> None:
     assert lib.nuwa_last_error().decode() == "nuwa_generate: model and request must not be NULL"
     frames = np.zeros(10, dtype=np.uint8)
     status = lib.nuwa_generate(
-        tiny_model,
+        tiny_c_model,
         ctypes.byref(request),
         frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
         frames.nbytes,
@@ -179,12 +179,12 @@ def test_null_arguments_and_small_buffers(lib, tiny_model) -> None:
     lib.nuwa_close(None)  # closing nothing is fine
 
 
-def test_error_message_is_per_thread(lib, tiny_model) -> None:
+def test_error_message_is_per_thread(lib, tiny_c_model) -> None:
     import threading
 
     request, _keep = capi.make_request(lib, "t2x", [b"a"])
     shape = capi.OutputShape()
-    lib.nuwa_request_shape(tiny_model, ctypes.byref(request), ctypes.byref(shape))
+    lib.nuwa_request_shape(tiny_c_model, ctypes.byref(request), ctypes.byref(shape))
     seen: list[str] = []
     thread = threading.Thread(target=lambda: seen.append(lib.nuwa_last_error().decode()))
     thread.start()

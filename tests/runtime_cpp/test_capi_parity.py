@@ -79,8 +79,8 @@ def case_id(case: tuple) -> str:
 
 
 @pytest.mark.parametrize("case", TINY_CASES, ids=case_id)
-def test_tiny_greedy_equals_python(lib, tiny_model, tiny_pipeline, case) -> None:
-    check_parity(lib, tiny_model, tiny_pipeline, *case)
+def test_tiny_greedy_equals_python(lib, tiny_c_model, tiny_pipeline, case) -> None:
+    check_parity(lib, tiny_c_model, tiny_pipeline, *case)
 
 
 @pytest.mark.slow
@@ -105,20 +105,22 @@ def test_version_and_abi(lib, runtime_lib_path: Path) -> None:
     assert runtime_lib_path.resolve().name.startswith(f"libnuwa_runtime.so.{abi}.")
 
 
-def test_model_info(lib, tiny_model, tiny_pipeline) -> None:
+def test_model_info(lib, tiny_c_model, tiny_pipeline) -> None:
     info = capi.ModelInfo()
     info.struct_size = ctypes.sizeof(capi.ModelInfo)
-    capi.check(lib, lib.nuwa_model_get_info(tiny_model, ctypes.byref(info)))
+    capi.check(lib, lib.nuwa_model_get_info(tiny_c_model, ctypes.byref(info)))
     spec = tiny_pipeline.spec
     got = (info.image_size, info.frames, info.grid_h, info.grid_w, info.vocab_size)
     assert got == (spec.image_size, spec.frames, spec.grid_h, spec.grid_w, spec.image_vocab_size)
     assert info.max_prompt_bytes == spec.max_prompt_bytes
 
 
-def test_callback_stops_generation(lib, tiny_model) -> None:
+def test_callback_stops_generation(lib, tiny_c_model) -> None:
     request, _keep = capi.make_request(lib, "t2v", [b"a ball"], 3)
     shape = capi.OutputShape()
-    capi.check(lib, lib.nuwa_request_shape(tiny_model, ctypes.byref(request), ctypes.byref(shape)))
+    capi.check(
+        lib, lib.nuwa_request_shape(tiny_c_model, ctypes.byref(request), ctypes.byref(shape))
+    )
     frames = np.zeros(shape.frame_bytes, dtype=np.uint8)
     seen: list[int] = []
 
@@ -128,7 +130,7 @@ def test_callback_stops_generation(lib, tiny_model) -> None:
 
     callback = capi.FRAME_CALLBACK(stop_after_first)
     status = lib.nuwa_generate(
-        tiny_model,
+        tiny_c_model,
         ctypes.byref(request),
         frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
         frames.nbytes,

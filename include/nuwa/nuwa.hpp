@@ -1,0 +1,148 @@
+// nuwa C++ wrapper: header-only RAII over the C API (nuwa.h). Errors become nuwa::Error
+// exceptions on the caller's side of the boundary (the library itself throws nothing across it).
+//
+//   nuwa::Model model("model/checkpoints/demo/onnx", /*threads=*/2);
+//   nuwa::Request request("t2v", {"a red square moves left"});
+//   request.guidance_scale(2.0);
+//   nuwa::Output out = model.generate(request, [](int frame, const uint8_t*, int, int) {
+//     std::printf("frame %d\n", frame);
+//     return true;  // go on
+//   });
+//   // out.frames: rows x frames x S x S x 3 uint8; out.tokens: rows x frames x h x w int64
+#ifndef NUWA_NUWA_HPP
+#define NUWA_NUWA_HPP
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nuwa/nuwa.h"
+
+namespace nuwa {
+
+class Error : public std::runtime_error {
+ public:
+  Error(nuwa_status status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+  nuwa_status status() const { return status_; }
+
+ private:
+  nuwa_status status_;
+};
+
+inline void check(nuwa_status status) {
+  if (status != NUWA_OK) throw Error(status, nuwa_last_error());
+}
+
+// A request: the task, its prompts and options (nuwa_request); it owns its strings.
+class Request {
+ public:
+  Request(std::string task, std::vector<std::string> prompts)
+      : task_(std::move(task)), prompts_(std::move(prompts)) {
+    nuwa_request_init(&request_);
+  }
+  Request& num_frames(int n) { request_.num_frames = n; return *this; }
+  Request& batch(int n) { request_.batch = n; return *this; }
+  Request& temperature(double t) { request_.temperature = t; return *this; }
+  Request& guidance_scale(double g) { request_.guidance_scale = g; return *this; }
+
+  // The C struct, pointing into this object (valid while it lives and is not changed).
+  const nuwa_request* get() const {
+    pointers_.clear();
+    for (const auto& p : prompts_) pointers_.push_back(p.c_str());
+    request_.task = task_.c_str();
+    request_.prompts = pointers_.data();
+    request_.num_prompts = pointers_.size();
+    return &request_;
+  }
+
+ private:
+  std::string task_;
+  std::vector<std::string> prompts_;
+  mutable std::vector<const char*> pointers_;
+  mutable nuwa_request request_{};
+};
+
+struct Output {
+  nuwa_output_shape shape{};
+  std::vector<uint8_t> frames;  // rows x frames x S x S x 3
+  std::vector<int64_t> tokens;  // rows x frames x grid_h x grid_w
+};
+
+// (frame, pixels rows x S x S x 3, rows, S) -> true to go on, false to stop
+using FrameCallback = std::function<bool(int, const uint8_t*, int, int)>;
+
+class Model {
+ public:
+  explicit Model(const std::string& export_dir, int threads = 0) {
+    nuwa_open_options options;
+    nuwa_open_options_init(&options);
+    options.threads = threads;
+    check(nuwa_open(export_dir.c_str(), &options, &model_));
+  }
+  ~Model() { nuwa_close(model_); }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  Model(Model&& other) noexcept : model_(std::exchange(other.model_, nullptr)) {}
+  Model& operator=(Model&& other) noexcept {
+    if (this != &other) {
+      nuwa_close(model_);
+      model_ = std::exchange(other.model_, nullptr);
+    }
+    return *this;
+  }
+
+  nuwa_model_info info() const {
+    nuwa_model_info out{};
+    out.struct_size = sizeof(out);
+    check(nuwa_model_get_info(model_, &out));
+    return out;
+  }
+
+  nuwa_output_shape shape(const Request& request) const {
+    nuwa_output_shape out{};
+    out.struct_size = sizeof(out);
+    check(nuwa_request_shape(model_, request.get(), &out));
+    return out;
+  }
+
+  // Safe to call from several threads at once on one Model (nuwa.h).
+  Output generate(const Request& request, FrameCallback on_frame = {}) {
+    Output out;
+    out.shape = shape(request);
+    out.frames.resize(out.shape.frame_bytes);
+    out.tokens.resize(out.shape.token_count);
+    struct Context {
+      FrameCallback* callback;
+      std::exception_ptr error;
+    } context{&on_frame, nullptr};
+    auto trampoline = [](void* user, int frame, const uint8_t* pixels, int rows, int size) -> int {
+      auto* c = static_cast<Context*>(user);
+      try {
+        return (*c->callback)(frame, pixels, rows, size) ? 0 : 1;
+      } catch (...) {  // never across the C boundary: rethrown below
+        c->error = std::current_exception();
+        return 1;
+      }
+    };
+    nuwa_status status = nuwa_generate(model_, request.get(), out.frames.data(), out.frames.size(),
+                                       out.tokens.data(), out.tokens.size(),
+                                       on_frame ? +trampoline : nullptr, &context);
+    if (context.error) std::rethrow_exception(context.error);
+    check(status);
+    return out;
+  }
+
+  nuwa_model* get() const { return model_; }
+
+ private:
+  nuwa_model* model_ = nullptr;
+};
+
+}  // namespace nuwa
+
+#endif  // NUWA_NUWA_HPP

@@ -21,6 +21,7 @@ from . import capi
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "runtime-cpp-tests"
+SANITIZED_BUILD_DIR = ROOT / "build" / "runtime-cpp-asan"  # AddressSanitizer + UBSan
 
 
 def ort_library() -> Path:

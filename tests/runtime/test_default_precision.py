@@ -28,7 +28,7 @@ from nuwa.runtime.model_directory import (
     ModelDirectory,
     load_runtime_defaults,
 )
-from nuwa.runtime.pipeline import Pipeline
+from nuwa.runtime.pipeline import Pipeline, default_model_dir
 from nuwa.spec.errors import BackendUnavailableError, NuwaInputError
 from nuwa.spec.manifest import MANIFEST_FILE
 
@@ -217,3 +217,17 @@ def test_nuwa_info_model_says_the_default_precision_and_what_this_cpu_runs(
     (model / RUNTIME_DEFAULTS_FILE).unlink()
     assert main(["info", "--model", str(model)]) == 0
     assert f"fp32 (no {RUNTIME_DEFAULTS_FILE})" in capsys.readouterr().out
+
+
+def test_the_demo_runs_its_gated_int8_export_by_default_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped demo names int8; its bundled INT8 export has 8-bit weights, so an x86 CPU
+    without VNNI runs FP32 (with the note)."""
+    demo = default_model_dir()
+    assert load_runtime_defaults(demo).onnxruntime_cpu_precision == "int8"
+    _saturates(monkeypatch, False)
+    assert default_precision(demo, "cpu") == "int8"
+    _saturates(monkeypatch, True)
+    notes: list[str] = []
+    assert default_precision(demo, "cpu", notes.append) == "fp32" and len(notes) == 1

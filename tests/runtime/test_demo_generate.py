@@ -1,7 +1,8 @@
 """The main job on the shipped demo checkpoint, as a user runs it right after install:
 ``nuwa generate "a red square at the top left moves right" -o out.gif`` — ONNX Runtime on the
-CPU, from the export the demo directory ships (``model/checkpoints/demo/onnx``): nothing is
-exported or cached."""
+CPU, from an export the demo directory ships: its CPU default, INT8 (``onnx_int8/``), or FP32
+(``onnx/``) on a CPU that refuses the INT8 export (x86 without VNNI); nothing is exported or
+cached."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from nuwa.runtime.backends.onnxruntime.default_precision import default_precision
 from nuwa.runtime.pipeline import default_model_dir
 
 
@@ -46,6 +49,8 @@ def test_nuwa_generate_with_the_demo_checkpoint_writes_a_gif(tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+    precision = default_precision(demo, "cpu")  # int8 here, or fp32 without VNNI
+    assert f"on onnxruntime {ort.__version__} ({precision}, " in proc.stderr
     with Image.open(tmp_path / "out.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 8 and gif.size == (64, 64)
         frames = []

@@ -23,9 +23,11 @@ from nuwa.runtime.backends.onnxruntime.sessions import scatters_cache_once
 from nuwa.runtime.engine import DecodeState
 from nuwa.runtime.export_cache import (
     BUNDLED_EXPORT_DIR,
+    BUNDLED_EXPORT_DIRS,
     bundled_export,
     ensure_export,
     export_dir_for,
+    quality_gates_passed,
 )
 from nuwa.runtime.kv_cache import RingCache
 from nuwa.runtime.pipeline import default_model_dir
@@ -328,20 +330,26 @@ def test_the_checkpoint_hash_covers_the_config_and_every_weights_file(
     )
 
 
-def test_the_demo_ships_its_export_within_budget() -> None:
-    """The shipped demo runs without PyTorch from its bundled export: a portable FP32 export of
-    exactly this checkpoint (every file's SHA-256 checked), the export <= 30 MB and the whole
-    model directory <= 60 MB."""
-    export = bundled_export(DEMO)
-    assert export == DEMO / BUNDLED_EXPORT_DIR
-    manifest = load_manifest(export)  # verifies every file's SHA-256
-    assert manifest.target == "portable" and manifest.precision == "fp32"
-    files = [p for p in export.iterdir() if p.is_file()]
-    listed = {g.file for g in manifest.graphs.values()} | set(manifest.external_data)
-    assert listed <= {p.name for p in files}
-    assert sum(p.stat().st_size for p in files) <= 30_000_000
+def test_the_demo_ships_its_exports_within_budget() -> None:
+    """The shipped demo runs without PyTorch from its bundled exports: portable FP32 and INT8
+    exports of exactly this checkpoint (every file's SHA-256 checked), the INT8 one with 8-bit
+    weights and its quality gates passed; each export <= 30 MB (every file of it listed in its
+    manifest), the whole model directory <= 70 MB."""
+    for precision in ("fp32", "int8"):
+        export = bundled_export(DEMO, precision=precision)
+        assert export == DEMO / BUNDLED_EXPORT_DIRS[precision]
+        manifest = load_manifest(export)  # verifies every file's SHA-256
+        assert manifest.target == "portable" and manifest.precision == precision
+        files = [p for p in export.iterdir() if p.is_file()]
+        listed = {g.file for g in manifest.graphs.values()} | set(manifest.external_data)
+        listed |= {p.file for g in manifest.graphs.values() for p in g.prepared.values()}
+        extra = {"manifest.json", "generation_config.json", "input_rules.json"}
+        assert {p.name for p in files} == listed | extra
+        assert sum(p.stat().st_size for p in files) <= 30_000_000
+    assert quality_gates_passed(DEMO / BUNDLED_EXPORT_DIRS["int8"])
+    assert load_manifest(DEMO / BUNDLED_EXPORT_DIRS["int8"]).int8_weight_max == 127
     model_files = [p for p in DEMO.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    assert sum(p.stat().st_size for p in model_files) <= 60_000_000
+    assert sum(p.stat().st_size for p in model_files) <= 70_000_000
 
 
 @pytest.mark.slow

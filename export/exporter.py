@@ -193,14 +193,13 @@ def export_graph(
     random batch-2 inputs when ``verify``), move its weights into ``weights`` (else they stay
     inline) and return its manifest entry. A graph over 2 GB (the paper preset's decoder), which
     the TorchScript exporter writes as one file per tensor, never lies in memory whole: its
-    tensors move into ``weights`` one at a time and the file is checked by the ONNX checker from
-    disk; it needs ``weights`` and ``verify=False`` (ONNX Runtime's check runs in memory)."""
+    tensors move into ``weights`` one at a time, and the ONNX checker and ONNX Runtime read the
+    saved file; it needs ``weights``."""
     output_shapes = _trace(spec, model, path, opset)
     onnx_model = onnx.load(str(path), load_external_data=False)
     traced = _traced_weight_files(onnx_model, path.parent)
-    if traced and (weights is None or verify):  # a graph over 2 GB, its tensors in files
-        why = "a shared weights file" if weights is None else "--no-verify"
-        raise ExportError(f"{spec.file} is over 2 GB: exporting it needs {why}")
+    if traced and weights is None:  # a graph over 2 GB, its tensors in files of their own
+        raise ExportError(f"{spec.file} is over 2 GB: exporting it needs a shared weights file")
     if not traced:  # the usual graph: one file, loaded whole
         onnx_model = onnx.load(str(path))
     set_io_shapes(onnx_model, spec, output_shapes)
@@ -216,8 +215,8 @@ def export_graph(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc
     check: dict[str, float | int] = {}
-    if verify:
-        result = check_graph(spec, onnx_model, opset)
+    if verify:  # a graph over 2 GB: ONNX Runtime reads the file saved above
+        result = check_graph(spec, path if traced else onnx_model, opset)
         if not result.ok:
             raise ExportError(
                 f"{spec.file} does not match PyTorch: max abs error {result.max_abs_error:.3g} "

@@ -1,8 +1,9 @@
 """Continuous batching in the runtime's engine (issue 38): what sharing decoder steps buys, and
 what requests joining cost a request already running.
 
-Through ``Pipeline`` on the demo export (ONNX Runtime, CPU, one intra-op thread per session),
-concurrent calls from threads, each as a server's request thread would make them:
+Through ``Pipeline`` on the demo's exports (ONNX Runtime, CPU, one intra-op thread per session;
+FP32 and the INT8 export that is the CPU's default), concurrent calls from threads, each as a
+server's request thread would make them:
 
 - **throughput**: N concurrent text→video calls (8 frames, no guidance) — tokens/s of all of
   them together, with the steps shared (the default) and with every request stepping alone
@@ -12,7 +13,7 @@ concurrent calls from threads, each as a server's request thread would make them
   64 tokens and leaves); the running call's gaps between its tokens, timed where its tokens are
   chosen (the shared loop's thread): median and p99. Target: p99 ≤ 2× median.
 
-    python3 bench/continuous_batching.py [--onnx-dir DIR] [--clients 1 2 4 8] [--joiners 24]
+    python3 bench/continuous_batching.py [--exports DIR ...] [--clients 1 2 4 8] [--joiners 24]
         [--no-write]
 
 Writes the ``continuous_batching`` section of ``bench/RESULTS.md`` unless ``--no-write``.
@@ -34,7 +35,8 @@ sys.path.append(str(Path(__file__).resolve().parent))  # bench/'s modules, also 
 from decode_setup import cpu_name
 from results_file import write_marked_section
 
-DEMO_EXPORT = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo" / "onnx"
+DEMO = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo"
+DEMO_EXPORTS = [DEMO / "onnx", DEMO / "onnx_int8"]  # FP32, INT8 (the CPU default)
 PROMPTS = ["a red square moves right", "a blue circle moves left", "a green square moves up"]
 GAP_TARGET = 2.0  # p99 gap / median gap of a running request while others join
 
@@ -141,49 +143,58 @@ def gaps_while_joining(pipe: Any, joiners: int) -> dict[str, Any]:
 
 def section(result: dict[str, Any]) -> str:
     lines = [
-        f"`python bench/continuous_batching.py` — {result['date']}, {result['machine']}; demo "
-        "export FP32 on ONNX Runtime, one intra-op thread per session; concurrent `Pipeline` "
-        f"calls from threads; medians over {result['repeats']} runs.",
+        f"`python bench/continuous_batching.py` — {result['date']}, {result['machine']}; the "
+        "demo's exports on ONNX Runtime, one intra-op thread per session; concurrent `Pipeline` "
+        f"calls from threads; medians over {result['repeats']} runs. {result['note']}",
         "",
-        "| concurrent t2v calls | tokens/s, steps shared | tokens/s, each alone | shared / alone |"
-        " shared vs 1 call |",
-        "|---:|---:|---:|---:|---:|",
+        "| precision | concurrent t2v calls | tokens/s, steps shared | tokens/s, each alone | "
+        "shared / alone | shared vs 1 call |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    one = result["throughput"][0]["shared"]
-    for row in result["throughput"]:
+    for precision, res in result["precisions"].items():
+        one = res["throughput"][0]["shared"]
+        for row in res["throughput"]:
+            lines.append(
+                f"| {precision} | {row['clients']} | {row['shared']:.0f} | {row['alone']:.0f} | "
+                f"{row['shared'] / row['alone']:.2f}x | {row['shared'] / one:.2f}x |"
+            )
+    lines.append("")
+    for precision, res in result["precisions"].items():
+        g = res["gaps"]
+        verdict = "met" if g["p99_ms"] <= GAP_TARGET * g["median_ms"] else "not met"
         lines.append(
-            f"| {row['clients']} | {row['shared']:.0f} | {row['alone']:.0f} | "
-            f"{row['shared'] / row['alone']:.2f}x | {row['shared'] / one:.2f}x |"
+            f"{precision}: gaps of a running t2v call while {g['joiners']} t2i calls join one "
+            "after another (each encodes its prompt in its own thread, joins, decodes 64 tokens, "
+            f"leaves): median {g['median_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms = "
+            f"{g['p99_ms'] / g['median_ms']:.2f}x the median (target <= {GAP_TARGET}x: "
+            f"{verdict}); alone its median gap is {g['quiet_median_ms']:.2f} ms."
         )
-    g = result["gaps"]
-    verdict = "met" if g["p99_ms"] <= GAP_TARGET * g["median_ms"] else "not met"
-    lines += [
-        "",
-        f"Gaps of a running t2v call while {g['joiners']} t2i calls join one after another "
-        f"(each encodes its prompt in its own thread, joins, decodes 64 tokens, leaves): median "
-        f"{g['median_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms = "
-        f"{g['p99_ms'] / g['median_ms']:.2f}x the median (target <= {GAP_TARGET}x: {verdict}); "
-        f"alone its median gap is {g['quiet_median_ms']:.2f} ms.",
-    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--onnx-dir", default=str(DEMO_EXPORT))
+    p.add_argument("--exports", nargs="+", default=[str(d) for d in DEMO_EXPORTS])
     p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--joiners", type=int, default=24)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--note", default="", help="a sentence on the run's conditions")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    pipe = load(Path(args.onnx_dir))
-    pipe("t2i", PROMPTS[0], seed=0)  # warm: sessions made
+    precisions = {}
+    for directory in args.exports:
+        pipe = load(Path(directory))
+        pipe("t2i", PROMPTS[0], seed=0)  # warm: sessions made
+        precisions[pipe.backend.precision] = {
+            "throughput": throughput(pipe, args.clients, args.repeats),
+            "gaps": gaps_while_joining(pipe, args.joiners),
+        }
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": cpu_name(),
         "repeats": args.repeats,
-        "throughput": throughput(pipe, args.clients, args.repeats),
-        "gaps": gaps_while_joining(pipe, args.joiners),
+        "note": args.note,
+        "precisions": precisions,
     }
     text = section(result)
     print(text)

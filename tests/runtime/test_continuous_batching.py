@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nuwa.runtime import Pipeline
+from nuwa.runtime.backends.onnxruntime import row_pool
 from nuwa.runtime.backends.onnxruntime.row_pool import RowPool
 from nuwa.runtime.decode_scheduler import DecodeScheduler
 from nuwa.runtime.engine import DecodeState, start_walk
@@ -57,9 +58,13 @@ def run_concurrently(calls: list[Callable[[], Any]]) -> list[Any]:
     ),
     seed=st.integers(0, 2**16),
 )
-def test_row_pool_steps_each_member_as_its_own_state_would(ort_backend, plan, seed) -> None:
+def test_row_pool_steps_each_member_as_its_own_state_would(
+    ort_backend, monkeypatch, plan, seed
+) -> None:
     """Members join at random steps (``start``), run random lengths, with 1 or 2 rows, each at
-    its own positions; a member's logits in the pool equal its own state's, step by step."""
+    its own positions; a member's logits in the pool equal its own state's, step by step. The
+    pool starts with one row, so joins also grow it."""
+    monkeypatch.setattr(row_pool, "MIN_CAPACITY", 1)
     spec = ort_backend.spec
     rng = np.random.default_rng(seed)
     members = []

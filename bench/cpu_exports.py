@@ -15,22 +15,29 @@ from results_file import write_marked_section
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_EXPORT = REPO / "model" / "checkpoints" / "demo" / "onnx"
+DEMO_INT8_EXPORT = DEMO_EXPORT.parent / "onnx_int8"  # bundled, gated: the CPU's default
 
 
 def add_export_options(p: argparse.ArgumentParser) -> None:
     """``--onnx-dir``, ``--int8-dir``, ``--calib-count``, ``--json``, ``--no-write``."""
     p.add_argument("--onnx-dir", default=str(DEMO_EXPORT), help="the FP32 export (default: demo's)")
-    p.add_argument("--int8-dir", help="an INT8 export of it (default: quantized here, no gates)")
+    p.add_argument(
+        "--int8-dir",
+        help="an INT8 export of it (default: the demo's bundled one, else quantized, no gates)",
+    )
     p.add_argument("--calib-count", type=int, default=2)
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
 
 
 def int8_export(args: argparse.Namespace, bench: str) -> Path:
-    """``--int8-dir``, else ``--onnx-dir`` quantized to INT8 now (``--calib-count`` calibration
-    samples, no quality gates) into a temporary directory."""
+    """``--int8-dir``; else the demo's bundled INT8 export for the demo's FP32 one; else
+    ``--onnx-dir`` quantized to INT8 now (``--calib-count`` calibration samples, no quality
+    gates) into a temporary directory."""
     if args.int8_dir:
         return Path(args.int8_dir)
+    if Path(args.onnx_dir).resolve() == DEMO_EXPORT and DEMO_INT8_EXPORT.is_dir():
+        return DEMO_INT8_EXPORT
     from nuwa.calibration.capture import CalibrationSet
     from nuwa.calibration.quantize import quantize_export
 

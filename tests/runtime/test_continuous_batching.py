@@ -196,3 +196,22 @@ def test_backends_without_a_pool_step_each_request_alone(torch_backend, task_inp
     lone = [call() for call in calls]
     for a, b in zip(lone, run_concurrently(calls), strict=True):
         np.testing.assert_array_equal(b.tokens, a.tokens)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_pool_rows_cost_memory_only_when_used() -> None:
+    """The pool's buffers are lazily zeroed maps: 256 MiB of rows cost nothing until touched,
+    and what is touched goes back to the OS with the array."""
+    before = _rss_mib()
+    rows = row_pool.lazy_zeros((256, 1 << 18), np.float32)  # 256 rows of 1 MiB
+    assert rows.shape == (256, 1 << 18) and not rows[::17, ::4099].any()
+    assert _rss_mib() - before < 32
+    rows[:8] = 1.0  # 8 rows used
+    assert 6 < _rss_mib() - before < 40
+    del rows
+    assert _rss_mib() - before < 32

@@ -9,12 +9,13 @@ step's scatter writes each row's new cache slot in place, as
 position, so members at different points of their videos share a run. A member joining copies
 its cache and cross K/V in once; a member leaving has its rows filled by the last rows (a few
 row copies, never the whole batch); the binding is made again only when the membership changes.
-Buffers start at :data:`MIN_CAPACITY` rows (untouched rows cost no memory), grow by doubling and
-are freed with the pool.
+Buffers start at :data:`MIN_CAPACITY` rows in memory maps of their own (untouched rows cost no
+memory), grow by doubling and go back to the OS with the pool.
 """
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -24,10 +25,22 @@ import onnxruntime as ort
 from nuwa.runtime.backends.base import RequestState, StepPool
 from nuwa.runtime.backends.onnxruntime.request_state import BoundRequestState, StepGraph
 
-# Rows allocated at first. ``np.zeros`` memory is the OS's lazily zeroed pages: rows never used
-# cost address space, not memory, and a pool that starts this large seldom grows (a growth copies
-# every row in use while the batch waits: 7-14 ms at 4 -> 8 -> 16 rows of the demo).
+# Rows allocated at first. The buffers are anonymous memory maps (:func:`lazy_zeros`): rows never
+# used cost address space, not memory, and a pool that starts this large seldom grows (a growth
+# copies every row in use while the batch waits: 7-14 ms at 4 -> 8 -> 16 rows of the demo).
 MIN_CAPACITY = 32
+
+
+def lazy_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed array in an anonymous memory map of its own: the OS zeroes a page when it is
+    first touched and takes every page back when the array is freed. (``np.zeros`` of this size
+    comes from malloc, whose arenas keep freed blocks and hand them out again zeroed by hand, so
+    untouched rows would cost memory and a thread's arena would keep what a pool freed.)"""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def _host(value: Any) -> np.ndarray:
@@ -104,7 +117,7 @@ class RowPool(StepPool):
 
         def grown(old: np.ndarray | None, like: np.ndarray) -> np.ndarray:
             """``capacity`` rows shaped like ``like``'s rows, the rows in use kept."""
-            new = np.zeros((capacity, *like.shape[1:]), like.dtype)
+            new = lazy_zeros((capacity, *like.shape[1:]), like.dtype)
             if old is not None:
                 new[used] = old[used]
             return new

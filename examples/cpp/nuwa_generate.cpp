@@ -1,10 +1,12 @@
-// nuwa_generate: text to image / video from the command line with the C++ runtime; every frame
-// written as a PNG (libpng) the moment it is decoded. A start for a C++ app: it uses only the
-// public headers (nuwa/nuwa.hpp over nuwa/nuwa.h).
+// nuwa_generate: any of the eight tasks from the command line with the C++ runtime (greedy
+// decoding); pictures read and every frame written as a PNG (libpng) the moment it is decoded.
+// A start for a C++ app: it uses only the public headers (nuwa/nuwa.hpp over nuwa/nuwa.h).
 //
-//   nuwa_generate EXPORT_DIR TASK PROMPT [--frames N] [--batch N] [--guidance G] [--threads N]
+//   nuwa_generate EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] [--threads N]
+//                 [--sketch PNG] [--image PNG] [--video PNG]... [--mask x0,y0,x1,y1|PNG]
 //                 [--out PREFIX]
 //   nuwa_generate model/checkpoints/demo/onnx t2v "a red square moves left" --guidance 2
+//   nuwa_generate model/checkpoints/demo/onnx i2i --image in.png --mask 0,32,64,64
 //   -> out_r0_f0.png ... (row r, frame f)
 #include <png.h>
 
@@ -12,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "nuwa/nuwa.hpp"
 
@@ -38,10 +41,24 @@ bool write_png(const std::string& path, const uint8_t* rgb, int size) {
   return ok;
 }
 
+// An RGB (or RGBA: `channels` 4) PNG appended to `pixels`; false if it cannot be read.
+bool read_png(const std::string& path, int channels, std::vector<uint8_t>& pixels, int& height,
+              int& width) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) return false;
+  image.format = channels == 4 ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
+  size_t at = pixels.size();
+  pixels.resize(at + PNG_IMAGE_SIZE(image));
+  height = static_cast<int>(image.height), width = static_cast<int>(image.width);
+  return png_image_finish_read(&image, nullptr, pixels.data() + at, 0, nullptr) != 0;
+}
+
 int usage(const char* program) {
   std::fprintf(stderr,
-               "usage: %s EXPORT_DIR TASK PROMPT [--frames N] [--batch N] [--guidance G] "
-               "[--threads N] [--out PREFIX]\n  TASK: t2i or t2v\n",
+               "usage: %s EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] "
+               "[--threads N] [--sketch PNG] [--image PNG] [--video PNG]... "
+               "[--mask x0,y0,x1,y1|PNG] [--out PREFIX]\n  TASK: t2i s2i i2i ti2i t2v s2v v2v tv2v\n",
                program);
   return 2;
 }
@@ -49,26 +66,50 @@ int usage(const char* program) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) return usage(argv[0]);
-  std::string dir = argv[1], task = argv[2], prompt = argv[3], out = "out";
-  int frames = 0, batch = 1, threads = 0;
-  double guidance = 1.0;
-  for (int i = 4; i < argc; i += 2) {
+  if (argc < 3) return usage(argv[0]);
+  std::string dir = argv[1], task = argv[2], out = "out";
+  std::vector<std::string> prompts;
+  int first_flag = 3;
+  if (argc > 3 && std::strncmp(argv[3], "--", 2) != 0) prompts.push_back(argv[first_flag++]);
+  int frames = 0, batch = 1, threads = 0, mask_channels = 0;
+  int height = 0, width = 0, video_frames = 0, mask_height = 0, mask_width = 0;
+  double guidance = -1;  // < 0: the model's default
+  std::vector<uint8_t> sketch, image, video, mask;
+  std::string rect;
+  for (int i = first_flag; i < argc; i += 2) {
     if (i + 1 >= argc) return usage(argv[0]);
     std::string flag = argv[i];
     const char* value = argv[i + 1];
+    bool read = true;
     if (flag == "--frames") frames = std::atoi(value);
     else if (flag == "--batch") batch = std::atoi(value);
     else if (flag == "--guidance") guidance = std::atof(value);
     else if (flag == "--threads") threads = std::atoi(value);
     else if (flag == "--out") out = value;
+    else if (flag == "--sketch") read = read_png(value, 3, sketch, height, width);
+    else if (flag == "--image") read = read_png(value, 3, image, height, width);
+    else if (flag == "--video") read = read_png(value, 3, video, height, width), ++video_frames;
+    else if (flag == "--mask" && std::strchr(value, ',') != nullptr) rect = value;
+    else if (flag == "--mask") read = read_png(value, mask_channels = 4, mask, mask_height, mask_width);
     else return usage(argv[0]);
+    if (!read) return std::fprintf(stderr, "error: cannot read the PNG %s\n", value), 2;
   }
   std::fprintf(stderr, "nuwa runtime %s (ABI %d)\n", nuwa_version(), nuwa_abi_version());
   try {
     nuwa::Model model(dir, threads);
-    nuwa::Request request(task, {prompt});
-    request.num_frames(frames).batch(batch).guidance_scale(guidance);  // greedy decoding
+    nuwa::Request request(task, prompts);
+    request.num_frames(frames).batch(batch).temperature(0);  // greedy decoding
+    if (guidance >= 0) request.guidance_scale(guidance);
+    if (!sketch.empty()) request.sketch(sketch.data(), NUWA_PIXELS_RGB, 1, height, width);
+    if (!image.empty()) request.image(image.data(), height, width);
+    if (!video.empty()) request.video(video.data(), video_frames, height, width);
+    int x0, y0, x1, y1;
+    if (!rect.empty() && std::sscanf(rect.c_str(), "%d,%d,%d,%d", &x0, &y0, &x1, &y1) == 4) {
+      request.mask_rect(x0, y0, x1, y1);
+    } else if (!rect.empty()) {
+      return std::fprintf(stderr, "error: mask %s is not x0,y0,x1,y1\n", rect.c_str()), 2;
+    }
+    if (!mask.empty()) request.mask_picture(mask.data(), mask_height, mask_width, mask_channels);
     bool written = true;
     model.generate(request, [&](int frame, const uint8_t* pixels, int rows, int size) {
       for (int r = 0; r < rows; ++r) {

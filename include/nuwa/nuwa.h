@@ -77,18 +77,59 @@ typedef struct nuwa_model_info {
 
 NUWA_API nuwa_status nuwa_model_get_info(const nuwa_model* model, nuwa_model_info* info);
 
+/* A picture input (sketch, image, video): `frames` x `height` x `width`, row-major, in the model's
+ * size (nuwa_model_info.image_size; this version does not resize: another size is refused with a
+ * message naming the model's). */
+typedef enum nuwa_pixel_format {
+  NUWA_PIXELS_RGB = 0,      /* uint8 RGB: frames x height x width x 3 */
+  NUWA_PIXELS_CLASS_IDS = 1 /* uint8 sketch class ids: frames x height x width */
+} nuwa_pixel_format;
+
+typedef struct nuwa_pixels {
+  const uint8_t* data; /* NULL: not given */
+  int format;          /* nuwa_pixel_format */
+  int frames;          /* an image: 1 (of more frames the first is read) */
+  int height, width;
+} nuwa_pixels;
+
+/* The region to generate (i2i, ti2i, tv2v): a rectangle, or a mask picture covering the frame. */
+typedef struct nuwa_mask {
+  int has_rect;         /* 1: the rectangle x0, y0, x1, y1 (the input's pixels; x1, y1 exclusive) */
+  int x0, y0, x1, y1;
+  const uint8_t* data;  /* else a picture height x width x channels (NULL: no mask) */
+  int height, width;
+  int channels;         /* 1: non-zero = generate; 3 or 4: the brightest of R, G, B above the
+                           model's mask threshold (input_rules.json) = generate */
+} nuwa_mask;
+
+/* Bits of nuwa_request.set_options: the sampling options the caller gives. An option left out
+ * takes the model's default for the task (the export's generation_config.json, as the Python
+ * runtime's resolve_sampling reads it; built-in defaults without the file). */
+#define NUWA_SET_TEMPERATURE 1u
+#define NUWA_SET_GUIDANCE 2u
+#define NUWA_SET_TOP_K 4u
+#define NUWA_SET_TOP_P 8u
+
 typedef struct nuwa_request {
   size_t struct_size;
-  const char* task;            /* t2i or t2v (this version); either case */
-  const char* const* prompts;  /* UTF-8 prompts, num_prompts of them */
+  const char* task;            /* t2i s2i i2i ti2i t2v s2v v2v tv2v; either case */
+  const char* const* prompts;  /* UTF-8 prompts, num_prompts of them (NULL: none) */
   size_t num_prompts;
   int num_frames;              /* 0: the task's default (1 for images, the trained frames) */
   int batch;                   /* samples per prompt (>= 1) */
+  unsigned set_options;        /* NUWA_SET_* bits: which of the four below are given */
   double temperature;          /* 0: greedy (this version decodes greedily only) */
   double guidance_scale;       /* 1: off; else conditional + unconditional rows */
+  int top_k;                   /* 0: off (checked; used once sampling is in) */
+  double top_p;                /* 1: off (checked; used once sampling is in) */
+  nuwa_pixels sketch;          /* s2i, s2v: palette RGB or class ids */
+  nuwa_pixels image;           /* i2i, ti2i: RGB */
+  nuwa_pixels video;           /* v2v (the first frames), tv2v: RGB */
+  nuwa_mask mask;              /* i2i, ti2i, tv2v */
 } nuwa_request;
 
-NUWA_API void nuwa_request_init(nuwa_request* request); /* t2i, batch 1, greedy, guidance 1 */
+/* t2i, batch 1, no inputs, every sampling option the model's default (set_options 0). */
+NUWA_API void nuwa_request_init(nuwa_request* request);
 
 typedef struct nuwa_output_shape {
   size_t struct_size;

@@ -3,7 +3,7 @@
 //
 //   nuwa::Model model("model/checkpoints/demo/onnx", /*threads=*/2);
 //   nuwa::Request request("t2v", {"a red square moves left"});
-//   request.guidance_scale(2.0);
+//   request.temperature(0).guidance_scale(2.0);  // greedy; options left unset: the model's
 //   nuwa::Output out = model.generate(request, [](int frame, const uint8_t*, int, int) {
 //     std::printf("frame %d\n", frame);
 //     return true;  // go on
@@ -41,21 +41,49 @@ inline void check(nuwa_status status) {
 // A request: the task, its prompts and options (nuwa_request); it owns its strings.
 class Request {
  public:
-  Request(std::string task, std::vector<std::string> prompts)
+  Request(std::string task, std::vector<std::string> prompts = {})
       : task_(std::move(task)), prompts_(std::move(prompts)) {
     nuwa_request_init(&request_);
   }
   Request& num_frames(int n) { request_.num_frames = n; return *this; }
   Request& batch(int n) { request_.batch = n; return *this; }
-  Request& temperature(double t) { request_.temperature = t; return *this; }
-  Request& guidance_scale(double g) { request_.guidance_scale = g; return *this; }
+  // Sampling options: one not set is the model's default (its generation_config.json).
+  Request& temperature(double t) { request_.temperature = t; request_.set_options |= NUWA_SET_TEMPERATURE; return *this; }
+  Request& guidance_scale(double g) { request_.guidance_scale = g; request_.set_options |= NUWA_SET_GUIDANCE; return *this; }
+  Request& top_k(int k) { request_.top_k = k; request_.set_options |= NUWA_SET_TOP_K; return *this; }
+  Request& top_p(double p) { request_.top_p = p; request_.set_options |= NUWA_SET_TOP_P; return *this; }
+  // Pictures (not copied: they must outlive the request's use), in the model's size.
+  Request& sketch(const uint8_t* data, nuwa_pixel_format format, int frames, int height, int width) {
+    request_.sketch = {data, format, frames, height, width};
+    return *this;
+  }
+  Request& image(const uint8_t* rgb, int height, int width) {
+    request_.image = {rgb, NUWA_PIXELS_RGB, 1, height, width};
+    return *this;
+  }
+  Request& video(const uint8_t* rgb, int frames, int height, int width) {
+    request_.video = {rgb, NUWA_PIXELS_RGB, frames, height, width};
+    return *this;
+  }
+  Request& mask_rect(int x0, int y0, int x1, int y1) {
+    request_.mask = nuwa_mask{};
+    request_.mask.has_rect = 1;
+    request_.mask.x0 = x0, request_.mask.y0 = y0, request_.mask.x1 = x1, request_.mask.y1 = y1;
+    return *this;
+  }
+  Request& mask_picture(const uint8_t* data, int height, int width, int channels) {
+    request_.mask = nuwa_mask{};
+    request_.mask.data = data, request_.mask.height = height, request_.mask.width = width;
+    request_.mask.channels = channels;
+    return *this;
+  }
 
   // The C struct, pointing into this object (valid while it lives and is not changed).
   const nuwa_request* get() const {
     pointers_.clear();
     for (const auto& p : prompts_) pointers_.push_back(p.c_str());
     request_.task = task_.c_str();
-    request_.prompts = pointers_.data();
+    request_.prompts = pointers_.empty() ? nullptr : pointers_.data();
     request_.num_prompts = pointers_.size();
     return &request_;
   }

@@ -145,6 +145,8 @@ Manifest load_manifest(const std::string& directory_in) {
     m.config.max_text_len = tr.at("max_text_len");
     m.config.sketch_frames = tr.at("sketch_frames");
     m.config.frames = tr.at("frames");
+    m.config.sketch_size = d.at("config").at("vqgan_seg").at("image_size");
+    m.config.sketch_classes = d.at("config").at("vqgan_seg").at("in_channels");
     for (const auto& [key, c] : d.at("conditions").items()) {
       m.conditions[key] = {key, c.at("encoder").get<std::string>()};
     }

@@ -50,6 +50,8 @@ struct ModelConfig {
   int max_text_len = 0;
   int sketch_frames = 0;
   int frames = 0;
+  int sketch_size = 0;     // vqgan_seg.image_size
+  int sketch_classes = 0;  // vqgan_seg.in_channels: class ids 0 .. sketch_classes-1
 };
 
 struct Manifest {

@@ -1,5 +1,6 @@
 // The C boundary (include/nuwa/nuwa.h): every entry point catches everything, turns it into a
 // nuwa_status and this thread's nuwa_last_error() message. No exception crosses it.
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -48,6 +49,44 @@ nuwa_status guarded(F&& body) {
     last_error = "internal error: unknown exception";
     return NUWA_ERROR_INTERNAL;
   }
+}
+
+nuwa::TaskRequest check(const nuwa::Model& model, const nuwa_request& request) {
+  return nuwa::check_request(model.manifest(), model.input_rules(), model.generation_config(), request);
+}
+
+// The conditional rows' cross K/V, then the unconditional rows' under guidance (concat_conditions).
+std::vector<nuwa::ort::HostTensor> encode_conditions(nuwa::Model& mod, const nuwa::TaskRequest& r) {
+  auto encode = [&](const std::vector<int64_t>& x) {
+    return r.sketch ? mod.encode_sketch(x, r.rows, r.sketch_frames) : mod.encode_text(x, r.rows);
+  };
+  std::vector<nuwa::ort::HostTensor> cross = encode(r.condition);
+  if (!r.guided) return cross;
+  std::vector<nuwa::ort::HostTensor> uncond = encode(r.uncondition);
+  for (size_t k = 0; k < cross.size(); ++k) {
+    std::vector<int64_t> shape = cross[k].shape;
+    shape[0] *= 2;
+    nuwa::ort::HostTensor both(shape, cross[k].type);
+    std::memcpy(both.bytes.data(), cross[k].bytes.data(), cross[k].bytes.size());
+    std::memcpy(both.bytes.data() + cross[k].bytes.size(), uncond[k].bytes.data(), uncond[k].bytes.size());
+    cross[k] = std::move(both);
+  }
+  return cross;
+}
+
+// tasks.py encode_request: the source frames' codes forced where marked, in every row.
+nuwa::ForcedTokens forced_tokens(nuwa::Model& mod, const nuwa::TaskRequest& r) {
+  nuwa::ForcedTokens f;
+  if (r.source_frames == 0) return f;
+  std::vector<int64_t> codes = mod.encode_frames(r.source, r.source_frames);
+  const size_t n = static_cast<size_t>(r.num_frames) * mod.manifest().tokens_per_frame();
+  f.known.assign(static_cast<size_t>(r.rows) * n, 0);
+  f.mask.assign(static_cast<size_t>(r.rows) * n, 0);
+  for (int b = 0; b < r.rows; ++b) {
+    std::copy(codes.begin(), codes.end(), f.known.begin() + b * n);
+    std::copy(r.forced.begin(), r.forced.end(), f.mask.begin() + b * n);
+  }
+  return f;
 }
 
 void require(bool ok, const char* message) {
@@ -123,8 +162,10 @@ NUWA_API void nuwa_request_init(nuwa_request* request) {
   request->struct_size = sizeof(*request);
   request->task = "t2i";
   request->batch = 1;
+  request->set_options = 0;  // every sampling option: the model's default
   request->temperature = 0.0;
   request->guidance_scale = 1.0;
+  request->top_p = 1.0;
 }
 
 NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_request* request,
@@ -133,7 +174,7 @@ NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_requ
     require(model != nullptr && request != nullptr && shape != nullptr,
             "nuwa_request_shape: model, request and shape must not be NULL");
     const nuwa::Manifest& m = model->model.manifest();
-    *shape = shape_of(m, nuwa::check_request(m, *request));
+    *shape = shape_of(m, check(model->model, *request));
   });
 }
 
@@ -145,7 +186,7 @@ NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* reques
     require(model != nullptr && request != nullptr, "nuwa_generate: model and request must not be NULL");
     nuwa::Model& mod = model->model;
     const nuwa::Manifest& m = mod.manifest();
-    nuwa::TaskRequest r = nuwa::check_request(m, *request);
+    nuwa::TaskRequest r = check(mod, *request);
     nuwa_output_shape s = shape_of(m, r);
     if (frames == nullptr || frames_size < s.frame_bytes) {
       nuwa::input_error("the frames buffer holds " + std::to_string(frames == nullptr ? 0 : frames_size) +
@@ -156,42 +197,38 @@ NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* reques
       nuwa::input_error("the tokens buffer holds " + std::to_string(tokens_count) +
                         " values; this request needs " + std::to_string(s.token_count));
     }
-    // the condition, then the unconditional rows under guidance (concat_conditions)
-    std::vector<nuwa::ort::HostTensor> cross = mod.encode_text(r.condition, r.rows);
-    if (r.guided) {
-      std::vector<nuwa::ort::HostTensor> uncond = mod.encode_text(r.uncondition, r.rows);
-      for (size_t k = 0; k < cross.size(); ++k) {
-        std::vector<int64_t> shape = cross[k].shape;
-        shape[0] *= 2;
-        nuwa::ort::HostTensor both(shape, cross[k].type);
-        std::memcpy(both.bytes.data(), cross[k].bytes.data(), cross[k].bytes.size());
-        std::memcpy(both.bytes.data() + cross[k].bytes.size(), uncond[k].bytes.data(),
-                    uncond[k].bytes.size());
-        cross[k] = std::move(both);
-      }
-    }
+    std::vector<nuwa::ort::HostTensor> cross = encode_conditions(mod, r);
+    nuwa::ForcedTokens forced = forced_tokens(mod, r);
     const int64_t per_frame = m.tokens_per_frame();
     const int64_t total = per_frame * r.num_frames;
     const size_t frame_pixels = static_cast<size_t>(s.image_size) * s.image_size * 3;
-    std::vector<uint8_t> pixels(static_cast<size_t>(r.rows) * frame_pixels);
-    auto frame_done = [&](int frame, const std::vector<int64_t>& grid) {
-      std::vector<int64_t> codes(static_cast<size_t>(r.rows) * per_frame);
+    std::vector<uint8_t> pixels, one(static_cast<size_t>(r.rows) * frame_pixels);
+    // frames [first, end) decoded in one VQ-GAN run, row-major (FrameDecoder.update)
+    auto frame_done = [&](int first, int end, const std::vector<int64_t>& grid) {
+      const int n = end - first;
+      std::vector<int64_t> codes(static_cast<size_t>(r.rows) * n * per_frame);
       for (int b = 0; b < r.rows; ++b) {
-        std::memcpy(codes.data() + b * per_frame, grid.data() + b * total + frame * per_frame,
-                    per_frame * sizeof(int64_t));
+        std::memcpy(codes.data() + static_cast<size_t>(b) * n * per_frame,
+                    grid.data() + b * total + first * per_frame, n * per_frame * sizeof(int64_t));
       }
-      mod.decode_frames(codes, r.rows, pixels.data());
+      pixels.resize(static_cast<size_t>(r.rows) * n * frame_pixels);
+      mod.decode_frames(codes, r.rows * n, pixels.data());
       for (int b = 0; b < r.rows; ++b) {
-        std::memcpy(frames + (static_cast<size_t>(b) * r.num_frames + frame) * frame_pixels,
-                    pixels.data() + b * frame_pixels, frame_pixels);
+        std::memcpy(frames + (static_cast<size_t>(b) * r.num_frames + first) * frame_pixels,
+                    pixels.data() + static_cast<size_t>(b) * n * frame_pixels, n * frame_pixels);
       }
-      if (callback != nullptr &&
-          callback(user_data, frame, pixels.data(), r.rows, s.image_size) != 0) {
-        throw Cancelled{};
+      for (int f = first; f < end && callback != nullptr; ++f) {
+        for (int b = 0; b < r.rows; ++b) {
+          std::memcpy(one.data() + b * frame_pixels,
+                      frames + (static_cast<size_t>(b) * r.num_frames + f) * frame_pixels, frame_pixels);
+        }
+        if (callback(user_data, f, one.data(), r.rows, s.image_size) != 0) throw Cancelled{};
       }
     };
+    std::string condition = r.sketch ? "sketch_t" + std::to_string(r.sketch_frames) : "text";
     std::vector<int64_t> out =
-        nuwa::greedy_tokens(mod, r.rows, r.num_frames, std::move(cross), r.guidance_scale, frame_done);
+        nuwa::greedy_tokens(mod, condition, r.rows, r.num_frames, std::move(cross),
+                            r.guided ? r.sampling.guidance_scale : 1.0, forced, frame_done);
     if (tokens != nullptr) std::memcpy(tokens, out.data(), out.size() * sizeof(int64_t));
   });
 }

@@ -5,6 +5,7 @@
 
 #include "nuwa_error.hpp"
 #include "python_text.hpp"
+#include "task_inputs.hpp"
 #include "text_tokenizer.hpp"
 
 namespace nuwa {
@@ -16,18 +17,19 @@ struct TaskRow {
   const char* title;
   bool video;
   bool guided;
+  const char* needs[3];  // spec/tasks.py TaskInfo.needs, in order (nullptr: none more)
 };
 
 // spec/tasks.py TASKS, in its order
 constexpr TaskRow kTasks[] = {
-    {"t2i", "text to image", false, true},
-    {"s2i", "sketch to image", false, true},
-    {"i2i", "image completion", false, false},
-    {"ti2i", "text-guided image manipulation", false, true},
-    {"t2v", "text to video", true, true},
-    {"s2v", "sketch to video", true, true},
-    {"v2v", "video prediction", true, false},
-    {"tv2v", "text-guided video manipulation", true, true},
+    {"t2i", "text to image", false, true, {"prompt"}},
+    {"s2i", "sketch to image", false, true, {"sketch"}},
+    {"i2i", "image completion", false, false, {"image", "mask"}},
+    {"ti2i", "text-guided image manipulation", false, true, {"prompt", "image", "mask"}},
+    {"t2v", "text to video", true, true, {"prompt"}},
+    {"s2v", "sketch to video", true, true, {"sketch"}},
+    {"v2v", "video prediction", true, false, {"video"}},
+    {"tv2v", "text-guided video manipulation", true, true, {"prompt", "video", "mask"}},
 };
 
 const TaskRow& task_info(const char* task) {
@@ -97,47 +99,113 @@ void check_request_size(const Manifest& m, long long prompts, long long batch, l
               " (nuwa.runtime.limits.MAX_REQUEST_BYTES: KV caches, tokens and frames): " + advice);
 }
 
+// runtime/task_request.py INPUT_HINTS
+const char* input_hint(const std::string& name) {
+  if (name == "prompt") return "the text";
+  if (name == "sketch") return "palette-coloured RGB or class ids";
+  if (name == "image") return "an RGB image";
+  if (name == "mask") return "the region to generate: x0,y0,x1,y1 in pixels, or a mask picture (white = generate)";
+  return "RGB frames";
+}
+
+bool needs(const TaskRow& info, const std::string& name) {
+  for (const char* n : info.needs) {
+    if (n != nullptr && name == n) return true;
+  }
+  return false;
+}
+
+// runtime/task_request.py check_task_inputs
+void check_task_inputs(const TaskRow& info, const std::vector<std::pair<std::string, bool>>& given) {
+  auto has = [&](const std::string& name) {
+    for (const auto& [n, g] : given) {
+      if (n == name) return g;
+    }
+    return false;
+  };
+  std::string name = info.name;
+  if (has("image") && has("video")) input_error("an image and a video were given together: give one of them");
+  if (has("mask") && !(has("image") || has("video"))) {
+    input_error("a mask was given without an image or a video: the mask marks the region of that "
+                "input to generate");
+  }
+  if (name == "v2v" && has("prompt") && has("video") && !has("mask")) {
+    input_error("a prompt with a video and no mask: text-guided video manipulation (tv2v) needs a "
+                "mask of the region to change; video prediction (v2v) takes no prompt");
+  }
+  for (const auto& [input, present] : given) {
+    if (present && !needs(info, input)) input_error(name + " (" + info.title + ") takes no " + input);
+  }
+  for (const char* n : info.needs) {
+    if (n != nullptr && !has(n)) {
+      input_error(name + " (" + info.title + ") needs a " + n + ": " + input_hint(n));
+    }
+  }
+}
+
+// runtime/request_sampling.py resolve_sampling: the caller's values, the model's defaults for
+// the rest, each checked; then this version's refusal of sampling (temperature > 0)
+SamplingValues resolve_sampling(const TaskRow& info, const GenerationConfig& generation,
+                                const nuwa_request& r) {
+  const unsigned set = r.set_options;
+  if ((set & NUWA_SET_TOP_K) && r.top_k < 0) input_error("top_k must be >= 0, got " + std::to_string(r.top_k));
+  if (set & NUWA_SET_TEMPERATURE) check_real(r.temperature, "temperature");
+  if (set & NUWA_SET_TOP_P) check_real(r.top_p, "top_p");
+  if (set & NUWA_SET_GUIDANCE) check_real(r.guidance_scale, "guidance_scale");
+  if (!info.guided && (set & NUWA_SET_GUIDANCE) && r.guidance_scale != 1.0) {
+    input_error(std::string(info.name) + " (" + info.title +
+                ") takes no classifier-free guidance (its condition is the empty prompt); got "
+                "guidance_scale " + py_float(r.guidance_scale));
+  }
+  SamplingValues v = generation.for_task(info.name, info.guided);
+  if (set & NUWA_SET_TEMPERATURE) v.temperature = r.temperature;
+  if (set & NUWA_SET_GUIDANCE) v.guidance_scale = r.guidance_scale;
+  if (set & NUWA_SET_TOP_K) v.top_k = r.top_k;
+  if (set & NUWA_SET_TOP_P) v.top_p = r.top_p;
+  if (v.top_k && *v.top_k == 0) v.top_k.reset();
+  // SamplingOptions.validate
+  if (!(v.temperature >= 0)) input_error("temperature must be >= 0, got " + py_float(v.temperature));
+  if (v.top_p && !(*v.top_p > 0.0 && *v.top_p <= 1.0)) input_error("top-p must be in (0, 1], got " + py_float(*v.top_p));
+  if (!(v.guidance_scale >= 0)) input_error("guidance scale must be >= 0, got " + py_float(v.guidance_scale));
+  if (v.temperature != 0.0) {
+    input_error("temperature " + py_float(v.temperature) +
+                std::string((set & NUWA_SET_TEMPERATURE) ? "" : " (the model's default: generation_config.json)") +
+                ": this version of the C runtime decodes greedily only (temperature 0); sampling "
+                "waits for the portable random generator (issue 39)");
+  }
+  return v;
+}
+
 }  // namespace
 
-TaskRequest check_request(const Manifest& manifest, const nuwa_request& r) {
+TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
+                          const GenerationConfig& generation, const nuwa_request& r) {
   if (r.struct_size < sizeof(nuwa_request)) {
     input_error("nuwa_request.struct_size is " + std::to_string(r.struct_size) +
                 ": call nuwa_request_init() first");
   }
   const TaskRow& info = task_info(r.task);
-  // runtime/request_sampling.py resolve_sampling
-  check_real(r.temperature, "temperature");
-  check_real(r.guidance_scale, "guidance_scale");
-  if (!info.guided && r.guidance_scale != 1.0) {
-    input_error(std::string(info.name) + " (" + info.title +
-                ") takes no classifier-free guidance (its condition is the empty prompt); got "
-                "guidance_scale " + py_float(r.guidance_scale));
-  }
-  if (!(r.temperature >= 0)) input_error("temperature must be >= 0, got " + py_float(r.temperature));
-  if (!(r.guidance_scale >= 0)) {
-    input_error("guidance scale must be >= 0, got " + py_float(r.guidance_scale));
-  }
-  if (r.temperature != 0.0) {
-    input_error("temperature " + py_float(r.temperature) +
-                ": this version of the C runtime decodes greedily only (temperature 0); sampling "
-                "waits for the portable random generator (issue 39)");
-  }
-  std::string name = info.name;
-  if (name != "t2i" && name != "t2v") {
-    input_error(name + " (" + info.title + ") is not in this version of the C runtime yet: it "
-                "runs t2i and t2v");
-  }
+  const std::string name = info.name;
+  TaskRequest out;
+  out.task = name;
+  out.video = info.video;
+  out.sampling = resolve_sampling(info, generation, r);
+  const bool guidance = out.sampling.guidance_scale != 1.0;  // options.uses_guidance
   // runtime/task_request.py check_task_request
   if (r.batch < 1) input_error("batch must be >= 1, got " + std::to_string(r.batch));
   if (r.num_frames < 0) input_error("num_frames must be >= 1, got " + std::to_string(r.num_frames));
   if (!info.video && r.num_frames > 1) {
     input_error(name + " makes one image; num-frames must be 1, not " + std::to_string(r.num_frames));
   }
-  if (r.prompts == nullptr || (r.num_prompts == 1 && r.prompts[0] == nullptr)) {
-    input_error(name + " (" + info.title + ") needs a prompt: the text");
-  }
+  const bool has_prompt = r.prompts != nullptr && !(r.num_prompts == 1 && r.prompts[0] == nullptr);
+  const bool has_video = r.video.data != nullptr;
+  check_task_inputs(info, {{"prompt", has_prompt},
+                           {"sketch", r.sketch.data != nullptr},
+                           {"image", r.image.data != nullptr},
+                           {"mask", mask_given(r.mask)},
+                           {"video", has_video}});
   std::vector<std::string> prompts;
-  for (size_t i = 0; i < r.num_prompts; ++i) {
+  for (size_t i = 0; has_prompt && i < r.num_prompts; ++i) {
     std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
     if (r.prompts[i] == nullptr) input_error(what + " must be a string, got NoneType");
     std::string text = r.prompts[i];
@@ -149,28 +217,103 @@ TaskRequest check_request(const Manifest& manifest, const nuwa_request& r) {
     }
     prompts.push_back(text);
   }
-  TaskRequest out;
-  out.task = name;
-  out.video = info.video;
-  out.guidance_scale = r.guidance_scale;
-  out.guided = r.guidance_scale != 1.0;
-  out.num_frames = !info.video ? 1 : (r.num_frames > 0 ? r.num_frames : manifest.config.frames);
-  check_request_size(manifest, static_cast<long long>(prompts.size()), r.batch, out.num_frames,
-                     out.guided);
-  if (prompts.empty()) input_error("the prompt is empty");
-  int length = manifest.config.max_text_len;
+  const int batch = r.batch;
+  const long long size_rows = (has_prompt && (name == "t2i" || name == "t2v")) ? static_cast<long long>(prompts.size()) : 1;
+  int frames;
+  if (!info.video) {
+    frames = 1;
+  } else if (name == "tv2v" && has_video) {
+    frames = std::min(r.num_frames > 0 ? r.num_frames : r.video.frames, r.video.frames);
+  } else {
+    frames = r.num_frames > 0 ? r.num_frames : manifest.config.frames;
+  }
+  check_request_size(manifest, size_rows, batch, frames, guidance);
+  const int length = manifest.config.max_text_len;
   std::vector<std::vector<int64_t>> ids;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
-    ids.push_back(encode_prompt(prompts[i], length, false, what));
+  if (has_prompt) {
+    if (prompts.empty()) input_error("the prompt is empty");
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
+      ids.push_back(encode_prompt(prompts[i], length, false, what));
+    }
   }
-  out.rows = static_cast<int>(prompts.size()) * r.batch;
-  for (const auto& row : ids) {
-    for (int k = 0; k < r.batch; ++k) out.condition.insert(out.condition.end(), row.begin(), row.end());
+  out.guided = guidance && info.guided;
+  const std::vector<int64_t> empty_ids = encode_prompt("", length, true, "the prompt");
+  const int size = manifest.config.image_size;
+  const int h = manifest.decoder.grid_h, w = manifest.decoder.grid_w;
+
+  if (name == "s2i" || name == "s2v") {
+    int given = 0;
+    std::vector<int64_t> maps = sketch_class_maps(r.sketch, info.video, rules.sketch,
+                                                  manifest.config.sketch_classes, &given);
+    out.num_frames = !info.video ? 1 : (r.num_frames > 0 ? r.num_frames : manifest.config.frames);
+    out.sketch = true;
+    out.sketch_frames = std::min(out.num_frames, manifest.config.sketch_frames);
+    maps = spread_frames(maps, given, out.sketch_frames, rules.sketch.size);
+    out.rows = batch;
+    for (int b = 0; b < batch; ++b) out.condition.insert(out.condition.end(), maps.begin(), maps.end());
+    if (out.guided) out.uncondition.assign(out.condition.size(), 0);  // the blank sketch
+    return out;
   }
+  // forced_outside: the region outside the mask, the same in every frame, is forced
+  auto forced_outside = [&](const Frames& f, const char* what) {
+    int mh = 0, mw = 0;
+    std::vector<uint8_t> pixels = pixel_mask(r.mask, f.height, f.width, rules.mask_threshold, &mh, &mw);
+    std::vector<uint8_t> generate = token_mask(pixels, mh, mw, h, w);
+    fit_frames(f, what, size);
+    for (int t = 0; t < f.frames; ++t) {
+      for (uint8_t g : generate) out.forced.push_back(g ? 0 : 1);
+    }
+  };
+  if (name == "t2i" || name == "t2v") {
+    out.num_frames = !info.video ? 1 : (r.num_frames > 0 ? r.num_frames : manifest.config.frames);
+    for (const auto& row : ids) {
+      for (int k = 0; k < batch; ++k) out.condition.insert(out.condition.end(), row.begin(), row.end());
+    }
+  } else if (name == "i2i" || name == "ti2i") {
+    out.num_frames = 1;
+    Frames f = read_frames(r.image, "image", false);
+    forced_outside(f, "image");
+    out.source = std::move(f.pixels);
+    out.source_frames = 1;
+    for (int k = 0; k < batch && name == "i2i"; ++k) {  // ti2i: its prompts, below
+      out.condition.insert(out.condition.end(), empty_ids.begin(), empty_ids.end());
+    }
+  } else if (name == "v2v") {
+    Frames f = read_frames(r.video, "video", true);
+    fit_frames(f, "video", size);
+    out.num_frames = r.num_frames > 0 ? r.num_frames : manifest.config.frames;
+    if (out.num_frames <= f.frames) {
+      input_error("video prediction continues the given " + std::to_string(f.frames) +
+                  " frame(s); num-frames (" + std::to_string(out.num_frames) + ") must be larger");
+    }
+    out.forced.assign(static_cast<size_t>(f.frames) * h * w, 1);
+    out.source = std::move(f.pixels);
+    out.source_frames = f.frames;
+    for (int k = 0; k < batch; ++k) out.condition.insert(out.condition.end(), empty_ids.begin(), empty_ids.end());
+  } else {  // tv2v
+    nuwa_pixels video = r.video;
+    if (r.num_frames > 0) {
+      if (video.format == NUWA_PIXELS_RGB && video.frames > 0 && r.num_frames > video.frames) {
+        input_error("the video has " + std::to_string(video.frames) + " frames; num-frames (" +
+                    std::to_string(r.num_frames) + ") can be at most that for manipulation");
+      }
+      video.frames = std::min(video.frames, r.num_frames);
+    }
+    Frames f = read_frames(video, "video", true);
+    out.num_frames = f.frames;
+    forced_outside(f, "video");
+    out.source = std::move(f.pixels);
+    out.source_frames = f.frames;
+  }
+  if (name == "ti2i" || name == "tv2v") {  // batch-major: np.concatenate([ids] * batch)
+    for (int k = 0; k < batch; ++k) {
+      for (const auto& row : ids) out.condition.insert(out.condition.end(), row.begin(), row.end());
+    }
+  }
+  out.rows = static_cast<int>(out.condition.size() / length);
   if (out.guided) {
-    std::vector<int64_t> empty = encode_prompt("", length, true, "the prompt");
-    for (int k = 0; k < out.rows; ++k) out.uncondition.insert(out.uncondition.end(), empty.begin(), empty.end());
+    for (int k = 0; k < out.rows; ++k) out.uncondition.insert(out.uncondition.end(), empty_ids.begin(), empty_ids.end());
   }
   return out;
 }

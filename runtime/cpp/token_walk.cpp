@@ -6,7 +6,11 @@ namespace nuwa {
 
 StepBindings::StepBindings(Model& model, const std::string& condition, int num_frames, int rows,
                            std::vector<ort::HostTensor> cross)
-    : decoder_(model.manifest().decoder), rows_(rows), cross_(std::move(cross)) {
+    : model_(model),
+      condition_(condition),
+      decoder_(model.manifest().decoder),
+      rows_(rows),
+      cross_(std::move(cross)) {
   const Manifest& m = model.manifest();
   const GraphSpec& graph = m.decoder_step(condition, num_frames);
   GraphSession gs = model.session(graph.name);
@@ -70,39 +74,117 @@ const float* StepBindings::step(const std::vector<int64_t>& tokens, int64_t posi
   return logits_.data<float>();
 }
 
-std::vector<int64_t> greedy_tokens(Model& model, int batch, int num_frames,
-                                   std::vector<ort::HostTensor> cross, double guidance_scale,
+bool StepBindings::prefill(std::vector<int64_t> grid, int frames) {
+  const Manifest& m = model_.manifest();
+  auto it = m.decoder_prefills.find(condition_);
+  if (it == m.decoder_prefills.end() || frames > decoder_.frames) return false;
+  const GraphSpec& graph = m.graph(it->second);
+  const OrtApi& a = ort::api();
+  OrtSession* session = model_.session(graph.name).session;
+  OrtIoBinding* raw = nullptr;
+  ort::check(a.CreateIoBinding(session, &raw), "io binding");
+  ort::Binding binding(raw);
+  std::vector<ort::Value> values;
+  values.push_back(ort::tensor(grid.data(), {rows_, frames, decoder_.grid_h, decoder_.grid_w},
+                               ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64));
+  ort::check(a.BindInput(raw, graph.inputs.at(0).name.c_str(), values.back().get()), "io binding");
+  for (size_t k = 0; k < decoder_.cross.size(); ++k) {  // the last layer's cross K/V: not taken
+    bool taken = false;
+    for (const auto& t : graph.inputs) taken = taken || t.name == decoder_.cross[k];
+    if (!taken) continue;
+    values.push_back(cross_[k].value());
+    ort::check(a.BindInput(raw, decoder_.cross[k].c_str(), values.back().get()), "io binding");
+  }
+  std::vector<ort::HostTensor>& now = cache_[in_place_ ? 0 : current_];  // written in place
+  for (size_t k = 0; k < decoder_.present.size(); ++k) {
+    values.push_back(now[k].value());
+    ort::check(a.BindOutput(raw, decoder_.present[k].c_str(), values.back().get()), "io binding");
+  }
+  ort::check(a.RunWithBinding(session, nullptr, raw), "decoder prefill");
+  return true;
+}
+
+std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, int batch,
+                                   int num_frames, std::vector<ort::HostTensor> cross,
+                                   double guidance_scale, const ForcedTokens& forced,
                                    const FrameDone& frame_done) {
   const DecoderSpec& dec = model.manifest().decoder;
   const int64_t per_frame = model.manifest().tokens_per_frame();
   const int64_t total = per_frame * num_frames;
   const bool guided = guidance_scale != 1.0;
   const int rows = guided ? 2 * batch : batch;
-  StepBindings steps(model, "text", num_frames, rows, std::move(cross));
+  StepBindings steps(model, condition, num_frames, rows, std::move(cross));
   const int vocab = dec.vocab_size;
   const float scale = static_cast<float>(guidance_scale);  // NumPy: a float32 array op
+  const bool has_forced = !forced.mask.empty();
+  auto known = [&](int b, int64_t pos) { return forced.known[static_cast<size_t>(b) * total + pos]; };
+  auto is_forced = [&](int b, int64_t pos) {
+    return has_forced && forced.mask[static_cast<size_t>(b) * total + pos] != 0;
+  };
   std::vector<int64_t> out(static_cast<size_t>(batch) * total, 0);
   std::vector<int64_t> prev(batch, dec.bos_id), feed(rows);
-  std::vector<float> mixed(vocab);
-  for (int64_t pos = 0; pos < total; ++pos) {
+  auto feed_prev = [&] {
     for (int r = 0; r < rows; ++r) feed[r] = prev[r % batch];  // np.tile(prev, rows // batch)
-    const float* logits = steps.step(feed, pos);
-    for (int b = 0; b < batch; ++b) {
-      const float* row = logits + static_cast<size_t>(b) * vocab;
-      if (guided) {  // apply_guidance: uncond + scale * (cond - uncond)
-        const float* u = logits + static_cast<size_t>(batch + b) * vocab;
-        for (int v = 0; v < vocab; ++v) mixed[v] = u[v] + scale * (row[v] - u[v]);
-        row = mixed.data();
+  };
+  // forced_prefix_length: the leading positions forced in every row
+  int64_t start = 0;
+  while (has_forced && start < total) {
+    bool all = true;
+    for (int b = 0; b < batch && all; ++b) all = is_forced(b, start);
+    if (!all) break;
+    ++start;
+  }
+  if (start > 0) {  // engine.py prefill: whole leading frames in one run where it can, then steps
+    int64_t fed = 0;
+    int frames = static_cast<int>(std::min<int64_t>(start / per_frame, dec.frames));
+    if (frames > 0) {
+      std::vector<int64_t> grid(static_cast<size_t>(rows) * frames * per_frame);
+      for (int r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < frames * per_frame; ++i) grid[r * frames * per_frame + i] = known(r % batch, i);
       }
-      int best = 0;  // np.argmax: the first maximum
-      for (int v = 1; v < vocab; ++v) {
-        if (row[v] > row[best]) best = v;
+      if (steps.prefill(std::move(grid), frames)) {
+        fed = frames * per_frame;
+        for (int b = 0; b < batch; ++b) prev[b] = known(b, fed - 1);
+      }
+    }
+    for (int64_t pos = fed; pos < start; ++pos) {
+      feed_prev();
+      steps.step(feed, pos);
+      for (int b = 0; b < batch; ++b) prev[b] = known(b, pos);
+    }
+    for (int b = 0; b < batch; ++b) {
+      for (int64_t pos = 0; pos < start; ++pos) out[static_cast<size_t>(b) * total + pos] = known(b, pos);
+    }
+    if (start / per_frame > 0 && frame_done) frame_done(0, static_cast<int>(start / per_frame), out);
+  }
+  std::vector<float> mixed(vocab);
+  for (int64_t pos = start; pos < total; ++pos) {
+    feed_prev();
+    const float* logits = steps.step(feed, pos);
+    bool all_forced = has_forced;
+    for (int b = 0; b < batch && all_forced; ++b) all_forced = is_forced(b, pos);
+    for (int b = 0; b < batch; ++b) {
+      int64_t best = 0;
+      if (all_forced) {
+        best = known(b, pos);  // the step only filled the cache; nothing to choose
+      } else {
+        const float* row = logits + static_cast<size_t>(b) * vocab;
+        if (guided) {  // apply_guidance: uncond + scale * (cond - uncond)
+          const float* u = logits + static_cast<size_t>(batch + b) * vocab;
+          for (int v = 0; v < vocab; ++v) mixed[v] = u[v] + scale * (row[v] - u[v]);
+          row = mixed.data();
+        }
+        for (int v = 1; v < vocab; ++v) {  // np.argmax: the first maximum
+          if (row[v] > row[best]) best = v;
+        }
+        if (is_forced(b, pos)) best = known(b, pos);
       }
       out[static_cast<size_t>(b) * total + pos] = best;
       prev[b] = best;
     }
     if ((pos + 1) % per_frame == 0 && frame_done) {
-      frame_done(static_cast<int>((pos + 1) / per_frame - 1), out);
+      int frame = static_cast<int>((pos + 1) / per_frame - 1);
+      frame_done(frame, frame + 1, out);
     }
   }
   return out;

@@ -1,7 +1,10 @@
 // One request's decode loop, as runtime/engine.py (DecodeState, TokenWalk, generate_tokens) and
 // runtime/backends/onnxruntime/request_state.py BoundRequestState run it on the CPU: the
 // condition's cross K/V (conditional rows, then the unconditional rows under guidance) bound
-// once; the ring cache preallocated and bound once — one buffer set as both past and present
+// once; a forced prefix (a video's given frames, the top of an edit) fed without sampling — its
+// whole leading frames in one run of the condition's `decoder_prefill` graph where the export
+// has one (engine.py prefill / forced_prefix_length, request_state.py PrefillGraph), the rest
+// stepped; the ring cache preallocated and bound once — one buffer set as both past and present
 // where the step graph is the export's prepared `cpu` form (its ScatterND writes the new slot in
 // place), else two sets that swap roles after every step; per position only the token ids and
 // positions are refreshed and the logits read. Positions run 0 .. T*H*W-1 (past the trained
@@ -26,9 +29,15 @@ class StepBindings {
   // Feed `tokens` (rows,) at `position` -> the logits (rows, V), valid until the next step.
   const float* step(const std::vector<int64_t>& tokens, int64_t position);
 
+  // Feed whole frames `grid` (rows, frames, h, w) into the cache in one run of the condition's
+  // decoder_prefill graph; false (nothing run) where the export has none or frames > T.
+  bool prefill(std::vector<int64_t> grid, int frames);
+
  private:
   ort::Binding bind(int current);
 
+  Model& model_;
+  std::string condition_;
   const DecoderSpec& decoder_;
   OrtSession* session_;
   int rows_;
@@ -41,12 +50,22 @@ class StepBindings {
   std::vector<ort::Binding> bindings_;
 };
 
-// After each finished frame: (frame index, the token grid so far (batch, positions done)).
-using FrameDone = std::function<void(int frame, const std::vector<int64_t>& tokens)>;
+// After frames [first, end) finished (several at once after a prefix): the token grid
+// (batch, num_frames*H*W) so far.
+using FrameDone = std::function<void(int first, int end, const std::vector<int64_t>& tokens)>;
 
-// Greedy tokens (batch, num_frames*H*W) of one request; `uncond` empty: no guidance.
-std::vector<int64_t> greedy_tokens(Model& model, int batch, int num_frames,
-                                   std::vector<ort::HostTensor> cross, double guidance_scale,
+// Tokens a request forces: known (batch, N) and where (batch, N), N = num_frames*H*W; empty:
+// none.
+struct ForcedTokens {
+  std::vector<int64_t> known;
+  std::vector<uint8_t> mask;
+};
+
+// Greedy tokens (batch, num_frames*H*W) of one request on `condition` (text, sketch_t{Ts});
+// `cross` holds the unconditional rows after the conditional ones where guidance_scale != 1.
+std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, int batch,
+                                   int num_frames, std::vector<ort::HostTensor> cross,
+                                   double guidance_scale, const ForcedTokens& forced,
                                    const FrameDone& frame_done);
 
 }  // namespace nuwa

@@ -41,6 +41,35 @@ class ModelInfo(ctypes.Structure):
     ]
 
 
+class Pixels(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.POINTER(ctypes.c_uint8)),
+        ("format", ctypes.c_int),
+        ("frames", ctypes.c_int),
+        ("height", ctypes.c_int),
+        ("width", ctypes.c_int),
+    ]
+
+
+class Mask(ctypes.Structure):
+    _fields_ = [
+        ("has_rect", ctypes.c_int),
+        ("x0", ctypes.c_int),
+        ("y0", ctypes.c_int),
+        ("x1", ctypes.c_int),
+        ("y1", ctypes.c_int),
+        ("data", ctypes.POINTER(ctypes.c_uint8)),
+        ("height", ctypes.c_int),
+        ("width", ctypes.c_int),
+        ("channels", ctypes.c_int),
+    ]
+
+
+PIXELS_RGB = 0
+PIXELS_CLASS_IDS = 1
+SET_TEMPERATURE, SET_GUIDANCE, SET_TOP_K, SET_TOP_P = 1, 2, 4, 8
+
+
 class Request(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_size_t),
@@ -49,8 +78,15 @@ class Request(ctypes.Structure):
         ("num_prompts", ctypes.c_size_t),
         ("num_frames", ctypes.c_int),
         ("batch", ctypes.c_int),
+        ("set_options", ctypes.c_uint),
         ("temperature", ctypes.c_double),
         ("guidance_scale", ctypes.c_double),
+        ("top_k", ctypes.c_int),
+        ("top_p", ctypes.c_double),
+        ("sketch", Pixels),
+        ("image", Pixels),
+        ("video", Pixels),
+        ("mask", Mask),
     ]
 
 
@@ -121,16 +157,58 @@ def open_model(lib: ctypes.CDLL, export_dir: Path | str, threads: int = 1) -> ct
     return handle
 
 
+def pixels_of(array: np.ndarray | None) -> tuple[Pixels, np.ndarray | None]:
+    """A picture as the C struct: uint8 ``(..., 3)`` is RGB (the Python runtime's rule), other
+    integer arrays class ids; ``(H, W[, 3])`` is one frame."""
+    out = Pixels()
+    if array is None:
+        return out, None
+    rgb = array.dtype == np.uint8 and array.ndim >= 3 and array.shape[-1] == 3
+    data = np.ascontiguousarray(array, dtype=np.uint8)
+    if data.ndim == (3 if rgb else 2):
+        data = data[None]
+    out.data = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+    out.format = PIXELS_RGB if rgb else PIXELS_CLASS_IDS
+    out.frames, out.height, out.width = (int(v) for v in data.shape[:3])
+    return out, data
+
+
+def mask_of(mask: object) -> tuple[Mask, np.ndarray | None]:
+    """A rectangle (tuple or ``"x0,y0,x1,y1"``) or a mask array ``(H, W)`` / ``(H, W, 3|4)``."""
+    out = Mask()
+    if mask is None:
+        return out, None
+    if isinstance(mask, str):
+        mask = tuple(int(v) for v in mask.split(","))
+    if isinstance(mask, tuple):
+        out.has_rect = 1
+        out.x0, out.y0, out.x1, out.y1 = mask
+        return out, None
+    assert isinstance(mask, np.ndarray)
+    data = np.ascontiguousarray(mask, dtype=np.uint8)
+    out.data = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+    out.height, out.width = (int(v) for v in data.shape[:2])
+    out.channels = 1 if data.ndim == 2 else int(data.shape[2])
+    return out, data
+
+
 def make_request(
     lib: ctypes.CDLL,
     task: str | None,
     prompts: list[bytes | None] | None,
     num_frames: int = 0,
     batch: int = 1,
-    temperature: float = 0.0,
-    guidance_scale: float = 1.0,
+    temperature: float | None = 0.0,
+    guidance_scale: float | None = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    sketch: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    video: np.ndarray | None = None,
+    mask: object = None,
 ) -> tuple[Request, object]:
-    """The request and what its pointers point at (keep it alive while the request is used)."""
+    """The request and what its pointers point at (keep it alive while the request is used).
+    A sampling option left ``None`` is the model's default (its bit in ``set_options`` unset)."""
     request = Request()
     lib.nuwa_request_init(ctypes.byref(request))
     task_bytes = None if task is None else task.encode()
@@ -142,9 +220,20 @@ def make_request(
         request.num_prompts = len(prompts)
     request.num_frames = num_frames
     request.batch = batch
-    request.temperature = temperature
-    request.guidance_scale = guidance_scale
-    return request, (task_bytes, array)
+    for bit, name, value in (
+        (SET_TEMPERATURE, "temperature", temperature),
+        (SET_GUIDANCE, "guidance_scale", guidance_scale),
+        (SET_TOP_K, "top_k", top_k),
+        (SET_TOP_P, "top_p", top_p),
+    ):
+        if value is not None:
+            request.set_options |= bit
+            setattr(request, name, value)
+    request.sketch, sketch_data = pixels_of(sketch)
+    request.image, image_data = pixels_of(image)
+    request.video, video_data = pixels_of(video)
+    request.mask, mask_data = mask_of(mask)
+    return request, (task_bytes, array, sketch_data, image_data, video_data, mask_data)
 
 
 @dataclass

@@ -7,7 +7,7 @@ and for the ``paper`` preset (NÜWA's 870M shape: d 1280, 24 decoder layers, 21x
 Each configuration runs in stages, each in a process of its own so that its peak RSS (``VmHWM``)
 is its own:
 
-- ``make``: random weights (seed 0) saved as a checkpoint (``save_pretrained``: float16);
+- ``make``: random weights (seed 0) saved as a checkpoint (``save_pretrained``);
 - ``export``: its text-conditioned decoder step through the exporter's own per-graph path
   (:func:`nuwa.export.exporter.export_graph` into a shared external weights file, then its
   prepared ``cpu`` form, the file ONNX Runtime's CPU runs) — ``nuwa export`` does this for

@@ -126,7 +126,8 @@ def test_input_rules_from_the_model_directory(lib, tiny_export_dir: Path, tmp_pa
     rules["mask"]["threshold"] = 200
     InputRules.from_dict(rules).save(export)
     sketch = task_inputs["sketch_rgb"][0].astype(np.int16)
-    sketch[sketch[..., 0] == 255] -= np.array([20, 0, 0], dtype=np.int16)  # near, not on, the palette
+    # near a palette colour, not on it
+    sketch[sketch[..., 0] == 255] -= np.array([20, 0, 0], dtype=np.int16)
     sketch = sketch.clip(0, 255).astype(np.uint8)
     picture = np.zeros((16, 16, 3), dtype=np.uint8)
     picture[2:9, 3:11] = 180  # under 200: kept

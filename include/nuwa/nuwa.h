@@ -157,6 +157,20 @@ NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* reques
                                    size_t tokens_count, nuwa_frame_callback callback,
                                    void* user_data);
 
+/* Where the time of this thread's last nuwa_generate call went (successful or not): a steady
+ * clock around the whole call and around each ONNX Runtime Run inside it (for benchmarks: the
+ * runtime's own overhead is total_seconds - ort_seconds). */
+typedef struct nuwa_generate_stats {
+  size_t struct_size;
+  double total_seconds;      /* the whole nuwa_generate call */
+  double ort_seconds;        /* inside ONNX Runtime: every graph run (encoders, steps, prefill, VQ) */
+  double step_seconds;       /* of which the decoder steps */
+  long long ort_runs;        /* graph runs */
+  long long step_runs;       /* of which decoder steps (one per decoded position) */
+} nuwa_generate_stats;
+
+NUWA_API nuwa_status nuwa_last_generate_stats(nuwa_generate_stats* stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@ struct nuwa_model {
 namespace {
 
 thread_local std::string last_error;
+thread_local nuwa_generate_stats last_stats{};  // nuwa_last_generate_stats
 
 struct Cancelled {};  // thrown by the frame callback's wrapper, caught below
 
@@ -106,6 +107,10 @@ nuwa_output_shape shape_of(const nuwa::Manifest& m, const nuwa::TaskRequest& r) 
   return s;
 }
 
+nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_t* frames,
+                          size_t frames_size, int64_t* tokens, size_t tokens_count,
+                          nuwa_frame_callback callback, void* user_data);
+
 }  // namespace
 
 extern "C" {
@@ -178,10 +183,37 @@ NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_requ
   });
 }
 
+NUWA_API nuwa_status nuwa_last_generate_stats(nuwa_generate_stats* stats) {
+  return guarded([&] {
+    require(stats != nullptr, "nuwa_last_generate_stats: stats must not be NULL");
+    require(stats->struct_size >= sizeof(nuwa_generate_stats),
+            "nuwa_generate_stats.struct_size must be sizeof(nuwa_generate_stats)");
+    *stats = last_stats;
+    stats->struct_size = sizeof(nuwa_generate_stats);
+  });
+}
+
 NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* request,
                                    uint8_t* frames, size_t frames_size, int64_t* tokens,
                                    size_t tokens_count, nuwa_frame_callback callback,
                                    void* user_data) {
+  nuwa::ort::run_clock() = {};
+  const double start = nuwa::ort::now_seconds();
+  nuwa_status status = generate_body(model, request, frames, frames_size, tokens, tokens_count,
+                                     callback, user_data);
+  const nuwa::ort::RunClock& clock = nuwa::ort::run_clock();
+  last_stats = {sizeof(nuwa_generate_stats), nuwa::ort::now_seconds() - start, clock.seconds,
+                clock.step_seconds, clock.runs, clock.step_runs};
+  return status;
+}
+
+}  // extern "C"
+
+namespace {
+
+nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_t* frames,
+                          size_t frames_size, int64_t* tokens, size_t tokens_count,
+                          nuwa_frame_callback callback, void* user_data) {
   return guarded([&] {
     require(model != nullptr && request != nullptr, "nuwa_generate: model and request must not be NULL");
     nuwa::Model& mod = model->model;
@@ -233,4 +265,4 @@ NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* reques
   });
 }
 
-}  // extern "C"
+}  // namespace

@@ -1,5 +1,6 @@
 #include "ort_api.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <mutex>
 
@@ -54,6 +55,15 @@ struct OptionsDeleter {
   void operator()(OrtSessionOptions* o) const { api().ReleaseSessionOptions(o); }
 };
 }  // namespace
+
+RunClock& run_clock() {
+  thread_local RunClock clock;
+  return clock;
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 Session make_session(const std::string& path, int threads, bool arena) {
   const OrtApi& a = api();
@@ -154,8 +164,12 @@ std::vector<HostTensor> run(OrtSession* session, const std::vector<std::string>&
   for (const auto& n : input_names) in_names.push_back(n.c_str());
   for (const auto& n : output_names) out_names.push_back(n.c_str());
   std::vector<OrtValue*> outputs(output_names.size(), nullptr);
+  const double start = now_seconds();
   OrtStatus* status = api().Run(session, nullptr, in_names.data(), inputs.data(), inputs.size(),
                                 out_names.data(), out_names.size(), outputs.data());
+  RunClock& clock = run_clock();
+  clock.seconds += now_seconds() - start;
+  ++clock.runs;
   std::vector<Value> owned;
   for (OrtValue* v : outputs) owned.emplace_back(v);
   check(status, "onnxruntime run");

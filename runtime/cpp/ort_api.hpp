@@ -62,6 +62,15 @@ struct HostTensor {
 // Copy an ORT output (CPU) into a HostTensor.
 HostTensor to_host(OrtValue* value);
 
+// This thread's time inside ONNX Runtime's Run calls (nuwa_generate_stats): every run, and the
+// decoder steps among them. Reset by nuwa_generate at its start; a steady clock around each call.
+struct RunClock {
+  int64_t runs = 0, step_runs = 0;
+  double seconds = 0.0, step_seconds = 0.0;
+};
+RunClock& run_clock();
+double now_seconds();  // a steady clock
+
 // session.run: named inputs -> the named outputs as host tensors.
 std::vector<HostTensor> run(OrtSession* session, const std::vector<std::string>& input_names,
                             const std::vector<OrtValue*>& inputs,

@@ -68,8 +68,13 @@ const float* StepBindings::step(const std::vector<int64_t>& tokens, int64_t posi
     ids[r] = tokens[r];
     pos[r] = position;
   }
-  ort::check(ort::api().RunWithBinding(session_, nullptr, bindings_[current_].get()),
-             "decoder step");
+  const double start = ort::now_seconds();
+  OrtStatus* status = ort::api().RunWithBinding(session_, nullptr, bindings_[current_].get());
+  const double spent = ort::now_seconds() - start;
+  ort::RunClock& clock = ort::run_clock();
+  clock.seconds += spent, clock.step_seconds += spent;
+  ++clock.runs, ++clock.step_runs;
+  ort::check(status, "decoder step");
   if (!in_place_) current_ = 1 - current_;
   return logits_.data<float>();
 }
@@ -100,7 +105,11 @@ bool StepBindings::prefill(std::vector<int64_t> grid, int frames) {
     values.push_back(now[k].value());
     ort::check(a.BindOutput(raw, decoder_.present[k].c_str(), values.back().get()), "io binding");
   }
-  ort::check(a.RunWithBinding(session, nullptr, raw), "decoder prefill");
+  const double start = ort::now_seconds();
+  OrtStatus* status = a.RunWithBinding(session, nullptr, raw);
+  ort::run_clock().seconds += ort::now_seconds() - start;
+  ++ort::run_clock().runs;
+  ort::check(status, "decoder prefill");
   return true;
 }
 

@@ -103,6 +103,17 @@ class OutputShape(ctypes.Structure):
     ]
 
 
+class GenerateStats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("total_seconds", ctypes.c_double),
+        ("ort_seconds", ctypes.c_double),
+        ("step_seconds", ctypes.c_double),
+        ("ort_runs", ctypes.c_longlong),
+        ("step_runs", ctypes.c_longlong),
+    ]
+
+
 def load(path: Path) -> ctypes.CDLL:
     """The library with every entry point's signature declared."""
     lib = ctypes.CDLL(str(path))
@@ -117,6 +128,7 @@ def load(path: Path) -> ctypes.CDLL:
         "nuwa_model_get_info": ([ctypes.c_void_p, p(ModelInfo)], ctypes.c_int),
         "nuwa_request_init": ([p(Request)], None),
         "nuwa_request_shape": ([ctypes.c_void_p, p(Request), p(OutputShape)], ctypes.c_int),
+        "nuwa_last_generate_stats": ([p(GenerateStats)], ctypes.c_int),
         "nuwa_generate": (
             [
                 ctypes.c_void_p,
@@ -271,3 +283,11 @@ def generate(lib: ctypes.CDLL, model: ctypes.c_void_p, request: Request) -> CRes
     )
     check(lib, status)
     return CResult(tokens, frames, streamed)
+
+
+def last_stats(lib: ctypes.CDLL) -> GenerateStats:
+    """This thread's last nuwa_generate's times and run counts."""
+    stats = GenerateStats()
+    stats.struct_size = ctypes.sizeof(GenerateStats)
+    check(lib, lib.nuwa_last_generate_stats(ctypes.byref(stats)))
+    return stats

@@ -114,6 +114,29 @@ def test_tiny_task_greedy_equals_python(
     check_parity(lib, tiny_c_model, tiny_pipeline, call)
 
 
+@pytest.mark.parametrize(
+    ("given", "frames", "decodes"),
+    [(2, 3, 2), (4, 6, 3)],  # 4 given: 3 (the trained frames) prefilled, 1 stepped
+)
+def test_prefix_goes_through_decoder_prefill(
+    lib, tiny_c_model, task_inputs, given: int, frames: int, decodes: int
+) -> None:
+    """The stats count the graph runs: the whole given frames in one decoder_prefill run (up to
+    the trained frames), then one step per position left; the prefix's frames decoded in one
+    VQ run, then each new frame."""
+    video = np.concatenate([task_inputs["video"]] * 2)[:given]
+    request, _keep = capi.make_request(lib, "v2v", None, frames, 1, 0.0, None, video=video)
+    capi.generate(lib, tiny_c_model, request)
+    stats = capi.last_stats(lib)
+    tokens_per_frame = 16  # the tiny model's 4x4 grid
+    decoded_positions = (frames - given) * tokens_per_frame
+    stepped_prefix = max(0, given - 3) * tokens_per_frame
+    assert stats.step_runs == stepped_prefix + decoded_positions
+    text_encoder, vq_encoder, prefill = 1, 1, 1
+    assert stats.ort_runs == text_encoder + vq_encoder + prefill + stats.step_runs + decodes
+    assert 0 < stats.step_seconds <= stats.ort_seconds <= stats.total_seconds
+
+
 def test_input_rules_from_the_model_directory(lib, tiny_export_dir: Path, tmp_path, task_inputs):
     """A directory's input_rules.json is read: palette colours within its snapping distance
     snap, and its mask threshold decides a mask picture's pixels (both as Python reads them)."""

@@ -9,7 +9,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from nuwa.spec.sketch_palette import SKETCH_PALETTE
 
 from .conftest import SANITIZED_BUILD_DIR, build_library
 
@@ -42,14 +46,54 @@ def run_app(app: Path, args: list[str], out: Path) -> subprocess.CompletedProces
     return done
 
 
+def pictures(folder: Path) -> dict[str, str]:
+    """PNG inputs: a tiny (16x16) sketch, image, two video frames, a mask; a 64x64 demo frame
+    pair; a sketch with colours outside the palette; an image of another size."""
+    rng = np.random.default_rng(0)
+    classes = np.zeros((16, 16), dtype=np.int64)
+    classes[3:10, 4:12] = 2
+    bad = SKETCH_PALETTE[classes].copy()
+    bad[0, 0] = (10, 200, 30)
+    mask = np.zeros((16, 16, 3), dtype=np.uint8)
+    mask[8:, :] = 255
+    demo = np.zeros((64, 64, 3), dtype=np.uint8)
+    demo[8:24, 4:20] = (255, 0, 0)
+    arrays = {
+        "sketch": SKETCH_PALETTE[classes],
+        "bad_sketch": bad,
+        "image": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        "frame0": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        "frame1": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        "mask": mask,
+        "small": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+        "demo0": demo,
+        "demo1": np.roll(demo, 3, axis=1),
+    }
+    out = {}
+    for name, array in arrays.items():
+        out[name] = str(folder / f"{name}.png")
+        Image.fromarray(array.astype(np.uint8)).save(out[name])
+    return out
+
+
 @pytest.mark.slow
 def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Path) -> None:
     tiny = str(tiny_export_dir)
+    png = pictures(tmp_path)
+    video = ["--video", png["frame0"], "--video", png["frame1"]]
     good = [
         [tiny, "t2v", "a ball moves left", "--frames", "5", "--guidance", "2", "--batch", "2"],
         [tiny, "t2i", "a red square"],
+        [tiny, "s2v", "--sketch", png["sketch"], "--frames", "3", "--guidance", "2"],
+        [tiny, "i2i", "--image", png["image"], "--mask", "0,8,16,16", "--batch", "2"],
+        [tiny, "ti2i", "a red square", "--image", png["image"], "--mask", png["mask"],
+         "--guidance", "2"],
+        [tiny, "v2v", *video, "--frames", "5"],  # 2 frames prefilled
+        [tiny, "tv2v", "a ball", *video, "--mask", png["mask"], "--guidance", "1.5"],
         [str(DEMO_EXPORT), "t2v", "a red square moves left", "--guidance", "2"],
-    ]
+        [str(DEMO_EXPORT), "v2v", "--video", png["demo0"], "--video", png["demo1"], "--frames",
+         "3"],
+    ]  # fmt: skip
     for i, args in enumerate(good):
         done = run_app(sanitized_app, args, tmp_path / f"good{i}")
         assert done.returncode == 0 and done.stdout.count(".png") >= 1
@@ -58,6 +102,11 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
         [tiny, "t2i", ""],
         [tiny, "t2v", "a", "--frames", "-1"],
         [str(tmp_path / "missing"), "t2i", "a"],
+        [tiny, "s2i", "--sketch", png["bad_sketch"]],
+        [tiny, "i2i", "--image", png["image"], "--mask", "16,0,20,8"],
+        [tiny, "i2i", "--image", png["small"], "--mask", "0,0,4,4"],
+        [tiny, "i2i", "--image", png["image"]],
+        [tiny, "v2v", *video, "--frames", "2"],
     ]
     for i, args in enumerate(bad):
         done = run_app(sanitized_app, args, tmp_path / f"bad{i}")

@@ -14,6 +14,9 @@ import numpy as np
 
 MODEL = "nuwa"  # one response per request: every frame and the seed used
 STREAM_MODEL = "nuwa_stream"  # decoupled: one response per finished frame, then a final empty one
+# a request parameter: the request comes from the forwarding `nuwa` model (BLS), which learns of
+# an error after frames from the stream's length (nuwa.serving.repository_forward_model)
+FORWARDED = "nuwa_forwarded"
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,12 @@ KINDS = {
         InternalRequestError,
     )
 }
+
+
+def timeout_message(timeout_s: float) -> str:
+    return f"the request ran past the server's timeout of {timeout_s:g} s (nuwa serve --timeout)"
+
+
 # Triton's error code of each kind where a model can set it (the model repository's Python
 # backend; PyTriton 0.7 answers every error as INTERNAL): INVALID_ARG is HTTP 400, UNAVAILABLE 503
 TRITON_CODES = {"InvalidRequestError": "INVALID_ARG", "ServerBusyError": "UNAVAILABLE"}
@@ -57,6 +63,13 @@ _LINE = re.compile(r"nuwa\.serving\.errors\.(\w+): (.*)")
 def client_line(exc: RequestError) -> str:
     """The line a client gets: ``nuwa.serving.errors.<Kind>: <message>``."""
     return f"{__name__}.{type(exc).__name__}: {exc}"
+
+
+def line_of(text: str) -> str:
+    """``text`` cut to its error line (a traceback's last ``nuwa.serving.errors.<Kind>: ...``
+    line), or all of it where it holds none."""
+    found = error_line(text)
+    return f"{__name__}.{found[0]}: {found[1]}" if found else text
 
 
 def triton_code_name(text: str) -> str:

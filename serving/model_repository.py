@@ -24,46 +24,18 @@ import stat
 import sys
 from pathlib import Path
 
-from nuwa.serving.contract import (
-    INPUTS,
-    MODEL,
-    OUTPUTS,
-    STREAM_MODEL,
-    STREAM_OUTPUTS,
-    TensorSpec,
-)
+from nuwa.serving.contract import MODEL, STREAM_MODEL
 from nuwa.serving.limits import ServingLimits
+from nuwa.serving.model_configs import (
+    MODEL_FILES,
+    config_pbtxt,
+    forward_parameters,
+    model_config,
+)
 from nuwa.serving.python_library import interpreter_library_dir, python_version_tag
 from nuwa.spec.errors import NuwaInputError
 
-HERE = Path(__file__).resolve().parent
-MODEL_FILES = {
-    STREAM_MODEL: HERE / "repository_engine_model.py",
-    MODEL: HERE / "repository_forward_model.py",
-}
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
-
-
-def _tensor(t: TensorSpec) -> str:
-    dtype = "TYPE_STRING" if t.triton_dtype == "BYTES" else f"TYPE_{t.triton_dtype}"
-    dims = ", ".join(str(d) for d in t.shape)
-    optional = " optional: true" if t.optional else ""
-    return f'  {{ name: "{t.name}" data_type: {dtype} dims: [ {dims} ]{optional} }}'
-
-
-def model_config(
-    name: str, outputs: tuple[TensorSpec, ...], instances: int, parameters: dict[str, str]
-) -> str:
-    """A ``config.pbtxt`` of the contract's model ``name``."""
-    lines = [f'name: "{name}"', 'backend: "python"', "max_batch_size: 0"]
-    if name == STREAM_MODEL:
-        lines.append("model_transaction_policy { decoupled: true }")
-    lines += ["input [", ",\n".join(_tensor(t) for t in INPUTS), "]"]
-    lines += ["output [", ",\n".join(_tensor(t) for t in outputs), "]"]
-    lines.append(f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]")
-    for key, value in parameters.items():
-        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
-    return "\n".join(lines) + "\n"
 
 
 def engine_parameters(args: argparse.Namespace, limits: ServingLimits) -> dict[str, str]:
@@ -131,13 +103,16 @@ def write_launcher(root: Path) -> Path:
 
 def write_repository(root: Path, args: argparse.Namespace, limits: ServingLimits) -> Path:
     """Write the repository and its launcher into ``root``; return the launcher."""
+    from nuwa.runtime.model_directory import ModelDirectory, default_model_dir
     from nuwa.serving.triton_models import instances_for
 
     parameters = engine_parameters(args, limits)
+    frames = ModelDirectory.read(args.model or default_model_dir()).input_rules.frames
+    forward = forward_parameters(limits.timeout_s, frames)
     models = root / "models"
     configs = {
-        STREAM_MODEL: model_config(STREAM_MODEL, STREAM_OUTPUTS, 1, parameters),
-        MODEL: model_config(MODEL, OUTPUTS, instances_for(limits), {}),
+        STREAM_MODEL: config_pbtxt(model_config(STREAM_MODEL, 1, parameters)),
+        MODEL: config_pbtxt(model_config(MODEL, instances_for(limits), forward)),
     }
     for name, config in configs.items():
         (models / name / "1").mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 
-from nuwa.serving.contract import INPUT_NAMES
+from nuwa.serving.contract import FORWARDED, INPUT_NAMES
 from nuwa.serving.errors import RequestError, client_line, triton_code_name
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_runner import RequestRunner
@@ -70,19 +70,24 @@ class TritonPythonModel:
 
     def _serve(self, request: Any, inputs: dict[str, np.ndarray]) -> None:
         sender = request.get_response_sender()
+        forwarded = bool(json.loads(request.parameters() or "{}").get(FORWARDED))
+        sent = 0
 
         def send_frame(index: int, pixels: np.ndarray) -> None:
+            nonlocal sent
             frames = pb_utils.Tensor("frames", np.ascontiguousarray(pixels[None]))
             frame_index = pb_utils.Tensor("frame_index", np.array([index], dtype=np.int32))
             sender.send(pb_utils.InferenceResponse(output_tensors=[frames, frame_index]))
+            sent += 1
 
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
             self.runner.run(inputs, send_frame, cancelled=request.is_cancelled)
         except RequestError as exc:
-            error = triton_error(client_line(exc))
-            sender.send(pb_utils.InferenceResponse(error=error), flags=final)
-            return
+            if not (forwarded and sent):  # BLS would drop it (nuwa.serving.triton_models)
+                error = triton_error(client_line(exc))
+                sender.send(pb_utils.InferenceResponse(error=error), flags=final)
+                return
         sender.send(flags=final)
 
     def finalize(self) -> None:

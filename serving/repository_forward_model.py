@@ -1,32 +1,89 @@
-"""The ``nuwa`` model of the Triton model repository (``nuwa serve --write-repository``): a
-Python-backend model (this file is its ``1/model.py``) that forwards each request to
-``nuwa_stream`` through BLS and answers with every frame at once.
+"""The ``nuwa`` model: a Python-backend model (this file is its ``1/model.py``) that forwards
+each request to ``nuwa_stream`` through BLS and answers with every frame at once.
 
 The Python backend waits for a non-decoupled model's responses, one request per instance at a
 time, so ``nuwa`` has one instance (a light process: no engine) per request the engine admits
-or queues, plus one; the engine itself lives once, in ``nuwa_stream``
-(:mod:`nuwa.serving.repository_engine_model`). A request without a seed gets one drawn here, so
-the answer can report it. An error of the engine is passed on with its message and code (BLS
-drops the code, so it is set again from the message's kind).
+or queues, plus one; the engine itself lives once, in ``nuwa_stream`` (PyTriton's in
+``nuwa serve``, :mod:`nuwa.serving.repository_engine_model` in the model repository). A
+request without a seed gets one drawn here, so the answer can report it. An error of the
+engine is passed on as its one line (PyTriton's ``nuwa_stream`` sends a traceback ending in it)
+with Triton's code for its kind (BLS drops the code, so it is set again from the line): bad
+input INVALID_ARG (HTTP 400), busy UNAVAILABLE (HTTP 503), the rest INTERNAL. Both deployments
+(``nuwa serve`` and the model repository) load this model.
+
+The Python backend's BLS (the version the PyTriton 0.7 wheel ships; measured) drops an error
+response of a decoupled model that follows data responses (with the final flag it carries, so
+such a stream never ends): the engine's models end a forwarded request (its BLS request carries
+the parameter ``FORWARDED``) that fails after some frames without an error, and this model gets
+a stream that ended early. So the model counts the frames
+the request should make (its ``parameters``: the model's trained frames, the server's timeout)
+and answers a short stream with :class:`~nuwa.serving.errors.RequestTimeoutError` once the
+timeout has passed, else :class:`~nuwa.serving.errors.InternalRequestError`.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 
-from nuwa.serving.contract import INPUT_NAMES, STREAM_MODEL
-from nuwa.serving.errors import triton_code_name
+from nuwa.serving.contract import FORWARDED, INPUT_NAMES, STREAM_MODEL
+from nuwa.serving.errors import (
+    InternalRequestError,
+    RequestError,
+    RequestTimeoutError,
+    client_line,
+    line_of,
+    timeout_message,
+    triton_code_name,
+)
+from nuwa.serving.frame_count import request_frames
 from nuwa.serving.seeds import draw_seed
 
 
+def _scalar(request: Any, name: str) -> Any:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy().reshape(-1)[0]
+
+
+def _error(text: str) -> Any:
+    """An error response of one of our lines, with Triton's code for its kind."""
+    code = getattr(pb_utils.TritonError, triton_code_name(text))
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code))
+
+
 class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        config = json.loads(args["model_config"])
+        p = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.trained_frames = int(p["trained_frames"])
+        self.timeout_s = float(p["timeout_s"])
+
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._forward(request) for request in requests]
 
+    def _expected_frames(self, request: Any) -> int:
+        task = _scalar(request, "task")
+        task = task.decode("utf-8", "replace") if isinstance(task, bytes) else str(task)
+        num_frames = _scalar(request, "num_frames")
+        video = pb_utils.get_input_tensor_by_name(request, "video")
+        video_frames = None if video is None else int(video.as_numpy().shape[0])
+        num = None if num_frames is None else int(num_frames)
+        return request_frames(task, num, video_frames, self.trained_frames)
+
+    def _short_stream(self, got: int, expected: int, started: float) -> RequestError:
+        if time.monotonic() - started >= self.timeout_s:
+            return RequestTimeoutError(timeout_message(self.timeout_s))
+        return InternalRequestError(
+            f"internal error: the engine ended the request after {got} of {expected} frames "
+            "(the server's log says why)"
+        )
+
     def _forward(self, request: Any) -> Any:
+        started = time.monotonic()
         inputs = []
         for name in INPUT_NAMES:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -42,16 +99,18 @@ class TritonPythonModel:
             model_name=STREAM_MODEL,
             requested_output_names=["frames", "frame_index"],
             inputs=inputs,
+            parameters={FORWARDED: True},
         )
         frames = []
         for response in stream.exec(decoupled=True):
             if response.has_error():  # BLS drops the code: set it again from the message
-                text = response.error().message()
-                code = getattr(pb_utils.TritonError, triton_code_name(text))
-                return pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code))
+                return _error(line_of(response.error().message()))  # a traceback (PyTriton)
             tensor = pb_utils.get_output_tensor_by_name(response, "frames")
             if tensor is not None:  # the last response is the empty final one
                 frames.append(tensor.as_numpy()[0])
+        expected = self._expected_frames(request)
+        if len(frames) < expected:  # an error after frames, which BLS dropped (docstring)
+            return _error(client_line(self._short_stream(len(frames), expected, started)))
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("frames", np.stack(frames)),

@@ -21,6 +21,7 @@ import numpy as np
 from nuwa.runtime.request_checks import task_info
 from nuwa.runtime.request_sampling import resolve_sampling
 from nuwa.serving.contract import INPUT_BY_NAME, TensorSpec
+from nuwa.serving.frame_count import request_frames
 from nuwa.serving.seeds import draw_seed
 from nuwa.spec.errors import NuwaInputError
 from nuwa.spec.generation_config import GenerationConfig
@@ -71,19 +72,6 @@ def _text(value: np.ndarray, name: str) -> str:
         return bytes(item).decode("utf-8")
     except UnicodeDecodeError:
         raise NuwaInputError(f"input {name} is not UTF-8 text") from None
-
-
-def request_frames(task: str, spec: ModelSpec, num_frames: int | None, video: Any) -> int:
-    """How many frames a request makes: 1 for an image task; for video, ``num_frames`` or (a
-    video edit) the given clip's length or the model's trained number of frames."""
-    info = task_info(task)
-    if not info.video:
-        return 1
-    if num_frames is not None:
-        return num_frames
-    if info.name == "tv2v" and isinstance(video, np.ndarray):
-        return int(video.shape[0])
-    return spec.frames
 
 
 def decode_request(
@@ -137,7 +125,9 @@ def decode_request(
         pictures["sketch"] = sketch[0] if sketch.shape[0] == 1 else sketch
     if "mask" in given:
         pictures["mask"] = given["mask"] != 0
-    frames = request_frames(info.name, spec, values.get("num_frames"), given.get("video"))
+    video = given.get("video")
+    video_frames = int(video.shape[0]) if video is not None else None
+    frames = request_frames(info.name, values.get("num_frames"), video_frames, spec.frames)
     if max_frames is not None and frames > max_frames:
         raise NuwaInputError(
             f"the request makes {frames} frames; this server allows at most {max_frames} per "

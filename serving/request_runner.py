@@ -30,6 +30,7 @@ from nuwa.serving.errors import (
     RequestCancelledError,
     RequestError,
     RequestTimeoutError,
+    timeout_message,
 )
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_decoding import ServingRequest, decode_request
@@ -85,10 +86,7 @@ class RequestRunner:
 
         def on_step(event: StepEvent) -> None:
             if time.monotonic() > deadline:
-                raise RequestTimeoutError(
-                    f"the request ran past the server's timeout of {self.limits.timeout_s:g} s "
-                    "(nuwa serve --timeout)"
-                )
+                raise RequestTimeoutError(timeout_message(self.limits.timeout_s))
             if cancelled is not None and cancelled():
                 raise RequestCancelledError("the client cancelled the request")
             if stream is not None and event.frame is not None:

@@ -2,11 +2,13 @@
 
 Start-up order makes "ready" mean ready: the pipeline loads, one generation runs (warm-up: the
 first run's lazy set-up is paid before any client waits on it), and only then does Triton start
-(its ports open) and load the two models, so ``/v2/models/nuwa/ready`` (and ``nuwa_stream``'s)
-turns true once the model is loaded and warm; ``/v2/health/ready`` is true from Triton's start,
-after the warm-up too, but a few seconds before the models finish loading (PyTriton loads them
-into the running server). Before Triton starts, the environment is set so that its Python
-backend runs on this interpreter (:mod:`nuwa.serving.python_library`).
+(its ports open) and load the two models (``nuwa_stream`` first, then ``nuwa``, which forwards to
+it: :mod:`nuwa.serving.triton_models`), so ``/v2/models/nuwa/ready`` turns true once the engine
+is loaded and warm. ``/v2/health/ready`` also turns true after the warm-up only (Triton's ports
+open after it), but PyTriton loads the models into the running server, and Triton calls a
+server without models ready: readiness probes should ask ``/v2/models/nuwa/ready``. Before
+Triton starts, the environment is set so that its Python backend runs on this interpreter
+(:mod:`nuwa.serving.python_library`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from nuwa.runtime.pipeline import Pipeline
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.python_library import prepare_python_backend
 from nuwa.serving.request_runner import RequestRunner
-from nuwa.serving.triton_models import bind_models
+from nuwa.serving.triton_models import bind_stream_model, load_forward_model
 
 LOG = logging.getLogger("nuwa.serving")
-LOAD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -70,40 +71,27 @@ def triton_config(options: ServerOptions) -> Any:
         grpc_port=options.grpc_port,
         metrics_port=options.metrics_port,
         exit_on_error=True,
-        # PyTriton loads the models after the server starts (explicit model control), so a
-        # strict server is ready before they load as well; and a strict server stays not ready
-        # after one failed load, which would block the load's retry (start_models)
-        strict_readiness=False,
+        strict_readiness=True,  # ready while every model loaded is ready
     )
-
-
-def start_models(triton: Any, log: Callable[[str], None], attempts: int = LOAD_ATTEMPTS) -> None:
-    """Start Triton and load both models, waiting until they are ready. A model instance of
-    PyTriton 0.7 that is not its model's first waits only 1 s for the first one's handshake
-    (``get_config_from_handshake_server``), so on a loaded machine a many-instance model can
-    fail to load; the load is tried again (the server keeps running; a failed load leaves
-    nothing behind in this process)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            triton.run()
-            return
-        except Exception as exc:
-            if attempt == attempts:
-                raise
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log(f"nuwa serve: model load failed ({first_line}); trying again")
 
 
 def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     """Load, warm up, start Triton and serve until interrupted (SIGINT / SIGTERM)."""
-    from pytriton.triton import Triton
+    from pytriton.triton import Triton, TritonSecurityConfig
 
     runner = load_runner(options, log)
     prepare_python_backend()
-    triton = Triton(config=triton_config(options))
+    # PyTriton restricts the model-repository API to a token of its own: this one's is known
+    security = TritonSecurityConfig()
+    triton = Triton(config=triton_config(options), security_config=security)
     try:
-        bind_models(triton, runner)
-        start_models(triton, log)
+        bind_stream_model(triton, runner)
+        triton.run()  # starts the server, loads nuwa_stream and waits until it is ready
+        local = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
+        frames = runner.pipeline.spec.frames
+        load_forward_model(
+            f"{local}:{options.http_port}", options.limits, frames, security.access_token
+        )
         log(
             f"nuwa serve: ready: HTTP {options.host}:{options.http_port}, gRPC "
             f"{options.host}:{options.grpc_port}, metrics :{options.metrics_port} (models nuwa, "

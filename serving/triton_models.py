@@ -1,15 +1,20 @@
-"""The two models of DESIGN §12 as PyTriton inference callables over one :class:`RequestRunner`.
+"""The two models of DESIGN §12 in the in-process Triton, over one :class:`RequestRunner`.
 
-``nuwa`` answers once per request. PyTriton runs a model instance's requests one after another
-(Triton's Python backend waits for each non-decoupled response), so the model gets one instance
-per request that may be in the server at once: rows in flight, the queue, and one more, so that
-the request past the queue reaches admission and is refused at once instead of waiting inside
-Triton. Each instance's callable blocks its own PyTriton handler thread for its request.
+``nuwa_stream`` is the engine's model, bound through PyTriton, decoupled: Triton hands it a
+request and takes the next without waiting, so its one instance serves every request at once.
+Its callable is an async generator: the request runs on a worker thread, its frames come back
+through an asyncio queue and go out one response each; PyTriton closes the stream with the final
+(empty) response.
 
-``nuwa_stream`` is decoupled: Triton hands it a request and takes the next without waiting, so
-one instance serves many requests at once. Its callable is an async generator: the request runs
-on a worker thread, its frames come back through an asyncio queue and go out one response each;
-PyTriton closes the stream with the final (empty) response.
+``nuwa`` answers once per request, and Triton's Python backend runs a non-decoupled instance's
+requests one after another, so it needs one instance per request the server may hold (rows in
+flight, the queue, and one more, so that the request past the queue reaches admission and is
+refused at once instead of waiting inside Triton). PyTriton 0.7 cannot start many instances
+reliably (each waits only 1 s for its model's first instance's handshake, which a loaded
+machine misses), and it answers every error as INTERNAL; so ``nuwa`` is the model repository's
+forwarding model (:mod:`nuwa.serving.repository_forward_model`: light processes that pass each
+request to ``nuwa_stream`` through BLS), loaded into the same server through Triton's
+model-load API once ``nuwa_stream`` is ready. The two deployments share that model.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from nuwa.serving.contract import INPUTS, OUTPUTS, STREAM_OUTPUTS, TensorSpec
+from nuwa.serving.contract import (
+    FORWARDED,
+    INPUTS,
+    MODEL,
+    STREAM_MODEL,
+    STREAM_OUTPUTS,
+    TensorSpec,
+)
+from nuwa.serving.errors import RequestError
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_runner import RequestRunner
 
@@ -37,19 +50,6 @@ def _data(request: Any) -> dict[str, np.ndarray]:
     return dict(getattr(request, "data", request))
 
 
-def infer_callables(runner: RequestRunner) -> list[Callable[[Sequence[Any]], Responses]]:
-    """``nuwa``'s callables, one per instance."""
-
-    def infer(requests: Sequence[Any]) -> Responses:
-        responses = []
-        for request in requests:
-            frames, seed = runner.run(_data(request))
-            responses.append({"frames": frames, "seed": np.array([seed], dtype=np.int64)})
-        return responses
-
-    return [infer for _ in range(instances_for(runner.limits))]
-
-
 _DONE = object()
 
 
@@ -61,29 +61,40 @@ def stream_callable(runner: RequestRunner) -> Callable[[Sequence[Any]], AsyncIte
 
     async def infer_stream(requests: Sequence[Any]) -> AsyncIterator[Responses]:
         for request in requests:  # batching is off: one request per call
-            async for response in _stream_one(runner, workers, _data(request)):
+            async for response in _stream_one(runner, workers, request):
                 yield response
 
     return infer_stream
 
 
 async def _stream_one(
-    runner: RequestRunner, workers: ThreadPoolExecutor, data: dict[str, np.ndarray]
+    runner: RequestRunner, workers: ThreadPoolExecutor, request: Any
 ) -> AsyncIterator[Responses]:
-    """One request's frames as they finish, one response each; its error after them."""
+    """One request's frames as they finish, one response each; its error after them. For the
+    forwarding ``nuwa`` model (its BLS requests carry :data:`FORWARDED`) an error after frames
+    ends the stream without an error: the Python backend's BLS drops an error that follows
+    frames together with its final flag (its stream would never end), and the forwarding model
+    tells the kind from the stream's length (:mod:`nuwa.serving.repository_forward_model`)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
+    forwarded = bool((getattr(request, "parameters", None) or {}).get(FORWARDED))
 
     def sink(index: int, pixels: np.ndarray) -> None:  # on the request's worker thread
         loop.call_soon_threadsafe(queue.put_nowait, (index, pixels))
 
-    job = loop.run_in_executor(workers, runner.run, data, sink)
+    job = loop.run_in_executor(workers, runner.run, _data(request), sink)
     job.add_done_callback(lambda _: queue.put_nowait(_DONE))  # after every frame put
+    sent = 0
     while (item := await queue.get()) is not _DONE:
         index, pixels = item  # type: ignore[misc]
         frame_index = np.array([index], dtype=np.int32)
         yield [{"frames": np.ascontiguousarray(pixels[None]), "frame_index": frame_index}]
-    await job  # raises the request's error, after the frames it made
+        sent += 1
+    try:
+        await job  # raises the request's error, after the frames it made
+    except RequestError:
+        if not (forwarded and sent):
+            raise
 
 
 def pytriton_tensors(specs: Sequence[TensorSpec]) -> list[Any]:
@@ -92,20 +103,10 @@ def pytriton_tensors(specs: Sequence[TensorSpec]) -> list[Any]:
     return [Tensor(name=t.name, dtype=t.dtype, shape=t.shape, optional=t.optional) for t in specs]
 
 
-def bind_models(triton: Any, runner: RequestRunner) -> None:
-    """Bind ``nuwa`` and ``nuwa_stream`` (DESIGN §12) to a ``pytriton.triton.Triton``."""
+def bind_stream_model(triton: Any, runner: RequestRunner) -> None:
+    """Bind ``nuwa_stream`` (DESIGN §12) to a ``pytriton.triton.Triton``."""
     from pytriton.model_config import ModelConfig
 
-    from nuwa.serving.contract import MODEL, STREAM_MODEL
-
-    triton.bind(
-        model_name=MODEL,
-        infer_func=infer_callables(runner),
-        inputs=pytriton_tensors(INPUTS),
-        outputs=pytriton_tensors(OUTPUTS),
-        config=ModelConfig(batching=False),
-        strict=True,
-    )
     triton.bind(
         model_name=STREAM_MODEL,
         infer_func=stream_callable(runner),
@@ -114,3 +115,29 @@ def bind_models(triton: Any, runner: RequestRunner) -> None:
         config=ModelConfig(batching=False, decoupled=True),
         strict=True,
     )
+
+
+def load_forward_model(
+    http_url: str, limits: ServingLimits, trained_frames: int, access_token: str | None
+) -> None:
+    """Load ``nuwa`` (the forwarding model, one instance per request the server may hold) into
+    the running server at ``http_url`` through Triton's model-load API (which PyTriton
+    restricts to ``access_token``)."""
+    import tritonclient.http as httpclient
+
+    from nuwa.serving.model_configs import (
+        MODEL_FILES,
+        config_json,
+        forward_parameters,
+        model_config,
+    )
+
+    parameters = forward_parameters(limits.timeout_s, trained_frames)
+    config = config_json(model_config(MODEL, instances_for(limits), parameters))
+    files = {"file:1/model.py": MODEL_FILES[MODEL].read_bytes()}
+    client = httpclient.InferenceServerClient(http_url, network_timeout=300.0)
+    try:
+        headers = {"triton-access-token": access_token} if access_token else None
+        client.load_model(MODEL, headers=headers, config=config, files=files)
+    finally:
+        client.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from nuwa.serving.client import generate  # noqa: E402
+from nuwa.serving.client import generate, stream  # noqa: E402
 from nuwa.serving.errors import error_line  # noqa: E402
 
 from .conftest import Call, Server, start_server, stop_server  # noqa: E402
@@ -45,6 +45,7 @@ def test_full_server_answers_at_once_and_the_queue_is_served(small_server) -> No
     b.join(60)
     kind, message = error_line(str(raised.value.message())) or ("", "")
     assert kind == "ServerBusyError" and "--max-queue 1" in message, message
+    assert raised.value.status() == "503"  # UNAVAILABLE: a balancer may retry elsewhere
     assert refused - asked < 1.0 and refused < a.ended, "refused at once, while A still ran"
     assert a.error is None and b.error is None, (a.error, b.error)
     assert b.ended >= a.ended  # B waited for A's rows
@@ -62,3 +63,12 @@ def test_a_request_past_the_timeout_ends_with_its_error(small_server) -> None:
     assert took < 12, took  # ended at its deadline, not after the 160 frames
     frames, _ = generate(small_server.grpc(), "t2i", prompt="a red square", seed=0)
     assert frames.shape == (1, 64, 64, 3)  # the rows it held are free again
+
+
+def test_a_stream_past_the_timeout_ends_with_its_error_after_its_frames(small_server) -> None:
+    got = []
+    with pytest.raises(InferenceServerException) as raised:
+        for index, _ in stream(small_server.grpc(), "t2v", prompt="a red square", num_frames=160):
+            got.append(index)
+    assert error_line(str(raised.value.message()))[0] == "RequestTimeoutError"
+    assert got == list(range(len(got))) and 0 < len(got) < 160

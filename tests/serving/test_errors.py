@@ -1,6 +1,6 @@
-"""Bad requests get an error carrying the runtime's one-line message (the CLI's), over HTTP, gRPC
-and the stream; the server stays up. PyTriton 0.7 answers a model's error as HTTP 500 / gRPC
-INTERNAL (README "Serving"), so the message is read from the error's text."""
+"""Bad requests get an error carrying the runtime's one-line message (the CLI's): from ``nuwa``
+that line alone with HTTP 400 / gRPC INVALID_ARGUMENT; from ``nuwa_stream`` (PyTriton answers a
+model's error with its traceback, INTERNAL) the traceback ending in it. The server stays up."""
 
 from __future__ import annotations
 
@@ -47,10 +47,13 @@ def test_bad_input_gets_the_one_line_message(server, case, protocol) -> None:
     client = server.http() if protocol == "http" else server.grpc()
     with pytest.raises(InferenceServerException) as raised:
         generate(client, task, **values)
-    found = error_line(str(raised.value.message()))
-    assert found is not None, raised.value.message()
+    text = str(raised.value.message())
+    found = error_line(text)
+    assert found is not None, text
     kind, message = found
-    assert kind == "InvalidRequestError" and "\n" not in message
+    assert kind == "InvalidRequestError" and text == f"nuwa.serving.errors.{kind}: {message}"
+    status = str(raised.value.status())
+    assert status == ("400" if protocol == "http" else "StatusCode.INVALID_ARGUMENT"), status
     assert HINTS[case] in message, message
     if expected is not None:
         assert message == expected()

@@ -32,8 +32,9 @@
 extern "C" {
 #endif
 
-/* The ABI version: the library's SONAME is libnuwa_runtime.so.<NUWA_ABI_VERSION>. */
-#define NUWA_ABI_VERSION 0
+/* The ABI version: the library's SONAME is libnuwa_runtime.so.<NUWA_ABI_VERSION>. 1: nuwa_request
+ * grew the picture inputs and set_options (0: the first cut, t2i/t2v only). */
+#define NUWA_ABI_VERSION 1
 
 typedef enum nuwa_status {
   NUWA_OK = 0,

@@ -77,7 +77,9 @@ def test_installed_sdk_builds_with_pkg_config_and_find_package(build_dir: Path, 
         env=env,
     )
     out = run([str(tmp_path / "app")], env=loader).stdout
-    assert out == "0.1.0 0 1 model directory /no/such/export does not exist\n"
+    header = (ROOT / "include" / "nuwa" / "nuwa.h").read_text()
+    abi = int(header.split("#define NUWA_ABI_VERSION ", 1)[1].split()[0])
+    assert out == f"0.1.0 {abi} 1 model directory /no/such/export does not exist\n"
 
     project = tmp_path / "consumer"
     project.mkdir()

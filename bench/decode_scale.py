@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -363,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
     no_int8 = {c for c in args.no_int8.split(",") if c}
     root = Path(args.work or tempfile.mkdtemp(prefix="nuwa-decode-scale-"))
-    result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": machine(),
-        "configs": [measure_config(c, root, c not in no_int8) for c in configs],
-    }
+    try:
+        result = {
+            "date": datetime.date.today().isoformat(),
+            "machine": machine(),
+            "configs": [measure_config(c, root, c not in no_int8) for c in configs],
+        }
+    finally:
+        if not args.work:  # the checkpoints and graphs (the paper's: ~8 GB) are not kept
+            shutil.rmtree(root, ignore_errors=True)
     text = section(result)
     print(text)
     if args.json:

@@ -13,7 +13,9 @@ ports, then for text→image and text→video (the trained frames unless ``--num
   tree: tritonserver and its Python-backend stubs) after warm-up and at the end.
 
 ``--soak N``: N requests from 4 clients, one in four of them bad (errors expected), and the RSS
-after warm-up against the RSS after the soak (target: within 10%).
+after the soak against the RSS before it, after the load levels (warm under load: the engine's
+and ONNX Runtime's buffers for batched steps exist only after concurrent requests ran; target:
+within 10%).
 
     python3 bench/serve.py [--clients 1,2,4,8,16] [--seconds 15] [--soak 200] [--no-write]
 
@@ -320,9 +322,10 @@ def run(args: argparse.Namespace, server: Server) -> str:
         lines += [
             "",
             f"Soak: {args.soak} requests from 4 clients (one in four bad): {counts['good']} "
-            f"answered, {counts['bad']} refused with their error, {counts['wrong']} wrong; RSS "
-            f"{rss_warm:.0f} MiB after warm-up, {before:.0f} before the soak, {after:.0f} after "
-            f"({after / rss_warm - 1:+.1%} of warm-up; target within 10%).",
+            f"answered, {counts['bad']} refused with their error, {counts['wrong']} wrong. "
+            f"`nuwa serve` RSS {rss_warm:.0f} MiB after its warm-up (one generation), {before:.0f} "
+            f"after the load above (warm under load: the soak's baseline), {after:.0f} after the "
+            f"soak ({after / before - 1:+.1%}; target within 10%).",
         ]
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,9 @@
  *  - buffers are the caller's: nuwa_request_shape() says how large they must be.
  *  - thread safety: one nuwa_model may be used by several threads at once (each nuwa_generate
  *    call has its own cache and bindings; sessions are created once under a lock).
- *  - structs carry their size (set by the *_init functions): newer libraries read older callers.
+ *  - nuwa_open_options, nuwa_request, nuwa_model_info and nuwa_generate_stats carry their size
+ *    (struct_size; the *_init functions set it): one smaller than this header's (a caller built
+ *    against an older ABI) is refused with a message, never misread.
  */
 #ifndef NUWA_NUWA_H
 #define NUWA_NUWA_H

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     }
     if (!mask.empty()) request.mask_picture(mask.data(), mask_height, mask_width, mask_channels);
     bool written = true;
-    model.generate(request, [&](int frame, const uint8_t* pixels, int rows, int size) {
+    nuwa::Output result = model.generate(request, [&](int frame, const uint8_t* pixels, int rows, int size) {
       for (int r = 0; r < rows; ++r) {
         std::string path = out + "_r" + std::to_string(r) + "_f" + std::to_string(frame) + ".png";
         written = write_png(path, pixels + static_cast<size_t>(r) * size * size * 3, size) && written;
@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
       }
       return written;  // stop at the first file that cannot be written
     });
+    for (const auto& w : result.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   } catch (const nuwa::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return e.status() == NUWA_ERROR_INPUT ? 2 : 1;

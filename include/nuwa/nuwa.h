@@ -57,6 +57,12 @@ NUWA_API int nuwa_abi_version(void);
  * call into the library. */
 NUWA_API const char* nuwa_last_error(void);
 
+/* The warnings of this thread's last nuwa_request_shape or nuwa_generate call, one a line ("" if
+ * none): the Python runtime's warnings, word for word — a prompt word the model never saw (with
+ * the nearest known ones), a mask rectangle clipped to the frame, a mask picture of another size
+ * than the model's. The request runs all the same. Valid until this thread's next call. */
+NUWA_API const char* nuwa_last_warnings(void);
+
 typedef struct nuwa_open_options {
   size_t struct_size;
   int threads; /* intra-op threads per ONNX Runtime session; 0: ONNX Runtime's default */

@@ -99,6 +99,7 @@ struct Output {
   nuwa_output_shape shape{};
   std::vector<uint8_t> frames;  // rows x frames x S x S x 3
   std::vector<int64_t> tokens;  // rows x frames x grid_h x grid_w
+  std::vector<std::string> warnings;  // nuwa_last_warnings(), a line each
 };
 
 // (frame, pixels rows x S x S x 3, rows, S) -> true to go on, false to stop
@@ -162,6 +163,13 @@ class Model {
                                        on_frame ? +trampoline : nullptr, &context);
     if (context.error) std::rethrow_exception(context.error);
     check(status);
+    std::string text = nuwa_last_warnings();
+    for (size_t at = 0; at < text.size();) {
+      size_t end = text.find('\n', at);
+      if (end == std::string::npos) end = text.size();
+      out.warnings.push_back(text.substr(at, end - at));
+      at = end + 1;
+    }
     return out;
   }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "caption_words.hpp"
 #include "nuwa_error.hpp"
 
 namespace nuwa {
@@ -74,6 +75,30 @@ InputRules load_input_rules(const Manifest& m) {
     }
     rules.sketch.snap_distance = sk.value("snap_distance", 0.0);
     if (d.contains("mask")) rules.mask_threshold = d.at("mask").value("threshold", kMaskThreshold);
+    if (d.contains("caption")) {  // CaptionGrammar.known_words: list words, templates' fixed words
+      const auto& caption = d.at("caption");
+      rules.has_caption = true;
+      for (const auto& [name, values] : caption.at("words").items()) {
+        for (const auto& v : values) {
+          for (const auto& w : words_of(v.get<std::string>())) rules.caption_words.insert(w);
+        }
+      }
+      for (const auto& [rule, t] : caption.at("grammar").items()) {
+        std::string text = t.get<std::string>(), fixed;
+        bool inside = false;  // re.sub(r"<[^>]*>", " ", template)
+        for (size_t i = 0; i < text.size(); ++i) {
+          if (!inside && text[i] == '<' && text.find('>', i) != std::string::npos) {
+            inside = true;
+            fixed += ' ';
+          } else if (inside) {
+            inside = text[i] != '>';
+          } else {
+            fixed += text[i];
+          }
+        }
+        for (const auto& w : words_of(fixed)) rules.caption_words.insert(w);
+      }
+    }
   } catch (const nlohmann::json::exception& exc) {
     model_error(path + " is malformed: " + exc.what());
   }

@@ -1,11 +1,12 @@
 // How a model's inputs are read: the export directory's input_rules.json (spec/input_rules.py
 // documents it) — the sketch palette and snapping distance, the sizes, the mask threshold — or,
 // without the file, the built-in rules at the model's sizes (InputRules.builtin: the code's
-// palette matched exactly, threshold 127). The caption vocabulary is not read (the Python
-// runtime only warns about unknown words; this runtime has no warning channel).
+// palette matched exactly, threshold 127, no vocabulary) — and the words its captions hold, which
+// a prompt is checked against (a warning, not an error).
 #pragma once
 
 #include <array>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ struct InputRules {
   int frames = 0;
   SketchRules sketch;
   int mask_threshold = 127;  // mask pictures: grey above it = generate
+  bool has_caption = false;  // the file has a caption grammar (else no prompt is warned about)
+  std::set<std::string> caption_words;  // CaptionGrammar.known_words
 };
 
 // `manifest.directory`/input_rules.json, or the built-in rules without it (nuwa::Error

@@ -25,6 +25,7 @@ namespace {
 
 thread_local std::string last_error;
 thread_local nuwa_generate_stats last_stats{};  // nuwa_last_generate_stats
+thread_local std::string last_warnings;         // nuwa_last_warnings
 
 struct Cancelled {};  // thrown by the frame callback's wrapper, caught below
 
@@ -53,7 +54,10 @@ nuwa_status guarded(F&& body) {
 }
 
 nuwa::TaskRequest check(const nuwa::Model& model, const nuwa_request& request) {
-  return nuwa::check_request(model.manifest(), model.input_rules(), model.generation_config(), request);
+  nuwa::TaskRequest r =
+      nuwa::check_request(model.manifest(), model.input_rules(), model.generation_config(), request);
+  for (const auto& w : r.warnings) last_warnings += (last_warnings.empty() ? "" : "\n") + w;
+  return r;
 }
 
 // The conditional rows' cross K/V, then the unconditional rows' under guidance (concat_conditions).
@@ -121,6 +125,8 @@ NUWA_API int nuwa_abi_version(void) { return NUWA_ABI_VERSION; }
 
 NUWA_API const char* nuwa_last_error(void) { return last_error.c_str(); }
 
+NUWA_API const char* nuwa_last_warnings(void) { return last_warnings.c_str(); }
+
 NUWA_API void nuwa_open_options_init(nuwa_open_options* options) {
   if (options == nullptr) return;
   std::memset(options, 0, sizeof(*options));
@@ -175,6 +181,7 @@ NUWA_API void nuwa_request_init(nuwa_request* request) {
 
 NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_request* request,
                                         nuwa_output_shape* shape) {
+  last_warnings.clear();
   return guarded([&] {
     require(model != nullptr && request != nullptr && shape != nullptr,
             "nuwa_request_shape: model, request and shape must not be NULL");
@@ -214,6 +221,7 @@ namespace {
 nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_t* frames,
                           size_t frames_size, int64_t* tokens, size_t tokens_count,
                           nuwa_frame_callback callback, void* user_data) {
+  last_warnings.clear();
   return guarded([&] {
     require(model != nullptr && request != nullptr, "nuwa_generate: model and request must not be NULL");
     nuwa::Model& mod = model->model;

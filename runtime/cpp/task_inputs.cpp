@@ -97,8 +97,9 @@ std::vector<int64_t> spread_frames(const std::vector<int64_t>& maps, int given, 
   return out;
 }
 
-std::vector<uint8_t> pixel_mask(const nuwa_mask& m, int height, int width, int threshold,
-                                int* mask_height, int* mask_width) {
+std::vector<uint8_t> pixel_mask(const nuwa_mask& m, int height, int width, int size,
+                                int threshold, int* mask_height, int* mask_width,
+                                std::vector<std::string>* warnings) {
   if (m.has_rect && m.data != nullptr) {
     input_error("the mask is a rectangle or a picture, not both (nuwa_mask: has_rect and data)");
   }
@@ -116,9 +117,14 @@ std::vector<uint8_t> pixel_mask(const nuwa_mask& m, int height, int width, int t
                   std::to_string(height) + " input, so it selects nothing (x runs 0.." +
                   std::to_string(width) + ", y 0.." + std::to_string(height) + ")");
     }
-    // clipped to the frame (the Python runtime warns that it is)
     int cx0 = std::max(x0, 0), cy0 = std::max(y0, 0), cx1 = std::min(x1, width),
         cy1 = std::min(y1, height);
+    if (cx0 != x0 || cy0 != y0 || cx1 != x1 || cy1 != y1) {
+      warnings->push_back(text + " reaches outside the " + std::to_string(width) + "x" +
+                          std::to_string(height) + " input; using the part inside: " +
+                          std::to_string(cx0) + "," + std::to_string(cy0) + "," +
+                          std::to_string(cx1) + "," + std::to_string(cy1));
+    }
     pixels.assign(static_cast<size_t>(height) * width, 0);
     for (int y = cy0; y < cy1; ++y) {
       for (int x = cx0; x < cx1; ++x) pixels[static_cast<size_t>(y) * width + x] = 1;
@@ -138,7 +144,13 @@ std::vector<uint8_t> pixel_mask(const nuwa_mask& m, int height, int width, int t
       pixels[i] = c == 1 ? (p[0] != 0) : (std::max({p[0], p[1], p[2]}) > threshold);
     }
     // a mask of another size than the model's covers the whole frame all the same: the token
-    // rule maps any size (the Python runtime warns that it is scaled)
+    // rule maps any size
+    if (m.height != size || m.width != size) {
+      warnings->push_back("the mask is " + std::to_string(m.width) + "x" + std::to_string(m.height) +
+                          " pixels; scaled to the model's " + std::to_string(size) + "x" +
+                          std::to_string(size) +
+                          " (a token is generated if any of its pixels is masked)");
+    }
     *mask_height = m.height;
     *mask_width = m.width;
   }

@@ -34,9 +34,12 @@ std::vector<int64_t> sketch_class_maps(const nuwa_pixels& sketch, bool video,
 std::vector<int64_t> spread_frames(const std::vector<int64_t>& maps, int given, int frames,
                                    int size);
 
-// pixel_mask: the region to generate, bool (height, width), in a height x width input's pixels.
-std::vector<uint8_t> pixel_mask(const nuwa_mask& mask, int height, int width, int threshold,
-                                int* mask_height, int* mask_width);
+// pixel_mask: the region to generate, bool (height, width), in a height x width input's pixels;
+// Python's warnings (a rectangle clipped to the frame, a mask picture not `size` x `size`) are
+// appended to `warnings`.
+std::vector<uint8_t> pixel_mask(const nuwa_mask& mask, int height, int width, int size,
+                                int threshold, int* mask_height, int* mask_width,
+                                std::vector<std::string>* warnings);
 
 // spec/token_mask.py token_mask: bool (H, W) -> bool (h, w), a token marked if any pixel of its
 // patch is.

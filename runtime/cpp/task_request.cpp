@@ -1,10 +1,12 @@
 #include "task_request.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "nuwa_error.hpp"
 #include "python_text.hpp"
+#include "caption_words.hpp"
 #include "task_inputs.hpp"
 #include "text_tokenizer.hpp"
 
@@ -236,6 +238,13 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
       std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
       ids.push_back(encode_prompt(prompts[i], length, false, what));
     }
+    std::vector<std::string> seen;  // warn_unknown_words: one warning per distinct prompt
+    for (size_t i = 0; i < prompts.size() && rules.has_caption; ++i) {
+      if (std::find(seen.begin(), seen.end(), prompts[i]) != seen.end()) continue;
+      seen.push_back(prompts[i]);
+      std::string message = unknown_words_message(normalise(prompts[i], "the prompt"), rules.caption_words);
+      if (!message.empty()) out.warnings.push_back(message);
+    }
   }
   out.guided = guidance && info.guided;
   const std::vector<int64_t> empty_ids = encode_prompt("", length, true, "the prompt");
@@ -258,7 +267,8 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
   // forced_outside: the region outside the mask, the same in every frame, is forced
   auto forced_outside = [&](const Frames& f, const char* what) {
     int mh = 0, mw = 0;
-    std::vector<uint8_t> pixels = pixel_mask(r.mask, f.height, f.width, rules.mask_threshold, &mh, &mw);
+    std::vector<uint8_t> pixels = pixel_mask(r.mask, f.height, f.width, rules.frame_size,
+                                             rules.mask_threshold, &mh, &mw, &out.warnings);
     std::vector<uint8_t> generate = token_mask(pixels, mh, mw, h, w);
     fit_frames(f, what, size);
     for (int t = 0; t < f.frames; ++t) {

@@ -30,6 +30,7 @@ struct TaskRequest {
   std::vector<uint8_t> source;          // (source_frames, S, S, 3): frames whose tokens are forced
   int source_frames = 0;
   std::vector<uint8_t> forced;          // (source_frames*h*w): 1 where the source's token is forced
+  std::vector<std::string> warnings;    // the Python runtime's warnings of this request, in order
 };
 
 // Every check of the request (nuwa::Error with the Python runtime's message on failure).

@@ -122,6 +122,7 @@ def load(path: Path) -> ctypes.CDLL:
         "nuwa_version": ([], ctypes.c_char_p),
         "nuwa_abi_version": ([], ctypes.c_int),
         "nuwa_last_error": ([], ctypes.c_char_p),
+        "nuwa_last_warnings": ([], ctypes.c_char_p),
         "nuwa_open_options_init": ([p(OpenOptions)], None),
         "nuwa_open": ([ctypes.c_char_p, p(OpenOptions), p(ctypes.c_void_p)], ctypes.c_int),
         "nuwa_close": ([ctypes.c_void_p], None),

@@ -91,12 +91,14 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
         [tiny, "v2v", *video, "--frames", "5"],  # 2 frames prefilled
         [tiny, "tv2v", "a ball", *video, "--mask", png["mask"], "--guidance", "1.5"],
         [str(DEMO_EXPORT), "t2v", "a red square moves left", "--guidance", "2"],
+        [str(DEMO_EXPORT), "t2i", "a blu sqare at the centr", "--guidance", "2"],  # warned
         [str(DEMO_EXPORT), "v2v", "--video", png["demo0"], "--video", png["demo1"], "--frames",
          "3"],
     ]  # fmt: skip
     for i, args in enumerate(good):
         done = run_app(sanitized_app, args, tmp_path / f"good{i}")
         assert done.returncode == 0 and done.stdout.count(".png") >= 1
+        assert ("warning: the model never saw" in done.stderr) == ("sqare" in args[2])
     bad = [
         [tiny, "t2x", "a"],
         [tiny, "t2i", ""],

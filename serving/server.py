@@ -14,6 +14,7 @@ Triton starts, the environment is set so that its Python backend runs on this in
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -75,10 +76,19 @@ def triton_config(options: ServerOptions) -> Any:
     )
 
 
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM (what Kubernetes sends) raise KeyboardInterrupt in the main thread,
+    which ends PyTriton's serving loop and stops Triton; also where the process started with
+    SIGINT ignored (a background job of a shell), where Python would install no handler."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     """Load, warm up, start Triton and serve until interrupted (SIGINT / SIGTERM)."""
     from pytriton.triton import Triton, TritonSecurityConfig
 
+    stop_on_signals()
     runner = load_runner(options, log)
     prepare_python_backend()
     # PyTriton restricts the model-repository API to a token of its own: this one's is known

@@ -160,7 +160,7 @@ def closed_loop(server: Server, clients: int, seconds: float, values: dict[str, 
             try:
                 generate(http, seed=seed, **values)
             except Exception as exc:
-                errors.append(str(exc)[-200:])
+                errors.append(f"{type(exc).__name__}: {str(exc)[-200:]}")
                 continue
             with lock:
                 latencies.append(time.perf_counter() - start)
@@ -172,6 +172,8 @@ def closed_loop(server: Server, clients: int, seconds: float, values: dict[str, 
     for t in threads:
         t.join()
     wall = time.perf_counter() - begin
+    for why in sorted(set(errors))[:3]:
+        print(f"{clients} clients: failed request: {why}", file=sys.stderr)
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -184,22 +186,23 @@ def closed_loop(server: Server, clients: int, seconds: float, values: dict[str, 
 
 
 def lone_latencies(args: argparse.Namespace, server: Server, values: dict[str, Any]) -> tuple:
-    """(Python API median s, server median s) of the same lone request."""
+    """Medians (s) of the same lone request: the Python API, ``nuwa`` over HTTP, over gRPC."""
     from nuwa.runtime import Pipeline
     from nuwa.serving.client import generate
 
     pipe = Pipeline.from_pretrained(args.model, progress=False)
     call = {k: v for k, v in values.items() if k != "task"}
-    api, served = [], []
-    http = server.http()
+    api, http, grpc = [], [], []
+    clients = ((http, server.http()), (grpc, server.grpc()))
     for i in range(args.lone + 1):  # the first of each is a warm-up
         start = time.perf_counter()
         pipe(values["task"], seed=i, progress=False, **call)
         api.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        generate(http, seed=i, **values)
-        served.append(time.perf_counter() - start)
-    return statistics.median(api[1:]), statistics.median(served[1:])
+        for times, client in clients:
+            start = time.perf_counter()
+            generate(client, seed=i, **values)
+            times.append(time.perf_counter() - start)
+    return tuple(statistics.median(t[1:]) for t in (api, http, grpc))
 
 
 def first_frame(server: Server, values: dict[str, Any], repeats: int) -> tuple[float, float]:
@@ -218,7 +221,7 @@ def first_frame(server: Server, values: dict[str, Any], repeats: int) -> tuple[f
 def soak(server: Server, total: int, values: dict[str, Any]) -> dict[str, Any]:
     from nuwa.serving.client import generate
 
-    counts = {"good": 0, "bad": 0, "wrong": 0}
+    counts: dict[str, Any] = {"good": 0, "bad": 0, "wrong": 0, "why": []}
     lock = threading.Lock()
     numbers = iter(range(total))
 
@@ -226,13 +229,17 @@ def soak(server: Server, total: int, values: dict[str, Any]) -> dict[str, Any]:
         http = server.http()
         while (n := next(numbers, None)) is not None:
             bad = n % 4 == 3
+            why = None
             try:
                 generate(http, **BAD) if bad else generate(http, seed=n, **values)
                 kind = "wrong" if bad else "good"
-            except Exception:
+            except Exception as exc:
                 kind = "bad" if bad else "wrong"
+                why = f"{type(exc).__name__}: {str(exc)[-160:]}"
             with lock:
                 counts[kind] += 1
+                if kind == "wrong" and why:
+                    counts["why"].append(why)
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
@@ -284,14 +291,15 @@ def run(args: argparse.Namespace, server: Server) -> str:
         values: dict[str, Any] = {"task": task, "prompt": PROMPTS[task]}
         if task == "t2v" and args.num_frames:
             values["num_frames"] = args.num_frames
-        api, served = lone_latencies(args, server, values)
+        api, served, served_grpc = lone_latencies(args, server, values)
         levels = [closed_loop(server, n, args.seconds, values) for n in clients]
         one = next((lv for lv in levels if lv["clients"] == 1), levels[0])
         lines += [
             f"### {task}" + (f" ({args.num_frames} frames)" if "num_frames" in values else ""),
             "",
-            f"Lone request: Python API {api:.3f} s, through the server {served:.3f} s "
-            f"({served / api:.2f}x; target ≤ 1.2x).",
+            f"Lone request: Python API {api:.3f} s; through the server over HTTP {served:.3f} s "
+            f"({served / api:.2f}x), over gRPC {served_grpc:.3f} s ({served_grpc / api:.2f}x); "
+            "target ≤ 1.2x.",
             "",
             "| clients | requests | errors | requests/s | vs 1 client | p50 s | p90 s | p99 s "
             "| p99 / lone |",
@@ -326,6 +334,7 @@ def run(args: argparse.Namespace, server: Server) -> str:
             f"`nuwa serve` RSS {rss_warm:.0f} MiB after its warm-up (one generation), {before:.0f} "
             f"after the load above (warm under load: the soak's baseline), {after:.0f} after the "
             f"soak ({after / before - 1:+.1%}; target within 10%).",
+            *(f"- failed good request: {w}" for w in sorted(set(counts["why"]))[:3]),
         ]
     return "\n".join(lines) + "\n"
 

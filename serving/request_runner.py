@@ -39,6 +39,10 @@ from nuwa.spec.errors import NuwaInputError
 LOG = logging.getLogger("nuwa.serving")
 
 FrameSink = Callable[[int, np.ndarray], None]  # (frame index, (H, W, 3) uint8)
+# The deadline and cancellation are checked every this many tokens and at every frame end (the
+# callback's events, sent to this request's thread by the shared decode loop): not one event
+# per token, which would cost every request in the batch a thread wake-up per step.
+CHECK_EVERY_TOKENS = 16
 
 
 class RequestRunner:
@@ -94,7 +98,11 @@ class RequestRunner:
 
         with self.admission.admitted(request.rows, deadline):
             result = self.pipeline(
-                **request.call, callback=on_step, stream_frames=stream is not None, progress=False
+                **request.call,
+                callback=on_step,
+                callback_steps=CHECK_EVERY_TOKENS,
+                stream_frames=stream is not None,
+                progress=False,
             )
         frames = result.frames[0]
         if stream is not None:

@@ -16,6 +16,7 @@ roles after each step (ping-pong); one that gets new arrays back from each step
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from nuwa.spec.cache_geometry import CacheGeometry
+
+
+def lazy_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed array in an anonymous memory map of its own: the OS zeroes a page when it is
+    first touched and takes every page back when the array is freed. (``np.zeros`` of this size
+    comes from malloc, whose arenas keep freed blocks and hand them out again zeroed by hand, so
+    untouched rows would cost memory and a thread's arena would keep what was freed: a server's
+    memory grew with every wave of concurrent requests.)"""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 class _HasGeometry(Protocol):  # ModelSpec and friends
@@ -65,10 +79,11 @@ class RingCache:
     def zeros(
         cls, geometry: CacheGeometry | _HasGeometry, rows: int, dtype: Any = np.float32
     ) -> RingCache:
-        """Zeroed NumPy caches for ``rows`` rows (one set)."""
+        """Zeroed NumPy caches for ``rows`` rows (one set), each in memory of its own
+        (:func:`lazy_zeros`)."""
         g = geometry_of(geometry)
         shape = g.shape(rows)
-        return cls.of([np.zeros(shape, dtype) for _ in range(2 * g.layers)])
+        return cls.of([lazy_zeros(shape, dtype) for _ in range(2 * g.layers)])
 
     @property
     def past(self) -> list[Any]:

@@ -15,7 +15,6 @@ memory), grow by doubling and go back to the OS with the pool.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -24,23 +23,13 @@ import onnxruntime as ort
 
 from nuwa.runtime.backends.base import RequestState, StepPool
 from nuwa.runtime.backends.onnxruntime.request_state import BoundRequestState, StepGraph
+from nuwa.runtime.kv_cache import lazy_zeros
 
-# Rows allocated at first. The buffers are anonymous memory maps (:func:`lazy_zeros`): rows never
+# Rows allocated at first. The buffers are anonymous memory maps
+# (:func:`~nuwa.runtime.kv_cache.lazy_zeros`): rows never
 # used cost address space, not memory, and a pool that starts this large seldom grows (a growth
 # copies every row in use while the batch waits: 7-14 ms at 4 -> 8 -> 16 rows of the demo).
 MIN_CAPACITY = 32
-
-
-def lazy_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A zeroed array in an anonymous memory map of its own: the OS zeroes a page when it is
-    first touched and takes every page back when the array is freed. (``np.zeros`` of this size
-    comes from malloc, whose arenas keep freed blocks and hand them out again zeroed by hand, so
-    untouched rows would cost memory and a thread's arena would keep what a pool freed.)"""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes == 0:
-        return np.zeros(shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def _host(value: Any) -> np.ndarray:

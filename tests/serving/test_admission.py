@@ -30,8 +30,9 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_full_server_answers_at_once_and_the_queue_is_served(small_server) -> None:
-    # A: 2 rows (guidance) for about 2 s; B: 1 row, waits in the queue; C: finds the queue full
-    a = Call(small_server, "t2v", prompt="a red square moves left", num_frames=8, seed=1)
+    # A: 2 rows (guidance) for a few seconds (32 frames: ~2 s at the demo's INT8 default on a
+    # 2-core VM, longer at FP32); B: 1 row, waits in the queue; C: finds the queue full
+    a = Call(small_server, "t2v", prompt="a red square moves left", num_frames=32, seed=1)
     b = Call(small_server, "t2i", prompt="a blue circle", guidance_scale=1.0, seed=2)
     a.start()
     time.sleep(0.3)

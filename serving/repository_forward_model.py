@@ -36,6 +36,7 @@ from nuwa.serving.errors import (
     RequestError,
     RequestTimeoutError,
     client_line,
+    error_line,
     line_of,
     timeout_message,
     triton_code_name,
@@ -74,12 +75,15 @@ class TritonPythonModel:
         num = None if num_frames is None else int(num_frames)
         return request_frames(task, num, video_frames, self.trained_frames)
 
-    def _short_stream(self, got: int, expected: int, started: float) -> RequestError:
+    def _short_stream(
+        self, got: int, expected: int, started: float, other: str = ""
+    ) -> RequestError:
         if time.monotonic() - started >= self.timeout_s:
             return RequestTimeoutError(timeout_message(self.timeout_s))
+        said = " ".join(other.split())[:200]
         return InternalRequestError(
             f"internal error: the engine ended the request after {got} of {expected} frames "
-            "(the server's log says why)"
+            + (f"({said})" if said else "(the server's log says why)")
         )
 
     def _forward(self, request: Any) -> Any:
@@ -102,15 +106,21 @@ class TritonPythonModel:
             parameters={FORWARDED: True},
         )
         frames = []
+        other = ""  # an error of the stream that is not one of ours (BLS's own)
         for response in stream.exec(decoupled=True):
-            if response.has_error():  # BLS drops the code: set it again from the message
-                return _error(line_of(response.error().message()))  # a traceback (PyTriton)
+            if response.has_error():
+                text = response.error().message()  # a traceback (PyTriton)
+                if error_line(text) is not None:  # BLS drops the code: set it again
+                    return _error(line_of(text))
+                other = text  # judged by the frames that came, below
+                break
             tensor = pb_utils.get_output_tensor_by_name(response, "frames")
             if tensor is not None:  # the last response is the empty final one
                 frames.append(tensor.as_numpy()[0])
         expected = self._expected_frames(request)
-        if len(frames) < expected:  # an error after frames, which BLS dropped (docstring)
-            return _error(client_line(self._short_stream(len(frames), expected, started)))
+        if len(frames) < expected:  # an error after frames, dropped or not ours (docstring)
+            error = self._short_stream(len(frames), expected, started, other)
+            return _error(client_line(error))
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("frames", np.stack(frames)),

@@ -21,18 +21,9 @@
 #include <vector>
 
 #include "nuwa/nuwa.h"
+#include "nuwa/nuwa_error.hpp"
 
 namespace nuwa {
-
-class Error : public std::runtime_error {
- public:
-  Error(nuwa_status status, const std::string& message)
-      : std::runtime_error(message), status_(status) {}
-  nuwa_status status() const { return status_; }
-
- private:
-  nuwa_status status_;
-};
 
 inline void check(nuwa_status status) {
   if (status != NUWA_OK) throw Error(status, nuwa_last_error());

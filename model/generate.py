@@ -20,6 +20,7 @@ from nuwa.model.kv_cache import RingKVCache
 from nuwa.model.sampling import SamplingOptions, apply_guidance, sample_next
 from nuwa.model.transformer import KV, EncodedCondition, NuwaTransformer
 from nuwa.spec.sampling import default_sampling_options
+from nuwa.spec.sampling_random import fresh_seed
 
 # (position, tokens so far (B, N)) -> None: sees the tokens after every position (the name of
 # the runtime engine's hook of the same kind)
@@ -76,14 +77,14 @@ def decode_one_token(
     prev_tokens: Tensor,
     position: int,
     options: SamplingOptions,
-    generator: torch.Generator | None,
+    seed: int,
 ) -> Tensor:
     logits = state.step(prev_tokens, position)
     if state.rows != state.batch:
         logits = apply_guidance(
             logits[: state.batch], logits[state.batch :], options.guidance_scale
         )
-    return sample_next(logits, options, generator)
+    return sample_next(logits, options, seed, position)
 
 
 @torch.no_grad()
@@ -120,9 +121,7 @@ def generate_tokens(
     given = (known, known_mask)
     if any(x is not None for x in given) and any(x is None or x.shape != (b, n) for x in given):
         raise ValueError(f"known and known_mask must both have shape {(b, n)}")
-    generator = None
-    if options.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(options.seed)
+    seed = fresh_seed() if options.seed is None else options.seed  # nuwa.spec.sampling_random
     out = torch.zeros(b, n, dtype=torch.long, device=device)
     prev = torch.full((b,), cfg.bos_id, dtype=torch.long, device=device)
     for pos in tqdm(range(n), disable=not progress, desc="decoding", unit="tok"):
@@ -130,7 +129,7 @@ def generate_tokens(
             state.step(prev, pos)  # fill the cache; nothing to sample
             tok = known[:, pos]  # type: ignore[index]
         else:
-            tok = decode_one_token(state, prev, pos, options, generator)
+            tok = decode_one_token(state, prev, pos, options, seed)
             if known_mask is not None:
                 tok = torch.where(known_mask[:, pos], known[:, pos], tok)  # type: ignore[index]
         out[:, pos] = tok

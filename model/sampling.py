@@ -1,7 +1,9 @@
 """Next-token sampling for the reference decode loop: temperature, top-k, top-p (nucleus) and
-classifier-free guidance, reproducible from a seed through an explicit ``torch.Generator``.
-The options and their defaults are :mod:`nuwa.spec.sampling`'s (re-exported here), shared with
-the runtime's NumPy sampler."""
+classifier-free guidance, reproducible from a seed through the portable generator of
+:mod:`nuwa.spec.sampling_random` — the same numbers and the same inverse-cdf rule as the
+runtime's NumPy sampler (:mod:`nuwa.runtime.sampler`) and the C++ runtime, so a seed gives the
+same tokens here as there (up to float rounding of the logits). The options and their defaults
+are :mod:`nuwa.spec.sampling`'s (re-exported here)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 from torch import Tensor
 
 from nuwa.spec.sampling import SamplingOptions
+from nuwa.spec.sampling_random import uniform
 
 __all__ = ["SamplingOptions", "apply_guidance", "filter_logits", "sample_next"]
 
@@ -33,12 +36,16 @@ def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Ten
     return logits
 
 
-def sample_next(
-    logits: Tensor, options: SamplingOptions, generator: torch.Generator | None
-) -> Tensor:
-    """Pick one token per row of ``logits (B, V)`` -> ``(B,)`` int64."""
+def sample_next(logits: Tensor, options: SamplingOptions, seed: int, position: int) -> Tensor:
+    """Pick one token per row of ``logits (B, V)`` at raster ``position`` -> ``(B,)`` int64:
+    row ``r`` takes the first token whose float64 cdf reaches ``uniform(seed, r, position)``
+    times the total (``seed``: the request's, :func:`nuwa.spec.sampling_random.fresh_seed`
+    when it gives none)."""
     if options.greedy:
         return logits.argmax(-1)
-    logits = filter_logits(logits / options.temperature, options.top_k, options.top_p)
-    probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    x = filter_logits(logits.double() / options.temperature, options.top_k, options.top_p)
+    cdf = torch.cumsum(torch.softmax(x, dim=-1), dim=-1)
+    rows = logits.shape[0]
+    u = torch.tensor([uniform(seed, r, position) for r in range(rows)], dtype=torch.float64)
+    tok = (cdf < (u.to(cdf.device) * cdf[:, -1])[:, None]).sum(-1)  # first index with cdf >= u
+    return tok.clamp(max=logits.shape[-1] - 1)

@@ -128,9 +128,9 @@ def decode_one_token(
 
 def sampling_chooser(options: SamplingOptions) -> TokenChooser:
     """The default :data:`TokenChooser`: a :class:`Sampler` for ``options`` (its own seeded
-    random stream), whatever the position."""
+    random stream; each position draws its own numbers)."""
     sampler = Sampler(options)
-    return lambda position, logits: sampler(logits)
+    return lambda position, logits: sampler(logits, position)
 
 
 class TokenWalk:

@@ -1,9 +1,11 @@
 """Next-token sampling in NumPy: temperature, top-k, top-p (nucleus) and classifier-free guidance,
-reproducible from a seed through an explicit ``numpy.random.Generator``.
+reproducible from a seed through the portable generator of :mod:`nuwa.spec.sampling_random`.
 
-The same rules as the PyTorch reference (``nuwa.model.sampling``): greedy (temperature 0) is an
-argmax and matches it exactly; sampled tokens are reproducible per backend for a given seed.
-The options and their defaults are :mod:`nuwa.spec.sampling`'s (re-exported here).
+The same rules as the PyTorch reference (``nuwa.model.sampling``) and the C++ runtime
+(``runtime/cpp/token_sampler.cpp``): greedy (temperature 0) is an argmax; a sampled row draws
+the uniform ``u(seed, row, position)`` and takes the first token whose cdf reaches
+``u * cdf[-1]``, so a seed gives the same tokens in every decode loop (up to float rounding of
+the logits). The options and their defaults are :mod:`nuwa.spec.sampling`'s (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from nuwa.spec.sampling import SamplingOptions
+from nuwa.spec.sampling_random import fresh_seed, uniform
 
 __all__ = [
     "Sampler",
     "SamplingOptions",
     "apply_guidance",
     "filter_logits",
+    "inverse_cdf",
     "sampling_distribution",
     "softmax",
 ]
@@ -60,20 +64,32 @@ def sampling_distribution(logits: np.ndarray, options: SamplingOptions) -> np.nd
     return softmax(x)
 
 
+def inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Per row of ``probs (B, V)`` the first token whose cumulative probability reaches
+    ``uniforms (B,) * total``: tokens ``(B,)`` int64 (:mod:`nuwa.spec.sampling_random`'s rule)."""
+    cdf = np.cumsum(probs, axis=-1)
+    u = uniforms * cdf[:, -1]
+    tok = (cdf < u[:, None]).sum(axis=-1)  # first index with cdf >= u
+    return np.minimum(tok, cdf.shape[-1] - 1).astype(np.int64)
+
+
 class Sampler:
-    """Picks one token per row; owns the request's random stream."""
+    """Picks one token per row; the request's random stream is its ``seed`` (drawn fresh once
+    when the options give none)."""
 
     def __init__(self, options: SamplingOptions) -> None:
         options.validate()
         self.options = options
-        self.rng = np.random.default_rng(options.seed)
+        self.seed = fresh_seed() if options.seed is None else options.seed
 
-    def __call__(self, logits: np.ndarray) -> np.ndarray:
-        """``logits (B, V)`` -> tokens ``(B,)`` int64."""
+    def uniforms(self, rows: int, position: int) -> np.ndarray:
+        """The uniforms ``(rows,)`` float64 of rows ``0 .. rows-1`` at ``position``."""
+        return np.array([uniform(self.seed, row, position) for row in range(rows)])
+
+    def __call__(self, logits: np.ndarray, position: int) -> np.ndarray:
+        """``logits (B, V)`` of raster ``position`` -> tokens ``(B,)`` int64."""
         opts = self.options
         if opts.greedy:
             return np.argmax(logits, axis=-1).astype(np.int64)
-        cdf = np.cumsum(sampling_distribution(logits, opts), axis=-1)
-        u = self.rng.random(cdf.shape[0]) * cdf[:, -1]
-        tok = (cdf < u[:, None]).sum(axis=-1)  # first index with cdf >= u
-        return np.minimum(tok, cdf.shape[-1] - 1).astype(np.int64)
+        probs = sampling_distribution(logits, opts)
+        return inverse_cdf(probs, self.uniforms(logits.shape[0], position))

@@ -1,8 +1,10 @@
 """Sampling options and their defaults, defined once for every decode loop.
 
 :class:`SamplingOptions` is what a decode loop samples with: the NumPy sampler of the runtime
-(:mod:`nuwa.runtime.sampler`) and the PyTorch reference (:mod:`nuwa.model.sampling`) both read
-this class; each keeps its own implementation of the rules.
+(:mod:`nuwa.runtime.sampler`), the PyTorch reference (:mod:`nuwa.model.sampling`) and the C++
+runtime read the same options; each keeps its own implementation of the rules, and all draw
+their random numbers from :mod:`nuwa.spec.sampling_random`, so a seed gives the same tokens in
+each (up to float rounding of the logits).
 
 Two kinds of default, kept apart on purpose:
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nuwa.spec.errors import NuwaInputError
+from nuwa.spec.sampling_random import SEED_LIMIT
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "guidance_scale")
 # low temperature, top-k and mild guidance: what the demo model was first evaluated with
@@ -44,7 +47,7 @@ class SamplingOptions:
     top_k: int | None = None  # keep the k most likely tokens
     top_p: float | None = None  # keep the smallest set with cumulative probability >= top_p
     guidance_scale: float = NO_GUIDANCE  # classifier-free guidance; 1 = off (no uncond rows)
-    seed: int | None = None  # None -> fresh entropy
+    seed: int | None = None  # the random stream (nuwa.spec.sampling_random); None -> fresh entropy
 
     def validate(self) -> None:
         """A :class:`NuwaInputError` (a ``ValueError``) naming the first bad value."""
@@ -58,6 +61,8 @@ class SamplingOptions:
             raise NuwaInputError(f"guidance scale must be >= 0, got {self.guidance_scale}")
         if self.seed is not None and self.seed < 0:
             raise NuwaInputError(f"seed must be >= 0, got {self.seed}")
+        if self.seed is not None and self.seed >= SEED_LIMIT:
+            raise NuwaInputError(f"seed must be < 2**64 (the generator's key), got {self.seed}")
 
     @property
     def greedy(self) -> bool:

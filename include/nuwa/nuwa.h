@@ -3,7 +3,11 @@
  * libnuwa_runtime.so runs an export directory (`nuwa export`; its manifest.json is the only
  * contract) with the same prepared graphs, ring-cache bindings, positions and guidance rows as
  * the Python runtime (nuwa.runtime.engine), so under greedy decoding (temperature 0) its tokens
- * and frames equal the Python runtime's.
+ * and frames equal the Python runtime's; sampling draws the same numbers from the same seed
+ * (spec/sampling_random.py: Philox4x32-10 keyed by the seed, one counter per row and position)
+ * with the same rules, so a seeded request gives the Python runtime's tokens too (up to float
+ * rounding of the logits: a token can differ only where a draw falls within ~1e-16 of a step of
+ * the cumulative distribution).
  *
  * Conventions:
  *  - every function that can fail returns a nuwa_status; on failure nuwa_last_error() holds a
@@ -34,9 +38,9 @@
 extern "C" {
 #endif
 
-/* The ABI version: the library's SONAME is libnuwa_runtime.so.<NUWA_ABI_VERSION>. 1: nuwa_request
- * grew the picture inputs and set_options (0: the first cut, t2i/t2v only). */
-#define NUWA_ABI_VERSION 1
+/* The ABI version: the library's SONAME is libnuwa_runtime.so.<NUWA_ABI_VERSION>. 2: nuwa_request
+ * grew seed (sampling); 1: the picture inputs and set_options (0: the first cut, t2i/t2v only). */
+#define NUWA_ABI_VERSION 2
 
 typedef enum nuwa_status {
   NUWA_OK = 0,
@@ -118,6 +122,8 @@ typedef struct nuwa_mask {
 #define NUWA_SET_GUIDANCE 2u
 #define NUWA_SET_TOP_K 4u
 #define NUWA_SET_TOP_P 8u
+#define NUWA_SET_SEED 16u /* seed given; else fresh entropy per call (a seed is not an option of
+                             generation_config.json) */
 
 typedef struct nuwa_request {
   size_t struct_size;
@@ -127,14 +133,15 @@ typedef struct nuwa_request {
   int num_frames;              /* 0: the task's default (1 for images, the trained frames) */
   int batch;                   /* samples per prompt (>= 1) */
   unsigned set_options;        /* NUWA_SET_* bits: which of the four below are given */
-  double temperature;          /* 0: greedy (this version decodes greedily only) */
+  double temperature;          /* 0: greedy (argmax) */
   double guidance_scale;       /* 1: off; else conditional + unconditional rows */
-  int top_k;                   /* 0: off (checked; used once sampling is in) */
-  double top_p;                /* 1: off (checked; used once sampling is in) */
+  int top_k;                   /* 0: off */
+  double top_p;                /* 1: off */
   nuwa_pixels sketch;          /* s2i, s2v: palette RGB or class ids */
   nuwa_pixels image;           /* i2i, ti2i: RGB */
   nuwa_pixels video;           /* v2v (the first frames), tv2v: RGB */
   nuwa_mask mask;              /* i2i, ti2i, tv2v */
+  uint64_t seed;               /* with NUWA_SET_SEED: the random stream (the Python runtime's seed) */
 } nuwa_request;
 
 /* t2i, batch 1, no inputs, every sampling option the model's default (set_options 0). */

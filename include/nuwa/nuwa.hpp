@@ -40,6 +40,7 @@ class Request {
   Request& batch(int n) { request_.batch = n; return *this; }
   // Sampling options: one not set is the model's default (its generation_config.json).
   Request& temperature(double t) { request_.temperature = t; request_.set_options |= NUWA_SET_TEMPERATURE; return *this; }
+  Request& seed(uint64_t s) { request_.seed = s; request_.set_options |= NUWA_SET_SEED; return *this; }
   Request& guidance_scale(double g) { request_.guidance_scale = g; request_.set_options |= NUWA_SET_GUIDANCE; return *this; }
   Request& top_k(int k) { request_.top_k = k; request_.set_options |= NUWA_SET_TOP_K; return *this; }
   Request& top_p(double p) { request_.top_p = p; request_.set_options |= NUWA_SET_TOP_P; return *this; }

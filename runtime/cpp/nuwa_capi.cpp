@@ -9,6 +9,7 @@
 #include "nuwa/nuwa.h"
 #include "nuwa_error.hpp"
 #include "runtime_model.hpp"
+#include "sampling_random.hpp"
 #include "task_request.hpp"
 #include "token_walk.hpp"
 
@@ -96,6 +97,14 @@ nuwa::ForcedTokens forced_tokens(nuwa::Model& mod, const nuwa::TaskRequest& r) {
 
 void require(bool ok, const char* message) {
   if (!ok) nuwa::input_error(message);
+}
+
+nuwa::SamplingRule sampling_rule(const nuwa::SamplingValues& v) {
+  nuwa::SamplingRule rule;
+  rule.temperature = v.temperature;
+  rule.top_k = v.top_k.value_or(0);
+  rule.top_p = v.top_p.value_or(1.0);
+  return rule;
 }
 
 nuwa_output_shape shape_of(const nuwa::Manifest& m, const nuwa::TaskRequest& r) {
@@ -266,9 +275,11 @@ nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_
       }
     };
     std::string condition = r.sketch ? "sketch_t" + std::to_string(r.sketch_frames) : "text";
+    nuwa::TokenSampler sampler(sampling_rule(r.sampling), r.seed ? *r.seed : nuwa::fresh_seed(),
+                               m.decoder.vocab_size);
     std::vector<int64_t> out =
-        nuwa::greedy_tokens(mod, condition, r.rows, r.num_frames, std::move(cross),
-                            r.guided ? r.sampling.guidance_scale : 1.0, forced, frame_done);
+        nuwa::decode_tokens(mod, condition, r.rows, r.num_frames, std::move(cross),
+                            r.guided ? r.sampling.guidance_scale : 1.0, sampler, forced, frame_done);
     if (tokens != nullptr) std::memcpy(tokens, out.data(), out.size() * sizeof(int64_t));
   });
 }

@@ -146,7 +146,7 @@ void check_task_inputs(const TaskRow& info, const std::vector<std::pair<std::str
 }
 
 // runtime/request_sampling.py resolve_sampling: the caller's values, the model's defaults for
-// the rest, each checked; then this version's refusal of sampling (temperature > 0)
+// the rest, each checked
 SamplingValues resolve_sampling(const TaskRow& info, const GenerationConfig& generation,
                                 const nuwa_request& r) {
   const unsigned set = r.set_options;
@@ -169,12 +169,6 @@ SamplingValues resolve_sampling(const TaskRow& info, const GenerationConfig& gen
   if (!(v.temperature >= 0)) input_error("temperature must be >= 0, got " + py_float(v.temperature));
   if (v.top_p && !(*v.top_p > 0.0 && *v.top_p <= 1.0)) input_error("top-p must be in (0, 1], got " + py_float(*v.top_p));
   if (!(v.guidance_scale >= 0)) input_error("guidance scale must be >= 0, got " + py_float(v.guidance_scale));
-  if (v.temperature != 0.0) {
-    input_error("temperature " + py_float(v.temperature) +
-                std::string((set & NUWA_SET_TEMPERATURE) ? "" : " (the model's default: generation_config.json)") +
-                ": this version of the C runtime decodes greedily only (temperature 0); sampling "
-                "waits for the portable random generator (issue 39)");
-  }
   return v;
 }
 
@@ -192,6 +186,7 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
   out.task = name;
   out.video = info.video;
   out.sampling = resolve_sampling(info, generation, r);
+  if (r.set_options & NUWA_SET_SEED) out.seed = r.seed;
   const bool guidance = out.sampling.guidance_scale != 1.0;  // options.uses_guidance
   // runtime/task_request.py check_task_request
   if (r.batch < 1) input_error("batch must be >= 1, got " + std::to_string(r.batch));

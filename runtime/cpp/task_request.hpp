@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct TaskRequest {
   int rows = 0;  // B: the samples (t2i/t2v: prompts x batch, prompt-major; ti2i/tv2v: batch-major)
   int num_frames = 0;
   SamplingValues sampling;              // resolved: the caller's values, else the model's defaults
+  std::optional<uint64_t> seed;         // the caller's; none: fresh entropy when generating
   bool guided = false;                  // conditional + unconditional rows
   bool sketch = false;                  // the condition is a sketch (else text ids)
   int sketch_frames = 0;                // Ts of a sketch condition

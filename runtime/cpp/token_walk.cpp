@@ -113,10 +113,10 @@ bool StepBindings::prefill(std::vector<int64_t> grid, int frames) {
   return true;
 }
 
-std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, int batch,
+std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, int batch,
                                    int num_frames, std::vector<ort::HostTensor> cross,
-                                   double guidance_scale, const ForcedTokens& forced,
-                                   const FrameDone& frame_done) {
+                                   double guidance_scale, TokenSampler& sampler,
+                                   const ForcedTokens& forced, const FrameDone& frame_done) {
   const DecoderSpec& dec = model.manifest().decoder;
   const int64_t per_frame = model.manifest().tokens_per_frame();
   const int64_t total = per_frame * num_frames;
@@ -173,9 +173,9 @@ std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, i
     bool all_forced = has_forced;
     for (int b = 0; b < batch && all_forced; ++b) all_forced = is_forced(b, pos);
     for (int b = 0; b < batch; ++b) {
-      int64_t best = 0;
+      int64_t token = 0;
       if (all_forced) {
-        best = known(b, pos);  // the step only filled the cache; nothing to choose
+        token = known(b, pos);  // the step only filled the cache; nothing to choose
       } else {
         const float* row = logits + static_cast<size_t>(b) * vocab;
         if (guided) {  // apply_guidance: uncond + scale * (cond - uncond)
@@ -183,13 +183,10 @@ std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, i
           for (int v = 0; v < vocab; ++v) mixed[v] = u[v] + scale * (row[v] - u[v]);
           row = mixed.data();
         }
-        for (int v = 1; v < vocab; ++v) {  // np.argmax: the first maximum
-          if (row[v] > row[best]) best = v;
-        }
-        if (is_forced(b, pos)) best = known(b, pos);
+        token = is_forced(b, pos) ? known(b, pos) : sampler.choose(row, b, pos);
       }
-      out[static_cast<size_t>(b) * total + pos] = best;
-      prev[b] = best;
+      out[static_cast<size_t>(b) * total + pos] = token;
+      prev[b] = token;
     }
     if ((pos + 1) % per_frame == 0 && frame_done) {
       int frame = static_cast<int>((pos + 1) / per_frame - 1);

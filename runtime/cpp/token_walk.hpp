@@ -8,7 +8,8 @@
 // where the step graph is the export's prepared `cpu` form (its ScatterND writes the new slot in
 // place), else two sets that swap roles after every step; per position only the token ids and
 // positions are refreshed and the logits read. Positions run 0 .. T*H*W-1 (past the trained
-// frames the ring slides). Greedy choice: argmax of the guided logits (runtime/sampler.py).
+// frames the ring slides). Each free position's tokens: a TokenSampler's choice from the guided
+// logits (token_sampler.hpp: runtime/sampler.py's rules and spec/sampling_random.py's numbers).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 
 #include "ort_api.hpp"
 #include "runtime_model.hpp"
+#include "token_sampler.hpp"
 
 namespace nuwa {
 
@@ -61,11 +63,12 @@ struct ForcedTokens {
   std::vector<uint8_t> mask;
 };
 
-// Greedy tokens (batch, num_frames*H*W) of one request on `condition` (text, sketch_t{Ts});
-// `cross` holds the unconditional rows after the conditional ones where guidance_scale != 1.
-std::vector<int64_t> greedy_tokens(Model& model, const std::string& condition, int batch,
+// The tokens (batch, num_frames*H*W) of one request on `condition` (text, sketch_t{Ts}), each
+// free one chosen by `sampler` (row b of the batch is the sampler's row b); `cross` holds the
+// unconditional rows after the conditional ones where guidance_scale != 1.
+std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, int batch,
                                    int num_frames, std::vector<ort::HostTensor> cross,
-                                   double guidance_scale, const ForcedTokens& forced,
-                                   const FrameDone& frame_done);
+                                   double guidance_scale, TokenSampler& sampler,
+                                   const ForcedTokens& forced, const FrameDone& frame_done);
 
 }  // namespace nuwa

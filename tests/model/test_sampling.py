@@ -32,13 +32,14 @@ def test_top_k_top_p_match_brute_force(vocab: int, k: int, p: float, seed: int) 
 
 def test_greedy_guidance_and_seeded_sampling() -> None:
     logits = torch.tensor([[0.0, 3.0, 1.0]])
-    assert sample_next(logits, SamplingOptions(temperature=0.0), None).tolist() == [1]
+    assert sample_next(logits, SamplingOptions(temperature=0.0), 0, 0).tolist() == [1]
     g = apply_guidance(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]), 3.0)
     assert g.tolist() == [1.0, 6.0]
     opts = SamplingOptions(temperature=1.0)
     logits = torch.randn(4, 50)
-    draw = [sample_next(logits, opts, torch.Generator().manual_seed(5)) for _ in range(2)]
+    draw = [sample_next(logits, opts, seed=5, position=9) for _ in range(2)]
     assert torch.equal(draw[0], draw[1])
+    assert set(sample_next(torch.zeros(4000, 3), opts, seed=5, position=9).tolist()) == {0, 1, 2}
 
 
 def test_options_validation() -> None:

@@ -67,7 +67,7 @@ class Mask(ctypes.Structure):
 
 PIXELS_RGB = 0
 PIXELS_CLASS_IDS = 1
-SET_TEMPERATURE, SET_GUIDANCE, SET_TOP_K, SET_TOP_P = 1, 2, 4, 8
+SET_TEMPERATURE, SET_GUIDANCE, SET_TOP_K, SET_TOP_P, SET_SEED = 1, 2, 4, 8, 16
 
 
 class Request(ctypes.Structure):
@@ -87,6 +87,7 @@ class Request(ctypes.Structure):
         ("image", Pixels),
         ("video", Pixels),
         ("mask", Mask),
+        ("seed", ctypes.c_uint64),
     ]
 
 
@@ -219,9 +220,11 @@ def make_request(
     image: np.ndarray | None = None,
     video: np.ndarray | None = None,
     mask: object = None,
+    seed: int | None = None,
 ) -> tuple[Request, object]:
     """The request and what its pointers point at (keep it alive while the request is used).
-    A sampling option left ``None`` is the model's default (its bit in ``set_options`` unset)."""
+    A sampling option left ``None`` is the model's default (its bit in ``set_options`` unset);
+    ``seed`` ``None``: fresh entropy."""
     request = Request()
     lib.nuwa_request_init(ctypes.byref(request))
     task_bytes = None if task is None else task.encode()
@@ -238,6 +241,7 @@ def make_request(
         (SET_GUIDANCE, "guidance_scale", guidance_scale),
         (SET_TOP_K, "top_k", top_k),
         (SET_TOP_P, "top_p", top_p),
+        (SET_SEED, "seed", seed),
     ):
         if value is not None:
             request.set_options |= bit

@@ -1,12 +1,10 @@
 """Sampling options a C caller leaves unset take the model's defaults for the task, as the
 Python runtime's ``resolve_sampling`` takes them: the export directory's
 ``generation_config.json`` (defaults, then per task; guidance 1 for the tasks that take none),
-the built-in defaults without the file. Sampling (temperature > 0) itself is not in this version:
-a default temperature above 0 is refused, naming the value."""
+the built-in defaults without the file (defaults that sample: test_sampled_parity.py)."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import shutil
 from pathlib import Path
@@ -67,21 +65,6 @@ def test_unset_options_are_the_model_defaults(lib, configured_export: Path, call
     finally:
         lib.nuwa_close(model)
     np.testing.assert_array_equal(got.tokens, want.tokens)
-
-
-def test_default_temperature_above_zero_is_refused(lib, tiny_c_model, tiny_export_dir) -> None:
-    backend = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, device="cpu", threads=1)
-    default = Pipeline(backend, progress=False).sampling_defaults("t2v")["temperature"]
-    assert default > 0  # the built-in defaults sample
-    request, _keep = capi.make_request(lib, "t2v", [b"a"], temperature=None)
-    shape = capi.OutputShape()
-    status = lib.nuwa_request_shape(tiny_c_model, ctypes.byref(request), ctypes.byref(shape))
-    assert status == capi.NUWA_ERROR_INPUT
-    assert lib.nuwa_last_error().decode() == (
-        f"temperature {default} (the model's default: generation_config.json): this version of "
-        "the C runtime decodes greedily only (temperature 0); sampling waits for the portable "
-        "random generator (issue 39)"
-    )
 
 
 def test_bad_generation_config_is_a_model_error(lib, tiny_export_dir: Path, tmp_path) -> None:

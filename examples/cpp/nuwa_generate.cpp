@@ -1,15 +1,14 @@
 // nuwa_generate: any of the eight tasks from the command line with the C++ runtime (greedy
-// decoding); pictures read and every frame written as a PNG (libpng) the moment it is decoded.
+// decoding); pictures read as the Python runtime reads them (PNG), every frame written as a PNG
+// the moment it is decoded, and with --gif each row's frames as a looping GIF at the end.
 // A start for a C++ app: it uses only the public headers (nuwa/nuwa.hpp over nuwa/nuwa.h).
 //
 //   nuwa_generate EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] [--threads N]
 //                 [--sketch PNG] [--image PNG] [--video PNG]... [--mask x0,y0,x1,y1|PNG]
-//                 [--out PREFIX]
-//   nuwa_generate model/checkpoints/demo/onnx t2v "a red square moves left" --guidance 2
+//                 [--out PREFIX] [--gif FPS]
+//   nuwa_generate model/checkpoints/demo/onnx t2v "a red square moves left" --guidance 2 --gif 4
 //   nuwa_generate model/checkpoints/demo/onnx i2i --image in.png --mask 0,32,64,64
-//   -> out_r0_f0.png ... (row r, frame f)
-#include <png.h>
-
+//   -> out_r0_f0.png ... (row r, frame f); with --gif: out_r0.gif ...
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,45 +19,11 @@
 
 namespace {
 
-bool write_png(const std::string& path, const uint8_t* rgb, int size) {
-  FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) return false;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png == nullptr ? nullptr : png_create_info_struct(png);
-  bool ok = info != nullptr && setjmp(png_jmpbuf(png)) == 0;
-  if (ok) {
-    png_init_io(png, file);
-    png_set_IHDR(png, info, size, size, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < size; ++y) {
-      png_write_row(png, const_cast<png_bytep>(rgb + static_cast<size_t>(y) * size * 3));
-    }
-    png_write_end(png, nullptr);
-  }
-  png_destroy_write_struct(&png, &info);
-  std::fclose(file);
-  return ok;
-}
-
-// An RGB (or RGBA: `channels` 4) PNG appended to `pixels`; false if it cannot be read.
-bool read_png(const std::string& path, int channels, std::vector<uint8_t>& pixels, int& height,
-              int& width) {
-  png_image image{};
-  image.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&image, path.c_str())) return false;
-  image.format = channels == 4 ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
-  size_t at = pixels.size();
-  pixels.resize(at + PNG_IMAGE_SIZE(image));
-  height = static_cast<int>(image.height), width = static_cast<int>(image.width);
-  return png_image_finish_read(&image, nullptr, pixels.data() + at, 0, nullptr) != 0;
-}
-
 int usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] "
                "[--threads N] [--sketch PNG] [--image PNG] [--video PNG]... "
-               "[--mask x0,y0,x1,y1|PNG] [--out PREFIX]\n  TASK: t2i s2i i2i ti2i t2v s2v v2v tv2v\n",
+               "[--mask x0,y0,x1,y1|PNG] [--out PREFIX] [--gif FPS]\n  TASK: t2i s2i i2i ti2i t2v s2v v2v tv2v\n",
                program);
   return 2;
 }
@@ -71,28 +36,26 @@ int main(int argc, char** argv) {
   std::vector<std::string> prompts;
   int first_flag = 3;
   if (argc > 3 && std::strncmp(argv[3], "--", 2) != 0) prompts.push_back(argv[first_flag++]);
-  int frames = 0, batch = 1, threads = 0, mask_channels = 0;
-  int height = 0, width = 0, video_frames = 0, mask_height = 0, mask_width = 0;
-  double guidance = -1;  // < 0: the model's default
-  std::vector<uint8_t> sketch, image, video, mask;
-  std::string rect;
+  int frames = 0, batch = 1, threads = 0;
+  double guidance = -1, gif_fps = 0;  // guidance < 0: the model's default; gif_fps 0: no GIF
+  std::vector<std::string> sketches, images, videos;
+  std::string rect, mask_png;
   for (int i = first_flag; i < argc; i += 2) {
     if (i + 1 >= argc) return usage(argv[0]);
     std::string flag = argv[i];
     const char* value = argv[i + 1];
-    bool read = true;
     if (flag == "--frames") frames = std::atoi(value);
     else if (flag == "--batch") batch = std::atoi(value);
     else if (flag == "--guidance") guidance = std::atof(value);
     else if (flag == "--threads") threads = std::atoi(value);
     else if (flag == "--out") out = value;
-    else if (flag == "--sketch") read = read_png(value, 3, sketch, height, width);
-    else if (flag == "--image") read = read_png(value, 3, image, height, width);
-    else if (flag == "--video") read = read_png(value, 3, video, height, width), ++video_frames;
+    else if (flag == "--gif") gif_fps = std::atof(value);
+    else if (flag == "--sketch") sketches.push_back(value);
+    else if (flag == "--image") images.push_back(value);
+    else if (flag == "--video") videos.push_back(value);
     else if (flag == "--mask" && std::strchr(value, ',') != nullptr) rect = value;
-    else if (flag == "--mask") read = read_png(value, mask_channels = 4, mask, mask_height, mask_width);
+    else if (flag == "--mask") mask_png = value;
     else return usage(argv[0]);
-    if (!read) return std::fprintf(stderr, "error: cannot read the PNG %s\n", value), 2;
   }
   std::fprintf(stderr, "nuwa runtime %s (ABI %d)\n", nuwa_version(), nuwa_abi_version());
   try {
@@ -100,25 +63,46 @@ int main(int argc, char** argv) {
     nuwa::Request request(task, prompts);
     request.num_frames(frames).batch(batch).temperature(0);  // greedy decoding
     if (guidance >= 0) request.guidance_scale(guidance);
-    if (!sketch.empty()) request.sketch(sketch.data(), NUWA_PIXELS_RGB, 1, height, width);
-    if (!image.empty()) request.image(image.data(), height, width);
-    if (!video.empty()) request.video(video.data(), video_frames, height, width);
+    nuwa::Picture sketch, image, mask, video;  // read as the Python runtime reads files
+    if (!sketches.empty()) sketch = nuwa::read_png_rgb(sketches.back(), "sketch");
+    if (!images.empty()) image = nuwa::read_png_rgb(images.back(), "image");
+    for (const auto& path : videos) {  // frames of one size: the first's
+      nuwa::Picture frame = nuwa::read_png_rgb(path, "video");
+      if (video.pixels.empty()) video.height = frame.height, video.width = frame.width;
+      if (frame.height != video.height || frame.width != video.width) {
+        return std::fprintf(stderr, "error: video frame %s is not %dx%d\n", path.c_str(), video.width, video.height), 2;
+      }
+      video.pixels.insert(video.pixels.end(), frame.pixels.begin(), frame.pixels.end());
+    }
+    if (!sketch.pixels.empty()) request.sketch(sketch.pixels.data(), NUWA_PIXELS_RGB, 1, sketch.height, sketch.width);
+    if (!image.pixels.empty()) request.image(image.pixels.data(), image.height, image.width);
+    if (!video.pixels.empty()) request.video(video.pixels.data(), static_cast<int>(videos.size()), video.height, video.width);
     int x0, y0, x1, y1;
     if (!rect.empty() && std::sscanf(rect.c_str(), "%d,%d,%d,%d", &x0, &y0, &x1, &y1) == 4) {
       request.mask_rect(x0, y0, x1, y1);
     } else if (!rect.empty()) {
       return std::fprintf(stderr, "error: mask %s is not x0,y0,x1,y1\n", rect.c_str()), 2;
     }
-    if (!mask.empty()) request.mask_picture(mask.data(), mask_height, mask_width, mask_channels);
-    bool written = true;
+    if (!mask_png.empty()) {
+      mask = model.read_png_mask(mask_png);  // 1 channel: 1 = generate
+      request.mask_picture(mask.pixels.data(), mask.height, mask.width, 1);
+    }
     nuwa::Output result = model.generate(request, [&](int frame, const uint8_t* pixels, int rows, int size) {
-      for (int r = 0; r < rows; ++r) {
+      for (int r = 0; r < rows; ++r) {  // a file that cannot be written stops the run (nuwa::Error)
         std::string path = out + "_r" + std::to_string(r) + "_f" + std::to_string(frame) + ".png";
-        written = write_png(path, pixels + static_cast<size_t>(r) * size * size * 3, size) && written;
+        nuwa::write_png(path, pixels + static_cast<size_t>(r) * size * size * 3, size, size);
         std::printf("%s\n", path.c_str());
       }
-      return written;  // stop at the first file that cannot be written
+      return true;
     });
+    const nuwa_output_shape& shape = result.shape;
+    const size_t row_bytes = static_cast<size_t>(shape.frames) * shape.image_size * shape.image_size * 3;
+    for (int r = 0; gif_fps > 0 && r < shape.rows; ++r) {
+      std::string path = out + "_r" + std::to_string(r) + ".gif";
+      nuwa::write_gif(path, result.frames.data() + r * row_bytes, shape.frames, shape.image_size,
+                      shape.image_size, gif_fps);
+      std::printf("%s\n", path.c_str());
+    }
     for (const auto& w : result.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   } catch (const nuwa::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -187,6 +187,36 @@ typedef struct nuwa_generate_stats {
 
 NUWA_API nuwa_status nuwa_last_generate_stats(nuwa_generate_stats* stats);
 
+/* The text token ids of `prompt` (UTF-8) as the model reads it: max_prompt_bytes + 1 of them
+ * into `ids` (count >= that), the Python tokenizer's (spec/tokenizer.py): Unicode NFKC, lower
+ * case, whitespace collapsed, UTF-8 bytes, <eos> 257, <pad> 256. An empty, too long or invalid
+ * prompt is NUWA_ERROR_INPUT with the Python runtime's message. */
+NUWA_API nuwa_status nuwa_prompt_tokens(const nuwa_model* model, const char* prompt,
+                                        int64_t* ids, size_t count);
+
+/* PNG files, read as the Python runtime reads picture files (nuwa.runtime.media, Pillow's modes
+ * and conversions; libpng here). `what` ("image", "video", "sketch"; NULL: "image") names the
+ * file in messages: a missing or unreadable file is NUWA_ERROR_INPUT with Python's message. */
+NUWA_API nuwa_status nuwa_png_size(const char* path, const char* what, int* height, int* width);
+/* height x width x 3 RGB into `rgb` (size >= that): transparency composited on black. */
+NUWA_API nuwa_status nuwa_read_png_rgb(const char* path, const char* what, uint8_t* rgb,
+                                       size_t size);
+/* A mask picture: height x width of 0 / 1 into `mask` (1 = generate), as media.read_mask reads
+ * it: grey (Pillow's "L": ITU-R 601-2 luma) above the model's mask threshold, and where the
+ * picture has an alpha channel only where it is opaque (alpha > 127). Pass it on as a 1-channel
+ * nuwa_mask. (A 3- or 4-channel nuwa_mask is read as the Python runtime reads an array: the
+ * brightest of R, G, B.) */
+NUWA_API nuwa_status nuwa_read_png_mask(const nuwa_model* model, const char* path,
+                                        uint8_t* mask, size_t size);
+
+/* Frames out: one RGB picture as a PNG (libpng); `count` frames (count x height x width x 3) as
+ * a looping GIF (giflib) showing each max(1, round(1000 / fps)) ms, as the Python runtime's
+ * write_video. GIF holds 256 colours a frame: a frame with more is quantised (giflib's
+ * GifQuantizeBuffer, median cut, refined by two k-means rounds), one with fewer is exact. */
+NUWA_API nuwa_status nuwa_write_png(const char* path, const uint8_t* rgb, int height, int width);
+NUWA_API nuwa_status nuwa_write_gif(const char* path, const uint8_t* frames, int count,
+                                    int height, int width, double fps);
+
 #ifdef __cplusplus
 }
 #endif

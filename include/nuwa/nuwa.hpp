@@ -87,6 +87,32 @@ class Request {
   mutable nuwa_request request_{};
 };
 
+// A picture read from a file: height x width x channels uint8.
+struct Picture {
+  int height = 0, width = 0, channels = 3;
+  std::vector<uint8_t> pixels;
+};
+
+// A PNG as RGB, read as the Python runtime reads picture files (nuwa_read_png_rgb); `what`
+// ("image", "video", "sketch") names it in errors.
+inline Picture read_png_rgb(const std::string& path, const std::string& what = "image") {
+  Picture out;
+  check(nuwa_png_size(path.c_str(), what.c_str(), &out.height, &out.width));
+  out.pixels.resize(static_cast<size_t>(out.height) * out.width * 3);
+  check(nuwa_read_png_rgb(path.c_str(), what.c_str(), out.pixels.data(), out.pixels.size()));
+  return out;
+}
+
+inline void write_png(const std::string& path, const uint8_t* rgb, int height, int width) {
+  check(nuwa_write_png(path.c_str(), rgb, height, width));
+}
+
+// `count` frames (count x height x width x 3) as a looping GIF (nuwa_write_gif).
+inline void write_gif(const std::string& path, const uint8_t* frames, int count, int height,
+                      int width, double fps = 4.0) {
+  check(nuwa_write_gif(path.c_str(), frames, count, height, width, fps));
+}
+
 struct Output {
   nuwa_output_shape shape{};
   std::vector<uint8_t> frames;  // rows x frames x S x S x 3
@@ -162,6 +188,22 @@ class Model {
       out.warnings.push_back(text.substr(at, end - at));
       at = end + 1;
     }
+    return out;
+  }
+
+  // The text token ids of one prompt (nuwa_prompt_tokens): max_prompt_bytes + 1 of them.
+  std::vector<int64_t> prompt_tokens(const std::string& prompt) const {
+    std::vector<int64_t> ids(static_cast<size_t>(info().max_prompt_bytes) + 1);
+    check(nuwa_prompt_tokens(model_, prompt.c_str(), ids.data(), ids.size()));
+    return ids;
+  }
+
+  // A mask PNG read as the Python runtime reads one (nuwa_read_png_mask): 1 channel, 1 = generate.
+  Picture read_png_mask(const std::string& path) const {
+    Picture out{0, 0, 1, {}};
+    check(nuwa_png_size(path.c_str(), "mask", &out.height, &out.width));
+    out.pixels.resize(static_cast<size_t>(out.height) * out.width);
+    check(nuwa_read_png_mask(model_, path.c_str(), out.pixels.data(), out.pixels.size()));
     return out;
   }
 

@@ -4,17 +4,36 @@
 #include <map>
 #include <tuple>
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
 namespace nuwa {
 
 namespace {
 
-bool word_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+// Python's str.isalnum() (re's [^\W_]): a letter (Lu Ll Lt Lm Lo) or a number with a
+// Numeric_Type (decimal, digit or numeric, Unihan's values included), in ICU's Unicode version.
+bool word_char(UChar32 c) {
+  if (U_GET_GC_MASK(c) & U_GC_L_MASK) return true;
+  return u_getIntPropertyValue(c, UCHAR_NUMERIC_TYPE) != U_NT_NONE;
+}
+
+// Valid UTF-8 -> code points (difflib compares str, one code point an element).
+std::u32string code_points(const std::string& text) {
+  std::u32string out;
+  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
+  const int32_t n = static_cast<int32_t>(text.size());
+  for (int32_t i = 0; i < n;) {
+    UChar32 c;
+    U8_NEXT(s, i, n, c);
+    out.push_back(static_cast<char32_t>(c));
+  }
+  return out;
 }
 
 // SequenceMatcher.find_longest_match without junk: the longest common block of a[alo:ahi] and
 // b[blo:bhi], the earliest in a (by its end), then in b, as difflib's loop finds it.
-std::tuple<int, int, int> longest_match(const std::string& a, const std::string& b, int alo,
+std::tuple<int, int, int> longest_match(const std::u32string& a, const std::u32string& b, int alo,
                                         int ahi, int blo, int bhi) {
   int besti = alo, bestj = blo, bestsize = 0;
   std::map<int, int> j2len;
@@ -31,7 +50,7 @@ std::tuple<int, int, int> longest_match(const std::string& a, const std::string&
   return {besti, bestj, bestsize};
 }
 
-int matching_characters(const std::string& a, const std::string& b, int alo, int ahi, int blo,
+int matching_characters(const std::u32string& a, const std::u32string& b, int alo, int ahi, int blo,
                         int bhi) {
   auto [i, j, k] = longest_match(a, b, alo, ahi, blo, bhi);
   if (k == 0) return 0;
@@ -41,16 +60,22 @@ int matching_characters(const std::string& a, const std::string& b, int alo, int
   return total;
 }
 
-std::string py_repr_word(const std::string& w) { return "'" + w + "'"; }  // [A-Za-z0-9]+ only
+// repr() of a word: letters and numbers are printable and hold no quote, so it is shown as is
+std::string py_repr_word(const std::string& w) { return "'" + w + "'"; }
 
 }  // namespace
 
 std::vector<std::string> words_of(const std::string& text) {
   std::vector<std::string> out;
   std::string cur;
-  for (char c : text) {
-    if (word_char(c)) {
-      cur += c;
+  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
+  const int32_t n = static_cast<int32_t>(text.size());
+  for (int32_t i = 0; i < n;) {
+    const int32_t at = i;
+    UChar32 c;
+    U8_NEXT(s, i, n, c);
+    if (c >= 0 && word_char(c)) {
+      cur.append(text, static_cast<size_t>(at), static_cast<size_t>(i - at));
     } else if (!cur.empty()) {
       out.push_back(cur);
       cur.clear();
@@ -60,7 +85,8 @@ std::vector<std::string> words_of(const std::string& text) {
   return out;
 }
 
-double match_ratio(const std::string& a, const std::string& b) {
+double match_ratio(const std::string& a_text, const std::string& b_text) {
+  const std::u32string a = code_points(a_text), b = code_points(b_text);
   const int la = static_cast<int>(a.size()), lb = static_cast<int>(b.size());
   if (la + lb == 0) return 1.0;
   return 2.0 * matching_characters(a, b, 0, la, 0, lb) / (la + lb);

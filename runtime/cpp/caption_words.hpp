@@ -11,17 +11,17 @@
 
 namespace nuwa {
 
-// The words ([A-Za-z0-9]+ runs: Python's [^\W_]+ on ASCII) of `text`, in order.
+// The words of UTF-8 `text` (Python's re [^\W_]+: runs of str.isalnum() code points), in order.
 std::vector<std::string> words_of(const std::string& text);
 
-// difflib.SequenceMatcher(None, a, b).ratio()
+// difflib.SequenceMatcher(None, a, b).ratio() of two UTF-8 words (compared by code point)
 double match_ratio(const std::string& a, const std::string& b);
 
 // difflib.get_close_matches(word, known, n, cutoff): best first (ties: the larger word first).
 std::vector<std::string> close_matches(const std::string& word, const std::set<std::string>& known,
                                        int n = 3, double cutoff = 0.6);
 
-// The warning for an ASCII-normalised prompt, or "" when every word is known.
+// The warning for a normalised prompt (text_tokenizer.hpp normalise), or "" when every word is known.
 std::string unknown_words_message(const std::string& normalised_prompt,
                                   const std::set<std::string>& known);
 

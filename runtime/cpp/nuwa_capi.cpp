@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "capi_guard.hpp"
 #include "nuwa/nuwa.h"
 #include "nuwa_error.hpp"
 #include "runtime_model.hpp"
@@ -17,42 +18,14 @@
 #define NUWA_RUNTIME_VERSION "0.0.0"
 #endif
 
-struct nuwa_model {
-  nuwa::Model model;
-  nuwa_model(const std::string& dir, int threads) : model(dir, threads) {}
-};
-
 namespace {
 
-thread_local std::string last_error;
+using nuwa::capi::Cancelled;
+using nuwa::capi::guarded;
+using nuwa::capi::last_error;
+using nuwa::capi::last_warnings;
+using nuwa::capi::require;
 thread_local nuwa_generate_stats last_stats{};  // nuwa_last_generate_stats
-thread_local std::string last_warnings;         // nuwa_last_warnings
-
-struct Cancelled {};  // thrown by the frame callback's wrapper, caught below
-
-template <typename F>
-nuwa_status guarded(F&& body) {
-  try {
-    last_error.clear();
-    body();
-    return NUWA_OK;
-  } catch (const nuwa::Error& e) {
-    last_error = e.what();
-    return e.status();
-  } catch (const Cancelled&) {
-    last_error = "cancelled by the frame callback";
-    return NUWA_ERROR_CANCELLED;
-  } catch (const std::bad_alloc&) {
-    last_error = "out of memory";
-    return NUWA_ERROR_INTERNAL;
-  } catch (const std::exception& e) {
-    last_error = std::string("internal error: ") + e.what();
-    return NUWA_ERROR_INTERNAL;
-  } catch (...) {
-    last_error = "internal error: unknown exception";
-    return NUWA_ERROR_INTERNAL;
-  }
-}
 
 nuwa::TaskRequest check(const nuwa::Model& model, const nuwa_request& request) {
   nuwa::TaskRequest r =
@@ -93,10 +66,6 @@ nuwa::ForcedTokens forced_tokens(nuwa::Model& mod, const nuwa::TaskRequest& r) {
     std::copy(r.forced.begin(), r.forced.end(), f.mask.begin() + b * n);
   }
   return f;
-}
-
-void require(bool ok, const char* message) {
-  if (!ok) nuwa::input_error(message);
 }
 
 nuwa::SamplingRule sampling_rule(const nuwa::SamplingValues& v) {

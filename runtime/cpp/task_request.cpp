@@ -205,14 +205,8 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
   for (size_t i = 0; has_prompt && i < r.num_prompts; ++i) {
     std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
     if (r.prompts[i] == nullptr) input_error(what + " must be a string, got NoneType");
-    std::string text = r.prompts[i];
-    long bad = utf8_error_at(text);
-    if (bad >= 0) {
-      char byte[8];
-      std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[bad]));
-      input_error(what + " is not valid UTF-8: byte " + byte + " at position " + std::to_string(bad));
-    }
-    prompts.push_back(text);
+    check_utf8(r.prompts[i], what);
+    prompts.push_back(r.prompts[i]);
   }
   const int batch = r.batch;
   const long long size_rows = (has_prompt && (name == "t2i" || name == "t2v")) ? static_cast<long long>(prompts.size()) : 1;
@@ -229,20 +223,17 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
   std::vector<std::vector<int64_t>> ids;
   if (has_prompt) {
     if (prompts.empty()) input_error("the prompt is empty");
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      std::string what = r.num_prompts == 1 ? "the prompt" : "prompt[" + std::to_string(i) + "]";
-      ids.push_back(encode_prompt(prompts[i], length, false, what));
-    }
+    for (const auto& prompt : prompts) ids.push_back(encode_prompt(prompt, length, false));
     std::vector<std::string> seen;  // warn_unknown_words: one warning per distinct prompt
     for (size_t i = 0; i < prompts.size() && rules.has_caption; ++i) {
       if (std::find(seen.begin(), seen.end(), prompts[i]) != seen.end()) continue;
       seen.push_back(prompts[i]);
-      std::string message = unknown_words_message(normalise(prompts[i], "the prompt"), rules.caption_words);
+      std::string message = unknown_words_message(normalise(prompts[i]), rules.caption_words);
       if (!message.empty()) out.warnings.push_back(message);
     }
   }
   out.guided = guidance && info.guided;
-  const std::vector<int64_t> empty_ids = encode_prompt("", length, true, "the prompt");
+  const std::vector<int64_t> empty_ids = encode_prompt("", length, true);
   const int size = manifest.config.image_size;
   const int h = manifest.decoder.grid_h, w = manifest.decoder.grid_w;
 

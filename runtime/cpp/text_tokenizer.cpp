@@ -1,6 +1,12 @@
 #include "text_tokenizer.hpp"
 
+#include <unicode/locid.h>
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
+#include <unicode/utf16.h>
+
 #include <cstdio>
+#include <stdexcept>
 
 #include "nuwa_error.hpp"
 
@@ -39,35 +45,55 @@ long utf8_error_at(const std::string& text) {
   return -1;
 }
 
-namespace {
-// Python's str.split() whitespace among ASCII characters.
-bool is_space(unsigned char c) {
-  return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
+void check_utf8(const std::string& text, const std::string& what) {
+  long bad = utf8_error_at(text);
+  if (bad < 0) return;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[bad]));
+  input_error(what + " is not valid UTF-8: byte " + byte + " at position " + std::to_string(bad));
 }
-}  // namespace
 
-std::string normalise(const std::string& text, const std::string& what) {
-  std::string out;
+bool python_space(uint32_t c) {
+  switch (c) {
+    case 0x20: case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F:
+    case 0x205F: case 0x3000:
+      return true;
+    default:
+      return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) || (c >= 0x2000 && c <= 0x200A);
+  }
+}
+
+std::string normalise(const std::string& text) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
+  if (U_FAILURE(status)) {
+    throw std::runtime_error(std::string("ICU's NFKC normaliser is missing: ") + u_errorName(status));
+  }
+  icu::UnicodeString folded = nfkc->normalize(icu::UnicodeString::fromUTF8(text), status);
+  if (U_FAILURE(status)) {
+    throw std::runtime_error(std::string("ICU could not normalise a prompt: ") + u_errorName(status));
+  }
+  folded.toLower(icu::Locale::getRoot());  // str.lower(): full mappings, Final_Sigma, no locale
+  icu::UnicodeString joined;  // " ".join(text.split())
   bool pending_space = false;
-  for (unsigned char c : text) {
-    if (c >= 0x80) {
-      input_error(what + " holds non-ASCII text; this version of the C runtime normalises ASCII "
-                  "prompts only (Unicode NFKC is not implemented in C yet)");
-    }
-    if (is_space(c)) {
-      pending_space = !out.empty();
+  for (int32_t i = 0; i < folded.length();) {
+    UChar32 c = folded.char32At(i);
+    i += U16_LENGTH(c);
+    if (python_space(static_cast<uint32_t>(c))) {
+      pending_space = !joined.isEmpty();
       continue;
     }
-    if (pending_space) out.push_back(' ');
+    if (pending_space) joined.append(static_cast<UChar>(u' '));
     pending_space = false;
-    out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+    joined.append(c);
   }
+  std::string out;
+  joined.toUTF8String(out);
   return out;
 }
 
-std::vector<int64_t> encode_prompt(const std::string& text, int max_len, bool allow_empty,
-                                   const std::string& what) {
-  std::string data = normalise(text, what);
+std::vector<int64_t> encode_prompt(const std::string& text, int max_len, bool allow_empty) {
+  std::string data = normalise(text);
   if (data.empty() && !allow_empty) input_error("the prompt is empty");
   int max_bytes = max_len - 1;
   if (static_cast<int>(data.size()) > max_bytes) {

@@ -73,6 +73,9 @@ def pictures(folder: Path) -> dict[str, str]:
     for name, array in arrays.items():
         out[name] = str(folder / f"{name}.png")
         Image.fromarray(array.astype(np.uint8)).save(out[name])
+    alpha_mask = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    out["alpha_mask"] = str(folder / "alpha_mask.png")
+    Image.fromarray(alpha_mask, "RGBA").save(out["alpha_mask"])
     return out
 
 
@@ -82,14 +85,16 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
     png = pictures(tmp_path)
     video = ["--video", png["frame0"], "--video", png["frame1"]]
     good = [
-        [tiny, "t2v", "a ball moves left", "--frames", "5", "--guidance", "2", "--batch", "2"],
-        [tiny, "t2i", "a red square"],
+        [tiny, "t2v", "a ball moves left", "--frames", "5", "--guidance", "2", "--batch", "2",
+         "--gif", "4"],
+        [tiny, "t2i", "ＡＢＣ İstanbul ﬁne straße ΟΔΟΣ 東京 😀"],  # NFKC and lower case (ICU)
         [tiny, "s2v", "--sketch", png["sketch"], "--frames", "3", "--guidance", "2"],
         [tiny, "i2i", "--image", png["image"], "--mask", "0,8,16,16", "--batch", "2"],
         [tiny, "ti2i", "a red square", "--image", png["image"], "--mask", png["mask"],
          "--guidance", "2"],
         [tiny, "v2v", *video, "--frames", "5"],  # 2 frames prefilled
         [tiny, "tv2v", "a ball", *video, "--mask", png["mask"], "--guidance", "1.5"],
+        [tiny, "i2i", "--image", png["image"], "--mask", png["alpha_mask"]],  # RGBA: luma, alpha
         [str(DEMO_EXPORT), "t2v", "a red square moves left", "--guidance", "2"],
         [str(DEMO_EXPORT), "t2i", "a blu sqare at the centr", "--guidance", "2"],  # warned
         [str(DEMO_EXPORT), "v2v", "--video", png["demo0"], "--video", png["demo1"], "--frames",
@@ -98,6 +103,7 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
     for i, args in enumerate(good):
         done = run_app(sanitized_app, args, tmp_path / f"good{i}")
         assert done.returncode == 0 and done.stdout.count(".png") >= 1
+        assert done.stdout.count(".gif") == (2 if "--gif" in args else 0)
         assert ("warning: the model never saw" in done.stderr) == ("sqare" in args[2])
     bad = [
         [tiny, "t2x", "a"],
@@ -109,7 +115,10 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
         [tiny, "i2i", "--image", png["small"], "--mask", "0,0,4,4"],
         [tiny, "i2i", "--image", png["image"]],
         [tiny, "v2v", *video, "--frames", "2"],
+        [tiny, "i2i", "--image", png["image"], "--mask", str(tmp_path / "notes.png")],  # not PNG
+        [tiny, "t2i", "ab\udcffc"],  # not UTF-8
     ]
+    (tmp_path / "notes.png").write_text("not a picture")
     for i, args in enumerate(bad):
         done = run_app(sanitized_app, args, tmp_path / f"bad{i}")
         assert done.returncode == 2 and done.stderr.count("error: ") == 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuwa.runtime import Pipeline
+from nuwa.runtime import Pipeline, media
 from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,28 @@ def test_example_app_writes_the_python_frames(
     )
     got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in written])
     np.testing.assert_array_equal(got, want.frames[0])
+
+
+def test_example_app_writes_a_gif(build_dir: Path, tiny_export_dir: Path, tmp_path) -> None:
+    """--gif: each row's frames as a looping GIF, read back by Pillow; the tiny model's 16x16
+    frames have at most 256 colours, so the GIF holds them exactly."""
+    done = run([str(build_dir / "nuwa_generate"), str(tiny_export_dir), "t2v", "a ball",
+                "--frames", "3", "--batch", "2", "--guidance", "1", "--threads", "1", "--gif", "5",
+                "--out", str(tmp_path / "clip")])  # fmt: skip
+    gifs = [p for p in done.stdout.split() if p.endswith(".gif")]
+    assert gifs == [str(tmp_path / "clip_r0.gif"), str(tmp_path / "clip_r1.gif")]
+    backend = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, device="cpu", threads=1)
+    want = Pipeline(backend, progress=False)("t2v", "a ball", num_frames=3, batch=2,
+                                             temperature=0.0, guidance_scale=1.0)  # fmt: skip
+    for row, path in enumerate(gifs):
+        with Image.open(path) as gif:
+            assert (gif.n_frames, gif.size, gif.info["duration"], gif.info["loop"]) == (
+                3,
+                (16, 16),
+                200,
+                0,
+            )
+        np.testing.assert_array_equal(media.read_frames(path), want.frames[row])
 
 
 def test_example_app_bad_input_exits_2(build_dir: Path, tiny_export_dir: Path) -> None:

@@ -3,7 +3,7 @@
 
 The hook is the model's own extension point (:meth:`NuwaTransformer.attention_overridden` with
 an :class:`~nuwa.model.transformer.AttentionOverride`), not a patch of the model's module:
-:data:`ONNX_NODE_ATTENTION` sends each call to a torch custom op whose kernel is the model's
+:class:`OnnxNodeAttention` sends each call to a torch custom op whose kernel is the model's
 gather implementation (so traced outputs are unchanged), and :func:`register_symbolic` maps that
 op to the ONNX node with the attributes of :mod:`nuwa.export.attention_node`.
 
@@ -11,11 +11,20 @@ The TorchScript tracer records a dispatcher op as one opaque node (it does not t
 kernel), and ``register_custom_op_symbolic`` maps that node to ``nuwa::NearbyAttention3D``.
 (An ``autograd.Function`` with ``symbolic`` also records its traced forward as a sub-block, and
 the exporter's graph passes fail on the gather body's shape arithmetic there.)
+
+The kernel runs a whole-grid call (no query positions, no ring cache) in blocks of queries, each
+block's gathered keys and values under :data:`KERNEL_BLOCK_BYTES`: gathered whole, a paper-size
+grid's neighbourhoods are ~9-16 GB per call at batch 2 (DESIGN §6: the export must fit the
+machine). Its queries may be the leading rows of ``q_grid`` (a prefix of a causal grid: the
+prefill's calls, traced on a few frames and recorded with the whole target grid's attributes by
+``OnnxNodeAttention(whole_target=...)``), which is how the node's function body reads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,13 +33,51 @@ from torch.onnx import symbolic_helper
 
 from nuwa.export.attention_node import DOMAIN, OP_TYPE
 from nuwa.model.attention3d import (
+    Grid,
     NearbyAttentionSpec,
-    nearby_attention,
+    grid_size,
     nearby_attention_decode_gather,
+    nearby_attention_gather,
+    static_neighbour_table,
 )
 from nuwa.model.transformer import NuwaTransformer
 
 CUSTOM_OP = "nuwa_export::nearby_attention_3d"
+
+# Bytes of gathered keys and values one block of queries of the kernel may hold (each of them).
+KERNEL_BLOCK_BYTES = 16 << 20
+
+
+def whole_grid_attention_in_blocks(
+    q: Tensor, k: Tensor, v: Tensor, spec: NearbyAttentionSpec, block_bytes: int
+) -> Tensor:
+    """A whole-grid 3DNA call (no query positions, no ring cache) for the leading ``Nq`` queries
+    of ``spec.q_grid``, computed in blocks of queries whose gathered keys (and values) hold at
+    most ``block_bytes`` each: rows of the model's static neighbour table through its gather
+    attention. Causal calls may have keys for the leading ``Nk >= Nq`` positions only (no query
+    sees a later key); others need the whole key grid."""
+    bsz, heads, nq, head_dim = q.shape
+    index, valid = static_neighbour_table(spec)
+    if nq > index.shape[0] or (not spec.causal and k.shape[2] != grid_size(spec.k_grid)):
+        raise ValueError(
+            f"3DNA call of {nq} queries and {k.shape[2]} keys does not fit q_grid "
+            f"{spec.q_grid} / k_grid {spec.k_grid}"
+        )
+    if spec.causal and k.shape[2] < nq:
+        raise ValueError(f"causal 3DNA call of {nq} queries has only {k.shape[2]} keys")
+    row_bytes = bsz * heads * index.shape[1] * head_dim * q.element_size()
+    block = max(1, block_bytes // row_bytes)
+    out = [
+        nearby_attention_gather(
+            q[:, :, s : s + block],
+            k,
+            v,
+            spec,
+            table=(index[s : min(s + block, nq)], valid[s : min(s + block, nq)]),
+        )
+        for s in range(0, nq, block)
+    ]
+    return torch.cat(out, dim=2) if len(out) > 1 else out[0]
 
 
 @torch.library.custom_op(CUSTOM_OP, mutates_args=())
@@ -60,8 +107,9 @@ def _nearby_attention_op(
     if ring_cache:
         assert q_positions is not None
         return nearby_attention_decode_gather(q, k, v, spec, q_positions[:, 0].long()).contiguous()
-    pos = None if q_positions is None else q_positions.long()
-    return nearby_attention(q, k, v, spec, "gather", pos).contiguous()
+    if q_positions is not None:
+        return nearby_attention_gather(q, k, v, spec, q_positions=q_positions.long()).contiguous()
+    return whole_grid_attention_in_blocks(q, k, v, spec, KERNEL_BLOCK_BYTES).contiguous()
 
 
 @_nearby_attention_op.register_fake
@@ -156,15 +204,36 @@ def _call_op(
     )
 
 
+@dataclass(frozen=True)
 class OnnxNodeAttention:
     """An :class:`~nuwa.model.transformer.AttentionOverride`: each 3DNA call is one call of the
-    export op (one ``NearbyAttention3D`` node in the traced graph)."""
+    export op (one ``NearbyAttention3D`` node in the traced graph).
+
+    ``whole_target``: the target grid ``(T, H, W)`` whose attributes whole-grid calls on a prefix
+    of it (``F < T`` frames of ``H x W``: the prefill traced on a few frames) are recorded with:
+    the query grid, and for causal self-attention the key grid too. The node's body then reads
+    the ``F*H*W`` queries as the leading rows of the whole grid, so one graph serves every
+    prefix (causal attention never looks past the prefix's last frame)."""
+
+    whole_target: Grid | None = None
+
+    def recorded_spec(self, spec: NearbyAttentionSpec) -> NearbyAttentionSpec:
+        """``spec`` as the node records it (see ``whole_target``)."""
+        spec, target = static_spec(spec), self.whole_target
+        if target is None or spec.ring_cache or tuple(spec.q_grid) == tuple(target):
+            return spec
+        if tuple(spec.q_grid[1:]) != tuple(target[1:]) or spec.q_grid[0] > target[0]:
+            return spec
+        k_grid = target if spec.causal else spec.k_grid
+        return dataclasses.replace(spec, q_grid=tuple(target), k_grid=tuple(k_grid))
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, spec: NearbyAttentionSpec, q_positions: Tensor | None
     ) -> Tensor:
         if q_positions is not None and q_positions.dim() == 1:
             q_positions = q_positions.expand(q.shape[0], -1)
+        if q_positions is None:
+            spec = self.recorded_spec(spec)
         return _call_op(q, k, v, spec, q_positions)
 
     def decode(
@@ -178,10 +247,10 @@ class OnnxNodeAttention:
         return _call_op(q, k_cache, v_cache, spec, positions[:, None])
 
 
-ONNX_NODE_ATTENTION = OnnxNodeAttention()
-
-
-def attention_as_onnx_nodes(model: NuwaTransformer) -> AbstractContextManager[None]:
+def attention_as_onnx_nodes(
+    model: NuwaTransformer, whole_target: Grid | None = None
+) -> AbstractContextManager[None]:
     """While active, the transformer's 3DNA calls go through the export op (which computes the
-    same gather implementation, so outputs are unchanged)."""
-    return model.attention_overridden(ONNX_NODE_ATTENTION)
+    same gather implementation, so outputs are unchanged); ``whole_target``: see
+    :class:`OnnxNodeAttention`."""
+    return model.attention_overridden(OnnxNodeAttention(whole_target))

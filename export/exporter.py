@@ -95,7 +95,8 @@ def _trace(spec: GraphSpec, model: NuwaModel, path: Path, opset: int) -> list[tu
     gen = torch.Generator().manual_seed(0)
     inputs = spec.make_inputs(2, gen)
     register_symbolic(opset)
-    with torch.no_grad(), attention_as_onnx_nodes(model.transformer), warnings.catch_warnings():
+    nodes = attention_as_onnx_nodes(model.transformer, spec.attention_grid)
+    with torch.no_grad(), nodes, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and TorchScript-exporter deprecation warnings
         outputs = spec.module(*inputs)
         torch.onnx.export(

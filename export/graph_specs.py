@@ -63,6 +63,9 @@ class GraphSpec:
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # condition, frames, grids for manifest
     uses_attention: bool = False
+    # the target grid the 3DNA nodes are recorded for when the example inputs hold only a prefix
+    # of it (the prefill: traced on a few frames, run on any prefix of the trained ones)
+    attention_grid: Grid | None = None
 
     @property
     def file(self) -> str:
@@ -283,8 +286,16 @@ def _decoder_step_specs(model: NuwaModel, conditions: Conditions) -> list[GraphS
     return specs
 
 
+# Frames of the prefill's example inputs (traced and checked with): a short prefix. Its 3DNA
+# nodes still carry the whole target grid (GraphSpec.attention_grid), and its frame axis is
+# dynamic. All T frames at batch 2 would hold, per 3DNA call, every query's gathered keys and
+# values: ~9 GB each for the paper preset (4,410 queries x 196 neighbours x 20 heads x 64).
+PREFILL_EXAMPLE_FRAMES = 2
+
+
 def _decoder_prefill_specs(model: NuwaModel, conditions: Conditions) -> list[GraphSpec]:
-    """The text condition's prefill: known prefix frames -> the ring caches."""
+    """The text condition's prefill: known prefix frames -> the ring caches; traced and checked
+    on a prefix of :data:`PREFILL_EXAMPLE_FRAMES` frames."""
     c = model.config.transformer
     layers = c.n_decoder_layers
     cross_names = kv_names(CROSS_KEY, CROSS_VALUE, layers)
@@ -293,7 +304,7 @@ def _decoder_prefill_specs(model: NuwaModel, conditions: Conditions) -> list[Gra
     n_text = grid_size(text_grid)
 
     def make_prefill(b: int, g: torch.Generator) -> tuple[Tensor, ...]:
-        frames = c.frames  # traced with every frame; runs with any prefix of 1..T frames
+        frames = min(PREFILL_EXAMPLE_FRAMES, c.frames)  # runs with any prefix of 1..T frames
         tokens = torch.randint(0, c.image_vocab_size, (b, frames, c.grid_h, c.grid_w), generator=g)
         cross = [
             torch.randn(b, c.n_heads, n_text, c.head_dim, generator=g) for _ in range(2 * layers)
@@ -314,6 +325,7 @@ def _decoder_prefill_specs(model: NuwaModel, conditions: Conditions) -> list[Gra
             },
             {"condition": names.TEXT_CONDITION, "condition_grid": list(text_grid)},
             uses_attention=True,
+            attention_grid=c.target_grid,
         )
     ]
 

@@ -26,6 +26,12 @@ from nuwa.spec.cache_geometry import ring_slots
 # (4 MiB as float32). The demo's ring (512 x 256) and sketch cross-attention (576 x 512) fit; the
 # paper preset's 4096-slot ring does not, and there gathering ~200 candidates beats 4096 keys.
 MAX_TABLE_ENTRIES = 1 << 20
+# Largest whole-grid mask table (Nq x Nk) a body computes (at load, from a few integers): 32 Mi
+# entries (128 MiB as float32). Dense attention over such a grid holds Nk scores per query and
+# head, fewer than the gather body's M candidate keys and values of head_dim floats each: the
+# paper preset's 10-frame 21x21 grids (Nk 4,410 against 343 x 64 for its sketch encoder) would
+# gather ~15 GB of keys per call at batch 2, and their dense scores are 3.1 GB.
+MAX_GRID_TABLE_ENTRIES = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -210,12 +216,12 @@ class GridBiasTable:
 def grid_bias_table(attrs: Attention3DAttrs) -> GridBiasTable | None:
     """The mask of a whole-grid call (no ``q_positions``), or ``None`` where the gather body is
     used instead: full attention (no mask), a ring cache (decode only), or more than
-    :data:`MAX_TABLE_ENTRIES` entries. Cached (read-only result), like
+    :data:`MAX_GRID_TABLE_ENTRIES` entries. Cached (read-only result), like
     :func:`position_bias_table`."""
     if attrs.ring_cache or is_full_attention(attrs):
         return None
     nq, nk = int(np.prod(attrs.q_grid)), int(np.prod(attrs.k_grid))
-    if nq * nk > MAX_TABLE_ENTRIES:
+    if nq * nk > MAX_GRID_TABLE_ENTRIES:
         return None
     k_pos = np.broadcast_to(np.arange(nk), (nq, nk))
     mask = nearby_mask_np(attrs, np.arange(nq), k_pos)

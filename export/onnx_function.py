@@ -29,14 +29,15 @@ as for text, is two MatMuls):
   additive mask table (:class:`PositionBiasTable`): about ten nodes. A decode step makes one
   3DNA call per layer with one query against a 256-slot ring (demo), where this costs less than
   gathering the ~200 candidates;
-- whole-grid calls (no ``q_positions``: encoders, prefill; the grid's ``Nq x Nk`` mask small
-  enough): dense attention plus the leading ``Nq`` rows (and, causal, ``Nk`` columns: a prefill
-  of the first frames) of the constant mask of the whole grids (:func:`grid_bias_table`). The
-  gather body materialises every query's candidate keys and values, ``B*nh*Nq*M*hd`` each
-  (~360 MB per batch row for the demo's 8-frame sketch encoder, ``M = 7*7*7``); the dense
-  scores are ``B*nh*Nq*Nk`` (8 MB per row there);
-- everything else (the paper preset's 16x32x32 grids, whose masks would not fit): the gather
-  body below.
+- whole-grid calls (no ``q_positions``: encoders, prefill; the grid's ``Nq x Nk`` mask up to
+  ``MAX_GRID_TABLE_ENTRIES``): dense attention plus the leading ``Nq`` rows (and, causal, ``Nk``
+  columns: a prefill of the first frames) of the constant mask of the whole grids
+  (:func:`grid_bias_table`). The gather body materialises every query's candidate keys and
+  values, ``B*nh*Nq*M*hd`` each (~360 MB per batch row for the demo's 8-frame sketch encoder,
+  ``M = 7*7*7``; ~7.7 GB for the paper preset's 10-frame 21x21 one); the dense scores are
+  ``B*nh*Nq*Nk`` (8 MB and 1.6 GB per row there);
+- everything else (grids of more than 32 Mi mask entries, e.g. 16x32x32): the gather body
+  below.
 
 The mask tables are not stored in the file: the table bodies compute them from a few integers
 (``Range``, integer ``Div``/``Mod``, comparisons, ``Where`` -> 0 / -inf: :func:`nearby_mask_np`

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from nuwa.export.attention_masks import (
+    MAX_GRID_TABLE_ENTRIES,
     MAX_TABLE_ENTRIES,
     bias_table_model,
     grid_bias_table,
@@ -163,6 +164,25 @@ def test_grid_table_falls_back_to_gather_when_too_large():
     assert table is not None and table.bias.shape == (512, 512) and not table.has_empty_row
     text = attrs_of(NearbyAttentionSpec((1, 1, 7), (1, 1, 7), (-1, -1, -1)))
     assert grid_bias_table(text) is None  # full attention needs no mask
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_grids_past_the_position_table_bound_get_the_grid_table_body(causal):
+    """A whole grid of more than MAX_TABLE_ENTRIES mask entries (as the paper preset's 10-frame
+    21x21 grids, whose gathered neighbourhoods would not fit in memory) still gets dense attention
+    with its mask table, and matches the oracle (causal: a prefix of its first frames too)."""
+    grid = (5, 15, 15)
+    assert MAX_TABLE_ENTRIES < grid_size(grid) ** 2 <= MAX_GRID_TABLE_ENTRIES
+    spec = NearbyAttentionSpec(grid, grid, (2, 3, 3), causal)
+    nq = 2 * 15 * 15 if causal else grid_size(grid)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, HEADS, nq, HEAD_DIM, generator=g) for _ in range(3))
+    prefix = NearbyAttentionSpec((2, 15, 15), (2, 15, 15), (2, 3, 3), causal) if causal else spec
+    expected = nearby_attention_dense(q, k, v, prefix).numpy()
+    model = single_node_model(attrs_of(spec), nq, nq, False)
+    assert body_kind(model) == "grid"
+    out = session(model).run(None, {"q": q.numpy(), "k": k.numpy(), "v": v.numpy()})[0]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
 
 
 def test_grid_table_rejects_keys_that_are_not_the_whole_key_grid():

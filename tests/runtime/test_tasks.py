@@ -70,8 +70,17 @@ def test_forced_tokens_are_kept(torch_backend, task_inputs) -> None:
     np.testing.assert_array_equal(pred.tokens[0, :2], src[0, :2])
 
 
-def test_runtime_loop_matches_the_pytorch_reference(tiny_model, torch_backend) -> None:
-    """Greedy, with guidance and forced tokens: nuwa.runtime.engine == nuwa.model.generate."""
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"temperature": 0.0, "guidance_scale": 2.5},
+        {"temperature": 1.0, "top_k": 12, "top_p": 0.9, "guidance_scale": 2.5, "seed": 5},
+    ],
+    ids=["greedy", "sampled"],
+)
+def test_runtime_loop_matches_the_pytorch_reference(tiny_model, torch_backend, sampling) -> None:
+    """Greedy and sampled (one generator: nuwa.spec.sampling_random), with guidance and forced
+    tokens: nuwa.runtime.engine == nuwa.model.generate."""
     import torch
 
     from nuwa.model.generate import generate_tokens as reference
@@ -88,23 +97,28 @@ def test_runtime_loop_matches_the_pytorch_reference(tiny_model, torch_backend) -
         torch_backend,
         plan.cond,
         3,
-        SamplingOptions(temperature=0.0, guidance_scale=2.5),
+        SamplingOptions(**sampling),
         uncond=plan.uncond,
         known=known,
         known_mask=known_mask,
         progress=False,
     )
-    ref = reference(
-        tiny_model.transformer,
-        tiny_model.text_condition(prompts),
-        3,
-        RefOptions(temperature=0.0, guidance_scale=2.5),
-        uncond=tiny_model.text_condition(["", ""], allow_empty=True),
-        known=torch.from_numpy(known),
-        known_mask=torch.from_numpy(known_mask),
-        progress=False,
-    )
-    np.testing.assert_array_equal(ours, ref.numpy())
+
+    def run_reference(options: dict) -> np.ndarray:
+        return reference(
+            tiny_model.transformer,
+            tiny_model.text_condition(prompts),
+            3,
+            RefOptions(**options),
+            uncond=tiny_model.text_condition(["", ""], allow_empty=True),
+            known=torch.from_numpy(known),
+            known_mask=torch.from_numpy(known_mask),
+            progress=False,
+        ).numpy()
+
+    np.testing.assert_array_equal(ours, run_reference(sampling))
+    if sampling["temperature"]:  # sampled, not the argmax
+        assert not np.array_equal(ours, run_reference(dict(sampling, temperature=0.0)))
 
 
 @pytest.mark.parametrize("backend", ["torch_backend", "ort_backend"])

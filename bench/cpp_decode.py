@@ -1,7 +1,7 @@
 """The C++ runtime's whole generation beside the Python runtime's, in one run (issue 39).
 
 Text→video of the trained 8 frames on the demo's FP32 export (``model/checkpoints/demo/onnx``),
-greedy (temperature 0; the C runtime does not sample yet), ONNX Runtime's CPU with one intra-op
+greedy (temperature 0, as in the runs bench/RESULTS.md records), ONNX Runtime's CPU, one intra-op
 thread, with and without guidance (two rows / one). Each runtime runs in a process of its own,
 pinned to one core: ``libnuwa_runtime.so`` through ctypes (``nuwa_generate``, its
 ``nuwa_last_generate_stats`` timing the whole call, every ONNX Runtime run inside it and the

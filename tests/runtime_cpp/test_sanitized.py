@@ -87,7 +87,7 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
     good = [
         [tiny, "t2v", "a ball moves left", "--frames", "5", "--guidance", "2", "--batch", "2",
          "--gif", "4"],
-        [tiny, "t2i", "ＡＢＣ İstanbul ﬁne straße ΟΔΟΣ 東京 😀"],  # NFKC and lower case (ICU)
+        [tiny, "t2i", "ＡＢ İ ﬁ ΟΔΟΣ 東 😀"],  # NFKC and lower case (ICU)
         [tiny, "s2v", "--sketch", png["sketch"], "--frames", "3", "--guidance", "2"],
         [tiny, "i2i", "--image", png["image"], "--mask", "0,8,16,16", "--batch", "2"],
         [tiny, "ti2i", "a red square", "--image", png["image"], "--mask", png["mask"],

@@ -3,7 +3,7 @@ CMakeLists.txt (or taken from ``NUWA_RUNTIME_LIB``), driven through ctypes (:mod
 
 The library needs ONNX Runtime's C API header (``ONNXRUNTIME_INCLUDE_DIR``, else
 ``../shared/third_party/onnxruntime/include`` beside the repository), the ``onnxruntime``
-wheel's library and nlohmann-json. Without them the tests skip, unless
+wheel's library, nlohmann-json, ICU, libpng and giflib. Without them the tests skip, unless
 ``NUWA_REQUIRE_CPP_RUNTIME=1`` (CI) makes that an error."""
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def build_library(build_dir: Path, sanitize: bool = False) -> Path:
             f"-DONNXRUNTIME_INCLUDE_DIR={include}", f"-DONNXRUNTIME_LIBRARY={ort_library()}",
         ]  # fmt: skip
         done = subprocess.run(configure, capture_output=True, text=True)
+        needs = done.stderr.find("nuwa: libnuwa_runtime.so needs")
+        if done.returncode != 0 and needs >= 0:  # a library to install (nlohmann-json, ICU, ...)
+            unavailable(" ".join(done.stderr[needs:].split("\n\n")[0].split()))
         if done.returncode != 0:
             pytest.fail(f"cmake configure failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
         if "libnuwa_runtime.so ON" not in done.stdout:

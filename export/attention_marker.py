@@ -12,12 +12,13 @@ kernel), and ``register_custom_op_symbolic`` maps that node to ``nuwa::NearbyAtt
 (An ``autograd.Function`` with ``symbolic`` also records its traced forward as a sub-block, and
 the exporter's graph passes fail on the gather body's shape arithmetic there.)
 
-The kernel runs a whole-grid call (no query positions, no ring cache) in blocks of queries, each
-block's gathered keys and values under :data:`KERNEL_BLOCK_BYTES`: gathered whole, a paper-size
-grid's neighbourhoods are ~9-16 GB per call at batch 2 (DESIGN §6: the export must fit the
-machine). Its queries may be the leading rows of ``q_grid`` (a prefix of a causal grid: the
-prefill's calls, traced on a few frames and recorded with the whole target grid's attributes by
-``OnnxNodeAttention(whole_target=...)``), which is how the node's function body reads them.
+The kernel runs a whole-grid call (no query positions, no ring cache) as dense attention in
+blocks of queries, each block's scores under :data:`KERNEL_BLOCK_BYTES`: the model's gather
+path would hold every query's neighbourhood at once, ~9-16 GB per call at batch 2 for a
+paper-size grid (and, measured, 30-50 s per call there). Its queries may be the leading rows
+of ``q_grid`` (a prefix of a causal grid: the prefill's calls, traced on a few frames and
+recorded with the whole target grid's attributes by ``OnnxNodeAttention(whole_target=...)``),
+which is how the node's function body reads them.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from nuwa.model.attention3d import (
     NearbyAttentionSpec,
     grid_size,
     nearby_attention_decode_gather,
+    nearby_attention_dense,
     nearby_attention_gather,
-    static_neighbour_table,
 )
 from nuwa.model.transformer import NuwaTransformer
 
 CUSTOM_OP = "nuwa_export::nearby_attention_3d"
 
-# Bytes of gathered keys and values one block of queries of the kernel may hold (each of them).
+# Bytes of attention scores one block of queries of the kernel may hold.
 KERNEL_BLOCK_BYTES = 16 << 20
 
 
@@ -52,28 +53,30 @@ def whole_grid_attention_in_blocks(
     q: Tensor, k: Tensor, v: Tensor, spec: NearbyAttentionSpec, block_bytes: int
 ) -> Tensor:
     """A whole-grid 3DNA call (no query positions, no ring cache) for the leading ``Nq`` queries
-    of ``spec.q_grid``, computed in blocks of queries whose gathered keys (and values) hold at
-    most ``block_bytes`` each: rows of the model's static neighbour table through its gather
-    attention. Causal calls may have keys for the leading ``Nk >= Nq`` positions only (no query
-    sees a later key); others need the whole key grid."""
-    bsz, heads, nq, head_dim = q.shape
-    index, valid = static_neighbour_table(spec)
-    if nq > index.shape[0] or (not spec.causal and k.shape[2] != grid_size(spec.k_grid)):
+    of ``spec.q_grid``, computed in blocks of queries whose attention scores hold at most
+    ``block_bytes``: each block is the model's dense oracle on the block's query positions
+    against every key. Causal calls may have keys for the leading ``Nk >= Nq`` positions only
+    (no query sees a later key); others need the whole key grid."""
+    bsz, heads, nq, _ = q.shape
+    nk = k.shape[2]
+    if nq > grid_size(spec.q_grid) or (not spec.causal and nk != grid_size(spec.k_grid)):
         raise ValueError(
-            f"3DNA call of {nq} queries and {k.shape[2]} keys does not fit q_grid "
+            f"3DNA call of {nq} queries and {nk} keys does not fit q_grid "
             f"{spec.q_grid} / k_grid {spec.k_grid}"
         )
-    if spec.causal and k.shape[2] < nq:
-        raise ValueError(f"causal 3DNA call of {nq} queries has only {k.shape[2]} keys")
-    row_bytes = bsz * heads * index.shape[1] * head_dim * q.element_size()
+    if spec.causal and nk < nq:
+        raise ValueError(f"causal 3DNA call of {nq} queries has only {nk} keys")
+    row_bytes = bsz * heads * nk * q.element_size()
     block = max(1, block_bytes // row_bytes)
+    keys = torch.arange(nk, device=q.device)
     out = [
-        nearby_attention_gather(
+        nearby_attention_dense(
             q[:, :, s : s + block],
             k,
             v,
             spec,
-            table=(index[s : min(s + block, nq)], valid[s : min(s + block, nq)]),
+            q_positions=torch.arange(s, min(s + block, nq), device=q.device),
+            k_positions=keys,
         )
         for s in range(0, nq, block)
     ]

@@ -14,7 +14,12 @@ import torch
 from nuwa.export.attention_marker import OnnxNodeAttention, whole_grid_attention_in_blocks
 from nuwa.export.attention_node import Attention3DAttrs, is_attention_node
 from nuwa.export.graph_specs import PREFILL_EXAMPLE_FRAMES
-from nuwa.model.attention3d import NearbyAttentionSpec, grid_size, nearby_attention_dense
+from nuwa.model.attention3d import (
+    NearbyAttentionSpec,
+    grid_size,
+    nearby_attention_dense,
+    nearby_attention_gather,
+)
 from nuwa.spec import graph_names as names
 
 PREFILL = names.decoder_prefill_name(names.TEXT_CONDITION)
@@ -60,15 +65,15 @@ def _qkv(nq: int, nk: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 @pytest.mark.parametrize("blocks", [1, 7])
-def test_kernel_blocks_equal_the_dense_oracle_on_a_whole_grid(blocks):
+def test_kernel_blocks_equal_the_oracle_and_the_gather_path_on_a_whole_grid(blocks):
     spec = NearbyAttentionSpec((4, 5, 5), (4, 5, 5), (1, 2, 2))
     n = grid_size(spec.q_grid)
     q, k, v = _qkv(n, n)
-    m = 3 * 5 * 5
-    row_bytes = 2 * 3 * m * 8 * 4
-    block_bytes = row_bytes * -(-n // blocks)  # n // blocks queries (rounded up) per block
+    row_bytes = 2 * 3 * n * 4  # one query's scores over every key, batch 2, 3 heads
+    block_bytes = row_bytes * -(-n // blocks)  # n / blocks queries (rounded up) per block
     got = whole_grid_attention_in_blocks(q, k, v, spec, block_bytes)
     torch.testing.assert_close(got, nearby_attention_dense(q, k, v, spec), rtol=0, atol=1e-5)
+    torch.testing.assert_close(got, nearby_attention_gather(q, k, v, spec), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("frames", [1, 2, 4])
@@ -77,8 +82,9 @@ def test_kernel_on_a_causal_prefix_equals_the_prefix_grids_dense_oracle(frames):
     prefix = NearbyAttentionSpec((frames, 3, 3), (frames, 3, 3), (2, 1, 1), causal=True)
     n = grid_size(prefix.q_grid)
     q, k, v = _qkv(n, n, seed=frames)
-    got = whole_grid_attention_in_blocks(q, k, v, whole, block_bytes=4096)  # several blocks
+    got = whole_grid_attention_in_blocks(q, k, v, whole, block_bytes=512)  # several blocks
     torch.testing.assert_close(got, nearby_attention_dense(q, k, v, prefix), rtol=0, atol=1e-5)
+    torch.testing.assert_close(got, nearby_attention_gather(q, k, v, prefix), rtol=0, atol=1e-5)
 
 
 def test_kernel_refuses_queries_past_the_grid_and_missing_keys():

@@ -26,6 +26,9 @@ class StepEvent:
     tokens: np.ndarray  # (B, position+1) int64: every token so far
     frame: int | None = None  # index of the frame this step finished, if it finished one
     frame_pixels: np.ndarray | None = None  # (B, S, S, 3) uint8 of that frame (stream_frames)
+    # (stream_frames) every frame finished so far, 0 .. ``frame``, each (B, S, S, 3) uint8: a
+    # prefill finishes several frames (a video prediction's given frames) in one event
+    finished_frames: tuple[np.ndarray, ...] | None = None
 
     @property
     def fraction(self) -> float:

@@ -34,6 +34,7 @@ from nuwa.runtime.backends import DEFAULT_BACKEND, Backend, load_backend
 from nuwa.runtime.decode_scheduler import DecodeScheduler
 from nuwa.runtime.engine import start_walk
 from nuwa.runtime.frame_decoding import FrameDecoder
+from nuwa.runtime.freed_memory import FREED_MEMORY
 from nuwa.runtime.generation_result import GenerationResult, StepCallback, StepEvent
 from nuwa.runtime.input_reading import ImageInput, MaskInput, read_inputs
 from nuwa.runtime.model_directory import ModelDirectory, builtin_input_rules, default_model_dir
@@ -279,8 +280,12 @@ class Pipeline:
         )
         # the loop's events: the caller's callback_steps, or only frame ends (to decode them)
         every = math.gcd(callback_steps, self.spec.tokens_per_frame) if callback else 0
-        tokens = self.scheduler.run(walk, on_step, every or self.spec.tokens_per_frame)
-        return GenerationResult(plan.task, decoder.frames(tokens), tokens, plan.prompts, options)
+        try:
+            tokens = self.scheduler.run(walk, on_step, every or self.spec.tokens_per_frame)
+            frames = decoder.frames(tokens)
+        finally:
+            FREED_MEMORY.generation_ended()  # what this call's thread freed goes back soon
+        return GenerationResult(plan.task, frames, tokens, plan.prompts, options)
 
     def sampling_defaults(self, task: str) -> dict[str, Any]:
         """The sampling options ``task`` runs with when the caller passes none: the model's
@@ -311,8 +316,11 @@ class Pipeline:
             if callback is None:
                 return
             frame = done // per_frame - 1  # (after a prefill: the last given frame)
-            pixels = decoder.pixels[frame] if stream_frames else None
-            callback(StepEvent(position, total, tokens, frame, pixels))
+            if not stream_frames:
+                callback(StepEvent(position, total, tokens, frame))
+                return
+            finished = tuple(decoder.pixels[: frame + 1])
+            callback(StepEvent(position, total, tokens, frame, finished[frame], finished))
 
         return on_step
 

@@ -4,9 +4,9 @@ a deadline, hand back its frames (all at once, or each as it is finished).
 Each request is one ``pipeline(...)`` call on the thread that serves it; the pipeline accepts
 concurrent calls, so requests in flight share the engine. The step callback ends a request that
 runs past its deadline (an exception raised in the callback ends that call alone). Streaming
-sends frames in order, each once: a frame the engine finished without an event of its own (the
-given frames before a video prediction's prefill) is decoded from the tokens when a later frame
-arrives, and any frame not yet sent goes out when the call returns.
+sends frames in order, each once, as the pipeline decoded them: a frame-end event carries every
+frame finished so far (a video prediction's given frames arrive with the prefill's), and any
+frame not yet sent goes out when the call returns.
 
 Every failure comes out as one of :mod:`nuwa.serving.errors`'s classes: bad input carries the
 runtime's one-line message; anything else raised inside the engine is that request's failure
@@ -86,7 +86,7 @@ class RequestRunner:
     ) -> tuple[np.ndarray, int]:
         deadline = time.monotonic() + self.limits.timeout_s
         request = self.decode(inputs)
-        stream = FrameStream(self.pipeline, on_frame) if on_frame is not None else None
+        stream = FrameStream(on_frame) if on_frame is not None else None
 
         def on_step(event: StepEvent) -> None:
             if time.monotonic() > deadline:
@@ -113,34 +113,20 @@ class RequestRunner:
 class FrameStream:
     """Hands a request's frames to ``sink`` in order, each once (the module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, sink: FrameSink) -> None:
-        self.pipeline = pipeline
+    def __init__(self, sink: FrameSink) -> None:
         self.sink = sink
         self.sent = 0  # frames handed over so far
 
     def finished(self, event: StepEvent) -> None:
-        frame = event.frame
-        assert frame is not None
-        if frame < self.sent:
-            return
-        if frame > self.sent:  # earlier frames finished without an event: decode their tokens
-            for index, pixels in enumerate(self._decode(event.tokens, self.sent, frame), self.sent):
-                self.sink(index, pixels)
-        pixels = event.frame_pixels[0] if event.frame_pixels is not None else None
-        if pixels is None:
-            pixels = self._decode(event.tokens, frame, frame + 1)[0]
-        self.sink(frame, pixels)
-        self.sent = frame + 1
+        """A frame-end event of a ``stream_frames`` call: every finished frame not sent yet."""
+        finished = event.finished_frames
+        assert finished is not None, "the pipeline call must stream frames"
+        for index in range(self.sent, len(finished)):
+            self.sink(index, finished[index][0])
+        self.sent = max(self.sent, len(finished))
 
     def rest(self, frames: np.ndarray) -> None:
         """After the call: every frame not handed over yet."""
         for index in range(self.sent, frames.shape[0]):
             self.sink(index, frames[index])
         self.sent = frames.shape[0]
-
-    def _decode(self, tokens: np.ndarray, start: int, stop: int) -> np.ndarray:
-        spec = self.pipeline.spec
-        per_frame = spec.tokens_per_frame
-        codes = tokens[:1, start * per_frame : stop * per_frame]
-        codes = codes.reshape(1, stop - start, spec.grid_h, spec.grid_w)
-        return self.pipeline.backend.codes_to_frames(codes)[0]

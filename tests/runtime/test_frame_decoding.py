@@ -34,10 +34,12 @@ def test_frames_decoded_as_they_finish_equal_the_whole_grid_decoded(
 def test_a_pipeline_result_holds_the_frames_of_its_tokens(ort_backend, task_inputs) -> None:
     pipe = Pipeline(ort_backend, progress=False)
     streamed: list[np.ndarray] = []
+    finished: list[tuple[np.ndarray, ...]] = []
 
     def keep(event) -> None:
         if event.frame_pixels is not None:
             streamed.append(event.frame_pixels)
+            finished.append(event.finished_frames)
 
     for kwargs in ({"callback": keep, "stream_frames": True}, {}):
         out = pipe("v2v", video=task_inputs["video"][:2], seed=3, **kwargs)
@@ -45,6 +47,11 @@ def test_a_pipeline_result_holds_the_frames_of_its_tokens(ort_backend, task_inpu
     # the stream: the given frames' last one after the prefix, then every new frame
     assert len(streamed) == 2
     np.testing.assert_array_equal(streamed[-1], out.frames[:, -1])
+    # each frame-end event also carries every frame finished so far: the given ones with the
+    # prefix's event (a stream sends them from there, decoded once)
+    assert [len(f) for f in finished] == [2, 3]
+    for done in finished:
+        np.testing.assert_array_equal(np.stack(done, axis=1), out.frames[:, : len(done)])
 
 
 def test_callback_steps_thins_the_events_and_keeps_every_frame_end(ort_backend) -> None:

@@ -63,8 +63,8 @@ NUWA_API const char* nuwa_last_error(void);
 
 /* The warnings of this thread's last nuwa_request_shape or nuwa_generate call, one a line ("" if
  * none): the Python runtime's warnings, word for word — a prompt word the model never saw (with
- * the nearest known ones), a mask rectangle clipped to the frame, a mask picture of another size
- * than the model's. The request runs all the same. Valid until this thread's next call. */
+ * the nearest known ones), a mask rectangle clipped to the frame, a mask picture or an input
+ * picture of another size than the model's. The request runs all the same. Valid until this thread's next call. */
 NUWA_API const char* nuwa_last_warnings(void);
 
 typedef struct nuwa_open_options {
@@ -90,9 +90,10 @@ typedef struct nuwa_model_info {
 
 NUWA_API nuwa_status nuwa_model_get_info(const nuwa_model* model, nuwa_model_info* info);
 
-/* A picture input (sketch, image, video): `frames` x `height` x `width`, row-major, in the model's
- * size (nuwa_model_info.image_size; this version does not resize: another size is refused with a
- * message naming the model's). */
+/* A picture input (sketch, image, video): `frames` x `height` x `width`, row-major. One of another
+ * size than the model's (nuwa_model_info.image_size) is resized as the Python runtime resizes it,
+ * with its warning (nuwa_last_warnings): frames with the model's filter (input_rules.json, Pillow's
+ * pixels), sketches nearest. */
 typedef enum nuwa_pixel_format {
   NUWA_PIXELS_RGB = 0,      /* uint8 RGB: frames x height x width x 3 */
   NUWA_PIXELS_CLASS_IDS = 1 /* uint8 sketch class ids: frames x height x width */

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "caption_words.hpp"
+#include "python_text.hpp"
 #include "nuwa_error.hpp"
 
 namespace nuwa {
@@ -75,6 +76,7 @@ InputRules load_input_rules(const Manifest& m) {
     }
     rules.sketch.snap_distance = sk.value("snap_distance", 0.0);
     if (d.contains("mask")) rules.mask_threshold = d.at("mask").value("threshold", kMaskThreshold);
+    if (d.contains("resize")) rules.resize_filter = d.at("resize").value("filter", std::string("bicubic"));
     if (d.contains("caption")) {  // CaptionGrammar.known_words: list words, templates' fixed words
       const auto& caption = d.at("caption");
       rules.has_caption = true;
@@ -104,6 +106,11 @@ InputRules load_input_rules(const Manifest& m) {
   }
   if (rules.mask_threshold < 0 || rules.mask_threshold > 254) {
     model_error(path + ": mask.threshold must be 0-254, got " + std::to_string(rules.mask_threshold));
+  }
+  if (rules.resize_filter != "bicubic" && rules.resize_filter != "bilinear" &&
+      rules.resize_filter != "nearest") {
+    model_error(path + ": resize.filter must be one of ['bicubic', 'bilinear', 'nearest'], got " +
+                py_repr(rules.resize_filter));
   }
   // runtime/model_directory.py load_input_rules: the sizes must be the model's
   if (rules.frame_size != m.config.image_size || rules.frames != m.config.frames ||

@@ -1,5 +1,6 @@
 // How a model's inputs are read: the export directory's input_rules.json (spec/input_rules.py
-// documents it) — the sketch palette and snapping distance, the sizes, the mask threshold — or,
+// documents it) — the sketch palette and snapping distance, the sizes, the mask threshold, the
+// resize filter — or,
 // without the file, the built-in rules at the model's sizes (InputRules.builtin: the code's
 // palette matched exactly, threshold 127, no vocabulary) — and the words its captions hold, which
 // a prompt is checked against (a warning, not an error).
@@ -26,6 +27,7 @@ struct InputRules {
   int frames = 0;
   SketchRules sketch;
   int mask_threshold = 127;  // mask pictures: grey above it = generate
+  std::string resize_filter = "bicubic";  // pictures of another size: bicubic, bilinear, nearest
   bool has_caption = false;  // the file has a caption grammar (else no prompt is warned about)
   std::set<std::string> caption_words;  // CaptionGrammar.known_words
 };

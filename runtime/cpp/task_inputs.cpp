@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "nuwa_error.hpp"
+#include "pil_resize.hpp"
 
 namespace nuwa {
 
@@ -19,14 +20,6 @@ void check_dims(const std::string& what, int frames, int height, int width) {
     input_error(what + ": frames, height and width must be >= 0, got " +
                 shape_text({frames, height, width}));
   }
-}
-
-[[noreturn]] void refuse_size(const std::string& what, int width, int height, int size,
-                              const std::string& python_tail) {
-  // the Python runtime's warning up to its ';', then why this is an error here
-  input_error("the " + what + " is " + std::to_string(width) + "x" + std::to_string(height) +
-              " pixels; the C runtime does not resize" + python_tail + ": give the model's " +
-              std::to_string(size) + "x" + std::to_string(size));
 }
 
 }  // namespace
@@ -48,12 +41,26 @@ Frames read_frames(const nuwa_pixels& x, const std::string& what, bool video) {
   return f;
 }
 
-void fit_frames(const Frames& f, const std::string& what, int size) {
-  if (f.height != size || f.width != size) refuse_size(what, f.width, f.height, size, "");
+void fit_frames(Frames& f, const std::string& what, int size, const std::string& filter,
+                std::vector<std::string>* warnings) {
+  if (f.height == size && f.width == size) return;
+  warnings->push_back("the " + what + " is " + std::to_string(f.width) + "x" +
+                      std::to_string(f.height) + " pixels; resized to the model's " +
+                      std::to_string(size) + "x" + std::to_string(size));
+  const size_t frame = static_cast<size_t>(f.height) * f.width * 3;
+  std::vector<uint8_t> out;
+  out.reserve(static_cast<size_t>(f.frames) * size * size * 3);
+  for (int t = 0; t < f.frames; ++t) {
+    std::vector<uint8_t> one = pil_resize_rgb(f.pixels.data() + t * frame, f.height, f.width, size, filter);
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  f.pixels = std::move(out);
+  f.height = f.width = size;
 }
 
 std::vector<int64_t> sketch_class_maps(const nuwa_pixels& s, bool video, const SketchRules& rules,
-                                       int sketch_classes, int* frames_out) {
+                                       int sketch_classes, int* frames_out,
+                                       std::vector<std::string>* warnings) {
   check_dims("sketch", s.frames, s.height, s.width);
   if (s.format != NUWA_PIXELS_RGB && s.format != NUWA_PIXELS_CLASS_IDS) {
     input_error("sketch: format must be NUWA_PIXELS_RGB or NUWA_PIXELS_CLASS_IDS, got " +
@@ -70,11 +77,15 @@ std::vector<int64_t> sketch_class_maps(const nuwa_pixels& s, bool video, const S
     input_error("a sketch must be (H, W) class ids or (H, W, 3) colours, got " +
                 shape_text({s.frames, s.height, s.width}));
   }
-  if (s.height != rules.size || s.width != rules.size) {
-    refuse_size("sketch", s.width, s.height, rules.size, " (the Python runtime resizes nearest)");
+  const int size = rules.size;
+  if (s.height != size || s.width != size) {
+    warnings->push_back("the sketch is " + std::to_string(s.width) + "x" + std::to_string(s.height) +
+                        " pixels; resized to the model's " + std::to_string(size) + "x" +
+                        std::to_string(size) + " (nearest: colours stay exact)");
+    ids = resize_labels(ids, s.frames, s.height, s.width, size);
   }
   int frames = video ? s.frames : 1;
-  size_t kept = static_cast<size_t>(frames) * s.height * s.width;
+  size_t kept = static_cast<size_t>(frames) * size * size;
   std::vector<int64_t> out(ids.begin(), ids.begin() + kept);
   auto [lo, hi] = std::minmax_element(out.begin(), out.end());
   if (*lo < 0 || *hi >= sketch_classes) {

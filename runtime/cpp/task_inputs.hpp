@@ -1,8 +1,8 @@
 // A request's pictures read as the Python runtime reads them (runtime/input_reading.py,
-// runtime/region_masks.py, spec/token_mask.py), at the model's size only: frames (T, S, S, 3)
-// uint8, sketches as class maps (T, S, S), the region to generate as a token mask. Errors are
-// the Python runtime's messages; a picture of another size than the model's is refused (the
-// Python runtime resizes it with a warning: the message starts as that warning does).
+// runtime/region_masks.py, spec/token_mask.py): frames (T, S, S, 3) uint8, sketches as class maps
+// (T, S, S), the region to generate as a token mask. Errors and warnings are the Python
+// runtime's; a picture of another size than the model's is resized as Python resizes it
+// (pil_resize.hpp: Pillow's pixels for frames, nearest labels for sketches) with its warning.
 #pragma once
 
 #include <cstdint>
@@ -22,13 +22,16 @@ struct Frames {
 // as_frames: RGB frames (an image: its first frame) as given.
 Frames read_frames(const nuwa_pixels& x, const std::string& what, bool video);
 
-// fit_frames: frames of another size than the model's `size` are refused.
-void fit_frames(const Frames& frames, const std::string& what, int size);
+// fit_frames: frames of another size than the model's `size` resized with `filter` (the model's
+// input rules), the Python runtime's warning appended to `warnings`.
+void fit_frames(Frames& frames, const std::string& what, int size, const std::string& filter,
+                std::vector<std::string>* warnings);
 
-// sketch_class_maps: class ids (T, S, S) (an image task: the first frame) by the model's rules.
+// sketch_class_maps: class ids (T, S, S) (an image task: the first frame) by the model's rules;
+// a sketch of another size resized nearest, with the Python runtime's warning.
 std::vector<int64_t> sketch_class_maps(const nuwa_pixels& sketch, bool video,
                                        const SketchRules& rules, int sketch_classes,
-                                       int* frames_out);
+                                       int* frames_out, std::vector<std::string>* warnings);
 
 // spread_frames: a sketch's T frames spread evenly over `frames` condition frames.
 std::vector<int64_t> spread_frames(const std::vector<int64_t>& maps, int given, int frames,

@@ -240,7 +240,8 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
   if (name == "s2i" || name == "s2v") {
     int given = 0;
     std::vector<int64_t> maps = sketch_class_maps(r.sketch, info.video, rules.sketch,
-                                                  manifest.config.sketch_classes, &given);
+                                                  manifest.config.sketch_classes, &given,
+                                                  &out.warnings);
     out.num_frames = !info.video ? 1 : (r.num_frames > 0 ? r.num_frames : manifest.config.frames);
     out.sketch = true;
     out.sketch_frames = std::min(out.num_frames, manifest.config.sketch_frames);
@@ -251,12 +252,12 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
     return out;
   }
   // forced_outside: the region outside the mask, the same in every frame, is forced
-  auto forced_outside = [&](const Frames& f, const char* what) {
+  auto forced_outside = [&](Frames& f, const char* what) {
     int mh = 0, mw = 0;
     std::vector<uint8_t> pixels = pixel_mask(r.mask, f.height, f.width, rules.frame_size,
                                              rules.mask_threshold, &mh, &mw, &out.warnings);
     std::vector<uint8_t> generate = token_mask(pixels, mh, mw, h, w);
-    fit_frames(f, what, size);
+    fit_frames(f, what, size, rules.resize_filter, &out.warnings);
     for (int t = 0; t < f.frames; ++t) {
       for (uint8_t g : generate) out.forced.push_back(g ? 0 : 1);
     }
@@ -277,7 +278,7 @@ TaskRequest check_request(const Manifest& manifest, const InputRules& rules,
     }
   } else if (name == "v2v") {
     Frames f = read_frames(r.video, "video", true);
-    fit_frames(f, "video", size);
+    fit_frames(f, "video", size, rules.resize_filter, &out.warnings);
     out.num_frames = r.num_frames > 0 ? r.num_frames : manifest.config.frames;
     if (out.num_frames <= f.frames) {
       input_error("video prediction continues the given " + std::to_string(f.frames) +

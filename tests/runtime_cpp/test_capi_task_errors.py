@@ -1,8 +1,7 @@
 """Bad inputs of the picture tasks through the C API: the status and the Python runtime's
 one-line message (taken from the Python runtime itself) — missing and unwanted inputs, wrong
-sketch colours and class ids, masks that select nothing, frame counts, sampling options — and
-pictures of another size than the model's, which the C runtime refuses where Python resizes
-with a warning (its message starts as that warning does and names the model's size)."""
+sketch colours and class ids, masks that select nothing, frame counts, sampling options.
+(Pictures of another size than the model's are resized, not refused: test_resizing.py.)"""
 
 from __future__ import annotations
 
@@ -110,27 +109,3 @@ def test_bad_input_has_python_message(lib, tiny_c_model, tiny_pipeline, case) ->
         tiny_pipeline.prepare(task, **{"temperature": 0.0, **call})
     want = str(caught.value)
     assert c_status(lib, tiny_c_model, case[1]) == (capi.NUWA_ERROR_INPUT, want)
-
-
-SIZE_CASES = [
-    ("image", {"task": "i2i", "image": IMAGE[:8, :8], "mask": (0, 0, 4, 4)}),
-    ("video", {"task": "v2v", "video": VIDEO[:1, :12, :16]}),
-    ("sketch", {"task": "s2i", "sketch": SKETCH_IDS[:8]}),
-]
-
-
-@pytest.mark.parametrize("case", SIZE_CASES, ids=[c[0] for c in SIZE_CASES])
-def test_another_size_is_refused_naming_the_model_size(
-    lib, tiny_c_model, tiny_pipeline, case
-) -> None:
-    what, call = case
-    rest = dict(call)
-    task = rest.pop("task")
-    with pytest.warns(NuwaInputWarning) as warned:
-        tiny_pipeline.prepare(task, temperature=0.0, **rest)
-    python_warning = str(warned[0].message)  # "the image is 8x8 pixels; resized to ..."
-    assert python_warning.startswith(f"the {what} is ")
-    status, message = c_status(lib, tiny_c_model, call)
-    assert status == capi.NUWA_ERROR_INPUT
-    assert message.startswith(python_warning.split(";")[0] + "; the C runtime does not resize")
-    assert message.endswith("give the model's 16x16")

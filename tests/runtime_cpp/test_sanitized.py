@@ -95,6 +95,7 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
         [tiny, "v2v", *video, "--frames", "5"],  # 2 frames prefilled
         [tiny, "tv2v", "a ball", *video, "--mask", png["mask"], "--guidance", "1.5"],
         [tiny, "i2i", "--image", png["image"], "--mask", png["alpha_mask"]],  # RGBA: luma, alpha
+        [tiny, "i2i", "--image", png["small"], "--mask", "0,0,4,4"],  # 8x8: resized
         [str(DEMO_EXPORT), "t2v", "a red square moves left", "--guidance", "2"],
         [str(DEMO_EXPORT), "t2i", "a blu sqare at the centr", "--guidance", "2"],  # warned
         [str(DEMO_EXPORT), "v2v", "--video", png["demo0"], "--video", png["demo1"], "--frames",
@@ -112,7 +113,6 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
         [str(tmp_path / "missing"), "t2i", "a"],
         [tiny, "s2i", "--sketch", png["bad_sketch"]],
         [tiny, "i2i", "--image", png["image"], "--mask", "16,0,20,8"],
-        [tiny, "i2i", "--image", png["small"], "--mask", "0,0,4,4"],
         [tiny, "i2i", "--image", png["image"]],
         [tiny, "v2v", *video, "--frames", "2"],
         [tiny, "i2i", "--image", png["image"], "--mask", str(tmp_path / "notes.png")],  # not PNG

@@ -192,10 +192,15 @@ def export_graph(
 ) -> GraphInfo:
     """Trace one graph to ``path``, check it (ONNX checker; ONNX Runtime against PyTorch on
     random batch-2 inputs when ``verify``), move its weights into ``weights`` (else they stay
-    inline) and return its manifest entry. A graph over 2 GB (the paper preset's decoder), which
-    the TorchScript exporter writes as one file per tensor, never lies in memory whole: its
-    tensors move into ``weights`` one at a time, and the ONNX checker and ONNX Runtime read the
-    saved file; it needs ``weights``."""
+    inline) and return its manifest entry.
+
+    With ``weights``, the graph's tensors move into that file before the checks, which then read
+    the saved graph (ONNX Runtime loads its weights from the file): no copy of the weights
+    besides ONNX Runtime's own is in memory while it runs (a paper-size encoder's ~1.3 GB was in
+    memory four times: the graph, its serialized copy, ONNX Runtime's and PyTorch's). A graph
+    over 2 GB (the paper preset's decoder), which the TorchScript exporter writes as one file
+    per tensor, never lies in memory whole: its tensors move into ``weights`` one at a time; it
+    needs ``weights``."""
     output_shapes = _trace(spec, model, path, opset)
     onnx_model = onnx.load(str(path), load_external_data=False)
     traced = _traced_weight_files(onnx_model, path.parent)
@@ -204,20 +209,21 @@ def export_graph(
     if not traced:  # the usual graph: one file, loaded whole
         onnx_model = onnx.load(str(path))
     set_io_shapes(onnx_model, spec, output_shapes)
-    if traced:  # moved into the weights file one tensor at a time; never whole in memory
-        assert weights is not None
+    if traced:
         _inline_node_tensors(onnx_model, path.parent)
-        weights.externalize(onnx_model, base_dir=path.parent)
+    if weights is not None:  # a graph over 2 GB: one tensor at a time, never whole in memory
+        weights.externalize(onnx_model, base_dir=path.parent if traced else None)
         for file in traced:
             file.unlink()
+    saved = path if weights is not None else None  # the checks read the saved graph
     try:
-        onnx_model = finalize_graph(onnx_model, target, opset, spec.name, path if traced else None)
+        onnx_model = finalize_graph(onnx_model, target, opset, spec.name, saved)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{spec.file} failed the ONNX checker: {first}") from exc
     check: dict[str, float | int] = {}
-    if verify:  # a graph over 2 GB: ONNX Runtime reads the file saved above
-        result = check_graph(spec, path if traced else onnx_model, opset)
+    if verify:
+        result = check_graph(spec, saved if saved is not None else onnx_model, opset)
         if not result.ok:
             raise ExportError(
                 f"{spec.file} does not match PyTorch: max abs error {result.max_abs_error:.3g} "

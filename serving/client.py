@@ -66,9 +66,11 @@ def generate(client: Any, task: str, **values: object) -> tuple[np.ndarray, int]
 
 def stream(client: Any, task: str, **values: object) -> Iterator[tuple[int, np.ndarray]]:
     """One request to ``nuwa_stream`` on a gRPC client: ``(frame_index, (H, W, 3) frame)`` as
-    each frame arrives; a failed request raises its error (after the frames it made)."""
+    each frame arrives; a failed request raises its error (after the frames it made). Leaving
+    the loop early cancels the request (where the server can tell: the model repository's)."""
     responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    ended = False
     try:
         client.async_stream_infer(
             STREAM_MODEL, infer_inputs(client, task, **values), enable_empty_final_response=True
@@ -76,12 +78,14 @@ def stream(client: Any, task: str, **values: object) -> Iterator[tuple[int, np.n
         while True:
             result, error = responses.get()
             if error is not None:
+                ended = True  # the server ended it with its error
                 raise error
             final = result.get_response().parameters.get("triton_final_response")
             frames = result.as_numpy("frames")
             if frames is not None:
                 yield int(result.as_numpy("frame_index")[0]), frames[0]
             if final is not None and final.bool_param:
+                ended = True
                 return
     finally:
-        client.stop_stream()
+        client.stop_stream(cancel_requests=not ended)

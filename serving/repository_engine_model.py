@@ -14,7 +14,9 @@ Triton tells (``is_cancelled``). The model's settings are the ``parameters`` of 
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,12 @@ import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 
 from nuwa.serving.contract import FORWARDED, INPUT_NAMES
-from nuwa.serving.errors import RequestError, client_line, triton_code_name
+from nuwa.serving.errors import (
+    RequestCancelledError,
+    RequestError,
+    client_line,
+    triton_code_name,
+)
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_runner import RequestRunner
 from nuwa.serving.server import ServerOptions, load_runner
@@ -52,6 +59,7 @@ def triton_error(text: str) -> Any:
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
+        faulthandler.enable(file=sys.stderr, all_threads=True)  # a crash's stacks in the log
         options = settings_of(json.loads(args["model_config"]))
         self.runner: RequestRunner = load_runner(options, log=pb_utils.Logger.log_info)
         self.workers = ThreadPoolExecutor(
@@ -83,6 +91,10 @@ class TritonPythonModel:
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
             self.runner.run(inputs, send_frame, cancelled=request.is_cancelled)
+        except RequestCancelledError:
+            pb_utils.Logger.log_info(f"nuwa_stream: cancelled by its client after {sent} frames")
+            sender.send(flags=final)  # Triton still waits for the final flag
+            return
         except RequestError as exc:
             if not (forwarded and sent):  # BLS would drop it (nuwa.serving.triton_models)
                 error = triton_error(client_line(exc))

@@ -23,7 +23,9 @@ timeout has passed, else :class:`~nuwa.serving.errors.InternalRequestError`.
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import sys
 import time
 from typing import Any
 
@@ -58,6 +60,9 @@ def _error(text: str) -> Any:
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
+        # a crash of this process (Triton then answers "Stub process ... is not healthy") leaves
+        # every thread's Python stack in the server's log
+        faulthandler.enable(file=sys.stderr, all_threads=True)
         config = json.loads(args["model_config"])
         p = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.trained_frames = int(p["trained_frames"])
@@ -116,7 +121,7 @@ class TritonPythonModel:
                 break
             tensor = pb_utils.get_output_tensor_by_name(response, "frames")
             if tensor is not None:  # the last response is the empty final one
-                frames.append(tensor.as_numpy()[0])
+                frames.append(tensor.as_numpy()[0].copy())  # not a view of the response's memory
         expected = self._expected_frames(request)
         if len(frames) < expected:  # an error after frames, dropped or not ours (docstring)
             error = self._short_stream(len(frames), expected, started, other)

@@ -92,3 +92,25 @@ def test_requests_reach_the_one_engine_concurrently(repository_server) -> None:
     assert error_line(raised.value.message())[0] == "ServerBusyError"
     assert refused - asked < 1.0 and refused < a.ended and a.error is None
     assert repository_server.http().is_server_ready()
+
+
+def test_a_stream_left_early_is_cancelled_in_the_engine(repository_server) -> None:
+    # the client leaves after the first of 8 frames (about 2 s of work, both rows): Triton tells
+    # the engine's model, which ends the request at its next check (16 tokens) and says so in
+    # the server's log; the rows are free again for the next request
+    frames = stream(
+        repository_server.grpc(), "t2v", prompt="a red square moves left", num_frames=8, seed=4
+    )
+    index, _ = next(frames)
+    frames.close()  # leaves the stream: stop_stream(cancel_requests=True)
+    assert index == 0
+    deadline = time.monotonic() + 30
+    line = "nuwa_stream: cancelled by its client after "
+    while line not in repository_server.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, repository_server.log_tail()
+        time.sleep(0.1)
+    text = repository_server.log.read_text(errors="replace")
+    sent = int(text.split(line)[-1].split()[0])
+    assert 1 <= sent < 8, sent
+    got, _ = generate(repository_server.http(), "t2v", prompt="a red square", num_frames=2)
+    assert got.shape[0] == 2

@@ -4,6 +4,7 @@
 // A start for a C++ app: it uses only the public headers (nuwa/nuwa.hpp over nuwa/nuwa.h).
 //
 //   nuwa_generate EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] [--threads N]
+//                 [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB]
 //                 [--sketch PNG] [--image PNG] [--video PNG]... [--mask x0,y0,x1,y1|PNG]
 //                 [--out PREFIX] [--gif FPS]
 //   nuwa_generate model/checkpoints/demo/onnx t2v "a red square moves left" --guidance 2 --gif 4
@@ -22,7 +23,7 @@ namespace {
 int usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] "
-               "[--threads N] [--sketch PNG] [--image PNG] [--video PNG]... "
+               "[--threads N] [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB] [--sketch PNG] [--image PNG] [--video PNG]... "
                "[--mask x0,y0,x1,y1|PNG] [--out PREFIX] [--gif FPS]\n  TASK: t2i s2i i2i ti2i t2v s2v v2v tv2v\n",
                program);
   return 2;
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   double guidance = -1, gif_fps = 0;  // guidance < 0: the model's default; gif_fps 0: no GIF
   std::vector<std::string> sketches, images, videos;
   std::string rect, mask_png;
+  nuwa::OpenOptions open;
   for (int i = first_flag; i < argc; i += 2) {
     if (i + 1 >= argc) return usage(argv[0]);
     std::string flag = argv[i];
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
     else if (flag == "--batch") batch = std::atoi(value);
     else if (flag == "--guidance") guidance = std::atof(value);
     else if (flag == "--threads") threads = std::atoi(value);
+    else if (flag == "--device") open.device(value);
+    else if (flag == "--trt-plugin") open.trt_plugin_library(value);
     else if (flag == "--out") out = value;
     else if (flag == "--gif") gif_fps = std::atof(value);
     else if (flag == "--sketch") sketches.push_back(value);
@@ -59,7 +63,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "nuwa runtime %s (ABI %d)\n", nuwa_version(), nuwa_abi_version());
   try {
-    nuwa::Model model(dir, threads);
+    nuwa::Model model(dir, open.threads(threads));
     nuwa::Request request(task, prompts);
     request.num_frames(frames).batch(batch).temperature(0);  // greedy decoding
     if (guidance >= 0) request.guidance_scale(guidance);

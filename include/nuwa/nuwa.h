@@ -18,7 +18,11 @@
  *    call has its own cache and bindings; sessions are created once under a lock).
  *  - nuwa_open_options, nuwa_request, nuwa_model_info and nuwa_generate_stats carry their size
  *    (struct_size; the *_init functions set it): one smaller than this header's (a caller built
- *    against an older ABI) is refused with a message, never misread.
+ *    against an older ABI) is refused with a message, never misread — except nuwa_open_options,
+ *    which grows by fields appended at its end: the ABI-2 size (struct_size, threads) is still
+ *    read, each later field past struct_size taking its default. Such an addition keeps the ABI
+ *    version (and SONAME); a library older than the field ignores it (the field's comment says
+ *    since when it is read).
  */
 #ifndef NUWA_NUWA_H
 #define NUWA_NUWA_H
@@ -70,11 +74,29 @@ NUWA_API const char* nuwa_last_warnings(void);
 typedef struct nuwa_open_options {
   size_t struct_size;
   int threads; /* intra-op threads per ONNX Runtime session; 0: ONNX Runtime's default */
+  /* --- read since 0.1.0's device choice (ABI 2 still; older libraries ignore them) --- */
+  /* The execution provider, as the Python runtime's `device` (providers.py parse_device):
+   * NULL, "" or "cpu" (the CPU); "cuda[:N]" (CUDA on GPU N, then the CPU); "tensorrt[:N]"
+   * (TensorRT on GPU N with FP16/INT8 as the export's precision, then CUDA, then the CPU).
+   * Either case. A provider this ONNX Runtime library lacks is refused by nuwa_open
+   * (NUWA_ERROR_BACKEND, the Python runtime's message), as is an unknown device. On CUDA and
+   * TensorRT the graphs run as exported (the portable 3DNA nodes run their function bodies);
+   * frames, tokens and caches still pass through host memory. */
+  const char* device;
+  /* tensorrt only: the 3DNA plugin's registration library (libnuwa_trt_register.so), passed as
+   * trt_extra_plugin_lib_paths; NULL: none (the portable export needs none). Must exist. */
+  const char* trt_plugin_library;
+  /* tensorrt only: the folder of TensorRT engines and timing caches (created if missing); NULL:
+   * <cache root>/trt_engines/capi/<precision>, the cache root being $NUWA_CACHE_DIR, else
+   * $XDG_CACHE_HOME/nuwa, else ~/.cache/nuwa. Unlike the Python runtime the default is not keyed
+   * by TensorRT version, GPU and plugin build: give one folder per such build. */
+  const char* trt_cache_dir;
 } nuwa_open_options;
 
 NUWA_API void nuwa_open_options_init(nuwa_open_options* options);
 
-/* Open an export directory (manifest.json, graph files); options may be NULL. */
+/* Open an export directory (manifest.json, graph files); options may be NULL (the CPU, ONNX
+ * Runtime's default threads). The device is checked before the directory is read. */
 NUWA_API nuwa_status nuwa_open(const char* export_dir, const nuwa_open_options* options,
                                nuwa_model** out);
 NUWA_API void nuwa_close(nuwa_model* model); /* NULL is fine */

@@ -2,6 +2,8 @@
 // exceptions on the caller's side of the boundary (the library itself throws nothing across it).
 //
 //   nuwa::Model model("model/checkpoints/demo/onnx", /*threads=*/2);
+//   // or on a GPU, where the ONNX Runtime library has the provider:
+//   //   nuwa::Model model(dir, nuwa::OpenOptions().device("tensorrt:0").trt_plugin_library(lib));
 //   nuwa::Request request("t2v", {"a red square moves left"});
 //   request.temperature(0).guidance_scale(2.0);  // greedy; options left unset: the model's
 //   nuwa::Output out = model.generate(request, [](int frame, const uint8_t*, int, int) {
@@ -123,13 +125,37 @@ struct Output {
 // (frame, pixels rows x S x S x 3, rows, S) -> true to go on, false to stop
 using FrameCallback = std::function<bool(int, const uint8_t*, int, int)>;
 
+// How a Model opens (nuwa_open_options): threads and the execution provider.
+class OpenOptions {
+ public:
+  OpenOptions& threads(int n) { return threads_ = n, *this; }
+  OpenOptions& device(std::string d) { return device_ = std::move(d), *this; }  // "cpu", "cuda:1", ...
+  OpenOptions& trt_plugin_library(std::string path) { return plugin_ = std::move(path), *this; }
+  OpenOptions& trt_cache_dir(std::string path) { return cache_ = std::move(path), *this; }
+
+  // A nuwa_open_options over this object's strings (valid while it lives).
+  nuwa_open_options c_options() const {
+    nuwa_open_options out;
+    nuwa_open_options_init(&out);
+    out.threads = threads_;
+    out.device = device_.empty() ? nullptr : device_.c_str();
+    out.trt_plugin_library = plugin_.empty() ? nullptr : plugin_.c_str();
+    out.trt_cache_dir = cache_.empty() ? nullptr : cache_.c_str();
+    return out;
+  }
+
+ private:
+  int threads_ = 0;
+  std::string device_, plugin_, cache_;
+};
+
 class Model {
  public:
-  explicit Model(const std::string& export_dir, int threads = 0) {
-    nuwa_open_options options;
-    nuwa_open_options_init(&options);
-    options.threads = threads;
-    check(nuwa_open(export_dir.c_str(), &options, &model_));
+  explicit Model(const std::string& export_dir, int threads = 0)
+      : Model(export_dir, OpenOptions().threads(threads)) {}
+  Model(const std::string& export_dir, const OpenOptions& options) {
+    nuwa_open_options c = options.c_options();
+    check(nuwa_open(export_dir.c_str(), &c, &model_));
   }
   ~Model() { nuwa_close(model_); }
   Model(const Model&) = delete;

@@ -6,6 +6,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "nuwa/nuwa.h"
 #include "nuwa_error.hpp"
@@ -13,7 +14,8 @@
 
 struct nuwa_model {
   nuwa::Model model;
-  nuwa_model(const std::string& dir, int threads) : model(dir, threads) {}
+  nuwa_model(const std::string& dir, int threads, nuwa::DeviceChoice device)
+      : model(dir, threads, std::move(device)) {}
 };
 
 namespace nuwa::capi {

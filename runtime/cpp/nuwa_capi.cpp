@@ -1,12 +1,15 @@
 // The C boundary (include/nuwa/nuwa.h): every entry point catches everything, turns it into a
 // nuwa_status and this thread's nuwa_last_error() message. No exception crosses it.
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "capi_guard.hpp"
+#include "execution_providers.hpp"
 #include "nuwa/nuwa.h"
 #include "nuwa_error.hpp"
 #include "runtime_model.hpp"
@@ -118,13 +121,23 @@ NUWA_API nuwa_status nuwa_open(const char* export_dir, const nuwa_open_options* 
     *out = nullptr;
     require(export_dir != nullptr, "model_dir must be a str or Path (or None), got NoneType");
     int threads = 0;
+    nuwa::DeviceChoice choice;
     if (options != nullptr) {
-      require(options->struct_size >= sizeof(nuwa_open_options),
+      // the ABI-2 size (struct_size, threads) still opens; a field past struct_size is not read
+      auto covers = [&](size_t offset) { return options->struct_size >= offset + sizeof(const char*); };
+      require(options->struct_size >= offsetof(nuwa_open_options, device),
               "nuwa_open_options.struct_size is too small: call nuwa_open_options_init() first");
       require(options->threads >= 0, "threads must be >= 0 (0: ONNX Runtime's default)");
       threads = options->threads;
+      choice = nuwa::parse_device(covers(offsetof(nuwa_open_options, device)) ? options->device : nullptr);
+      const char* plugin =
+          covers(offsetof(nuwa_open_options, trt_plugin_library)) ? options->trt_plugin_library : nullptr;
+      const char* cache = covers(offsetof(nuwa_open_options, trt_cache_dir)) ? options->trt_cache_dir : nullptr;
+      if (plugin != nullptr) choice.plugin_library = plugin;
+      if (cache != nullptr) choice.cache_dir = cache;
     }
-    *out = new nuwa_model(export_dir, threads);
+    nuwa::check_providers(choice);  // before the directory is read
+    *out = new nuwa_model(export_dir, threads, std::move(choice));
   });
 }
 

@@ -65,7 +65,8 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-Session make_session(const std::string& path, int threads, bool arena) {
+Session make_session(const std::string& path, int threads, bool arena,
+                     const std::function<void(OrtSessionOptions*)>& providers) {
   const OrtApi& a = api();
   OrtSessionOptions* raw = nullptr;
   check(a.CreateSessionOptions(&raw), "session options");
@@ -78,6 +79,7 @@ Session make_session(const std::string& path, int threads, bool arena) {
   check(a.SetSessionLogSeverityLevel(raw, 3), "session options");
   check(arena ? a.EnableCpuMemArena(raw) : a.DisableCpuMemArena(raw), "session options");
   check(a.AddSessionConfigEntry(raw, "session.intra_op.allow_spinning", "0"), "session options");
+  if (providers) providers(raw);
   OrtSession* session = nullptr;
   OrtStatus* status = a.CreateSession(env(), path.c_str(), raw, &session);
   if (status != nullptr) {

@@ -5,6 +5,8 @@
 
 #include <onnxruntime_c_api.h>
 
+#include <functional>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,8 +34,10 @@ using Value = std::unique_ptr<OrtValue, ValueDeleter>;
 using Binding = std::unique_ptr<OrtIoBinding, BindingDeleter>;
 
 // A session of one graph file: `threads` intra-op threads (0: ORT's default), every graph
-// optimization, the CPU memory arena only where `arena` (the decoder steps), no spinning.
-Session make_session(const std::string& path, int threads, bool arena);
+// optimization, the CPU memory arena only where `arena` (the decoder steps), no spinning;
+// `providers` appends the execution providers (none: the CPU).
+Session make_session(const std::string& path, int threads, bool arena,
+                     const std::function<void(OrtSessionOptions*)>& providers = {});
 
 // A tensor element type from the manifest's dtype name (float32, float16, int64, ...).
 ONNXTensorElementDataType element_type(const std::string& dtype);

@@ -3,28 +3,31 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "nuwa_error.hpp"
 
 namespace nuwa {
 
-Model::Model(const std::string& directory, int threads)
+Model::Model(const std::string& directory, int threads, DeviceChoice device)
     : manifest_(load_manifest(directory)),
       input_rules_(load_input_rules(manifest_)),
       generation_config_(load_generation_config(manifest_)),
-      threads_(threads) {}
+      threads_(threads),
+      device_(std::move(device)) {}
 
 GraphSession Model::session(const std::string& name) {
   const GraphSpec& graph = manifest_.graph(name);
   bool step = graph.kind == "decoder_step";
   auto prepared = graph.prepared.find("cpu");
-  bool use_prepared = step && prepared != graph.prepared.end();
+  bool use_prepared = step && device_.kind == "cpu" && prepared != graph.prepared.end();
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = sessions_.find(name);
   if (it == sessions_.end()) {
     std::string file = use_prepared ? prepared->second : graph.file;
     // the CPU memory arena only for the decoder step (sessions.py ARENA_GRAPH_KINDS)
-    it = sessions_.emplace(name, ort::make_session(manifest_.path(file), threads_, step)).first;
+    auto providers = [this](OrtSessionOptions* o) { append_providers(o, device_, manifest_.precision); };
+    it = sessions_.emplace(name, ort::make_session(manifest_.path(file), threads_, step, providers)).first;
   }
   return {it->second.get(), use_prepared};
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "execution_providers.hpp"
 #include "export_manifest.hpp"
 #include "generation_config.hpp"
 #include "input_rules.hpp"
@@ -25,14 +26,16 @@ struct GraphSession {
 
 class Model {
  public:
-  Model(const std::string& directory, int threads);
+  // `device`: parsed and checked (check_providers) by the caller.
+  Model(const std::string& directory, int threads, DeviceChoice device = {});
 
   const Manifest& manifest() const { return manifest_; }
   const InputRules& input_rules() const { return input_rules_; }
   const GenerationConfig& generation_config() const { return generation_config_; }
 
   // The session of `graph`, as runtime/backends/onnxruntime/sessions.py GraphSessions.source
-  // picks its file: a decoder step's prepared `cpu` form where the export carries it.
+  // picks its file: on the CPU a decoder step's prepared `cpu` form where the export carries it;
+  // on CUDA/TensorRT the graph as exported (GraphPasses.for_device: no CPU passes there).
   GraphSession session(const std::string& graph);
 
   // Text ids (rows, L) -> the condition's cross K/V, one tensor per decoder.cross name, rows
@@ -60,6 +63,7 @@ class Model {
   InputRules input_rules_;
   GenerationConfig generation_config_;
   int threads_;
+  DeviceChoice device_;
   std::mutex mutex_;
   std::map<std::string, ort::Session> sessions_;
 };

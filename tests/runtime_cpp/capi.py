@@ -25,8 +25,20 @@ FRAME_CALLBACK = ctypes.CFUNCTYPE(
 )
 
 
-class OpenOptions(ctypes.Structure):
+class OpenOptionsAbi2(ctypes.Structure):
+    """nuwa_open_options as ABI 2 first shipped it (threads only): still opened."""
+
     _fields_ = [("struct_size", ctypes.c_size_t), ("threads", ctypes.c_int)]
+
+
+class OpenOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("threads", ctypes.c_int),
+        ("device", ctypes.c_char_p),
+        ("trt_plugin_library", ctypes.c_char_p),
+        ("trt_cache_dir", ctypes.c_char_p),
+    ]
 
 
 class ModelInfo(ctypes.Structure):
@@ -162,10 +174,13 @@ def check(lib: ctypes.CDLL, status: int) -> None:
         raise CApiError(status, lib.nuwa_last_error().decode())
 
 
-def open_model(lib: ctypes.CDLL, export_dir: Path | str, threads: int = 1) -> ctypes.c_void_p:
+def open_model(
+    lib: ctypes.CDLL, export_dir: Path | str, threads: int = 1, device: str | None = None
+) -> ctypes.c_void_p:
     options = OpenOptions()
     lib.nuwa_open_options_init(ctypes.byref(options))
     options.threads = threads
+    options.device = None if device is None else device.encode()
     handle = ctypes.c_void_p()
     check(lib, lib.nuwa_open(str(export_dir).encode(), ctypes.byref(options), ctypes.byref(handle)))
     return handle

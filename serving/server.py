@@ -13,6 +13,7 @@ Triton starts, the environment is set so that its Python backend runs on this in
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import time
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from nuwa.runtime.pipeline import Pipeline
+from nuwa.serving.contract import MODEL
+from nuwa.serving.forwarder_watchdog import ForwarderWatchdog
 from nuwa.serving.limits import ServingLimits
+from nuwa.serving.model_configs import MODEL_FILES
 from nuwa.serving.python_library import prepare_python_backend
 from nuwa.serving.request_runner import RequestRunner
-from nuwa.serving.triton_models import bind_stream_model, load_forward_model
+from nuwa.serving.triton_models import bind_stream_model, instances_for, load_forward_model
 
 LOG = logging.getLogger("nuwa.serving")
 
@@ -76,19 +80,36 @@ def triton_config(options: ServerOptions) -> Any:
     )
 
 
-def stop_on_signals() -> None:
-    """SIGINT and SIGTERM (what Kubernetes sends) raise KeyboardInterrupt in the main thread,
-    which ends PyTriton's serving loop and stops Triton; also where the process started with
-    SIGINT ignored (a background job of a shell), where Python would install no handler."""
+def stop_on_signals(stopping: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM (what Kubernetes sends) call ``stopping`` and raise KeyboardInterrupt
+    in the main thread, which ends PyTriton's serving loop and stops Triton; also where the
+    process started with SIGINT ignored (a background job of a shell), where Python would
+    install no handler."""
+
+    def handler(signum: int, frame: Any) -> None:
+        stopping()
+        signal.default_int_handler(signum, frame)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.default_int_handler)
+        signal.signal(sig, handler)
 
 
 def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     """Load, warm up, start Triton and serve until interrupted (SIGINT / SIGTERM)."""
     from pytriton.triton import Triton, TritonSecurityConfig
 
-    stop_on_signals()
+    local = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
+    versions = itertools.count()
+
+    def load_nuwa() -> None:  # its next version when called again (the watchdog's)
+        url = f"{local}:{options.http_port}"
+        frames = runner.pipeline.spec.frames
+        load_forward_model(url, options.limits, frames, security.access_token, next(versions))
+
+    source = MODEL_FILES[MODEL].read_bytes()
+    instances = instances_for(options.limits)
+    watchdog = ForwarderWatchdog(source, instances, load_nuwa, options.limits.timeout_s)
+    stop_on_signals(watchdog.stop_soon)
     runner = load_runner(options, log)
     prepare_python_backend()
     # PyTriton restricts the model-repository API to a token of its own: this one's is known
@@ -97,11 +118,8 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     try:
         bind_stream_model(triton, runner)
         triton.run()  # starts the server, loads nuwa_stream and waits until it is ready
-        local = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
-        frames = runner.pipeline.spec.frames
-        load_forward_model(
-            f"{local}:{options.http_port}", options.limits, frames, security.access_token
-        )
+        load_nuwa()
+        watchdog.start()
         log(
             f"nuwa serve: ready: HTTP {options.host}:{options.http_port}, gRPC "
             f"{options.host}:{options.grpc_port}, metrics :{options.metrics_port} (models nuwa, "
@@ -110,4 +128,5 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
         )
         triton.serve()  # until SIGINT / SIGTERM or the server dies
     finally:
+        watchdog.stop()
         triton.stop()

@@ -118,11 +118,17 @@ def bind_stream_model(triton: Any, runner: RequestRunner) -> None:
 
 
 def load_forward_model(
-    http_url: str, limits: ServingLimits, trained_frames: int, access_token: str | None
+    http_url: str,
+    limits: ServingLimits,
+    trained_frames: int,
+    access_token: str | None,
+    load_number: int = 0,
 ) -> None:
     """Load ``nuwa`` (the forwarding model, one instance per request the server may hold) into
     the running server at ``http_url`` through Triton's model-load API (which PyTriton
-    restricts to ``access_token``)."""
+    restricts to ``access_token``) as version ``load_number + 1``. A later number reloads it:
+    Triton loads the new version's instances, which serve from when they are ready, and then
+    unloads the old version (a load of unchanged configuration and files would be skipped)."""
     import tritonclient.http as httpclient
 
     from nuwa.serving.model_configs import (
@@ -134,7 +140,7 @@ def load_forward_model(
 
     parameters = forward_parameters(limits.timeout_s, trained_frames)
     config = config_json(model_config(MODEL, instances_for(limits), parameters))
-    files = {"file:1/model.py": MODEL_FILES[MODEL].read_bytes()}
+    files = {f"file:{load_number + 1}/model.py": MODEL_FILES[MODEL].read_bytes()}
     client = httpclient.InferenceServerClient(http_url, network_timeout=300.0)
     try:
         headers = {"triton-access-token": access_token} if access_token else None

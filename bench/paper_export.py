@@ -96,9 +96,17 @@ def stage_export(work: Path, frames: list[int] | None) -> None:
     _emit({"total_seconds": round(time.time() - t0, 1), "rows": meter.rows})
 
 
+# The runtime refuses a request over nuwa.runtime.limits.MAX_REQUEST_BYTES (2 GiB, a small
+# machine's policy); a paper text->image with guidance counts ~5.7 GiB there (two sets of ring
+# caches and of a 4,410-token condition's cross K/V per row, rows doubled by guidance).
+PAPER_REQUEST_BYTES = 8 << 30
+
+
 def stage_generate(work: Path, prompt: str) -> None:
     t0 = time.perf_counter()
-    from nuwa.runtime import Pipeline
+    from nuwa.runtime import Pipeline, limits
+
+    limits.MAX_REQUEST_BYTES = PAPER_REQUEST_BYTES
 
     pipe = Pipeline.from_pretrained(work / "export", progress=False)
     loaded = time.perf_counter() - t0

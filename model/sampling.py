@@ -27,7 +27,8 @@ def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Ten
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        # stable: tied logits in index order, as NumPy's argsort(kind="stable") and the C++ sampler
+        sorted_logits, order = torch.sort(logits, descending=True, stable=True, dim=-1)
         probs = torch.softmax(sorted_logits, dim=-1)
         before = torch.cumsum(probs, dim=-1) - probs  # mass strictly before each token
         drop_sorted = before >= top_p  # the top token always stays

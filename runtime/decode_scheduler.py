@@ -139,9 +139,11 @@ class DecodeScheduler:
 
     @property
     def in_flight(self) -> int:
-        """Requests waiting to join or being stepped."""
+        """Requests waiting to join or being stepped, not counting those whose caller has left
+        (cancelled: they leave the batch at the loop's next step)."""
         with self._lock:
-            return len(self._arrivals) + sum(len(g.tickets) for g in self._groups.values())
+            tickets = [*self._arrivals, *(t for g in self._groups.values() for t in g.tickets)]
+            return sum(not t.cancelled for t in tickets)
 
     # ---- the loop (its own thread) -----------------------------------------------------
 

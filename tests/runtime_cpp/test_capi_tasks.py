@@ -178,7 +178,7 @@ def demo_inputs() -> dict[str, np.ndarray]:
     return {"sketch": sketch, "video": video}
 
 
-DEMO_CASES = ["s2v", "v2v", "ti2i"]
+DEMO_CASES = ["s2i", "s2v", "i2i", "v2v", "ti2i", "tv2v"]  # (t2i, t2v: test_capi_parity)
 
 
 @pytest.mark.slow
@@ -186,7 +186,11 @@ DEMO_CASES = ["s2v", "v2v", "ti2i"]
 def test_demo_task_greedy_equals_python(lib, task: str) -> None:
     inputs = demo_inputs()
     call = {
+        "s2i": {"task": "s2i", "sketch": inputs["sketch"], "guidance_scale": 2.0},
         "s2v": {"task": "s2v", "sketch": inputs["sketch"], "num_frames": 3, "guidance_scale": 2.0},
+        "i2i": {"task": "i2i", "image": inputs["video"][0], "mask": (0, 0, 32, 64)},
+        "tv2v": {"task": "tv2v", "prompt": "a red square moves left", "video": inputs["video"],
+                 "mask": (0, 0, 32, 64), "num_frames": 3, "guidance_scale": 2.0},
         "v2v": {"task": "v2v", "video": inputs["video"][:2], "num_frames": 4},
         "ti2i": {"task": "ti2i", "prompt": "a green circle", "image": inputs["video"][0],
                  "mask": (32, 32, 64, 64), "guidance_scale": 2.0},

@@ -1,10 +1,11 @@
 // nuwa_generate: any of the eight tasks from the command line with the C++ runtime (greedy
-// decoding); pictures read as the Python runtime reads them (PNG), every frame written as a PNG
-// the moment it is decoded, and with --gif each row's frames as a looping GIF at the end.
+// unless --temperature; sampled, the Python runtime's tokens for the same --seed); pictures read
+// as the Python runtime reads them (PNG), every frame written as a PNG the moment it is decoded,
+// and with --gif each row's frames as a looping GIF at the end.
 // A start for a C++ app: it uses only the public headers (nuwa/nuwa.hpp over nuwa/nuwa.h).
 //
 //   nuwa_generate EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] [--threads N]
-//                 [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB]
+//                 [--temperature T] [--seed N] [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB]
 //                 [--sketch PNG] [--image PNG] [--video PNG]... [--mask x0,y0,x1,y1|PNG]
 //                 [--out PREFIX] [--gif FPS]
 //   nuwa_generate model/checkpoints/demo/onnx t2v "a red square moves left" --guidance 2 --gif 4
@@ -23,7 +24,7 @@ namespace {
 int usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s EXPORT_DIR TASK [PROMPT] [--frames N] [--batch N] [--guidance G] "
-               "[--threads N] [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB] [--sketch PNG] [--image PNG] [--video PNG]... "
+               "[--threads N] [--temperature T] [--seed N] [--device cpu|cuda[:N]|tensorrt[:N]] [--trt-plugin LIB] [--sketch PNG] [--image PNG] [--video PNG]... "
                "[--mask x0,y0,x1,y1|PNG] [--out PREFIX] [--gif FPS]\n  TASK: t2i s2i i2i ti2i t2v s2v v2v tv2v\n",
                program);
   return 2;
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
   if (argc > 3 && std::strncmp(argv[3], "--", 2) != 0) prompts.push_back(argv[first_flag++]);
   int frames = 0, batch = 1, threads = 0;
   double guidance = -1, gif_fps = 0;  // guidance < 0: the model's default; gif_fps 0: no GIF
+  double temperature = 0;             // 0: greedy; above: sampled, the same as Python per seed
+  unsigned long long seed = 0;
   std::vector<std::string> sketches, images, videos;
   std::string rect, mask_png;
   nuwa::OpenOptions open;
@@ -49,6 +52,8 @@ int main(int argc, char** argv) {
     if (flag == "--frames") frames = std::atoi(value);
     else if (flag == "--batch") batch = std::atoi(value);
     else if (flag == "--guidance") guidance = std::atof(value);
+    else if (flag == "--temperature") temperature = std::atof(value);
+    else if (flag == "--seed") seed = std::strtoull(value, nullptr, 10);
     else if (flag == "--threads") threads = std::atoi(value);
     else if (flag == "--device") open.device(value);
     else if (flag == "--trt-plugin") open.trt_plugin_library(value);
@@ -65,7 +70,7 @@ int main(int argc, char** argv) {
   try {
     nuwa::Model model(dir, open.threads(threads));
     nuwa::Request request(task, prompts);
-    request.num_frames(frames).batch(batch).temperature(0);  // greedy decoding
+    request.num_frames(frames).batch(batch).temperature(temperature).seed(seed);
     if (guidance >= 0) request.guidance_scale(guidance);
     nuwa::Picture sketch, image, mask, video;  // read as the Python runtime reads files
     if (!sketches.empty()) sketch = nuwa::read_png_rgb(sketches.back(), "sketch");

@@ -43,6 +43,23 @@ def test_example_app_writes_the_python_frames(
     np.testing.assert_array_equal(got, want.frames[0])
 
 
+def test_example_app_samples_as_python_per_seed(
+    build_dir: Path, tiny_export_dir: Path, tmp_path
+) -> None:
+    prompt = "a ball moves left"
+    done = run([str(build_dir / "nuwa_generate"), str(tiny_export_dir), "t2v", prompt,
+                "--frames", "2", "--temperature", "1.5", "--seed", "12345", "--threads", "1",
+                "--out", str(tmp_path / "clip")])  # fmt: skip
+    backend = OnnxRuntimeBackend.from_model_dir(tiny_export_dir, device="cpu", threads=1)
+    want = Pipeline(backend, progress=False)(
+        "t2v", prompt, num_frames=2, temperature=1.5, seed=12345
+    )
+    got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in done.stdout.split()])
+    np.testing.assert_array_equal(got, want.frames[0])
+    greedy = Pipeline(backend, progress=False)("t2v", prompt, num_frames=2, temperature=0.0)
+    assert not np.array_equal(got, greedy.frames[0])  # sampled, not greedy
+
+
 def test_example_app_writes_a_gif(build_dir: Path, tiny_export_dir: Path, tmp_path) -> None:
     """--gif: each row's frames as a looping GIF, read back by Pillow; the tiny model's 16x16
     frames have at most 256 colours, so the GIF holds them exactly."""

@@ -54,6 +54,17 @@ PHILOX_W0 = 0x9E3779B9  # key bump of word 0 (the golden ratio)
 PHILOX_W1 = 0xBB67AE85  # key bump of word 1 (sqrt(3) - 1)
 MASK32 = 0xFFFFFFFF
 UNIFORM_SCALE = 2.0**-53  # one unit of the 53-bit uniform
+# Random123's known answers for philox4x32 10 (its tests/kat_vectors), which every
+# implementation checks: counter words, key words -> output words
+RANDOM123_KNOWN_ANSWERS = (
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+)
 
 
 def philox4x32_10(

@@ -30,7 +30,12 @@ from nuwa.runtime import Pipeline
 from nuwa.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from nuwa.runtime.sampler import Sampler, SamplingOptions
 from nuwa.spec.generation_config import GenerationConfig
-from nuwa.spec.sampling_random import philox4x32_10, random_bits, uniform
+from nuwa.spec.sampling_random import (
+    RANDOM123_KNOWN_ANSWERS,
+    philox4x32_10,
+    random_bits,
+    uniform,
+)
 
 from . import capi
 from .conftest import unavailable
@@ -39,17 +44,6 @@ from .test_capi_tasks import DEMO_EXPORT, demo_inputs, python_pipeline
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_DIR = ROOT / "runtime" / "cpp"
 DRIVER_SOURCE = Path(__file__).with_name("sampler_driver.cpp")
-
-# Random123 tests/kat_vectors, philox4x32 10: counter words, key words -> output words
-RANDOM123_KAT = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    (
-        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
-        (0xA4093822, 0x299F31D0),
-        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
-    ),
-]
 
 
 class SamplerDriver:
@@ -110,7 +104,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_generator_gives_random123s_known_answers(driver: SamplerDriver) -> None:
-    for counter, key, want in RANDOM123_KAT:
+    for counter, key, want in RANDOM123_KNOWN_ANSWERS:
         assert philox4x32_10(counter, key) == want
         assert driver.philox(counter, key) == want
 

@@ -5,29 +5,23 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from nuwa.spec.sampling_random import philox4x32_10, random_bits, uniform
-
-# Random123 tests/kat_vectors, philox4x32 10: counter words, key words -> output words
-RANDOM123_KAT = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    (
-        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
-        (0xA4093822, 0x299F31D0),
-        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
-    ),
-]
+from nuwa.spec.sampling_random import (
+    RANDOM123_KNOWN_ANSWERS,
+    philox4x32_10,
+    random_bits,
+    uniform,
+)
 
 
 def test_philox_gives_random123s_known_answers() -> None:
-    for counter, key, want in RANDOM123_KAT:
+    for counter, key, want in RANDOM123_KNOWN_ANSWERS:
         assert philox4x32_10(counter, key) == want
 
 
 def test_a_draws_inputs_map_to_philox_words_low_word_first() -> None:
     """(seed, row, position) -> key (seed lo, hi), counter (position lo, hi, row lo, hi); the
     bits are x1 << 32 | x0; the uniform is the top 53 bits over 2**53."""
-    for counter, key, out in RANDOM123_KAT:
+    for counter, key, out in RANDOM123_KNOWN_ANSWERS:
         seed = key[0] | key[1] << 32
         position = counter[0] | counter[1] << 32
         row = counter[2] | counter[3] << 32

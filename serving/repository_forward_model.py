@@ -112,16 +112,19 @@ class TritonPythonModel:
         )
         frames = []
         other = ""  # an error of the stream that is not one of ours (BLS's own)
+        # The stream is always read to its final response: left with responses still to come,
+        # the BLS response iterator was freed while Triton's Python backend still delivered to
+        # it, and the stub crashed soon after (segfaults inside libpython, every time right
+        # after a bad request's error response)
         for response in stream.exec(decoupled=True):
             if response.has_error():
-                text = response.error().message()  # a traceback (PyTriton)
-                if error_line(text) is not None:  # BLS drops the code: set it again
-                    return _error(line_of(text))
-                other = text  # judged by the frames that came, below
-                break
+                other = other or response.error().message()  # a traceback (PyTriton)
+                continue
             tensor = pb_utils.get_output_tensor_by_name(response, "frames")
-            if tensor is not None:  # the last response is the empty final one
+            if tensor is not None and not other:  # the last response is the empty final one
                 frames.append(tensor.as_numpy()[0].copy())  # not a view of the response's memory
+        if other and error_line(other) is not None:  # BLS drops the code: set it again
+            return _error(line_of(other))
         expected = self._expected_frames(request)
         if len(frames) < expected:  # an error after frames, dropped or not ours (docstring)
             error = self._short_stream(len(frames), expected, started, other)

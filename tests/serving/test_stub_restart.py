@@ -63,4 +63,5 @@ def test_a_dead_forwarding_stub_is_replaced(lone_server) -> None:
     # the replaced version's live stubs get nothing more and are gone after the timeout
     wait_for(lambda: not set(forwarding_stubs(lone_server)) & set(first), "old", lone_server)
     assert len(forwarding_stubs(lone_server)) == 3
-    assert http.is_server_ready() and http.is_model_ready(MODEL)
+    # ready again once Triton has let the replaced version go
+    wait_for(lambda: http.is_server_ready() and http.is_model_ready(MODEL), "ready", lone_server)

@@ -275,6 +275,31 @@ class CResult:
     streamed: dict[int, np.ndarray]  # frame -> (B, S, S, 3) as the callback saw it
 
 
+def request_for_call(
+    lib: ctypes.CDLL, call: dict, temperature: float | None, seed: int | None = None
+) -> tuple[Request, object]:
+    """:func:`make_request` for a Python ``Pipeline`` call's keyword arguments ``call`` (task,
+    prompt, inputs, num_frames, batch, guidance and top-k/top-p), at ``temperature``."""
+    prompt = call.get("prompt")
+    prompts = None if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
+    return make_request(
+        lib,
+        call["task"],
+        None if prompts is None else [p.encode() for p in prompts],
+        call.get("num_frames") or 0,
+        call.get("batch", 1),
+        temperature,
+        call.get("guidance_scale"),
+        call.get("top_k"),
+        call.get("top_p"),
+        sketch=call.get("sketch"),
+        image=call.get("image"),
+        video=call.get("video"),
+        mask=call.get("mask"),
+        seed=seed,
+    )
+
+
 def generate(lib: ctypes.CDLL, model: ctypes.c_void_p, request: Request) -> CResult:
     shape = OutputShape()
     shape.struct_size = ctypes.sizeof(OutputShape)

@@ -36,22 +36,7 @@ def python_pipeline(export_dir: Path) -> Pipeline:
 def check_parity(lib: ctypes.CDLL, model: ctypes.c_void_p, pipe: Pipeline, call: dict) -> None:
     """``call``: the Python runtime's keyword arguments (task, prompt, inputs, num_frames, batch,
     guidance_scale); the C request is the same."""
-    call = dict(call)
-    prompt = call.get("prompt")
-    prompts = None if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
-    request, _keep = capi.make_request(
-        lib,
-        call["task"],
-        None if prompts is None else [p.encode() for p in prompts],
-        call.get("num_frames") or 0,
-        call.get("batch", 1),
-        0.0,
-        call.get("guidance_scale"),
-        sketch=call.get("sketch"),
-        image=call.get("image"),
-        video=call.get("video"),
-        mask=call.get("mask"),
-    )
+    request, _keep = capi.request_for_call(lib, call, temperature=0.0)
     got = capi.generate(lib, model, request)
     want = pipe(**call, temperature=0.0)
     assert got.tokens.shape == want.tokens.shape

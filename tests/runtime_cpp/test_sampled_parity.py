@@ -170,24 +170,7 @@ def sampled_call(task: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
 def c_generate(
     lib: ctypes.CDLL, model: ctypes.c_void_p, call: dict[str, Any], seed: int | None
 ) -> capi.CResult:
-    prompt = call.get("prompt")
-    prompts = None if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
-    request, _keep = capi.make_request(
-        lib,
-        call["task"],
-        None if prompts is None else [p.encode() for p in prompts],
-        call.get("num_frames") or 0,
-        call.get("batch", 1),
-        call.get("temperature"),
-        call.get("guidance_scale"),
-        call.get("top_k"),
-        call.get("top_p"),
-        sketch=call.get("sketch"),
-        image=call.get("image"),
-        video=call.get("video"),
-        mask=call.get("mask"),
-        seed=seed,
-    )
+    request, _keep = capi.request_for_call(lib, call, call.get("temperature"), seed)
     return capi.generate(lib, model, request)
 
 

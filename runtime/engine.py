@@ -197,6 +197,8 @@ class TokenWalk:
     def feed(self) -> np.ndarray:
         """The tokens ``(rows,)`` to feed at :attr:`position` (the previous position's)."""
         state = self.state
+        if state.rows == state.batch:
+            return self.prev
         return np.tile(self.prev, state.rows // state.batch)
 
     def accept(self, logits: np.ndarray) -> None:

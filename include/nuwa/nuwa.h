@@ -15,7 +15,9 @@
  *    has one. No C++ exception crosses this boundary.
  *  - buffers are the caller's: nuwa_request_shape() says how large they must be.
  *  - thread safety: one nuwa_model may be used by several threads at once (each nuwa_generate
- *    call has its own cache and bindings; sessions are created once under a lock).
+ *    call has its own cache and bindings; sessions are created once under a lock). A
+ *    nuwa_generate call runs its decode loop on a worker thread of its own, joined before it
+ *    returns; its frame callback runs on the calling thread (nuwa_frame_callback).
  *  - nuwa_open_options, nuwa_request, nuwa_model_info and nuwa_generate_stats carry their size
  *    (struct_size; the *_init functions set it): one smaller than this header's (a caller built
  *    against an older ABI) is refused with a message, never misread — except nuwa_open_options,
@@ -185,7 +187,15 @@ NUWA_API nuwa_status nuwa_request_shape(const nuwa_model* model, const nuwa_requ
                                         nuwa_output_shape* shape);
 
 /* Called when frame `frame` is decoded: `pixels` is (rows, S, S, 3) uint8, valid during the
- * call. Return 0 to go on, non-zero to stop (nuwa_generate then returns NUWA_ERROR_CANCELLED). */
+ * call; frames in order. Return 0 to go on, non-zero to stop (nuwa_generate then returns
+ * NUWA_ERROR_CANCELLED; the decode loop stops before its next step).
+ * Threading: the callback runs on the thread that called nuwa_generate, never on another. Where
+ * that thread may use more than one core (its CPU affinity), nuwa_generate runs the decode loop
+ * on a worker thread of its own, started and joined inside the call, while the calling thread
+ * VQ-decodes each finished frame and calls the callback: the VQ decoder's time (and the
+ * callback's) overlaps the decoding of the next frame, and the loop does not wait for the
+ * callback. Restricted to one core, both run in turn on the calling thread. An error on either
+ * thread ends the call with that status and this thread's nuwa_last_error(). */
 typedef int (*nuwa_frame_callback)(void* user_data, int frame, const uint8_t* pixels, int rows,
                                    int image_size);
 
@@ -197,12 +207,15 @@ NUWA_API nuwa_status nuwa_generate(nuwa_model* model, const nuwa_request* reques
                                    void* user_data);
 
 /* Where the time of this thread's last nuwa_generate call went (successful or not): a steady
- * clock around the whole call and around each ONNX Runtime Run inside it (for benchmarks: the
- * runtime's own overhead is total_seconds - ort_seconds). */
+ * clock around the whole call and around each ONNX Runtime Run inside it, on both of the call's
+ * threads (nuwa_frame_callback): the runs are counted once each, and their seconds summed over
+ * both threads, so ort_seconds may exceed total_seconds where the VQ decoder's runs overlapped
+ * the decoder steps (for benchmarks: total_seconds - step_seconds is what the call spent beyond
+ * its decoder steps). */
 typedef struct nuwa_generate_stats {
   size_t struct_size;
   double total_seconds;      /* the whole nuwa_generate call */
-  double ort_seconds;        /* inside ONNX Runtime: every graph run (encoders, steps, prefill, VQ) */
+  double ort_seconds;        /* inside ONNX Runtime, both threads: every run (encoders, steps, prefill, VQ) */
   double step_seconds;       /* of which the decoder steps */
   long long ort_runs;        /* graph runs */
   long long step_runs;       /* of which decoder steps (one per decoded position) */

@@ -183,7 +183,9 @@ class Model {
     return out;
   }
 
-  // Safe to call from several threads at once on one Model (nuwa.h).
+  // Safe to call from several threads at once on one Model (nuwa.h). `on_frame` runs on this
+  // thread, frame by frame, while the decode loop goes on (nuwa_frame_callback); what it throws
+  // stops the generation and is rethrown here.
   Output generate(const Request& request, FrameCallback on_frame = {}) {
     Output out;
     out.shape = shape(request);

@@ -1,6 +1,7 @@
 // The C boundary (include/nuwa/nuwa.h): every entry point catches everything, turns it into a
 // nuwa_status and this thread's nuwa_last_error() message. No exception crosses it.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <exception>
@@ -10,6 +11,7 @@
 
 #include "capi_guard.hpp"
 #include "execution_providers.hpp"
+#include "frame_handoff.hpp"
 #include "nuwa/nuwa.h"
 #include "nuwa_error.hpp"
 #include "runtime_model.hpp"
@@ -29,6 +31,28 @@ using nuwa::capi::last_error;
 using nuwa::capi::last_warnings;
 using nuwa::capi::require;
 thread_local nuwa_generate_stats last_stats{};  // nuwa_last_generate_stats
+
+// The decode loop's ORT runs kept apart from the rest of its thread's (it may run on a worker).
+struct LoopClock {
+  nuwa::ort::RunClock& out;
+  nuwa::ort::RunClock saved = nuwa::ort::run_clock();
+  explicit LoopClock(nuwa::ort::RunClock& out_) : out(out_) { nuwa::ort::run_clock() = {}; }
+  ~LoopClock() {
+    out = nuwa::ort::run_clock();
+    nuwa::ort::run_clock() = saved;
+  }
+};
+
+// Adds the loop's runs into this thread's clock when it goes out of scope (after the loop ended).
+struct AddClock {
+  const nuwa::ort::RunClock& loop;
+  explicit AddClock(const nuwa::ort::RunClock& loop_) : loop(loop_) {}
+  ~AddClock() {
+    nuwa::ort::RunClock& c = nuwa::ort::run_clock();
+    c.runs += loop.runs, c.step_runs += loop.step_runs;
+    c.seconds += loop.seconds, c.step_seconds += loop.step_seconds;
+  }
+};
 
 nuwa::TaskRequest check(const nuwa::Model& model, const nuwa_request& request) {
   nuwa::TaskRequest r =
@@ -234,21 +258,16 @@ nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_
     const int64_t total = per_frame * r.num_frames;
     const size_t frame_pixels = static_cast<size_t>(s.image_size) * s.image_size * 3;
     std::vector<uint8_t> pixels, one(static_cast<size_t>(r.rows) * frame_pixels);
-    // frames [first, end) decoded in one VQ-GAN run, row-major (FrameDecoder.update)
-    auto frame_done = [&](int first, int end, const std::vector<int64_t>& grid) {
-      const int n = end - first;
-      std::vector<int64_t> codes(static_cast<size_t>(r.rows) * n * per_frame);
-      for (int b = 0; b < r.rows; ++b) {
-        std::memcpy(codes.data() + static_cast<size_t>(b) * n * per_frame,
-                    grid.data() + b * total + first * per_frame, n * per_frame * sizeof(int64_t));
-      }
+    // frames [first, end) decoded in one VQ-GAN run, row-major (FrameDecoder.update); on this thread
+    auto decode = [&](const nuwa::FinishedFrames& done) {
+      const int n = done.end - done.first;
       pixels.resize(static_cast<size_t>(r.rows) * n * frame_pixels);
-      mod.decode_frames(codes, r.rows * n, pixels.data());
+      mod.decode_frames(done.codes, r.rows * n, pixels.data());
       for (int b = 0; b < r.rows; ++b) {
-        std::memcpy(frames + (static_cast<size_t>(b) * r.num_frames + first) * frame_pixels,
+        std::memcpy(frames + (static_cast<size_t>(b) * r.num_frames + done.first) * frame_pixels,
                     pixels.data() + static_cast<size_t>(b) * n * frame_pixels, n * frame_pixels);
       }
-      for (int f = first; f < end && callback != nullptr; ++f) {
+      for (int f = done.first; f < done.end && callback != nullptr; ++f) {
         for (int b = 0; b < r.rows; ++b) {
           std::memcpy(one.data() + b * frame_pixels,
                       frames + (static_cast<size_t>(b) * r.num_frames + f) * frame_pixels, frame_pixels);
@@ -259,9 +278,26 @@ nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_
     std::string condition = r.sketch ? "sketch_t" + std::to_string(r.sketch_frames) : "text";
     nuwa::TokenSampler sampler(sampling_rule(r.sampling), r.seed ? *r.seed : nuwa::fresh_seed(),
                                m.decoder.vocab_size);
+    nuwa::ort::RunClock loop_clock;  // the decode loop's ORT runs, on whichever thread ran it
+    auto loop = [&](const nuwa::FrameSink& finished, const std::atomic<bool>& stop) {
+      LoopClock clock(loop_clock);
+      // the finished frames' codes (rows, n, h, w), copied for the decoding thread
+      auto frame_done = [&](int first, int end, const std::vector<int64_t>& grid) {
+        const int n = end - first;
+        nuwa::FinishedFrames done{first, end, std::vector<int64_t>(static_cast<size_t>(r.rows) * n * per_frame)};
+        for (int b = 0; b < r.rows; ++b) {
+          std::memcpy(done.codes.data() + static_cast<size_t>(b) * n * per_frame,
+                      grid.data() + b * total + first * per_frame, n * per_frame * sizeof(int64_t));
+        }
+        finished(std::move(done));
+      };
+      return nuwa::decode_tokens(mod, condition, r.rows, r.num_frames, std::move(cross),
+                                 r.guided ? r.sampling.guidance_scale : 1.0, sampler, forced,
+                                 frame_done, &stop);
+    };
+    AddClock add(loop_clock);  // into this thread's, however the call ends
     std::vector<int64_t> out =
-        nuwa::decode_tokens(mod, condition, r.rows, r.num_frames, std::move(cross),
-                            r.guided ? r.sampling.guidance_scale : 1.0, sampler, forced, frame_done);
+        nuwa::usable_cores() > 1 ? nuwa::overlapped(loop, decode) : nuwa::in_turn(loop, decode);
     if (tokens != nullptr) std::memcpy(tokens, out.data(), out.size() * sizeof(int64_t));
   });
 }

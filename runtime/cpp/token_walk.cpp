@@ -116,7 +116,8 @@ bool StepBindings::prefill(std::vector<int64_t> grid, int frames) {
 std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, int batch,
                                    int num_frames, std::vector<ort::HostTensor> cross,
                                    double guidance_scale, TokenSampler& sampler,
-                                   const ForcedTokens& forced, const FrameDone& frame_done) {
+                                   const ForcedTokens& forced, const FrameDone& frame_done,
+                                   const std::atomic<bool>* stop) {
   const DecoderSpec& dec = model.manifest().decoder;
   const int64_t per_frame = model.manifest().tokens_per_frame();
   const int64_t total = per_frame * num_frames;
@@ -132,6 +133,7 @@ std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, i
   };
   std::vector<int64_t> out(static_cast<size_t>(batch) * total, 0);
   std::vector<int64_t> prev(batch, dec.bos_id), feed(rows);
+  auto stopped = [&] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
   auto feed_prev = [&] {
     for (int r = 0; r < rows; ++r) feed[r] = prev[r % batch];  // np.tile(prev, rows // batch)
   };
@@ -157,6 +159,7 @@ std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, i
       }
     }
     for (int64_t pos = fed; pos < start; ++pos) {
+      if (stopped()) return out;
       feed_prev();
       steps.step(feed, pos);
       for (int b = 0; b < batch; ++b) prev[b] = known(b, pos);
@@ -168,6 +171,7 @@ std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, i
   }
   std::vector<float> mixed(vocab);
   for (int64_t pos = start; pos < total; ++pos) {
+    if (stopped()) return out;
     feed_prev();
     const float* logits = steps.step(feed, pos);
     bool all_forced = has_forced;

@@ -12,6 +12,7 @@
 // logits (token_sampler.hpp: runtime/sampler.py's rules and spec/sampling_random.py's numbers).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -65,10 +66,12 @@ struct ForcedTokens {
 
 // The tokens (batch, num_frames*H*W) of one request on `condition` (text, sketch_t{Ts}), each
 // free one chosen by `sampler` (row b of the batch is the sampler's row b); `cross` holds the
-// unconditional rows after the conditional ones where guidance_scale != 1.
+// unconditional rows after the conditional ones where guidance_scale != 1. Once `stop` (may be
+// null) is set, it returns before the next step, the grid unfinished (frame_handoff.hpp).
 std::vector<int64_t> decode_tokens(Model& model, const std::string& condition, int batch,
                                    int num_frames, std::vector<ort::HostTensor> cross,
                                    double guidance_scale, TokenSampler& sampler,
-                                   const ForcedTokens& forced, const FrameDone& frame_done);
+                                   const ForcedTokens& forced, const FrameDone& frame_done,
+                                   const std::atomic<bool>* stop = nullptr);
 
 }  // namespace nuwa

@@ -119,7 +119,11 @@ def test_prefix_goes_through_decoder_prefill(
     assert stats.step_runs == stepped_prefix + decoded_positions
     text_encoder, vq_encoder, prefill = 1, 1, 1
     assert stats.ort_runs == text_encoder + vq_encoder + prefill + stats.step_runs + decodes
-    assert 0 < stats.step_seconds <= stats.ort_seconds <= stats.total_seconds
+    assert 0 < stats.step_seconds <= stats.ort_seconds
+    # the steps run on one thread within the call; the VQ decoder's runs on the calling thread
+    # may overlap them, so all runs together stay within two threads' time
+    assert stats.step_seconds <= stats.total_seconds
+    assert stats.ort_seconds <= 2 * stats.total_seconds
 
 
 def test_input_rules_from_the_model_directory(lib, tiny_export_dir: Path, tmp_path, task_inputs):

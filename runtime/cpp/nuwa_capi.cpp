@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
+#include <future>
 #include <new>
 #include <string>
 #include <utility>
@@ -32,27 +33,47 @@ using nuwa::capi::last_warnings;
 using nuwa::capi::require;
 thread_local nuwa_generate_stats last_stats{};  // nuwa_last_generate_stats
 
-// The decode loop's ORT runs kept apart from the rest of its thread's (it may run on a worker).
-struct LoopClock {
+// The ORT runs of a piece of work kept apart from the rest of its thread's, into `out` (the work
+// may run on a thread of its own: the decode loop, the unconditional rows' encoder).
+struct ClockApart {
   nuwa::ort::RunClock& out;
   nuwa::ort::RunClock saved = nuwa::ort::run_clock();
-  explicit LoopClock(nuwa::ort::RunClock& out_) : out(out_) { nuwa::ort::run_clock() = {}; }
-  ~LoopClock() {
+  explicit ClockApart(nuwa::ort::RunClock& out_) : out(out_) { nuwa::ort::run_clock() = {}; }
+  ~ClockApart() {
     out = nuwa::ort::run_clock();
     nuwa::ort::run_clock() = saved;
   }
 };
 
-// Adds the loop's runs into this thread's clock when it goes out of scope (after the loop ended).
-struct AddClock {
-  const nuwa::ort::RunClock& loop;
-  explicit AddClock(const nuwa::ort::RunClock& loop_) : loop(loop_) {}
-  ~AddClock() {
+// Adds runs kept apart into this thread's clock when it goes out of scope (the work ended).
+struct AddRuns {
+  const nuwa::ort::RunClock& apart;
+  explicit AddRuns(const nuwa::ort::RunClock& apart_) : apart(apart_) {}
+  ~AddRuns() {
     nuwa::ort::RunClock& c = nuwa::ort::run_clock();
-    c.runs += loop.runs, c.step_runs += loop.step_runs;
-    c.seconds += loop.seconds, c.step_seconds += loop.step_seconds;
+    c.runs += apart.runs, c.step_runs += apart.step_runs;
+    c.seconds += apart.seconds, c.step_seconds += apart.step_seconds;
   }
 };
+
+// {first(), second()}: second() on a thread of its own meanwhile where this thread may use a
+// second core, else in turn. Both have ended when this returns or throws (first()'s error
+// first); second()'s ORT runs are counted into this thread's clock.
+template <typename T, typename F, typename G>
+std::pair<T, T> side_by_side(F first, G second) {
+  if (nuwa::usable_cores() < 2) {
+    T a = first();
+    return {std::move(a), second()};
+  }
+  nuwa::ort::RunClock apart;
+  AddRuns add(apart);  // after `later` below has waited for its thread
+  std::future<T> later = std::async(std::launch::async, [&] {
+    ClockApart clock(apart);
+    return second();
+  });
+  T a = first();
+  return {std::move(a), later.get()};
+}
 
 nuwa::TaskRequest check(const nuwa::Model& model, const nuwa_request& request) {
   nuwa::TaskRequest r =
@@ -66,9 +87,14 @@ std::vector<nuwa::ort::HostTensor> encode_conditions(nuwa::Model& mod, const nuw
   auto encode = [&](const std::vector<int64_t>& x) {
     return r.sketch ? mod.encode_sketch(x, r.rows, r.sketch_frames) : mod.encode_text(x, r.rows);
   };
-  std::vector<nuwa::ort::HostTensor> cross = encode(r.condition);
-  if (!r.guided) return cross;
-  std::vector<nuwa::ort::HostTensor> uncond = encode(r.uncondition);
+  if (!r.guided) return encode(r.condition);
+  // the two encoders' runs side by side where a second core can take one (the same runs, so the
+  // same K/V as one after the other)
+  using Tensors = std::vector<nuwa::ort::HostTensor>;
+  std::pair<Tensors, Tensors> encoded = side_by_side<Tensors>(
+      [&] { return encode(r.condition); }, [&] { return encode(r.uncondition); });
+  Tensors cross = std::move(encoded.first);
+  const Tensors& uncond = encoded.second;
   for (size_t k = 0; k < cross.size(); ++k) {
     std::vector<int64_t> shape = cross[k].shape;
     shape[0] *= 2;
@@ -280,7 +306,7 @@ nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_
                                m.decoder.vocab_size);
     nuwa::ort::RunClock loop_clock;  // the decode loop's ORT runs, on whichever thread ran it
     auto loop = [&](const nuwa::FrameSink& finished, const std::atomic<bool>& stop) {
-      LoopClock clock(loop_clock);
+      ClockApart clock(loop_clock);
       // the finished frames' codes (rows, n, h, w), copied for the decoding thread
       auto frame_done = [&](int first, int end, const std::vector<int64_t>& grid) {
         const int n = end - first;
@@ -295,7 +321,7 @@ nuwa_status generate_body(nuwa_model* model, const nuwa_request* request, uint8_
                                  r.guided ? r.sampling.guidance_scale : 1.0, sampler, forced,
                                  frame_done, &stop);
     };
-    AddClock add(loop_clock);  // into this thread's, however the call ends
+    AddRuns add(loop_clock);  // into this thread's, however the call ends
     std::vector<int64_t> out =
         nuwa::usable_cores() > 1 ? nuwa::overlapped(loop, decode) : nuwa::in_turn(loop, decode);
     if (tokens != nullptr) std::memcpy(tokens, out.data(), out.size() * sizeof(int64_t));

@@ -91,6 +91,9 @@ def test_callback_runs_on_the_calling_thread_in_frame_order(lib, tiny_c_model) -
     assert call.seen == list(range(6))
     assert call.threads == {caller.ident}
     assert call.stats is not None and call.stats.step_runs == 6 * TOKENS_PER_FRAME
+    # every run of both threads counted once: the conditional and unconditional rows' text
+    # encoder (side by side), the steps (the worker), one VQ decoder run per frame (this thread)
+    assert call.stats.ort_runs == 2 + call.stats.step_runs + 6
 
 
 def test_one_core_runs_in_turn_with_the_same_result(lib, tiny_c_model) -> None:

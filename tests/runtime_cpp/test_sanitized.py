@@ -1,11 +1,13 @@
 """The C++ runtime built with AddressSanitizer + UBSan (``-DNUWA_RUNTIME_SANITIZE=ON``): the
 example app (a C++ process, so leak checking covers everything the library allocates) runs good
-requests and bad ones on the tiny and demo exports; any leak, out-of-bounds access or undefined
-behaviour fails the run. Slow: the sanitized build takes about a minute."""
+requests and bad ones on the tiny and demo exports, and exports with a broken graph (an error on
+the decode loop's worker thread, one on the calling thread mid-call); any leak, out-of-bounds
+access or undefined behaviour fails the run. Slow: the sanitized build takes about a minute."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -122,6 +124,13 @@ def test_sanitized_runs(sanitized_app: Path, tiny_export_dir: Path, tmp_path: Pa
     for i, args in enumerate(bad):
         done = run_app(sanitized_app, args, tmp_path / f"bad{i}")
         assert done.returncode == 2 and done.stderr.count("error: ") == 1
+    for graph_file in ("decoder_step.text.cpu.onnx", "vq_decoder.onnx"):  # fails on the worker
+        broken = tmp_path / f"broken_{graph_file}"  # thread / on the calling thread, mid-call
+        shutil.copytree(tiny_export_dir, broken)
+        (broken / graph_file).write_bytes(b"not an onnx model")
+        done = run_app(sanitized_app, [str(broken), "t2v", "a", "--frames", "6"], tmp_path / "bg")
+        assert done.returncode == 1 and done.stderr.count("error: ") == 1, done.stderr[-2000:]
+        assert f"{graph_file}: Load model from" in done.stderr
     import onnxruntime
 
     gpu_less = "CUDAExecutionProvider" not in onnxruntime.get_available_providers()

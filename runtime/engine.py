@@ -215,8 +215,9 @@ class TokenWalk:
         self.prev = tok
         self.position = pos + 1
         self.bar.update(1)
-        if self.callback is not None:
-            self.callback(pos, self.out[:, : pos + 1])
+        callback = self.callback  # read once: the request's own thread may drop it meanwhile
+        if callback is not None:
+            callback(pos, self.out[:, : pos + 1])
 
     def tokens(self) -> np.ndarray:
         """The token grid ``(B, num_frames, H, W)``."""

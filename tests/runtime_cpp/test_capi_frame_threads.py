@@ -22,7 +22,7 @@ import pytest
 from . import capi
 
 TOKENS_PER_FRAME = 16  # the tiny model's 4x4 grid
-LONG = 48  # frames: far more decode-loop work than one frame's decoding and callback
+LONG = 256  # frames: ~0.25 s of decode loop, far more than one frame's decoding and callback
 
 
 @dataclass

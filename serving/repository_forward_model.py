@@ -23,6 +23,11 @@ timeout has passed, else :class:`~nuwa.serving.errors.InternalRequestError`.
 
 from __future__ import annotations
 
+# Imported here, once, at load: Triton's Python-backend stub imports asyncio itself after each
+# execute() (to ask whether it returned a coroutine), and the first such import ran while the
+# stub's other threads took the GIL around its file reads: a stub crashed inside that import
+# (faulthandler: a segfault in importlib's _compile_bytecode, right after a bad request's error)
+import asyncio  # noqa: F401
 import faulthandler
 import json
 import sys

@@ -29,6 +29,7 @@ from nuwa.serving.forwarder_watchdog import ForwarderWatchdog
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.model_configs import MODEL_FILES
 from nuwa.serving.python_library import prepare_python_backend
+from nuwa.serving.pytriton_log import log_request_errors_in_one_line
 from nuwa.serving.request_runner import RequestRunner
 from nuwa.serving.triton_models import bind_stream_model, instances_for, load_forward_model
 
@@ -112,6 +113,7 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     stop_on_signals(watchdog.stop_soon)
     runner = load_runner(options, log)
     prepare_python_backend()
+    log_request_errors_in_one_line()
     # PyTriton restricts the model-repository API to a token of its own: this one's is known
     security = TritonSecurityConfig()
     triton = Triton(config=triton_config(options), security_config=security)

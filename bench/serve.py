@@ -122,7 +122,8 @@ class Server:
             if self.process.poll() is not None:
                 raise SystemExit(f"nuwa serve exited; see {log}")
             try:
-                if self.http().is_server_ready() and self.http().is_model_ready("nuwa_stream"):
+                # "nuwa" loads last (it forwards to nuwa_stream): ready means it is ready
+                if self.http().is_model_ready("nuwa"):
                     return
             except Exception:
                 pass

@@ -1,7 +1,7 @@
 """``nuwa serve``: the model on Triton Inference Server, in this process, through PyTriton.
 
-Start-up order makes "ready" mean ready: the pipeline loads, one generation runs (warm-up: the
-first run's lazy set-up is paid before any client waits on it), and only then does Triton start
+Start-up order makes "ready" mean ready: the pipeline loads, the warm-up runs (one generation,
+then a full batch of rows: :mod:`nuwa.serving.warm_up`), and only then does Triton start
 (its ports open) and load the two models (``nuwa_stream`` first, then ``nuwa``, which forwards to
 it: :mod:`nuwa.serving.triton_models`), so ``/v2/models/nuwa/ready`` turns true once the engine
 is loaded and warm. ``/v2/health/ready`` also turns true after the warm-up only (Triton's ports
@@ -16,8 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from nuwa.serving.python_library import prepare_python_backend
 from nuwa.serving.pytriton_log import log_request_errors_in_one_line
 from nuwa.serving.request_runner import RequestRunner
 from nuwa.serving.triton_models import bind_stream_model, instances_for, load_forward_model
+from nuwa.serving.warm_up import warm_up
 
 LOG = logging.getLogger("nuwa.serving")
 
@@ -49,21 +48,14 @@ class ServerOptions:
     limits: ServingLimits = ServingLimits()
 
 
-def warm_up(pipeline: Pipeline) -> float:
-    """One short generation before the server says it is ready; its seconds."""
-    start = time.perf_counter()
-    with warnings.catch_warnings():  # words the model may not know: nobody to tell
-        warnings.simplefilter("ignore")
-        pipeline("t2i", "a red square", seed=0, progress=False)
-    return time.perf_counter() - start
-
-
 def load_runner(options: ServerOptions, log: Callable[[str], None] = print) -> RequestRunner:
     pipeline = Pipeline.from_pretrained(
         options.model, options.backend, options.precision, options.device, progress=False
     )
     log(f"nuwa serve: {pipeline.describe()}")
-    log(f"nuwa serve: warm-up generation {warm_up(pipeline):.2f} s")
+    seconds = warm_up(pipeline, options.limits)
+    rows = options.limits.max_rows
+    log(f"nuwa serve: warm-up (one generation, then {rows} at once) {seconds:.2f} s")
     return RequestRunner(pipeline, options.limits)
 
 

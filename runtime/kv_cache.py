@@ -36,7 +36,11 @@ def lazy_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if nbytes == 0:
         return np.zeros(shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
+    # private: reading a page never written maps the kernel's shared zero page (a shared
+    # anonymous map, mmap's default, backs every page it reads with shared memory of its own;
+    # copying a fresh request's cache into a pool took 2.7 ms per 3 MB that way, 1.6 ms private)
+    memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(memory, dtype=dtype).reshape(shape)
 
 
 class _HasGeometry(Protocol):  # ModelSpec and friends

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -315,19 +316,30 @@ def generate(lib: ctypes.CDLL, model: ctypes.c_void_p, request: Request) -> CRes
         streamed[frame] = data.copy()
         return 0
 
-    callback = FRAME_CALLBACK(on_frame)
-    status = lib.nuwa_generate(
+    check(lib, generate_into(lib, model, request, frames, tokens, FRAME_CALLBACK(on_frame)))
+    return CResult(tokens, frames, streamed)
+
+
+def generate_into(
+    lib: ctypes.CDLL,
+    model: ctypes.c_void_p,
+    request: Request,
+    frames: np.ndarray,
+    tokens: np.ndarray | None = None,
+    callback: Any = None,
+) -> int:
+    """``nuwa_generate`` into NumPy buffers (``tokens`` None: not asked for; ``callback`` None:
+    none); its status."""
+    return lib.nuwa_generate(
         model,
         ctypes.byref(request),
         frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
         frames.nbytes,
-        tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
-        tokens.size,
-        callback,
+        None if tokens is None else tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+        0 if tokens is None else tokens.size,
+        FRAME_CALLBACK() if callback is None else callback,
         None,
     )
-    check(lib, status)
-    return CResult(tokens, frames, streamed)
 
 
 def last_stats(lib: ctypes.CDLL) -> GenerateStats:

@@ -108,16 +108,7 @@ def test_bad_request_has_python_message(lib, tiny_c_model, tiny_pipeline, case) 
     status = lib.nuwa_request_shape(tiny_c_model, ctypes.byref(request), ctypes.byref(shape))
     assert (status, lib.nuwa_last_error().decode()) == (capi.NUWA_ERROR_INPUT, want)
     frames = np.full(64, 7, dtype=np.uint8)  # refused before anything is written
-    status = lib.nuwa_generate(
-        tiny_c_model,
-        ctypes.byref(request),
-        frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-        frames.nbytes,
-        None,
-        0,
-        capi.FRAME_CALLBACK(),
-        None,
-    )
+    status = capi.generate_into(lib, tiny_c_model, request, frames)
     assert (status, lib.nuwa_last_error().decode()) == (capi.NUWA_ERROR_INPUT, want)
     assert (frames == 7).all()
 
@@ -164,16 +155,7 @@ def test_null_arguments_and_small_buffers(lib, tiny_c_model) -> None:
     assert status == capi.NUWA_ERROR_INPUT
     assert lib.nuwa_last_error().decode() == "nuwa_generate: model and request must not be NULL"
     frames = np.zeros(10, dtype=np.uint8)
-    status = lib.nuwa_generate(
-        tiny_c_model,
-        ctypes.byref(request),
-        frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-        frames.nbytes,
-        None,
-        0,
-        capi.FRAME_CALLBACK(),
-        None,
-    )
+    status = capi.generate_into(lib, tiny_c_model, request, frames)
     assert status == capi.NUWA_ERROR_INPUT
     assert lib.nuwa_last_error().decode().startswith("the frames buffer holds 10 bytes;")
     lib.nuwa_close(None)  # closing nothing is fine

@@ -55,16 +55,7 @@ def generate(
         return 1 if frame == stop_at else 0
 
     callback = capi.FRAME_CALLBACK(on_frame)
-    call.status = lib.nuwa_generate(
-        model,
-        ctypes.byref(request),
-        frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-        frames.nbytes,
-        tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
-        tokens.size,
-        callback,
-        None,
-    )
+    call.status = capi.generate_into(lib, model, request, frames, tokens, callback)
     call.message = lib.nuwa_last_error().decode()
     call.stats = capi.last_stats(lib)
     return call

@@ -129,16 +129,7 @@ def test_callback_stops_generation(lib, tiny_c_model) -> None:
         return 1
 
     callback = capi.FRAME_CALLBACK(stop_after_first)
-    status = lib.nuwa_generate(
-        tiny_c_model,
-        ctypes.byref(request),
-        frames.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-        frames.nbytes,
-        None,
-        0,
-        callback,
-        None,
-    )
+    status = capi.generate_into(lib, tiny_c_model, request, frames, callback=callback)
     assert status == capi.NUWA_ERROR_CANCELLED
     assert seen == [0]
     assert lib.nuwa_last_error().decode() == "cancelled by the frame callback"

@@ -68,13 +68,21 @@ def stream(client: Any, task: str, **values: object) -> Iterator[tuple[int, np.n
     """One request to ``nuwa_stream`` on a gRPC client: ``(frame_index, (H, W, 3) frame)`` as
     each frame arrives; a failed request raises its error (after the frames it made). Leaving
     the loop early cancels the request (where the server can tell: the model repository's)."""
+    return stream_inputs(client, infer_inputs(client, task, **values))
+
+
+def stream_inputs(
+    client: Any, inputs: list[Any], timeout_s: float | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`stream` of a request's ``InferInput``s; ``timeout_s`` bounds the whole stream
+    (gRPC's deadline: past it the stream fails with DEADLINE_EXCEEDED)."""
     responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.start_stream(
+        callback=lambda result, error: responses.put((result, error)), stream_timeout=timeout_s
+    )
     ended = False
     try:
-        client.async_stream_infer(
-            STREAM_MODEL, infer_inputs(client, task, **values), enable_empty_final_response=True
-        )
+        client.async_stream_infer(STREAM_MODEL, inputs, enable_empty_final_response=True)
         while True:
             result, error = responses.get()
             if error is not None:

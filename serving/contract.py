@@ -14,9 +14,10 @@ import numpy as np
 
 MODEL = "nuwa"  # one response per request: every frame and the seed used
 STREAM_MODEL = "nuwa_stream"  # decoupled: one response per finished frame, then a final empty one
-# a request parameter: the request comes from the forwarding `nuwa` model (BLS), which learns of
-# an error after frames from the stream's length (nuwa.serving.repository_forward_model)
-FORWARDED = "nuwa_forwarded"
+# the environment variable that gives the forwarding `nuwa` model the gRPC address of
+# `nuwa_stream` (its own server's) over its configuration's `engine_url` (the model repository's
+# launcher sets it from its --grpc-port: nuwa.serving.repository_forward_model)
+ENGINE_URL_VARIABLE = "NUWA_ENGINE_URL"
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ Triton's Python backend (the one in the PyTriton 0.7 wheel; measured) never rest
 instance whose stub process died: every later request that Triton routes to that instance fails
 with ``Stub process 'nuwa_0_N' is not healthy.``, and the model stays ready. Measured: after one
 forwarding stub was killed with SIGSEGV, 3 of the next 12 requests failed, and as many 20 s
-later. Forwarding stubs have crashed on their own, rarely, under load (segfaults inside
-``libpython``; a 200-request soak lost 5 requests, all on one instance: the crash, then the
-requests routed to the dead instance).
+later. Forwarding stubs crashed on their own under load while they forwarded through BLS
+(segfaults inside ``libpython``: :mod:`nuwa.serving.repository_forward_model`); they forward
+over gRPC now and have not crashed since, but a stub can still die (killed, out of memory).
 
 :class:`ForwarderWatchdog` watches the stubs of the loaded version (the tritonserver children
 that run the forwarding model's ``model.py``, new since the load) every :data:`CHECK_EVERY_S`;

@@ -15,15 +15,20 @@ from nuwa.serving.contract import INPUTS, MODEL, OUTPUTS, STREAM_MODEL, STREAM_O
 HERE = Path(__file__).resolve().parent
 MODEL_FILES = {
     STREAM_MODEL: HERE / "repository_engine_model.py",  # the engine (model repository only)
-    MODEL: HERE / "repository_forward_model.py",  # forwards to nuwa_stream through BLS
+    MODEL: HERE / "repository_forward_model.py",  # forwards to nuwa_stream over gRPC
 }
 MODEL_OUTPUTS = {MODEL: OUTPUTS, STREAM_MODEL: STREAM_OUTPUTS}
 
 
-def forward_parameters(timeout_s: float, trained_frames: int) -> dict[str, str]:
-    """The forwarding ``nuwa`` model's parameters: what it needs to tell a stream that ended
-    early (:mod:`nuwa.serving.repository_forward_model`)."""
-    return {"timeout_s": repr(float(timeout_s)), "trained_frames": str(int(trained_frames))}
+def forward_parameters(timeout_s: float, trained_frames: int, engine_url: str) -> dict[str, str]:
+    """The forwarding ``nuwa`` model's parameters: the gRPC address of ``nuwa_stream`` (its own
+    server's) and what it needs to tell a stream that ended early
+    (:mod:`nuwa.serving.repository_forward_model`)."""
+    return {
+        "timeout_s": repr(float(timeout_s)),
+        "trained_frames": str(int(trained_frames)),
+        "engine_url": engine_url,
+    }
 
 
 def _dtype(t: TensorSpec) -> str:

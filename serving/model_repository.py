@@ -3,7 +3,7 @@ backend) for a standalone ``tritonserver``, so scaling out is Triton's own (many
 load balancer; README "Serving").
 
     DIR/models/nuwa_stream/config.pbtxt, 1/model.py   the engine (decoupled; one instance)
-    DIR/models/nuwa/config.pbtxt, 1/model.py          forwards to nuwa_stream through BLS
+    DIR/models/nuwa/config.pbtxt, 1/model.py          forwards to nuwa_stream over gRPC
     DIR/backends/python/                               Triton's Python backend for this Python
     DIR/run_tritonserver.sh                            the PyTriton wheel's tritonserver on it
 
@@ -24,7 +24,7 @@ import stat
 import sys
 from pathlib import Path
 
-from nuwa.serving.contract import MODEL, STREAM_MODEL
+from nuwa.serving.contract import ENGINE_URL_VARIABLE, MODEL, STREAM_MODEL
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.model_configs import (
     MODEL_FILES,
@@ -94,6 +94,21 @@ def write_launcher(root: Path) -> Path:
         'HERE="$(cd "$(dirname "$0")" && pwd)"\n'
         f'export LD_LIBRARY_PATH="{library_dirs}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"\n'
         f'export PATH={shlex.quote(str(python_bin))}:"$PATH"\n'
+        "# nuwa reaches nuwa_stream over this server's gRPC port (tritonserver's default 8001)\n"
+        "GRPC_ADDRESS=127.0.0.1 GRPC_PORT=8001 PREVIOUS=\n"
+        'for ARG in "$@"; do\n'
+        '  case "$PREVIOUS" in\n'
+        '    --grpc-port) GRPC_PORT="$ARG" ;;\n'
+        '    --grpc-address) GRPC_ADDRESS="$ARG" ;;\n'
+        "  esac\n"
+        '  case "$ARG" in\n'
+        '    --grpc-port=*) GRPC_PORT="${ARG#*=}" ;;\n'
+        '    --grpc-address=*) GRPC_ADDRESS="${ARG#*=}" ;;\n'
+        "  esac\n"
+        '  PREVIOUS="$ARG"\n'
+        "done\n"
+        '[ "$GRPC_ADDRESS" = 0.0.0.0 ] && GRPC_ADDRESS=127.0.0.1\n'
+        f'export {ENGINE_URL_VARIABLE}="$GRPC_ADDRESS:$GRPC_PORT"\n'
         f"exec {shlex.quote(str(server / 'bin' / 'tritonserver'))} "
         '--model-repository "$HERE/models" --backend-directory "$HERE/backends" "$@"\n'
     )
@@ -108,7 +123,7 @@ def write_repository(root: Path, args: argparse.Namespace, limits: ServingLimits
 
     parameters = engine_parameters(args, limits)
     frames = ModelDirectory.read(args.model or default_model_dir()).input_rules.frames
-    forward = forward_parameters(limits.timeout_s, frames)
+    forward = forward_parameters(limits.timeout_s, frames, f"127.0.0.1:{args.grpc_port}")
     models = root / "models"
     configs = {
         STREAM_MODEL: config_pbtxt(model_config(STREAM_MODEL, 1, parameters)),

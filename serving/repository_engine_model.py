@@ -4,7 +4,7 @@ a Python-backend model (this file is its ``1/model.py``) that holds the engine.
 Triton's Python backend runs each model instance as a process of its own, so the engine lives in
 one instance of this decoupled model: ``execute`` hands every request to a worker thread and
 returns at once, so requests run concurrently on one pipeline (and share its engine); each
-sends one response per finished frame, then the final flag. ``nuwa`` reaches it through BLS
+sends one response per finished frame, then the final flag. ``nuwa`` reaches it over gRPC
 (:mod:`nuwa.serving.repository_forward_model`). Errors go out as the request's error response,
 with Triton's code (bad input: INVALID_ARG, HTTP 400; busy: UNAVAILABLE) and the one line
 ``nuwa.serving.errors.<Kind>: <message>``. A request whose client went away is ended where
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 
-from nuwa.serving.contract import FORWARDED, INPUT_NAMES
+from nuwa.serving.contract import INPUT_NAMES
 from nuwa.serving.errors import (
     RequestCancelledError,
     RequestError,
@@ -78,7 +78,6 @@ class TritonPythonModel:
 
     def _serve(self, request: Any, inputs: dict[str, np.ndarray]) -> None:
         sender = request.get_response_sender()
-        forwarded = bool(json.loads(request.parameters() or "{}").get(FORWARDED))
         sent = 0
 
         def send_frame(index: int, pixels: np.ndarray) -> None:
@@ -96,10 +95,9 @@ class TritonPythonModel:
             sender.send(flags=final)  # Triton still waits for the final flag
             return
         except RequestError as exc:
-            if not (forwarded and sent):  # BLS would drop it (nuwa.serving.triton_models)
-                error = triton_error(client_line(exc))
-                sender.send(pb_utils.InferenceResponse(error=error), flags=final)
-                return
+            error = triton_error(client_line(exc))
+            sender.send(pb_utils.InferenceResponse(error=error), flags=final)
+            return
         sender.send(flags=final)
 
     def finalize(self) -> None:

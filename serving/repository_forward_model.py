@@ -1,5 +1,5 @@
 """The ``nuwa`` model: a Python-backend model (this file is its ``1/model.py``) that forwards
-each request to ``nuwa_stream`` through BLS and answers with every frame at once.
+each request to ``nuwa_stream`` of its own server over gRPC and answers with every frame at once.
 
 The Python backend waits for a non-decoupled model's responses, one request per instance at a
 time, so ``nuwa`` has one instance (a light process: no engine) per request the engine admits
@@ -7,37 +7,42 @@ or queues, plus one; the engine itself lives once, in ``nuwa_stream`` (PyTriton'
 ``nuwa serve``, :mod:`nuwa.serving.repository_engine_model` in the model repository). A
 request without a seed gets one drawn here, so the answer can report it. An error of the
 engine is passed on as its one line (PyTriton's ``nuwa_stream`` sends a traceback ending in it)
-with Triton's code for its kind (BLS drops the code, so it is set again from the line): bad
-input INVALID_ARG (HTTP 400), busy UNAVAILABLE (HTTP 503), the rest INTERNAL. Both deployments
-(``nuwa serve`` and the model repository) load this model.
+with Triton's code for its kind: bad input INVALID_ARG (HTTP 400), busy UNAVAILABLE (HTTP 503),
+the rest INTERNAL. Both deployments (``nuwa serve`` and the model repository) load this model.
 
-The Python backend's BLS (the version the PyTriton 0.7 wheel ships; measured) drops an error
-response of a decoupled model that follows data responses (with the final flag it carries, so
-such a stream never ends): the engine's models end a forwarded request (its BLS request carries
-the parameter ``FORWARDED``) that fails after some frames without an error, and this model gets
-a stream that ended early. So the model counts the frames
-the request should make (its ``parameters``: the model's trained frames, the server's timeout)
-and answers a short stream with :class:`~nuwa.serving.errors.RequestTimeoutError` once the
-timeout has passed, else :class:`~nuwa.serving.errors.InternalRequestError`.
+Why gRPC and not BLS (the Python backend's in-process requests): with decoupled BLS the
+forwarding stubs crashed under concurrent load (measured with the Triton 2.51 of the PyTriton
+0.7 wheel: about one segfault per 400 forwarded requests at 8 clients, inside ``libpython``
+at varying places: memory corrupted in the stub; upstream reports the same under concurrent
+BLS load up to Triton 2.69, triton-inference-server/server#8882), and BLS dropped an error
+that followed frames. Over gRPC the stream is the one any client gets: its error comes after its
+frames, and the stub runs no BLS. The address is the configuration's ``engine_url`` (written by
+``nuwa serve``), or :data:`~nuwa.serving.contract.ENGINE_URL_VARIABLE` where set (the model
+repository's launcher sets it from its ``--grpc-port``). A stream that ends short of the frames
+the request should make without an error (its parameters say how many) is answered as
+:class:`~nuwa.serving.errors.RequestTimeoutError` past the timeout, else
+:class:`~nuwa.serving.errors.InternalRequestError`.
 """
 
 from __future__ import annotations
 
-# Imported here, once, at load: Triton's Python-backend stub imports asyncio itself after each
-# execute() (to ask whether it returned a coroutine), and the first such import ran while the
-# stub's other threads took the GIL around its file reads: a stub crashed inside that import
-# (faulthandler: a segfault in importlib's _compile_bytecode, right after a bad request's error)
+# imported at load, not by Triton's stub after the first execute() (it asks whether execute
+# returned a coroutine)
 import asyncio  # noqa: F401
 import faulthandler
 import json
+import os
 import sys
 import time
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from nuwa.serving.contract import FORWARDED, INPUT_NAMES, STREAM_MODEL
+from nuwa.serving.client import stream_inputs
+from nuwa.serving.contract import ENGINE_URL_VARIABLE, INPUT_NAMES
 from nuwa.serving.errors import (
     InternalRequestError,
     RequestError,
@@ -50,6 +55,9 @@ from nuwa.serving.errors import (
 )
 from nuwa.serving.frame_count import request_frames
 from nuwa.serving.seeds import draw_seed
+
+# a stream's deadline past the request timeout (which the engine enforces itself)
+STREAM_GRACE_S = 30.0
 
 
 def _scalar(request: Any, name: str) -> Any:
@@ -72,6 +80,11 @@ class TritonPythonModel:
         p = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.trained_frames = int(p["trained_frames"])
         self.timeout_s = float(p["timeout_s"])
+        url = os.environ.get(ENGINE_URL_VARIABLE) or p["engine_url"]
+        self.engine = grpcclient.InferenceServerClient(url)
+
+    def finalize(self) -> None:
+        self.engine.close()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._forward(request) for request in requests]
@@ -98,40 +111,30 @@ class TritonPythonModel:
 
     def _forward(self, request: Any) -> Any:
         started = time.monotonic()
-        inputs = []
+        arrays = {}
         for name in INPUT_NAMES:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is not None:
-                inputs.append(tensor)
-        seed_given = pb_utils.get_input_tensor_by_name(request, "seed")
-        if seed_given is None:
-            seed = draw_seed()
-            inputs.append(pb_utils.Tensor("seed", np.array([seed], dtype=np.int64)))
-        else:
-            seed = int(seed_given.as_numpy().reshape(-1)[0])
-        stream = pb_utils.InferenceRequest(
-            model_name=STREAM_MODEL,
-            requested_output_names=["frames", "frame_index"],
-            inputs=inputs,
-            parameters={FORWARDED: True},
-        )
+                arrays[name] = tensor.as_numpy()
+        if "seed" not in arrays:
+            arrays["seed"] = np.array([draw_seed()], dtype=np.int64)
+        seed = int(arrays["seed"].reshape(-1)[0])
+        inputs = []
+        for name, array in arrays.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
         frames = []
-        other = ""  # an error of the stream that is not one of ours (BLS's own)
-        # The stream is always read to its final response: left with responses still to come,
-        # the BLS response iterator was freed while Triton's Python backend still delivered to
-        # it, and the stub crashed soon after (segfaults inside libpython, every time right
-        # after a bad request's error response)
-        for response in stream.exec(decoupled=True):
-            if response.has_error():
-                other = other or response.error().message()  # a traceback (PyTriton)
-                continue
-            tensor = pb_utils.get_output_tensor_by_name(response, "frames")
-            if tensor is not None and not other:  # the last response is the empty final one
-                frames.append(tensor.as_numpy()[0].copy())  # not a view of the response's memory
-        if other and error_line(other) is not None:  # BLS drops the code: set it again
+        other = ""  # the stream's error (nuwa_stream's or gRPC's)
+        try:
+            for _, frame in stream_inputs(self.engine, inputs, self.timeout_s + STREAM_GRACE_S):
+                frames.append(frame)
+        except InferenceServerException as exc:
+            other = exc.message() or str(exc)
+        if other and error_line(other) is not None:  # PyTriton's: a traceback ending in it
             return _error(line_of(other))
         expected = self._expected_frames(request)
-        if len(frames) < expected:  # an error after frames, dropped or not ours (docstring)
+        if len(frames) < expected:  # ended early, without an error of ours (docstring)
             error = self._short_stream(len(frames), expected, started, other)
             return _error(client_line(error))
         return pb_utils.InferenceResponse(

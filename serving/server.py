@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nuwa.runtime.pipeline import Pipeline
-from nuwa.serving.contract import MODEL
+from nuwa.serving.contract import ENGINE_URL_VARIABLE, MODEL
 from nuwa.serving.forwarder_watchdog import ForwarderWatchdog
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.model_configs import MODEL_FILES
@@ -95,9 +96,10 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     versions = itertools.count()
 
     def load_nuwa() -> None:  # its next version when called again (the watchdog's)
-        url = f"{local}:{options.http_port}"
+        http, grpc = f"{local}:{options.http_port}", f"{local}:{options.grpc_port}"
         frames = runner.pipeline.spec.frames
-        load_forward_model(url, options.limits, frames, security.access_token, next(versions))
+        token = security.access_token
+        load_forward_model(http, grpc, options.limits, frames, token, next(versions))
 
     source = MODEL_FILES[MODEL].read_bytes()
     instances = instances_for(options.limits)
@@ -105,6 +107,7 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
     stop_on_signals(watchdog.stop_soon)
     runner = load_runner(options, log)
     prepare_python_backend()
+    os.environ.pop(ENGINE_URL_VARIABLE, None)  # the forwarder's engine is this server's
     log_request_errors_in_one_line()
     # PyTriton restricts the model-repository API to a token of its own: this one's is known
     security = TritonSecurityConfig()

@@ -13,7 +13,7 @@ refused at once instead of waiting inside Triton). PyTriton 0.7 cannot start man
 reliably (each waits only 1 s for its model's first instance's handshake, which a loaded
 machine misses), and it answers every error as INTERNAL; so ``nuwa`` is the model repository's
 forwarding model (:mod:`nuwa.serving.repository_forward_model`: light processes that pass each
-request to ``nuwa_stream`` through BLS), loaded into the same server through Triton's
+request to ``nuwa_stream`` over gRPC), loaded into the same server through Triton's
 model-load API once ``nuwa_stream`` is ready. The two deployments share that model.
 """
 
@@ -27,14 +27,12 @@ from typing import Any
 import numpy as np
 
 from nuwa.serving.contract import (
-    FORWARDED,
     INPUTS,
     MODEL,
     STREAM_MODEL,
     STREAM_OUTPUTS,
     TensorSpec,
 )
-from nuwa.serving.errors import RequestError
 from nuwa.serving.limits import ServingLimits
 from nuwa.serving.request_runner import RequestRunner
 
@@ -70,31 +68,20 @@ def stream_callable(runner: RequestRunner) -> Callable[[Sequence[Any]], AsyncIte
 async def _stream_one(
     runner: RequestRunner, workers: ThreadPoolExecutor, request: Any
 ) -> AsyncIterator[Responses]:
-    """One request's frames as they finish, one response each; its error after them. For the
-    forwarding ``nuwa`` model (its BLS requests carry :data:`FORWARDED`) an error after frames
-    ends the stream without an error: the Python backend's BLS drops an error that follows
-    frames together with its final flag (its stream would never end), and the forwarding model
-    tells the kind from the stream's length (:mod:`nuwa.serving.repository_forward_model`)."""
+    """One request's frames as they finish, one response each; its error after them."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
-    forwarded = bool((getattr(request, "parameters", None) or {}).get(FORWARDED))
 
     def sink(index: int, pixels: np.ndarray) -> None:  # on the request's worker thread
         loop.call_soon_threadsafe(queue.put_nowait, (index, pixels))
 
     job = loop.run_in_executor(workers, runner.run, _data(request), sink)
     job.add_done_callback(lambda _: queue.put_nowait(_DONE))  # after every frame put
-    sent = 0
     while (item := await queue.get()) is not _DONE:
         index, pixels = item  # type: ignore[misc]
         frame_index = np.array([index], dtype=np.int32)
         yield [{"frames": np.ascontiguousarray(pixels[None]), "frame_index": frame_index}]
-        sent += 1
-    try:
-        await job  # raises the request's error, after the frames it made
-    except RequestError:
-        if not (forwarded and sent):
-            raise
+    await job  # raises the request's error, after the frames it made
 
 
 def pytriton_tensors(specs: Sequence[TensorSpec]) -> list[Any]:
@@ -119,6 +106,7 @@ def bind_stream_model(triton: Any, runner: RequestRunner) -> None:
 
 def load_forward_model(
     http_url: str,
+    grpc_url: str,
     limits: ServingLimits,
     trained_frames: int,
     access_token: str | None,
@@ -138,7 +126,7 @@ def load_forward_model(
         model_config,
     )
 
-    parameters = forward_parameters(limits.timeout_s, trained_frames)
+    parameters = forward_parameters(limits.timeout_s, trained_frames, grpc_url)
     config = config_json(model_config(MODEL, instances_for(limits), parameters))
     files = {f"file:{load_number + 1}/model.py": MODEL_FILES[MODEL].read_bytes()}
     client = httpclient.InferenceServerClient(http_url, network_timeout=300.0)

@@ -81,27 +81,6 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-# A forwarding stub of Triton's Python backend crashes now and then (a segfault inside libpython,
-# README): Triton answers the request inside it with STUB_CRASH, the stub's faulthandler writes
-# CRASH_LINE to the server's log, and `nuwa serve` replaces the stub (RELOAD_LINE).
-STUB_CRASH = "is not healthy"
-CRASH_LINE = "Fatal Python error: Segmentation fault"
-RELOAD_LINE = "stub processes of 'nuwa' died; loading it again"
-
-
-def lost_to_a_stub_crash(server: Server, log_start: int, message: str) -> bool:
-    """Whether a request failed with ``message`` because its forwarding stub crashed: the
-    server's log since ``log_start`` shows the crash, and the replacement follows (waited for)."""
-    if STUB_CRASH not in message:
-        return False
-    deadline = time.monotonic() + 60
-    while RELOAD_LINE not in (log := server.log.read_text(errors="replace")[log_start:]):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return CRASH_LINE in log
-
-
 def wait_ready(server: Server, timeout_s: float = START_TIMEOUT_S) -> None:
     client = server.http()
     deadline = time.monotonic() + timeout_s

@@ -9,6 +9,7 @@ from .conftest import require_serve_extra
 
 require_serve_extra()
 
+import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -19,7 +20,13 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from nuwa.cli import main  # noqa: E402
 from nuwa.serving.client import generate, stream  # noqa: E402
-from nuwa.serving.contract import INPUTS, MODEL, OUTPUTS, STREAM_MODEL  # noqa: E402
+from nuwa.serving.contract import (  # noqa: E402
+    ENGINE_URL_VARIABLE,
+    INPUTS,
+    MODEL,
+    OUTPUTS,
+    STREAM_MODEL,
+)
 from nuwa.serving.errors import error_line  # noqa: E402
 
 from .conftest import DEMO, Call, Server, free_ports, start_process, stop_server  # noqa: E402
@@ -41,12 +48,37 @@ def repository_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 
 
 def test_the_repository_is_two_python_models(tmp_path: Path) -> None:
-    assert main(["serve", "--write-repository", str(tmp_path), "--max-rows", "3"]) == 0
+    args = ["--max-rows", "3", "--grpc-port", "9123"]
+    assert main(["serve", "--write-repository", str(tmp_path), *args]) == 0
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [MODEL, STREAM_MODEL]
     stream_config = (tmp_path / "models" / STREAM_MODEL / "config.pbtxt").read_text()
     assert "decoupled: true" in stream_config and "count: 1 kind: KIND_CPU" in stream_config
     forward_config = (tmp_path / "models" / MODEL / "config.pbtxt").read_text()
     assert "decoupled" not in forward_config and "count: 12 kind: KIND_CPU" in forward_config
+    assert 'key: "engine_url" value: { string_value: "127.0.0.1:9123" }' in forward_config
+
+
+@pytest.mark.parametrize(
+    ("args", "url"),
+    [
+        ([], "127.0.0.1:8001"),  # tritonserver's default
+        (["--http-port", "1", "--grpc-port", "2345"], "127.0.0.1:2345"),
+        (["--grpc-port=2345", "--grpc-address=10.0.0.7"], "10.0.0.7:2345"),
+        (["--grpc-address", "0.0.0.0", "--grpc-port", "7"], "127.0.0.1:7"),
+    ],
+)
+def test_the_launcher_tells_nuwa_its_servers_grpc_address(
+    tmp_path: Path, args: list[str], url: str
+) -> None:
+    assert main(["serve", "--write-repository", str(tmp_path)]) == 0
+    script = (tmp_path / "run_tritonserver.sh").read_text()
+    probe = (
+        script.rsplit("exec ", 1)[0] + f'echo "${ENGINE_URL_VARIABLE}"\n'
+    )  # all but tritonserver
+    got = subprocess.run(
+        ["sh", "-c", probe, "sh", *args], capture_output=True, text=True, check=True
+    )
+    assert got.stdout.strip() == url
 
 
 def test_same_contract_as_nuwa_serve(repository_server) -> None:

@@ -49,7 +49,7 @@ def wait_for(condition, what: str, server: Server, timeout_s: float = 60.0) -> N
 def test_a_dead_forwarding_stub_is_replaced(lone_server) -> None:
     first = forwarding_stubs(lone_server)
     assert len(first) == 3  # max rows + max queue + 1
-    os.kill(first[0], signal.SIGSEGV)  # as the rare crashes inside libpython end
+    os.kill(first[0], signal.SIGSEGV)  # as a crash inside libpython ends
     wait_for(
         lambda: "stub processes of 'nuwa' died; loading it again" in lone_server.log.read_text(),
         "no reload",

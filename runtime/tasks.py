@@ -53,10 +53,12 @@ class TaskPlan:
 def encode_request(backend: Backend, request: TaskRequest) -> TaskPlan:
     """Encode ``request``'s condition(s) and the codes of its forced frames on ``backend``."""
     spec = backend.spec
-    sketch = request.info.condition == "sketch"
-    encode = backend.sketch_condition if sketch else backend.text_condition
+    kind = request.info.condition  # "text" or "sketch"
+    encode = backend.sketch_condition if kind == "sketch" else backend.text_condition
     cond = encode(request.condition)
-    uncond = encode(request.uncondition) if request.uncondition is not None else None
+    uncond = None
+    if request.uncondition is not None:  # the same for every request of a shape: kept
+        uncond = backend.unconditional(kind, request.uncondition)
     known = known_mask = None
     if request.source is not None and request.forced is not None:
         codes = backend.frames_to_codes(request.source[None]).reshape(-1)  # (T0*h*w,)

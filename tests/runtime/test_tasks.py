@@ -11,7 +11,9 @@ import pytest
 
 from nuwa.runtime import Pipeline
 from nuwa.runtime.engine import generate_tokens
+from nuwa.runtime.model_directory import builtin_input_rules
 from nuwa.runtime.sampler import SamplingOptions
+from nuwa.runtime.task_request import check_task_request
 from nuwa.runtime.tasks import TASKS, plan_task
 
 GREEDY = {"temperature": 0.0}
@@ -154,3 +156,31 @@ def test_a_shorter_video_than_trained_agrees(torch_backend, ort_backend, task_in
         out = Pipeline(ort_backend, progress=False)(task, **kw, num_frames=2, **GREEDY)
         assert ref.tokens.shape == (1, 2, 4, 4)
         np.testing.assert_array_equal(out.tokens, ref.tokens)
+
+
+@pytest.mark.parametrize("backend", ["torch_backend", "ort_backend"])
+@pytest.mark.parametrize("task", ["t2i", "s2v"])
+def test_the_unconditional_condition_is_encoded_once_per_shape(
+    backend: str, task: str, request, task_inputs, monkeypatch
+) -> None:
+    engine = request.getfixturevalue(backend)
+    kind = TASKS[task].condition
+    name = f"{kind}_condition"
+    calls: list[tuple[int, ...]] = []
+    encode = getattr(engine, name)
+    monkeypatch.setattr(engine, name, lambda x: calls.append(x.shape) or encode(x))
+    monkeypatch.setattr(engine, "_unconditions", {}, raising=False)  # none kept before
+    kw = task_kwargs(task, task_inputs)
+    first = plan_task(engine, task, **kw, guidance=True)
+    assert len(calls) == 2  # the condition, then the unconditional one
+    again = plan_task(engine, task, **kw, guidance=True)
+    assert len(calls) == 3 and again.uncond is first.uncond  # only the condition again
+    plan_task(engine, task, **kw, guidance=True, batch=2)  # another shape: encoded
+    assert len(calls) == 5
+    rules = builtin_input_rules(engine.spec)
+    fresh = encode(check_task_request(engine.spec, rules, task, **kw, guidance=True).uncondition)
+    for (k, v), (fk, fv) in zip(first.uncond.cross, fresh.cross, strict=True):
+        np.testing.assert_array_equal(np.asarray(k), np.asarray(fk))
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(fv))
+        if isinstance(k, np.ndarray):
+            assert not k.flags.writeable and not v.flags.writeable  # shared: read-only

@@ -99,7 +99,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "--write-repository",
         metavar="DIR",
         help="instead of serving: write a Triton model repository (Python backend) for a "
-        "standalone tritonserver into DIR",
+        "standalone tritonserver into DIR (its 'nuwa' forwards to 'nuwa_stream' over the "
+        "server's gRPC port: --grpc-port, unless its launcher or NUWA_ENGINE_URL says another)",
     )
     p.set_defaults(func=_cmd_serve)
 

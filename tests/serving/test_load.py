@@ -13,6 +13,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -24,6 +25,12 @@ from nuwa.serving.errors import error_line  # noqa: E402
 from .serving_requests import SIZE, sketch  # noqa: E402
 
 DURATION_S = 8.0
+# memory flat: the engine's RSS after the load (settled: freed memory goes back within a second,
+# nuwa.runtime.freed_memory) at most this much above its RSS before it, once every kind of
+# request the load sends has run (their graphs' sessions made) and the warm-up's full batch grew
+# the buffers that concurrency needs
+MEMORY_GROWTH = 1.10
+SETTLE_S = 2.0
 GREEDY = {"prompt": "a magenta triangle", "temperature": 0.0, "seed": 0}
 
 
@@ -53,8 +60,20 @@ BAD_CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` (MiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def test_good_and_bad_clients_at_once(server) -> None:
     lone_greedy, _ = generate(server.http(), "t2i", **GREEDY)
+    for request in good_clients(server).values():  # every graph the load runs has its session
+        request(0)
+    time.sleep(SETTLE_S)
+    rss_before = rss_mib(server.process.pid)
     sent: Counter[str] = Counter()
     answered: Counter[str] = Counter()
     failures: list[str] = []
@@ -115,3 +134,7 @@ def test_good_and_bad_clients_at_once(server) -> None:
         assert len(set(got)) == len(got), name  # no answer twice
     client = server.http()
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("nuwa")
+    time.sleep(SETTLE_S)
+    rss_after = rss_mib(server.process.pid)  # the engine's process: where memory could pile up
+    print(f"nuwa serve RSS {rss_before:.0f} MiB before the load, {rss_after:.0f} after")
+    assert rss_after <= MEMORY_GROWTH * rss_before, (rss_before, rss_after)

@@ -8,12 +8,15 @@ from .conftest import require_serve_extra
 
 require_serve_extra()
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from nuwa.runtime import Pipeline  # noqa: E402
 from nuwa.serving.client import generate, stream  # noqa: E402
 from nuwa.serving.contract import INPUTS, MODEL, OUTPUTS, STREAM_MODEL, STREAM_OUTPUTS  # noqa: E402
+from nuwa.serving.shared_memory import REGION_BYTES  # noqa: E402
 
 from .conftest import DEMO  # noqa: E402
 from .serving_requests import SIZE, task_requests, values_of  # noqa: E402
@@ -48,6 +51,16 @@ def test_health_and_readiness(server) -> None:
     for client in (server.http(), server.grpc()):
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready(MODEL) and client.is_model_ready(STREAM_MODEL)
+
+
+def test_python_backend_regions_start_small(server) -> None:
+    # each Python-backend instance's region in /dev/shm starts at 1 MiB, not PyTriton's 4 MiB
+    # (the default server then fits Docker's 64 MiB /dev/shm: nuwa.serving.shared_memory)
+    regions = list(Path("/dev/shm").glob(f"pytrtion{server.process.pid}-*"))
+    sizes = sorted(r.stat().st_size for r in regions)
+    instances = 4 + 4 + 1 + 1  # nuwa's (the fixture's rows 4 and queue 4, plus one), nuwa_stream's
+    assert len(regions) == instances, sizes
+    assert sizes[0] == REGION_BYTES and sizes[-1] < 4 * REGION_BYTES, sizes
 
 
 @pytest.mark.parametrize("task", list(TASKS))

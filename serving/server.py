@@ -30,7 +30,12 @@ from nuwa.serving.model_configs import MODEL_FILES
 from nuwa.serving.python_library import prepare_python_backend
 from nuwa.serving.pytriton_log import log_request_errors_in_one_line
 from nuwa.serving.request_runner import RequestRunner
-from nuwa.serving.shared_memory import check_shared_memory, use_small_regions
+from nuwa.serving.shared_memory import (
+    check_shared_memory,
+    dead_servers_regions,
+    size_mib,
+    use_small_regions,
+)
 from nuwa.serving.triton_models import bind_stream_model, instances_for, load_forward_model
 from nuwa.serving.warm_up import warm_up
 
@@ -104,6 +109,12 @@ def serve(options: ServerOptions, log: Callable[[str], None] = print) -> None:
 
     source = MODEL_FILES[MODEL].read_bytes()
     instances = instances_for(options.limits)
+    dead = dead_servers_regions()  # left by killed servers: they fill /dev/shm
+    if dead:
+        log(
+            f"nuwa serve: warning: {size_mib(dead):.0f} MiB of /dev/shm is held by {len(dead)} "
+            "regions of servers that are gone (/dev/shm/pytrtion<pid>-*, no such process here)"
+        )
     check_shared_memory(instances + 1)  # nuwa's instances and nuwa_stream's, before any work
     watchdog = ForwarderWatchdog(source, instances, load_nuwa, options.limits.timeout_s)
     stop_on_signals(watchdog.stop_soon)

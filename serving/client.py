@@ -44,14 +44,20 @@ def as_tensor(name: str, value: object) -> np.ndarray:
 def infer_inputs(client: Any, task: str, **values: object) -> list[Any]:
     """``InferInput``s of a request (``values``: the contract's other inputs; ``None`` left
     out)."""
+    given = {"task": task, **values}
+    return tensor_inputs(
+        client, {name: as_tensor(name, v) for name, v in given.items() if v is not None}
+    )
+
+
+def tensor_inputs(client: Any, arrays: dict[str, np.ndarray]) -> list[Any]:
+    """``InferInput``s of ``client``'s module holding ``arrays`` (name -> the contract's
+    tensor) as they are."""
     from tritonclient.utils import np_to_triton_dtype
 
     module = _module_of(client)
     inputs = []
-    for name, value in {"task": task, **values}.items():
-        if value is None:
-            continue
-        array = as_tensor(name, value)
+    for name, array in arrays.items():
         tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)

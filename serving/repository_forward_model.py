@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException
 
-from nuwa.serving.client import stream_inputs
+from nuwa.serving.client import stream_inputs, tensor_inputs
 from nuwa.serving.contract import ENGINE_URL_VARIABLE, INPUT_NAMES
 from nuwa.serving.errors import (
     InternalRequestError,
@@ -58,11 +58,6 @@ from nuwa.serving.seeds import draw_seed
 
 # a stream's deadline past the request timeout (which the engine enforces itself)
 STREAM_GRACE_S = 30.0
-
-
-def _scalar(request: Any, name: str) -> Any:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy().reshape(-1)[0]
 
 
 def _error(text: str) -> Any:
@@ -89,13 +84,12 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._forward(request) for request in requests]
 
-    def _expected_frames(self, request: Any) -> int:
-        task = _scalar(request, "task")
+    def _expected_frames(self, arrays: dict[str, np.ndarray]) -> int:
+        """The frames a request of input ``arrays`` makes."""
+        task = arrays["task"].reshape(-1)[0]
         task = task.decode("utf-8", "replace") if isinstance(task, bytes) else str(task)
-        num_frames = _scalar(request, "num_frames")
-        video = pb_utils.get_input_tensor_by_name(request, "video")
-        video_frames = None if video is None else int(video.as_numpy().shape[0])
-        num = None if num_frames is None else int(num_frames)
+        num = int(arrays["num_frames"].reshape(-1)[0]) if "num_frames" in arrays else None
+        video_frames = int(arrays["video"].shape[0]) if "video" in arrays else None
         return request_frames(task, num, video_frames, self.trained_frames)
 
     def _short_stream(
@@ -119,11 +113,7 @@ class TritonPythonModel:
         if "seed" not in arrays:
             arrays["seed"] = np.array([draw_seed()], dtype=np.int64)
         seed = int(arrays["seed"].reshape(-1)[0])
-        inputs = []
-        for name, array in arrays.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
+        inputs = tensor_inputs(self.engine, arrays)
         frames = []
         other = ""  # the stream's error (nuwa_stream's or gRPC's)
         try:
@@ -133,7 +123,7 @@ class TritonPythonModel:
             other = exc.message() or str(exc)
         if other and error_line(other) is not None:  # PyTriton's: a traceback ending in it
             return _error(line_of(other))
-        expected = self._expected_frames(request)
+        expected = self._expected_frames(arrays)
         if len(frames) < expected:  # ended early, without an error of ours (docstring)
             error = self._short_stream(len(frames), expected, started, other)
             return _error(client_line(error))

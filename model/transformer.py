@@ -344,11 +344,21 @@ class NuwaTransformer(nn.Module):
     def forward(
         self, cond: EncodedCondition, target: Tensor, cross: list[KV] | None = None
     ) -> Tensor:
-        """Teacher-forced logits: target codes ``(B, T, H, W)`` -> ``(B, T*H*W, V)``."""
+        """Teacher-forced logits: target codes ``(B, T, H, W)`` -> ``(B, T*H*W, V)``.
+
+        ``T`` may exceed the trained frames under a condition the decoder attends to whole (text:
+        its cross-attention does not depend on the query's frame): the logits are then those the
+        sliding ring cache gives a video that long (causal 3DNA over the whole ``T``-frame grid,
+        frames past the trained ones on the last time row) — how training teaches long videos."""
         b, t, h, w = target.shape
-        if (h, w) != (self.cfg.grid_h, self.cfg.grid_w) or t > self.cfg.frames:
+        if (h, w) != (self.cfg.grid_h, self.cfg.grid_w) or t < 1:
             raise ValueError(
                 f"target grid {(t, h, w)} does not fit the model's {self.cfg.target_grid}"
+            )
+        if t > self.cfg.frames and any(e != -1 for e in cond.cross_extents):
+            raise ValueError(
+                f"a {t}-frame target is past the trained {self.cfg.frames} frames: only a text "
+                "condition (whole cross-attention) takes one"
             )
         flat = target.reshape(b, -1)
         bos = torch.full((b, 1), self.cfg.bos_id, dtype=flat.dtype, device=flat.device)
@@ -356,8 +366,9 @@ class NuwaTransformer(nn.Module):
         pos = torch.arange(flat.shape[1], device=flat.device)
         x = self.token_embed(inputs) + self.target_pos(pos)
         cross = cross if cross is not None else self.cross_kv(cond)
-        self_spec = self.self_spec(t)
-        cross_spec = self.cross_spec(t, cond.grid, cond.cross_extents)
+        grid = (t, h, w)  # past the trained frames too (target_grid caps the ring's grid)
+        self_spec = NearbyAttentionSpec(grid, grid, self.cfg.decoder_self_extents, causal=True)
+        cross_spec = NearbyAttentionSpec(grid, cond.grid, cond.cross_extents)
         for layer, kv in zip(self.decoder_layers, cross, strict=True):
             x = layer(x, kv, self_spec, cross_spec, self.impl)
         return self.head(self.decoder_norm(x))

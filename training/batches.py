@@ -23,6 +23,12 @@ from the frames before): ``short_t2v_share`` trains that share of T2V batches on
 changed since the frame before (:func:`token_loss_weights`). Logged losses are the plain mean
 token cross-entropy either way.
 
+Long clips teach videos past the trained length: with ``long_frames`` beyond the model's frames
+the cache holds clips that long (objects bouncing off the borders, the long-video ground truth),
+and ``long_share`` of the T2V and V2V batches train on all their frames (proportionally fewer
+clips), teacher-forced as the sliding ring cache runs them (frames past the trained ones take
+the last time row: ``NuwaTransformer.forward``). Other batches use the first trained frames.
+
 ``attribute_dropout`` trains text tasks, per sample, on the caption without the position and
 (T2V) without the motion, each left out with that chance (``motion_dropout`` gives the motion a
 rate of its own), so the model learns to draw an object wherever and however the caption leaves
@@ -76,22 +82,45 @@ def trained_task(code: str) -> TaskInfo:
     return info
 
 
-def make_batch(cache: TokenCache, options: TransformerTrainOptions, step: int) -> Batch:
+LONG_TASKS = ("T2V", "V2V")  # the video tasks trained on long clips (text conditions)
+
+
+def make_batch(
+    cache: TokenCache,
+    options: TransformerTrainOptions,
+    step: int,
+    trained_frames: int | None = None,
+) -> Batch:
     """The batch of ``step``: a pure function of (cache, seed, step).
 
-    With ``short_t2v_share`` a T2V batch is, that often, the first ``short_t2v_frames`` frames
-    of proportionally more clips (the same number of tokens): the caption's motion decides
-    only frame 1 (later frames follow from the frames before), so short clips give the text ->
-    direction mapping several times the signal per step."""
+    ``trained_frames``: the model's frames (default: the cache's clip length; a cache of long
+    clips needs it). With ``short_t2v_share`` a T2V batch is, that often, the first
+    ``short_t2v_frames`` frames of proportionally more clips (the same number of tokens): the
+    caption's motion decides only frame 1 (later frames follow from the frames before), so
+    short clips give the text -> direction mapping several times the signal per step. With
+    ``long_share`` a T2V or V2V batch is, that often, all ``long_frames`` frames of
+    proportionally fewer clips (at least one)."""
+    clip_frames = cache.video.shape[1]
+    trained = clip_frames if trained_frames is None else trained_frames
+    if options.clip_frames(trained) != clip_frames:
+        raise ValueError(
+            f"the token cache holds {clip_frames}-frame clips, the run trains on"
+            f" {options.clip_frames(trained)} (trained frames {trained}, long_frames"
+            f" {options.long_frames})"
+        )
     rng = step_rng(options.seed, step)
     task = pick_task(rng, options.task_weights)
     info = trained_task(task)
     video = info.video
     bs = options.video_batch_size if video else options.image_batch_size
-    frames = cache.video.shape[1] if video else 1
-    if task == "T2V" and options.short_t2v_share > 0 and rng.random() < options.short_t2v_share:
+    frames = trained if video else 1
+    long_run = clip_frames > trained and options.long_share > 0
+    if long_run and task in LONG_TASKS and rng.random() < options.long_share:
+        frames = clip_frames  # drawn only in long runs: other runs' batches stay the same
+        bs = max(1, bs * trained // frames)
+    elif task == "T2V" and options.short_t2v_share > 0 and rng.random() < options.short_t2v_share:
         frames = min(options.short_t2v_frames, frames)
-        bs *= cache.video.shape[1] // frames
+        bs *= trained // frames
     idx = torch.from_numpy(rng.integers(0, len(cache), bs))
     drop = torch.from_numpy(rng.random(bs) < options.cond_dropout)
     target = cache.video[idx, :frames]

@@ -85,6 +85,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--short-t2v-frames", type=int, help="frames of a short T2V batch (default 2)")
     p.add_argument(
+        "--long-frames",
+        type=int,
+        help="render training clips this many frames long, past the model's (objects bounce)",
+    )
+    p.add_argument(
+        "--long-share",
+        type=float,
+        help="share of T2V / V2V batches on all --long-frames frames (default 0)",
+    )
+    p.add_argument(
         "--attribute-dropout",
         type=float,
         help="per-sample chance each of the position / motion is left out of a caption (default 0)",
@@ -168,6 +178,8 @@ def _run_transformer(args: argparse.Namespace) -> int:
         "motion_weight": "motion_weight",
         "short_t2v_share": "short_t2v_share",
         "short_t2v_frames": "short_t2v_frames",
+        "long_frames": "long_frames",
+        "long_share": "long_share",
         "attribute_dropout": "attribute_dropout",
         "motion_dropout": "motion_dropout",
         "digit_share": "digit_share",

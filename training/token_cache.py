@@ -110,22 +110,32 @@ def pretokenize(
     progress: bool = True,
     first: int = 0,
     mix: ClipMix = DEFAULT_MIX,
+    clip_frames: int | None = None,
 ) -> TokenCache:
     """Render training clips ``first .. num_clips-1`` and tokenise frames, sketches and captions.
 
     Clip ``i`` is the same whatever ``first`` is, so a cache of the first N clips extended by
     ``pretokenize(model, M, seed, first=N)`` equals ``pretokenize(model, M, seed)``.
-    ``mix``: which clips are drawn (default: the dataset's mix)."""
+    ``mix``: which clips are drawn (default: the dataset's mix). ``clip_frames`` past the model's
+    frames renders each clip that long, its objects bouncing off the borders
+    (``SyntheticVideoDataset.long_clip``: at 64 px the first frames are the plain clip's); the
+    sketches stay at the model's frames (S2V trains on those)."""
     if not 0 <= first < num_clips:
         raise ValueError(f"need 0 <= first < num_clips, got first={first}, num_clips={num_clips}")
     cfg = model.config
+    trained = cfg.transformer.frames
+    frames = trained if clip_frames is None else clip_frames
+    if frames < trained:
+        raise ValueError(f"clip_frames must be >= the model's {trained} frames, got {frames}")
     ds = training_clips(model, num_clips, seed, mix)
     video, sketch = [], []
     starts = range(first, num_clips, batch)
     for start in tqdm(starts, disable=not progress, desc="tokenising"):
-        clips = [ds[i] for i in range(start, min(num_clips, start + batch))]
+        indices = range(start, min(num_clips, start + batch))
+        clips = [ds.long_clip(i, frames) if frames > trained else ds[i] for i in indices]
         video.append(model.frames_to_codes(np.stack([c.frames for c in clips])).cpu())
-        sketch.append(model.sketch_to_codes(np.stack([c.sketch for c in clips])).cpu())
+        sketches = np.stack([c.sketch[:trained] for c in clips])
+        sketch.append(model.sketch_to_codes(sketches).cpu())
     s = cfg.vqgan_seg.image_size
     blank = model.sketch_to_codes(np.zeros((1, 1, s, s), dtype=np.uint8))[0, 0].cpu()
     return TokenCache(
@@ -189,10 +199,16 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
 
     A resumed run may raise ``--num-clips``: the new clips are tokenised and the file extended.
     Lowering it trains on the first clips and leaves the file as it is."""
+    frames = options.clip_frames(model.config.transformer.frames)
     cache = None
     if path.is_file():
         fields = add_caption_variants(model, path, options.seed, options.clip_mix)
         cache = TokenCache(**fields)
+        if cache.video.shape[1] != frames:
+            raise ValueError(
+                f"token cache {path} holds {cache.video.shape[1]}-frame clips, this run trains on"
+                f" {frames}: a run's --long-frames must stay as it was"
+            )
     if cache is not None and len(cache) >= options.num_clips:
         return cache.head(options.num_clips)
     have = 0 if cache is None else len(cache)
@@ -203,6 +219,7 @@ def load_token_cache(model: NuwaModel, path: Path, options: TransformerTrainOpti
         progress=options.progress,
         first=have,
         mix=options.clip_mix,
+        clip_frames=frames,
     )
     cache = more if cache is None else cache.extended(more)
     cache.save(path)

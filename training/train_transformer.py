@@ -106,6 +106,11 @@ def train_transformer(
             "short_t2v_share must be in [0, 1] and short_t2v_frames >= 1, got "
             f"{options.short_t2v_share} and {options.short_t2v_frames}"
         )
+    if not 0 <= options.long_share <= 1 or options.long_frames < 0:
+        raise ValueError(
+            "long_share must be in [0, 1] and long_frames >= 0, got "
+            f"{options.long_share} and {options.long_frames}"
+        )
     if options.motion_weight < 0:
         raise ValueError(f"motion_weight must be >= 0, got {options.motion_weight}")
     for name in ("attribute_dropout", "motion_dropout"):
@@ -189,7 +194,7 @@ def train_transformer(
     step = state.step
     ema: dict[str, float] = {}
     while step < options.steps:
-        batch = make_batch(cache, options, step)
+        batch = make_batch(cache, options, step, config.transformer.frames)
         seed_step(options.seed, step)
         lr = cosine_lr(step, options.steps, options.lr, options.warmup)
         set_lr(opt, lr)

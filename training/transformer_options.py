@@ -2,7 +2,8 @@
 
 One dataclass, written to the run's ``run.json``: step counts and batch sizes, the optimizer, the
 task mix (``task_weights``, keyed by the trained task codes of :mod:`nuwa.spec.tasks`), condition
-and attribute dropout, the motion-aimed loss options, and which clips are drawn (``clip_mix``).
+and attribute dropout, the motion-aimed loss options, long clips past the trained frames, and
+which clips are drawn (``clip_mix``).
 What the options do to a batch is in :mod:`nuwa.training.batches`, the token cache they size in
 :mod:`nuwa.training.token_cache`.
 """
@@ -28,6 +29,8 @@ class TransformerTrainOptions:
     motion_weight: float = 0.0  # extra loss weight of video tokens changed since the frame before
     short_t2v_share: float = 0.0  # share of T2V batches that train on the first frames only
     short_t2v_frames: int = 2  # frames of such a batch (with T / short_t2v_frames times the clips)
+    long_frames: int = 0  # > the model's frames: clips rendered this long (bouncing off borders)
+    long_share: float = 0.0  # share of T2V / V2V batches on all long_frames frames (fewer clips)
     attribute_dropout: float = 0.0  # per-sample chance each of the position / motion goes unnamed
     motion_dropout: float | None = None  # the motion's own chance; None -> attribute_dropout
     digit_share: float | None = None  # each object's chance of being a digit; None -> 1 in 4
@@ -51,6 +54,10 @@ class TransformerTrainOptions:
     def effective_motion_dropout(self) -> float:
         """The motion's chance of going unnamed: ``motion_dropout``, else ``attribute_dropout``."""
         return self.attribute_dropout if self.motion_dropout is None else self.motion_dropout
+
+    def clip_frames(self, trained_frames: int) -> int:
+        """Frames of each tokenised clip: ``long_frames`` when past the trained ones, else those."""
+        return max(trained_frames, self.long_frames)
 
     @property
     def clip_mix(self) -> ClipMix:

@@ -14,6 +14,7 @@ from nuwa.model.nuwa import NuwaModel
 from nuwa.spec.tasks import TRAINED_TASK_CODES
 from nuwa.training.cli import main as train_main
 from nuwa.training.common import LossLog, has_checkpoint, load_checkpoint
+from nuwa.training.token_cache import TOKEN_CACHE, TokenCache
 from nuwa.training.train_transformer import train_transformer
 from nuwa.training.train_vqgan import VQGANTrainOptions, train_vqgan
 
@@ -186,6 +187,19 @@ def test_bad_loss_options_are_refused(vq_runs, tmp_path: Path) -> None:
         train_transformer(tiny_config(), tr_options(1, short_t2v_share=1.5), tmp_path, vq, seg)
     with pytest.raises(ValueError, match="motion_weight"):
         train_transformer(tiny_config(), tr_options(1, motion_weight=-1), tmp_path / "b", vq, seg)
+    with pytest.raises(ValueError, match="long_share"):
+        train_transformer(tiny_config(), tr_options(1, long_share=1.5), tmp_path / "c", vq, seg)
+
+
+def test_transformer_trains_on_long_clips(vq_runs, tmp_path: Path) -> None:
+    """Clips past the model's frames: the cache holds them whole, every batch is a long one."""
+    vq, seg = vq_runs
+    opts = tr_options(4, long_frames=6, long_share=1.0, num_clips=3)
+    opts.task_weights = {"T2V": 0.5, "V2V": 0.5}
+    train_transformer(tiny_config(), opts, tmp_path, vq, seg)
+    records = [r for r in LossLog(tmp_path).read() if "loss" in r]
+    assert len(records) == 4 and all(math.isfinite(r["loss"]) for r in records)
+    assert TokenCache.load(tmp_path / TOKEN_CACHE).video.shape[1] == 6
 
 
 def test_cli_trains_and_resumes(tmp_path: Path) -> None:

@@ -333,7 +333,11 @@ class NuwaTransformer(nn.Module):
         return (min(num_frames, self.cfg.frames), self.cfg.grid_h, self.cfg.grid_w)
 
     def self_spec(self, num_frames: int, ring: bool = False) -> NearbyAttentionSpec:
-        grid = self.target_grid(num_frames)
+        """The decoder's causal 3DNA: on the ring cache (decode steps) over the capped
+        ``target_grid``; teacher-forced over all ``num_frames`` frames (``forward``)."""
+        grid = (
+            self.target_grid(num_frames) if ring else (num_frames, self.cfg.grid_h, self.cfg.grid_w)
+        )
         return NearbyAttentionSpec(
             grid, grid, self.cfg.decoder_self_extents, causal=True, ring_cache=ring
         )
@@ -366,9 +370,8 @@ class NuwaTransformer(nn.Module):
         pos = torch.arange(flat.shape[1], device=flat.device)
         x = self.token_embed(inputs) + self.target_pos(pos)
         cross = cross if cross is not None else self.cross_kv(cond)
-        grid = (t, h, w)  # past the trained frames too (target_grid caps the ring's grid)
-        self_spec = NearbyAttentionSpec(grid, grid, self.cfg.decoder_self_extents, causal=True)
-        cross_spec = NearbyAttentionSpec(grid, cond.grid, cond.cross_extents)
+        self_spec = self.self_spec(t)  # past the trained frames too (the ring's grid is capped)
+        cross_spec = NearbyAttentionSpec(self_spec.q_grid, cond.grid, cond.cross_extents)
         for layer, kv in zip(self.decoder_layers, cross, strict=True):
             x = layer(x, kv, self_spec, cross_spec, self.impl)
         return self.head(self.decoder_norm(x))

@@ -11,27 +11,13 @@ import torch
 
 from nuwa.model.nuwa import NuwaModel
 from nuwa.training.batches import make_batch
-from nuwa.training.token_cache import TokenCache, load_token_cache, pretokenize, training_clips
+from nuwa.training.token_cache import load_token_cache, pretokenize, training_clips
 
-from .tiny_setups import tiny_config, tr_options
-
-
-def long_cache(n: int = 6, trained: int = 3, long: int = 7, h: int = 4, L: int = 112) -> TokenCache:
-    """A random cache of ``long``-frame clips whose sketches keep the ``trained`` frames."""
-    return TokenCache(
-        video=torch.randint(0, 32, (n, long, h, h)),
-        sketch=torch.randint(1, 16, (n, trained, h, h)),
-        caption=torch.randint(0, 256, (n, L)),
-        still_caption=torch.randint(0, 256, (n, L)),
-        caption_no_position=torch.randint(0, 256, (n, L)),
-        still_caption_no_position=torch.randint(0, 256, (n, L)),
-        blank_sketch=torch.zeros(h, h, dtype=torch.long),
-        empty_text=torch.full((L,), 256),
-    )
+from .tiny_setups import random_cache, tiny_config, tr_options
 
 
 def test_long_batches_are_whole_long_clips_of_the_text_video_tasks() -> None:
-    cache = long_cache()
+    cache = random_cache(n=6, t=7, sketch_frames=3)
     opts = tr_options(1, video_batch_size=4, long_frames=7, long_share=0.5)
     shapes: dict[str, set[tuple[int, ...]]] = {}
     for step in range(120):
@@ -48,7 +34,7 @@ def test_long_batches_are_whole_long_clips_of_the_text_video_tasks() -> None:
 
 
 def test_a_long_cache_needs_the_trained_frames_and_matching_options() -> None:
-    cache = long_cache()
+    cache = random_cache(n=6, t=7, sketch_frames=3)
     with pytest.raises(ValueError, match="holds 7-frame clips, the run trains on 3"):
         make_batch(cache, tr_options(1), 0, trained_frames=3)  # no long_frames in the options
     with pytest.raises(ValueError, match="holds 7-frame clips, the run trains on 9"):

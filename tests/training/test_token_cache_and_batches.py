@@ -32,7 +32,7 @@ from nuwa.training.token_cache import (
 )
 from nuwa.training.train_transformer import train_transformer
 
-from .tiny_setups import tiny_config, tr_options
+from .tiny_setups import random_cache, tiny_config, tr_options
 
 
 def assert_same_cache(a: TokenCache, b: TokenCache) -> None:
@@ -56,19 +56,6 @@ def test_token_cache_grows_by_tokenising_only_the_new_clips(tmp_path: Path) -> N
     assert len(fewer) == 4 and len(TokenCache.load(path)) == 5  # the file is left as it is
     with pytest.raises(ValueError, match="first"):
         pretokenize(model, 2, seed=3, progress=False, first=2)
-
-
-def random_cache(n: int = 5, t: int = 4, h: int = 4, L: int = 112) -> TokenCache:
-    return TokenCache(
-        video=torch.randint(0, 32, (n, t, h, h)),
-        sketch=torch.randint(1, 16, (n, t, h, h)),
-        caption=torch.randint(0, 256, (n, L)),
-        still_caption=torch.randint(0, 256, (n, L)),
-        caption_no_position=torch.randint(0, 256, (n, L)),
-        still_caption_no_position=torch.randint(0, 256, (n, L)),
-        blank_sketch=torch.zeros(h, h, dtype=torch.long),
-        empty_text=torch.full((L,), 256),
-    )
 
 
 def test_batches_cover_tasks_and_drop_conditions() -> None:

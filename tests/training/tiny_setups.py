@@ -1,8 +1,11 @@
-"""The tiny training setups both training test modules use."""
+"""The tiny training setups the training test modules share."""
 
 from __future__ import annotations
 
+import torch
+
 from nuwa.spec.config import NuwaConfig
+from nuwa.training.token_cache import TokenCache
 from nuwa.training.transformer_options import TransformerTrainOptions
 
 
@@ -27,3 +30,21 @@ def tr_options(steps: int, **kw) -> TransformerTrainOptions:
     )
     base.update(kw)
     return TransformerTrainOptions(**base)  # type: ignore[arg-type]
+
+
+def random_cache(
+    n: int = 5, t: int = 4, h: int = 4, L: int = 112, sketch_frames: int | None = None
+) -> TokenCache:
+    """Random codes of ``n`` clips of ``t`` frames; sketches of ``sketch_frames`` (default ``t``:
+    a cache of long clips keeps the trained frames' sketches)."""
+    ts = t if sketch_frames is None else sketch_frames
+    return TokenCache(
+        video=torch.randint(0, 32, (n, t, h, h)),
+        sketch=torch.randint(1, 16, (n, ts, h, h)),
+        caption=torch.randint(0, 256, (n, L)),
+        still_caption=torch.randint(0, 256, (n, L)),
+        caption_no_position=torch.randint(0, 256, (n, L)),
+        still_caption_no_position=torch.randint(0, 256, (n, L)),
+        blank_sketch=torch.zeros(h, h, dtype=torch.long),
+        empty_text=torch.full((L,), 256),
+    )
